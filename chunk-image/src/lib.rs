@@ -1,0 +1,2 @@
+//! atoll's chunk-image format (placeholder until the chunk-image work lands).
+#![cfg_attr(not(test), no_std)]
