@@ -1,0 +1,131 @@
+//! Fixed parts of the layout: magic, version, header and record sizes, and the header codec.
+//!
+//! All integers are little-endian. See `docs/chunk-format.md` for the full picture.
+
+use crate::bytes::Cursor;
+use crate::checksum::crc32c;
+use crate::error::FormatError;
+
+/// The first eight bytes of every image.
+pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
+/// Major version: readers reject any other major version.
+pub const VERSION_MAJOR: u16 = 1;
+/// Minor version: additions old readers may ignore (they accept any minor of their major).
+pub const VERSION_MINOR: u16 = 0;
+/// Size of the fixed header in bytes.
+pub const HEADER_LEN: usize = 72;
+/// Size of one chunk record in bytes.
+pub const RECORD_LEN: usize = 40;
+/// Offset of the header checksum, which covers every header byte before it.
+const HEADER_CRC_OFFSET: usize = 68;
+
+/// A section: a byte range of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Section {
+    /// Offset from the start of the image.
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl Section {
+    /// The end offset, computed without overflow.
+    pub fn end(self) -> u64 {
+        u64::from(self.offset) + u64::from(self.len)
+    }
+}
+
+/// The decoded fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Minor version of the writer.
+    pub minor: u16,
+    /// Total image length in bytes.
+    pub total_len: u64,
+    /// Number of chunk records.
+    pub chunk_count: u32,
+    /// String table.
+    pub strings: Section,
+    /// Chunk records.
+    pub records: Section,
+    /// Encoded manifests.
+    pub manifests: Section,
+    /// Module bytes.
+    pub modules: Section,
+    /// CRC-32C over the string table, records and manifests sections, in that order.
+    pub tables_crc: u32,
+}
+
+impl Header {
+    /// Encodes the header, including its checksum.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
+        out[10..12].copy_from_slice(&self.minor.to_le_bytes());
+        out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.total_len.to_le_bytes());
+        out[24..28].copy_from_slice(&self.chunk_count.to_le_bytes());
+        // 28..32: flags, zero in version 1.
+        let sections = [self.strings, self.records, self.manifests, self.modules];
+        for (i, section) in sections.iter().enumerate() {
+            let at = 32 + i * 8;
+            out[at..at + 4].copy_from_slice(&section.offset.to_le_bytes());
+            out[at + 4..at + 8].copy_from_slice(&section.len.to_le_bytes());
+        }
+        out[64..68].copy_from_slice(&self.tables_crc.to_le_bytes());
+        let crc = crc32c(&out[..HEADER_CRC_OFFSET]);
+        out[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks the header at the start of `image`.
+    pub fn decode(image: &[u8]) -> Result<Self, FormatError> {
+        let mut cur = Cursor::new(image, "header");
+        let magic = cur.bytes(8)?;
+        if magic != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let major = cur.u16()?;
+        let minor = cur.u16()?;
+        if major != VERSION_MAJOR {
+            return Err(FormatError::UnsupportedVersion { major, minor });
+        }
+        let header_len = cur.u32()?;
+        if header_len as usize != HEADER_LEN {
+            return Err(FormatError::BadHeader("header length"));
+        }
+        let raw = cur.peek_from(0, HEADER_LEN)?;
+        let stored_crc = u32::from_le_bytes([raw[68], raw[69], raw[70], raw[71]]);
+        let computed = crc32c(&raw[..HEADER_CRC_OFFSET]);
+        if stored_crc != computed {
+            return Err(FormatError::HeaderChecksum {
+                stored: stored_crc,
+                computed,
+            });
+        }
+        let total_len = cur.u64()?;
+        let chunk_count = cur.u32()?;
+        let flags = cur.u32()?;
+        if flags != 0 {
+            return Err(FormatError::BadHeader("unknown flags"));
+        }
+        let mut sections = [Section::default(); 4];
+        for section in &mut sections {
+            section.offset = cur.u32()?;
+            section.len = cur.u32()?;
+        }
+        let tables_crc = cur.u32()?;
+        let [strings, records, manifests, modules] = sections;
+        Ok(Self {
+            minor,
+            total_len,
+            chunk_count,
+            strings,
+            records,
+            manifests,
+            modules,
+            tables_crc,
+        })
+    }
+}
