@@ -1,1 +1,3 @@
 //! atoll's host tools.
+
+pub mod chunkc;

@@ -1,0 +1,163 @@
+//! `chunkc inspect IMAGE [--json]`: a readable table, or one JSON object on one line.
+
+use std::fmt::Write as _;
+
+use chunk_image::{ChunkView, FuncSig, Image, Provider, VERSION_MAJOR};
+use serde_json::{Value, json};
+
+/// `(i32, i32) -> i64` style text for a signature.
+pub fn sig_text(sig: &FuncSig) -> String {
+    let list =
+        |tys: &[chunk_image::ValType]| tys.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+    match sig.results.len() {
+        0 => format!("({})", list(&sig.params)),
+        1 => format!("({}) -> {}", list(&sig.params), list(&sig.results)),
+        _ => format!("({}) -> ({})", list(&sig.params), list(&sig.results)),
+    }
+}
+
+fn depends_on(chunk: &ChunkView<'_>) -> Vec<String> {
+    let mut deps: Vec<String> = chunk
+        .manifest
+        .chunk_dependencies()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if chunk
+        .manifest
+        .imports
+        .iter()
+        .any(|i| i.provider == Provider::Kernel)
+    {
+        deps.push(format!("{} (kernel)", chunk_image::KERNEL_MODULE));
+    }
+    deps
+}
+
+/// The human-readable report.
+pub fn table(image: &Image<'_>, image_len: usize) -> String {
+    let mut out = String::new();
+    let chunks = image.chunks();
+    let _ = writeln!(
+        out,
+        "chunk image v{VERSION_MAJOR}.{}: {} chunks, {image_len} bytes",
+        image.minor_version(),
+        chunks.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>7} {:<16} {:>5} {:>7} {:>9} {:>5}  DEPENDS ON",
+        "NAME", "BYTES", "HASH", "PAGES", "STACK", "CYCLES", "CALLS"
+    );
+    for c in chunks {
+        let r = &c.manifest.resources;
+        let deps = depends_on(c);
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7} {:016x} {:>5} {:>7} {:>9} {:>5}  {}",
+            c.name,
+            c.module.len(),
+            c.content_hash,
+            r.memory_pages,
+            r.stack_bytes,
+            r.cycles_per_call,
+            c.manifest.call_graph.len(),
+            if deps.is_empty() {
+                "-".to_string()
+            } else {
+                deps.join(", ")
+            }
+        );
+    }
+    for c in chunks {
+        let m = &c.manifest;
+        let _ = writeln!(out, "\n{}:", c.name);
+        for e in &m.exports {
+            let _ = writeln!(out, "  export {}{}", e.name, sig_text(&e.sig));
+        }
+        for i in &m.imports {
+            let from = match &i.provider {
+                Provider::Kernel => "kernel".to_string(),
+                Provider::Chunk(p) => format!("chunk {p}"),
+            };
+            let _ = writeln!(
+                out,
+                "  import {}.{}{} from {from}",
+                i.module,
+                i.name,
+                sig_text(&i.sig)
+            );
+        }
+        let max = m
+            .resources
+            .max_memory_pages
+            .map_or_else(|| "none".to_string(), |p| p.to_string());
+        let _ = writeln!(
+            out,
+            "  resources: {} pages (max {max}), {} stack bytes, {} cycles/call",
+            m.resources.memory_pages, m.resources.stack_bytes, m.resources.cycles_per_call
+        );
+        for t in &m.profile.tasks {
+            let _ = writeln!(out, "  profile: {} x{}", t.task, t.count);
+        }
+        for t in &m.profile.transitions {
+            let _ = writeln!(out, "  profile: {} -> {} x{}", t.from, t.to, t.count);
+        }
+        if !m.tags.is_empty() {
+            let _ = writeln!(out, "  tags: {}", m.tags.join(", "));
+        }
+    }
+    out
+}
+
+/// One JSON object describing the image.
+pub fn json(image: &Image<'_>, image_len: usize) -> Value {
+    let sig = |s: &FuncSig| {
+        json!({
+            "params": s.params.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            "results": s.results.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        })
+    };
+    let chunks: Vec<Value> = image
+        .chunks()
+        .iter()
+        .map(|c| {
+            let m = &c.manifest;
+            json!({
+                "name": c.name,
+                "size_bytes": c.module.len(),
+                "content_hash": format!("{:016x}", c.content_hash),
+                "depends_on": m.chunk_dependencies(),
+                "exports": m.exports.iter().map(|e| json!({
+                    "name": e.name, "func_index": e.func_index, "sig": sig(&e.sig),
+                })).collect::<Vec<_>>(),
+                "imports": m.imports.iter().map(|i| json!({
+                    "module": i.module,
+                    "name": i.name,
+                    "sig": sig(&i.sig),
+                    "provider": match &i.provider {
+                        Provider::Kernel => "kernel".to_string(),
+                        Provider::Chunk(p) => p.clone(),
+                    },
+                })).collect::<Vec<_>>(),
+                "call_graph": m.call_graph.iter().map(|e| [e.caller, e.callee]).collect::<Vec<_>>(),
+                "resources": {
+                    "memory_pages": m.resources.memory_pages,
+                    "max_memory_pages": m.resources.max_memory_pages,
+                    "stack_bytes": m.resources.stack_bytes,
+                    "cycles_per_call": m.resources.cycles_per_call,
+                },
+                "profile": {
+                    "tasks": m.profile.tasks.iter().map(|t| json!({"task": t.task, "count": t.count})).collect::<Vec<_>>(),
+                    "transitions": m.profile.transitions.iter().map(|t| json!({"from": t.from, "to": t.to, "count": t.count})).collect::<Vec<_>>(),
+                },
+                "tags": m.tags,
+            })
+        })
+        .collect();
+    json!({
+        "version": format!("{VERSION_MAJOR}.{}", image.minor_version()),
+        "size_bytes": image_len,
+        "chunks": chunks,
+    })
+}

@@ -1,0 +1,136 @@
+//! The chunk-set manifest (TOML) that `chunkc build` reads. See `docs/chunk-format.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ChunkcError;
+
+/// The whole manifest file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    /// Cargo workspace of Rust chunks, relative to the manifest.
+    pub rust_workspace: Option<PathBuf>,
+    /// Cargo target directory for the Rust chunks, relative to the manifest
+    /// (default: `<rust_workspace>/target`).
+    pub rust_target_dir: Option<PathBuf>,
+    /// The chunks, in image order.
+    #[serde(default, rename = "chunk")]
+    pub chunks: Vec<ChunkEntry>,
+    /// The initial usage profile.
+    #[serde(default)]
+    pub profile: ProfileEntry,
+}
+
+/// One `[[chunk]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkEntry {
+    /// Unique chunk name; other chunks import from it under this module name.
+    pub name: String,
+    /// A `.wat` source, relative to the manifest.
+    pub wat: Option<PathBuf>,
+    /// A `.wasm` binary, relative to the manifest.
+    pub wasm: Option<PathBuf>,
+    /// A crate in `rust_workspace`, built for `wasm32-unknown-unknown`.
+    pub rust: Option<String>,
+    /// Native stack bytes the chunk needs.
+    #[serde(default = "default_stack_bytes")]
+    pub stack_bytes: u32,
+    /// Expected cycles per call (0 = unknown).
+    #[serde(default)]
+    pub cycles_per_call: u64,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Known inputs and expected outputs, checked by the tests (not stored in the image).
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+fn default_stack_bytes() -> u32 {
+    64 * 1024
+}
+
+/// Where a chunk's module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Text format, compiled with the `wat` crate.
+    Wat(PathBuf),
+    /// A binary module.
+    Wasm(PathBuf),
+    /// A crate of the Rust chunk workspace.
+    Rust(String),
+}
+
+impl ChunkEntry {
+    /// The single source this chunk names.
+    pub fn source(&self, manifest: &Path, base: &Path) -> Result<Source, ChunkcError> {
+        match (&self.wat, &self.wasm, &self.rust) {
+            (Some(p), None, None) => Ok(Source::Wat(base.join(p))),
+            (None, Some(p), None) => Ok(Source::Wasm(base.join(p))),
+            (None, None, Some(name)) => Ok(Source::Rust(name.clone())),
+            _ => Err(ChunkcError::Manifest {
+                path: manifest.to_path_buf(),
+                message: format!(
+                    "chunk `{}` must name exactly one of `wat`, `wasm` or `rust`",
+                    self.name
+                ),
+            }),
+        }
+    }
+}
+
+/// A known input and its expected output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The export to call.
+    pub call: String,
+    /// Arguments (integers or floats).
+    #[serde(default)]
+    pub args: Vec<toml::Value>,
+    /// Expected results (integers or floats); absent when a trap is expected.
+    #[serde(default)]
+    pub results: Vec<toml::Value>,
+    /// Expected trap message substring, if the call must trap.
+    pub trap: Option<String>,
+    /// Lines the call must print through `atoll.print`.
+    #[serde(default)]
+    pub prints: Vec<String>,
+}
+
+/// The `[profile]` table: task frequencies and transitions, tasks named `chunk.export`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileEntry {
+    /// Task frequencies.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, u64>,
+    /// Task-to-task transitions.
+    #[serde(default, rename = "transition")]
+    pub transitions: Vec<TransitionEntry>,
+}
+
+/// One `[[profile.transition]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionEntry {
+    /// Earlier task.
+    pub from: String,
+    /// Following task.
+    pub to: String,
+    /// How often.
+    pub count: u64,
+}
+
+/// Reads and parses a manifest file.
+pub fn load(path: &Path) -> Result<ManifestFile, ChunkcError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ChunkcError::io(path, e))?;
+    toml::from_str(&text).map_err(|e| ChunkcError::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,95 @@
+//! `chunkc`: builds, inspects and runs chunk images on the host.
+//!
+//! - `build MANIFEST.toml -o IMAGE` compiles `.wat`, takes `.wasm`, builds Rust chunks for
+//!   `wasm32-unknown-unknown`, analyzes and validates every module and writes the image.
+//! - `inspect IMAGE [--json]` prints chunks, sizes, dependencies, resources and profile.
+//! - `run IMAGE CHUNK.EXPORT ARGS...` runs an export with the wasmi reference interpreter.
+//! - `wast` belongs to the code-generator work and is not implemented yet.
+
+pub mod build;
+pub mod error;
+pub mod inspect;
+pub mod manifest;
+pub mod run;
+mod rust_build;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use error::ChunkcError;
+
+/// Command-line help.
+pub const USAGE: &str = "usage:
+  chunkc build MANIFEST.toml -o IMAGE
+  chunkc inspect IMAGE [--json]
+  chunkc run IMAGE CHUNK.EXPORT [ARGS...]
+  chunkc wast [--json] FILE...";
+
+/// Runs chunkc with `args` (without the program name), writing normal output to `out`.
+/// Returns the exit status for success and traps (1 for a trap); errors are returned.
+pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, ChunkcError> {
+    let write_err = |e| ChunkcError::io("<stdout>", e);
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let (manifest, image) = match &args[1..] {
+                [m, o, i] if o == "-o" => (m, i),
+                [o, i, m] if o == "-o" => (m, i),
+                _ => {
+                    return Err(ChunkcError::Usage(
+                        "build needs MANIFEST.toml -o IMAGE".into(),
+                    ));
+                }
+            };
+            let summary = build::build_image(Path::new(manifest), Path::new(image))?;
+            writeln!(out, "{summary}").map_err(write_err)?;
+            Ok(0)
+        }
+        Some("inspect") => {
+            let (path, as_json) = match &args[1..] {
+                [p] => (p, false),
+                [p, j] | [j, p] if j == "--json" => (p, true),
+                _ => return Err(ChunkcError::Usage("inspect needs IMAGE [--json]".into())),
+            };
+            let bytes = std::fs::read(path).map_err(|e| ChunkcError::io(path, e))?;
+            let image = chunk_image::Image::parse(&bytes)?;
+            if as_json {
+                writeln!(out, "{}", inspect::json(&image, bytes.len())).map_err(write_err)?;
+            } else {
+                write!(out, "{}", inspect::table(&image, bytes.len())).map_err(write_err)?;
+            }
+            Ok(0)
+        }
+        Some("run") => {
+            let [path, target, rest @ ..] = &args[1..] else {
+                return Err(ChunkcError::Usage(
+                    "run needs IMAGE CHUNK.EXPORT [ARGS...]".into(),
+                ));
+            };
+            let bytes = std::fs::read(path).map_err(|e| ChunkcError::io(path, e))?;
+            let result = run::run_text(&bytes, target, rest)?;
+            for line in &result.printed {
+                writeln!(out, "{line}").map_err(write_err)?;
+            }
+            match result.outcome {
+                run::Outcome::Returned(values) => {
+                    let text: Vec<String> = values.iter().map(ToString::to_string).collect();
+                    writeln!(out, "{}", text.join(" ")).map_err(write_err)?;
+                    Ok(0)
+                }
+                run::Outcome::Trapped(message) => {
+                    writeln!(out, "trap: {message}").map_err(write_err)?;
+                    Ok(1)
+                }
+            }
+        }
+        Some("wast") => Err(ChunkcError::NotImplemented(
+            "`chunkc wast` (added with the code generator)",
+        )),
+        Some("help" | "--help" | "-h") => {
+            writeln!(out, "{USAGE}").map_err(write_err)?;
+            Ok(0)
+        }
+        Some(other) => Err(ChunkcError::Usage(format!("unknown command `{other}`"))),
+        None => Err(ChunkcError::Usage("no command given".into())),
+    }
+}

@@ -1,0 +1,296 @@
+//! `chunkc run IMAGE CHUNK.EXPORT ARGS...`: the reference interpreter (wasmi).
+//!
+//! The requested chunk and every chunk it imports from (transitively) are instantiated in one
+//! store, providers first; each provider's exported functions are linked under its chunk name.
+//! The kernel's `atoll` functions get host versions: `print` collects a line from the caller's
+//! exported `memory`, `cycles` reads a monotonic nanosecond clock, `yield` does nothing.
+
+use std::fmt;
+use std::time::Instant;
+
+use chunk_image::{Image, KERNEL_MODULE, ValType, validate_module};
+use wasmi::{Caller, Engine, Extern, Instance, Linker, Module, Store, Val};
+
+use super::error::ChunkcError;
+
+/// A plain WebAssembly number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// i32.
+    I32(i32),
+    /// i64.
+    I64(i64),
+    /// f32.
+    F32(f32),
+    /// f64.
+    F64(f64),
+}
+
+impl fmt::Display for Value {
+    /// Integers in signed decimal; floats in Rust's `{:?}` form (`42.0`, `NaN`, `inf`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::I32(v) => write!(f, "{v}"),
+            Self::I64(v) => write!(f, "{v}"),
+            Self::F32(v) => write!(f, "{v:?}"),
+            Self::F64(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+impl Value {
+    /// Parses a command-line argument as `ty`: decimal, `0x` hex, or (for floats) any float
+    /// Rust accepts. Integers may be given signed or unsigned.
+    pub fn parse(text: &str, ty: ValType) -> Option<Self> {
+        fn int(text: &str) -> Option<i128> {
+            let (neg, digits) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text),
+            };
+            let v = match digits.strip_prefix("0x") {
+                Some(hex) => i128::from_str_radix(hex, 16).ok()?,
+                None => digits.parse::<i128>().ok()?,
+            };
+            Some(if neg { -v } else { v })
+        }
+        match ty {
+            ValType::I32 => {
+                let v = int(text)?;
+                let v = i32::try_from(v)
+                    .ok()
+                    .or_else(|| u32::try_from(v).ok().map(|u| u as i32))?;
+                Some(Self::I32(v))
+            }
+            ValType::I64 => {
+                let v = int(text)?;
+                let v = i64::try_from(v)
+                    .ok()
+                    .or_else(|| u64::try_from(v).ok().map(|u| u as i64))?;
+                Some(Self::I64(v))
+            }
+            ValType::F32 => text.parse().ok().map(Self::F32),
+            ValType::F64 => text.parse().ok().map(Self::F64),
+        }
+    }
+
+    fn to_val(self) -> Val {
+        match self {
+            Self::I32(v) => Val::I32(v),
+            Self::I64(v) => Val::I64(v),
+            Self::F32(v) => Val::F32(v.into()),
+            Self::F64(v) => Val::F64(v.into()),
+        }
+    }
+
+    fn from_val(val: &Val) -> Option<Self> {
+        match val {
+            Val::I32(v) => Some(Self::I32(*v)),
+            Val::I64(v) => Some(Self::I64(*v)),
+            Val::F32(v) => Some(Self::F32(f32::from(*v))),
+            Val::F64(v) => Some(Self::F64(f64::from(*v))),
+            _ => None,
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Returned normally.
+    Returned(Vec<Value>),
+    /// Trapped, with the interpreter's message.
+    Trapped(String),
+}
+
+/// A call's outcome and the lines it printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// Lines printed through `atoll.print`.
+    pub printed: Vec<String>,
+    /// Results or trap.
+    pub outcome: Outcome,
+}
+
+struct Host {
+    printed: Vec<String>,
+    start: Instant,
+}
+
+/// Runs `chunk.export` with textual arguments.
+pub fn run_text(image: &[u8], target: &str, args: &[String]) -> Result<RunResult, ChunkcError> {
+    let parsed = Image::parse(image)?;
+    let (chunk_name, export) = target
+        .split_once('.')
+        .ok_or_else(|| ChunkcError::Usage(format!("`{target}` is not CHUNK.EXPORT")))?;
+    let chunk = parsed
+        .chunk(chunk_name)
+        .ok_or_else(|| ChunkcError::Run(format!("no chunk `{chunk_name}` in the image")))?;
+    let sig = &chunk
+        .manifest
+        .exports
+        .iter()
+        .find(|e| e.name == export)
+        .ok_or_else(|| ChunkcError::Run(format!("chunk `{chunk_name}` has no export `{export}`")))?
+        .sig;
+    if args.len() != sig.params.len() {
+        return Err(ChunkcError::Run(format!(
+            "`{target}` takes {} argument(s) {}, got {}",
+            sig.params.len(),
+            super::inspect::sig_text(sig),
+            args.len()
+        )));
+    }
+    let values = args
+        .iter()
+        .zip(&sig.params)
+        .map(|(text, &ty)| {
+            Value::parse(text, ty)
+                .ok_or_else(|| ChunkcError::Run(format!("`{text}` is not a valid {}", ty.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    run_values(&parsed, chunk_name, export, &values)
+}
+
+/// Runs `chunk.export` with typed arguments on a parsed image.
+pub fn run_values(
+    image: &Image<'_>,
+    chunk_name: &str,
+    export: &str,
+    args: &[Value],
+) -> Result<RunResult, ChunkcError> {
+    let engine = Engine::default();
+    let mut store = Store::new(
+        &engine,
+        Host {
+            printed: Vec::new(),
+            start: Instant::now(),
+        },
+    );
+    let mut linker = kernel_linker(&engine)?;
+    let order = instantiation_order(image, chunk_name)?;
+    let mut target = None;
+    for name in order {
+        let chunk = image
+            .chunk(name)
+            .ok_or_else(|| ChunkcError::Run(format!("no chunk `{name}` in the image")))?;
+        validate_module(chunk.module)
+            .map_err(|error| ChunkcError::Run(format!("chunk `{name}`: {error}")))?;
+        let module = Module::new(&engine, chunk.module)
+            .map_err(|e| ChunkcError::Run(format!("chunk `{name}`: {e}")))?;
+        let instance = match linker.instantiate_and_start(&mut store, &module) {
+            Ok(instance) => instance,
+            Err(e) if e.as_trap_code().is_some() => {
+                return Ok(RunResult {
+                    printed: std::mem::take(&mut store.data_mut().printed),
+                    outcome: Outcome::Trapped(e.to_string()),
+                });
+            }
+            Err(e) => return Err(ChunkcError::Run(format!("chunk `{name}`: {e}"))),
+        };
+        define_exports(&mut linker, &store, name, &instance)?;
+        target = Some(instance);
+    }
+    let instance = target.ok_or_else(|| ChunkcError::Run("nothing to run".into()))?;
+    let func = instance.get_func(&store, export).ok_or_else(|| {
+        ChunkcError::Run(format!("chunk `{chunk_name}` has no export `{export}`"))
+    })?;
+    let params: Vec<Val> = args.iter().map(|v| v.to_val()).collect();
+    let mut results: Vec<Val> = func
+        .ty(&store)
+        .results()
+        .iter()
+        .map(|ty| Val::default_for_ty(*ty))
+        .collect();
+    let outcome = match func.call(&mut store, &params, &mut results) {
+        Ok(()) => Outcome::Returned(results.iter().filter_map(Value::from_val).collect()),
+        Err(e) => Outcome::Trapped(e.to_string()),
+    };
+    Ok(RunResult {
+        printed: std::mem::take(&mut store.data_mut().printed),
+        outcome,
+    })
+}
+
+/// Providers before the chunks that import from them (depth-first post-order). The image has no
+/// cycles (the reader checked), so this terminates.
+fn instantiation_order<'i>(image: &'i Image<'_>, root: &str) -> Result<Vec<&'i str>, ChunkcError> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut stack: Vec<(&str, bool)> = vec![(
+        image
+            .chunk(root)
+            .ok_or_else(|| ChunkcError::Run(format!("no chunk `{root}` in the image")))?
+            .name,
+        false,
+    )];
+    while let Some((name, expanded)) = stack.pop() {
+        if order.contains(&name) {
+            continue;
+        }
+        if expanded {
+            order.push(name);
+            continue;
+        }
+        stack.push((name, true));
+        if let Some(chunk) = image.chunk(name) {
+            for dep in chunk.manifest.chunk_dependencies() {
+                if let Some(provider) = image.chunk(dep) {
+                    stack.push((provider.name, false));
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
+fn define_exports(
+    linker: &mut Linker<Host>,
+    store: &Store<Host>,
+    chunk: &str,
+    instance: &Instance,
+) -> Result<(), ChunkcError> {
+    let funcs: Vec<(String, Extern)> = instance
+        .exports(store)
+        .filter(|e| matches!(e.clone().into_extern(), Extern::Func(_)))
+        .map(|e| (e.name().to_string(), e.into_extern()))
+        .collect();
+    for (name, func) in funcs {
+        linker
+            .define(chunk, &name, func)
+            .map_err(|e| ChunkcError::Run(format!("linking `{chunk}.{name}`: {e}")))?;
+    }
+    Ok(())
+}
+
+fn kernel_linker(engine: &Engine) -> Result<Linker<Host>, ChunkcError> {
+    let mut linker = Linker::new(engine);
+    let link_err = |e: wasmi::errors::LinkerError| ChunkcError::Run(e.to_string());
+    linker
+        .func_wrap(
+            KERNEL_MODULE,
+            "print",
+            |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
+                let memory = caller
+                    .get_export("memory")
+                    .and_then(Extern::into_memory)
+                    .ok_or_else(|| wasmi::Error::new("atoll.print: chunk exports no memory"))?;
+                let data = memory.data(&caller);
+                let line = (ptr as u32 as usize)
+                    .checked_add(len as u32 as usize)
+                    .and_then(|end| data.get(ptr as u32 as usize..end))
+                    .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                    .ok_or_else(|| wasmi::Error::new("atoll.print: out of bounds"))?;
+                caller.data_mut().printed.push(line);
+                Ok(())
+            },
+        )
+        .map_err(link_err)?;
+    linker
+        .func_wrap(KERNEL_MODULE, "cycles", |caller: Caller<'_, Host>| -> i64 {
+            i64::try_from(caller.data().start.elapsed().as_nanos()).unwrap_or(i64::MAX)
+        })
+        .map_err(link_err)?;
+    linker
+        .func_wrap(KERNEL_MODULE, "yield", || {})
+        .map_err(link_err)?;
+    Ok(linker)
+}
