@@ -1,8 +1,21 @@
 //! atoll: a bare-metal x86-64 unikernel that assembles WebAssembly chunks into machine code.
+//!
+//! Boot order: serial console and logger, per-core data, GDT/TSS and IDT (our own trap stubs),
+//! the direct map, heap and frame allocator, the kernel's virtual-memory region, TSC
+//! calibration, ACPI, then the shell. Everything x86-specific lives under `arch`.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+mod acpi;
 mod arch;
+mod console;
+mod fault;
+mod klog;
+mod mem;
+mod platform;
+mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};
@@ -16,41 +29,63 @@ static BOOT_CONFIG: BootloaderConfig = {
 
 entry_point!(kmain, config = &BOOT_CONFIG);
 
-fn kmain(_boot_info: &'static mut BootInfo) -> ! {
-    // SAFETY: COM1 is the console UART and nothing else drives it.
-    let mut uart = unsafe { arch::serial::Uart16550::new(arch::serial::COM1_BASE) };
-    uart.init();
-    for b in b"atoll: booted\r\natoll> " {
-        uart.send(*b);
-    }
-    let mut line = [0u8; 128];
-    let mut len = 0;
-    loop {
-        if let Some(b) = uart.try_receive() {
-            if b == b'\r' || b == b'\n' {
-                uart.send(b'\r');
-                uart.send(b'\n');
-                if &line[..len] == b"poweroff" {
-                    let p = arch::port::Port::<u16>::new(0x604);
-                    // SAFETY: temporary QEMU power-off port.
-                    unsafe { p.write(0x2000) };
-                }
-                len = 0;
-                for b in b"atoll> " {
-                    uart.send(*b);
-                }
-            } else if len < line.len() {
-                line[len] = b;
-                len += 1;
-                uart.send(b);
-            }
-        }
-    }
-}
+fn kmain(boot_info: &'static mut BootInfo) -> ! {
+    time::mark_entry();
+    console::out::init();
+    klog::init();
+    log::info!("atoll {} starting", env!("CARGO_PKG_VERSION"));
 
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {
-        core::hint::spin_loop();
+    let Some(phys_offset) = boot_info.physical_memory_offset.into_option() else {
+        panic!("the bootloader did not map physical memory");
+    };
+    arch::physmem::init(phys_offset);
+    fault::set_kernel_image(boot_info.kernel_image_offset, boot_info.kernel_len);
+    match mem::init(&boot_info.memory_regions) {
+        Ok((heap, bytes)) => log::info!("heap: {} MiB at {:#x}", bytes >> 20, heap.0),
+        Err(e) => panic!("memory setup failed: {e:?}"),
     }
+    arch::percpu::init(0, arch::cpu::initial_apic_id());
+    arch::gdt::init_this_core();
+    arch::idt::load_this_core();
+    arch::trap::set_exception_hook(arch::probe::fixup);
+    let frames = mem::frames::stats();
+    log::info!(
+        "frames: {} usable, {} free ({} MiB)",
+        frames.total,
+        frames.free,
+        frames.free >> 8
+    );
+    match mem::vm::init() {
+        Ok(base) => log::info!("kernel virtual region at {base:#x}"),
+        Err(e) => log::error!("no kernel virtual region: {e}"),
+    }
+
+    let source = time::init();
+    log::info!(
+        "TSC: {} MHz ({source:?}){}",
+        time::tsc_hz() / 1_000_000,
+        if time::icount() { ", icount" } else { "" }
+    );
+
+    match acpi::init(boot_info.rsdp_addr.into_option()) {
+        Ok(info) => log::info!(
+            "ACPI {}: {} CPUs, {} I/O APICs, tables {}",
+            info.revision,
+            info.cpus.len(),
+            info.io_apics.len(),
+            info.tables.join(" ")
+        ),
+        Err(e) => log::error!("ACPI: {e}"),
+    }
+
+    let ramdisk_len = boot_info.ramdisk_len;
+    platform::set_ramdisk(boot_info.ramdisk_addr.into_option(), ramdisk_len);
+    match platform::ramdisk() {
+        Some(r) => log::info!("chunk image: {} bytes at {:#x}", r.len, r.addr),
+        None => log::warn!("no chunk image (ramdisk) was loaded"),
+    }
+
+    platform::mark_ready();
+    platform::print_boot_line();
+    console::run_shell()
 }

@@ -1,0 +1,142 @@
+//! CPU primitives: time-stamp counter, control registers, MSRs, interrupts flag, halting.
+
+use core::arch::asm;
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: rdtsc only reads a counter.
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Reads CR0.
+pub fn cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR2, the faulting address of the last page fault.
+pub fn cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR3, the physical address of the current PML4 (plus flag bits).
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reads CR4.
+pub fn cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading a control register has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Model-specific registers atoll uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Msr {
+    /// The GS segment base: per-core data.
+    GsBase = 0xc000_0101,
+}
+
+/// Reads an MSR.
+pub fn rdmsr(msr: Msr) -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: every `Msr` variant exists on x86-64 processors; reading it has no side effect.
+    unsafe {
+        asm!("rdmsr", in("ecx") msr as u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// The value must keep the machine in a state the kernel expects (e.g. GS base pointing at this
+/// core's data).
+pub unsafe fn wrmsr(msr: Msr, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr as u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags));
+    }
+}
+
+/// Flushes one page's translation from this core's TLB.
+pub fn invlpg(addr: u64) {
+    // SAFETY: invalidating a TLB entry never breaks memory safety; at worst it costs a walk.
+    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
+/// Enables maskable interrupts.
+pub fn enable_interrupts() {
+    // SAFETY: the IDT is loaded before any caller enables interrupts.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// Disables maskable interrupts; returns whether they were enabled.
+pub fn disable_interrupts() -> bool {
+    let flags: u64;
+    // SAFETY: reading RFLAGS and clearing IF has no memory effect.
+    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+    flags & (1 << 9) != 0
+}
+
+/// Runs `f` with maskable interrupts off, restoring the previous state.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let was = disable_interrupts();
+    let r = f();
+    if was {
+        enable_interrupts();
+    }
+    r
+}
+
+/// Waits for the next interrupt.
+pub fn halt() {
+    // SAFETY: hlt only waits.
+    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Stops this core for good: interrupts off, halt forever (NMIs wake it, and it halts again).
+pub fn halt_forever() -> ! {
+    disable_interrupts();
+    loop {
+        halt();
+    }
+}
+
+/// Reads the current frame pointer.
+#[inline(always)]
+pub fn frame_pointer() -> u64 {
+    let v: u64;
+    // SAFETY: copying RBP has no side effect.
+    unsafe { asm!("mov {}, rbp", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// CPUID leaf `leaf`, subleaf `sub`: (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// This core's initial APIC id (CPUID leaf 1).
+pub fn initial_apic_id() -> u32 {
+    cpuid(1, 0).1 >> 24
+}

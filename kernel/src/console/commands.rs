@@ -1,0 +1,193 @@
+//! The command table, dispatch, `help`, and the console's error type.
+
+use alloc::string::String;
+use core::fmt;
+
+use atoll_kcore::args::{ArgError, Args, split_words};
+
+use super::{cmd_debug, cmd_system};
+use crate::arch::power::PowerError;
+use crate::mem::vm::VmError;
+use crate::println;
+
+/// Why a command failed; printed as `error: ...`.
+#[derive(Debug)]
+pub enum CmdError {
+    /// No such command.
+    Unknown(String),
+    /// Bad arguments.
+    Args(ArgError),
+    /// A virtual-memory operation failed.
+    Vm(VmError),
+    /// Power control failed.
+    Power(PowerError),
+    /// The facility is not available on this machine.
+    Unavailable(&'static str),
+    /// A self-test found failures.
+    Failed(String),
+}
+
+impl From<ArgError> for CmdError {
+    fn from(e: ArgError) -> Self {
+        CmdError::Args(e)
+    }
+}
+
+impl From<VmError> for CmdError {
+    fn from(e: VmError) -> Self {
+        CmdError::Vm(e)
+    }
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdError::Unknown(c) => write!(f, "unknown command `{c}` (try `help`)"),
+            CmdError::Args(e) => write!(f, "{e}"),
+            CmdError::Vm(e) => write!(f, "{e}"),
+            CmdError::Power(e) => write!(f, "{e}"),
+            CmdError::Unavailable(what) => write!(f, "{what} is not available"),
+            CmdError::Failed(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// What a command returns.
+pub type CmdResult = Result<(), CmdError>;
+
+/// One console command.
+#[derive(Debug)]
+pub struct Command {
+    /// The word that runs it.
+    pub name: &'static str,
+    /// Its arguments, for `help`.
+    pub usage: &'static str,
+    /// One line on what it does.
+    pub help: &'static str,
+    /// The code.
+    pub run: fn(&mut Args) -> CmdResult,
+}
+
+/// Every command, in `help` order.
+pub static COMMANDS: &[Command] = &[
+    Command {
+        name: "help",
+        usage: "",
+        help: "list every command",
+        run: help,
+    },
+    Command {
+        name: "mem",
+        usage: "[--json]",
+        help: "physical frames free/used and heap use",
+        run: cmd_system::mem,
+    },
+    Command {
+        name: "cpus",
+        usage: "[--json]",
+        help: "processors: online cores and the MADT's list",
+        run: cmd_system::cpus,
+    },
+    Command {
+        name: "acpi",
+        usage: "[--json]",
+        help: "ACPI tables, I/O APICs, interrupt overrides, power facts",
+        run: cmd_system::acpi,
+    },
+    Command {
+        name: "uptime",
+        usage: "[--json]",
+        help: "time since kernel entry, TSC frequency",
+        run: cmd_system::uptime,
+    },
+    Command {
+        name: "boot",
+        usage: "[--json]",
+        help: "boot-time figures: cycles (and guest instructions) to the prompt",
+        run: cmd_system::boot,
+    },
+    Command {
+        name: "log",
+        usage: "[off|error|warn|info|debug|trace]",
+        help: "show or set the log level",
+        run: cmd_system::log_level,
+    },
+    Command {
+        name: "chunks",
+        usage: "[--json]",
+        help: "the chunk image the bootloader loaded (ramdisk)",
+        run: cmd_system::chunks,
+    },
+    Command {
+        name: "vm",
+        usage: "[selftest] [--json]",
+        help: "kernel virtual memory; `selftest` maps, protects and probes real pages",
+        run: cmd_debug::vm,
+    },
+    Command {
+        name: "fault",
+        usage: "pagefault|gp|ud|divide|breakpoint|panic",
+        help: "trigger a deliberate fault (debugging the fault reports)",
+        run: cmd_debug::fault,
+    },
+    Command {
+        name: "poweroff",
+        usage: "",
+        help: "power the machine off (ACPI S5)",
+        run: cmd_system::poweroff,
+    },
+    Command {
+        name: "reboot",
+        usage: "",
+        help: "reset the machine",
+        run: cmd_system::reboot,
+    },
+];
+
+fn help(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    if json {
+        let mut j = atoll_kcore::json::Json::new();
+        j.begin_object().array("commands");
+        for c in COMMANDS {
+            j.begin_object()
+                .str("name", c.name)
+                .str("usage", c.usage)
+                .str("help", c.help)
+                .end_object();
+        }
+        j.end_array().end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    for c in COMMANDS {
+        let head = if c.usage.is_empty() {
+            String::from(c.name)
+        } else {
+            alloc::format!("{} {}", c.name, c.usage)
+        };
+        println!("  {head:<44} {}", c.help);
+    }
+    Ok(())
+}
+
+/// Runs one command line, printing its output or `error: ...`.
+pub fn execute(line: &str) {
+    if let Err(e) = try_execute(line) {
+        println!("error: {e}");
+    }
+}
+
+fn try_execute(line: &str) -> CmdResult {
+    let mut words = split_words(line)?;
+    if words.is_empty() {
+        return Ok(());
+    }
+    let name = words.remove(0);
+    let command = COMMANDS
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or(CmdError::Unknown(name))?;
+    let mut args = Args::new(words);
+    (command.run)(&mut args)
+}

@@ -1,0 +1,42 @@
+//! The serial console: a line editor with history feeding a command table.
+//!
+//! The prompt is `atoll> ` at the start of a line, printed when the kernel is ready and after
+//! every command's output. A failed command prints one line starting `error: ` and the shell
+//! goes on.
+
+mod cmd_debug;
+mod cmd_system;
+pub mod commands;
+pub mod out;
+
+use alloc::vec::Vec;
+
+use atoll_kcore::line_editor::{Event, LineEditor, MAX_LINE_BYTES};
+
+use crate::println;
+
+/// The prompt, as host tools expect it.
+pub const PROMPT: &str = "atoll> ";
+
+/// Runs the shell forever.
+pub fn run_shell() -> ! {
+    let mut editor = LineEditor::new(PROMPT);
+    let mut echo = Vec::with_capacity(64);
+    crate::print!("{PROMPT}");
+    loop {
+        let Some(byte) = out::try_read_byte() else {
+            core::hint::spin_loop();
+            continue;
+        };
+        echo.clear();
+        let event = editor.feed(byte, &mut echo);
+        out::write_raw(&echo);
+        match event {
+            Event::Pending => continue,
+            Event::Line(line) => commands::execute(&line),
+            Event::Cancelled => {}
+            Event::Overflow => println!("error: line longer than {MAX_LINE_BYTES} bytes, ignored"),
+        }
+        crate::print!("{PROMPT}");
+    }
+}

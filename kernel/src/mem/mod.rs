@@ -1,0 +1,60 @@
+//! Memory: the heap, the frame allocator and the kernel's virtual-memory API, set up from the
+//! bootloader's memory map.
+
+pub mod frames;
+pub mod heap;
+pub mod vm;
+
+use atoll_kcore::addr::{PhysAddr, SIZE_2M};
+use atoll_kcore::frames::FrameAllocator;
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+
+use crate::arch::physmem;
+
+/// Below this, physical memory is kept out of the general pool (real-mode trampolines, BIOS
+/// data).
+const LOW_MEMORY_END: u64 = 0x10_0000;
+/// Heap size bounds.
+const HEAP_MIN_BYTES: u64 = 4 * 1024 * 1024;
+const HEAP_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why memory could not be set up.
+#[derive(Debug, Clone, Copy)]
+pub enum MemInitError {
+    /// No usable region is big enough for the minimum heap.
+    NoRoomForHeap,
+}
+
+/// Sets up the heap and the frame allocator from the memory map. Returns the heap's physical
+/// range.
+pub fn init(regions: &MemoryRegions) -> Result<(PhysAddr, u64), MemInitError> {
+    let usable = || {
+        regions
+            .iter()
+            .filter(|r| r.kind == MemoryRegionKind::Usable)
+    };
+    // The heap takes a quarter of the largest usable region (2 MiB-aligned), within bounds.
+    let largest = usable()
+        .max_by_key(|r| r.end - r.start)
+        .ok_or(MemInitError::NoRoomForHeap)?;
+    let start = largest.start.max(LOW_MEMORY_END).next_multiple_of(SIZE_2M);
+    let room = largest.end.saturating_sub(start);
+    let heap_bytes = (room / 4).clamp(HEAP_MIN_BYTES, HEAP_MAX_BYTES) & !(SIZE_2M - 1);
+    if room < heap_bytes || heap_bytes < HEAP_MIN_BYTES {
+        return Err(MemInitError::NoRoomForHeap);
+    }
+    let heap_phys = PhysAddr(start);
+    // SAFETY: the range is inside a usable region, and the frame allocator below reserves it
+    // so nothing else will hand it out.
+    unsafe { heap::init(physmem::to_virt(heap_phys).0, heap_bytes as usize) };
+
+    let limit = usable().map(|r| r.end).max().unwrap_or(0);
+    let mut alloc = FrameAllocator::new(PhysAddr(limit));
+    for r in usable() {
+        alloc.add_usable(PhysAddr(r.start), PhysAddr(r.end));
+    }
+    alloc.reserve(PhysAddr(0), PhysAddr(LOW_MEMORY_END));
+    alloc.reserve(heap_phys, PhysAddr(heap_phys.0 + heap_bytes));
+    frames::install(alloc);
+    Ok((heap_phys, heap_bytes))
+}

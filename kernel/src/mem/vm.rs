@@ -1,0 +1,209 @@
+//! The kernel's virtual-memory API: map, unmap and re-protect 4 KiB and 2 MiB pages in a
+//! region of the address space the kernel owns (one free PML4 slot, 512 GiB), with W^X always
+//! enforced (by `atoll_kcore::paging`) and the TLB flushed after every change.
+
+use core::fmt;
+
+use atoll_kcore::addr::{PageSize, PhysAddr, VirtAddr};
+use atoll_kcore::frames::FrameError;
+use atoll_kcore::paging::{MapError, Mapper, Protection, Translation};
+use spin::{Mutex, Once};
+
+use super::frames::{self, GlobalTableFrames};
+use crate::arch::cpu;
+use crate::arch::physmem::DirectMap;
+
+/// Why a virtual-memory operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmError {
+    /// The page tables refused the change.
+    Map(MapError),
+    /// No physical frame was free.
+    OutOfFrames,
+    /// The kernel's virtual region is used up.
+    OutOfVirtualSpace,
+    /// The address is outside the kernel's virtual region.
+    OutsideRegion(VirtAddr),
+    /// No free top-level slot was found for the kernel's region.
+    NoFreeSlot,
+    /// The frame allocator refused to free a frame.
+    Frame(FrameError),
+}
+
+impl From<MapError> for VmError {
+    fn from(e: MapError) -> Self {
+        VmError::Map(e)
+    }
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::Map(e) => write!(f, "{e}"),
+            VmError::OutOfFrames => write!(f, "out of physical frames"),
+            VmError::OutOfVirtualSpace => write!(f, "kernel virtual region exhausted"),
+            VmError::OutsideRegion(v) => write!(f, "{:#x} is outside the kernel's region", v.0),
+            VmError::NoFreeSlot => write!(f, "no free PML4 slot for the kernel region"),
+            VmError::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Figures for `vm`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmStats {
+    /// Start of the kernel's region.
+    pub region_base: u64,
+    /// Bytes of virtual space handed out so far.
+    pub reserved_bytes: u64,
+    /// 4 KiB pages mapped now.
+    pub pages_4k: u64,
+    /// 2 MiB pages mapped now.
+    pub pages_2m: u64,
+}
+
+#[derive(Debug)]
+struct Vm {
+    base: u64,
+    end: u64,
+    next: u64,
+    stats: VmStats,
+}
+
+static VM: Once<Mutex<Vm>> = Once::new();
+
+/// Bytes one PML4 entry covers.
+const SLOT_BYTES: u64 = 1 << 39;
+
+fn root() -> PhysAddr {
+    PhysAddr(cpu::cr3() & 0x000f_ffff_ffff_f000)
+}
+
+/// Claims a free PML4 slot in the upper half for the kernel's region.
+pub fn init() -> Result<u64, VmError> {
+    let mem = DirectMap;
+    let pml4 = root();
+    let slot = (256..511)
+        .rev()
+        .find(|i| atoll_kcore::paging::PhysMem::read(&mem, PhysAddr(pml4.0 + 8 * i)) == 0)
+        .ok_or(VmError::NoFreeSlot)?;
+    let base = 0xffff_0000_0000_0000 | (slot * SLOT_BYTES);
+    VM.call_once(|| {
+        Mutex::new(Vm {
+            base,
+            end: base + SLOT_BYTES,
+            next: base,
+            stats: VmStats {
+                region_base: base,
+                ..VmStats::default()
+            },
+        })
+    });
+    Ok(base)
+}
+
+fn with<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+    let vm = VM.get().expect("vm used before vm::init");
+    cpu::without_interrupts(|| f(&mut vm.lock()))
+}
+
+fn flush(va: VirtAddr) {
+    // Only this core runs kernel mappings of this region so far; remote cores will get a
+    // shootdown here once they run.
+    cpu::invlpg(va.0);
+}
+
+/// Reserves `bytes` of virtual space aligned to `align` (a power of two) in the kernel region.
+pub fn reserve(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
+    with(|vm| {
+        let start = vm.next.next_multiple_of(align);
+        let end = start.checked_add(bytes).ok_or(VmError::OutOfVirtualSpace)?;
+        if end > vm.end {
+            return Err(VmError::OutOfVirtualSpace);
+        }
+        vm.next = end;
+        vm.stats.reserved_bytes = end - vm.base;
+        Ok(VirtAddr(start))
+    })
+}
+
+fn check_region(vm: &Vm, va: VirtAddr, size: PageSize) -> Result<(), VmError> {
+    if va.0 < vm.base || va.0.saturating_add(size.bytes()) > vm.end {
+        return Err(VmError::OutsideRegion(va));
+    }
+    Ok(())
+}
+
+fn count(stats: &mut VmStats, size: PageSize, delta: i64) {
+    let field = match size {
+        PageSize::Size4K => &mut stats.pages_4k,
+        PageSize::Size2M => &mut stats.pages_2m,
+    };
+    *field = field.saturating_add_signed(delta);
+}
+
+/// Maps the page of `size` at `va` to `pa` with `prot`.
+pub fn map(va: VirtAddr, pa: PhysAddr, size: PageSize, prot: Protection) -> Result<(), VmError> {
+    with(|vm| {
+        check_region(vm, va, size)?;
+        let mut mem = DirectMap;
+        Mapper::new(&mut mem, root()).map(va, pa, size, prot, &mut GlobalTableFrames)?;
+        count(&mut vm.stats, size, 1);
+        flush(va);
+        Ok(())
+    })
+}
+
+/// Unmaps the page of `size` at `va`; returns its frame (the caller decides whether to free it).
+pub fn unmap(va: VirtAddr, size: PageSize) -> Result<PhysAddr, VmError> {
+    with(|vm| {
+        check_region(vm, va, size)?;
+        let mut mem = DirectMap;
+        let pa = Mapper::new(&mut mem, root()).unmap(va, size)?;
+        count(&mut vm.stats, size, -1);
+        flush(va);
+        Ok(pa)
+    })
+}
+
+/// Changes the rights of the page of `size` at `va`.
+pub fn protect(va: VirtAddr, size: PageSize, prot: Protection) -> Result<(), VmError> {
+    with(|vm| {
+        check_region(vm, va, size)?;
+        let mut mem = DirectMap;
+        Mapper::new(&mut mem, root()).protect(va, size, prot)?;
+        flush(va);
+        Ok(())
+    })
+}
+
+/// Where `va` leads in the current address space.
+pub fn translate(va: VirtAddr) -> Option<Translation> {
+    let mut mem = DirectMap;
+    Mapper::new(&mut mem, root()).translate(va)
+}
+
+/// Allocates a frame of `size`, reserves virtual space for it and maps it with `prot`.
+pub fn map_new(size: PageSize, prot: Protection) -> Result<(VirtAddr, PhysAddr), VmError> {
+    let pa = frames::alloc(size).ok_or(VmError::OutOfFrames)?;
+    let result =
+        reserve(size.bytes(), size.bytes()).and_then(|va| map(va, pa, size, prot).map(|()| va));
+    match result {
+        Ok(va) => Ok((va, pa)),
+        Err(e) => {
+            let _ = frames::free(pa, size);
+            Err(e)
+        }
+    }
+}
+
+/// Unmaps a page made by `map_new` and frees its frame.
+pub fn unmap_free(va: VirtAddr, size: PageSize) -> Result<(), VmError> {
+    let pa = unmap(va, size)?;
+    frames::free(pa, size).map_err(VmError::Frame)
+}
+
+/// Current figures.
+pub fn stats() -> VmStats {
+    with(|vm| vm.stats)
+}
