@@ -32,8 +32,14 @@ entry_point!(kmain, config = &BOOT_CONFIG);
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     time::mark_entry();
     console::out::init();
+    let source = time::init();
     klog::init();
     log::info!("atoll {} starting", env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "TSC: {} MHz ({source:?}){}",
+        time::tsc_hz() / 1_000_000,
+        if time::icount() { ", icount" } else { "" }
+    );
 
     let Some(phys_offset) = boot_info.physical_memory_offset.into_option() else {
         panic!("the bootloader did not map physical memory");
@@ -59,13 +65,6 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         Ok(base) => log::info!("kernel virtual region at {base:#x}"),
         Err(e) => log::error!("no kernel virtual region: {e}"),
     }
-
-    let source = time::init();
-    log::info!(
-        "TSC: {} MHz ({source:?}){}",
-        time::tsc_hz() / 1_000_000,
-        if time::icount() { ", icount" } else { "" }
-    );
 
     match acpi::init(boot_info.rsdp_addr.into_option()) {
         Ok(info) => log::info!(
