@@ -94,8 +94,8 @@ tools_tests() {
 host_tests() {
     local status=0 args=()
     mapfile -t args < <(tools_tests host)
-    cargo test --workspace --exclude atoll-kernel --exclude tools || status=1
-    cargo test -p tools --lib --bins "${args[@]}" || status=1
+    cargo test --no-fail-fast --workspace --exclude atoll-kernel --exclude tools || status=1
+    cargo test --no-fail-fast -p tools --lib --bins "${args[@]}" || status=1
     cargo test -p tools --doc || status=1
     return "$status"
 }
@@ -107,7 +107,7 @@ qemu_tests() {
         echo "no tools/tests/qemu_*.rs"
         return 1
     }
-    cargo test -p tools --release "${args[@]}" -- --test-threads 2
+    cargo test --no-fail-fast -p tools --release "${args[@]}" -- --test-threads 2
 }
 
 if ! stage setup scripts/setup.sh; then

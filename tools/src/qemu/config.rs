@@ -129,7 +129,9 @@ impl MachineConfig {
                 cmd.arg("-drive").arg(vars_drive);
             }
         }
-        let mut disk = OsString::from("format=raw,file=");
+        // snapshot=on: guest writes go to a temporary overlay, so several machines (parallel
+        // tests) can boot the same image and the image stays as built.
+        let mut disk = OsString::from("format=raw,snapshot=on,file=");
         disk.push(&self.image);
         cmd.arg("-drive").arg(disk);
         if self.icount {
@@ -210,7 +212,7 @@ mod tests {
         assert!(a.contains("-machine q35 -cpu max -m 1G -smp 2 -display none"));
         assert!(a.contains("-serial stdio -monitor none"));
         assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
-        assert!(a.contains("-drive format=raw,file=x.img"));
+        assert!(a.contains("-drive format=raw,snapshot=on,file=x.img"));
         assert!(!a.contains("pflash") && !a.contains("-no-shutdown") && !a.contains("icount"));
     }
 
