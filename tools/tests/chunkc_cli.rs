@@ -254,3 +254,40 @@ fn missing_providers_and_cycles_are_rejected() {
     );
     assert!(stderr(&out).contains("wrong signature"), "{}", stderr(&out));
 }
+
+#[test]
+fn manifest_errors_name_the_problem() {
+    let wat = ("a.wat", "(module (func (export \"f\")))");
+    let out = build_set(
+        "bad-task",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n[profile]\ntasks = { \"a.g\" = 3 }\n",
+        &[wat],
+    );
+    assert!(
+        stderr(&out).contains("profile task `a.g`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = build_set(
+        "bad-toml",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\nstack_bytes = \"big\"\n",
+        &[wat],
+    );
+    let err = stderr(&out);
+    assert!(err.contains("set.toml") && err.contains("line 4"), "{err}");
+
+    let out = build_set(
+        "two-sources",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\nwasm = \"a.wasm\"\n",
+        &[wat],
+    );
+    assert!(stderr(&out).contains("exactly one of"), "{}", stderr(&out));
+
+    let out = build_set(
+        "ok",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\ntags = [\"t\"]\n[profile]\ntasks = { \"a.f\" = 3 }\n",
+        &[wat],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
