@@ -387,8 +387,10 @@ impl Machine {
             if let Some(status) = self.try_status() {
                 return exit_code(status);
             }
+            if self.unexpected_fault() {
+                self.fail_on_fault("QEMU to exit");
+            }
             let output = self.shared.lock();
-            self.check_fault(&output, "QEMU to exit");
             if Instant::now() >= deadline {
                 drop(output);
                 self.fail(&format!(
@@ -420,9 +422,11 @@ impl Machine {
                 self.cursor = end;
                 return text;
             }
-            self.check_fault(&output, what);
             let closed = output.serial_closed;
             drop(output);
+            if self.unexpected_fault() {
+                self.fail_on_fault(what);
+            }
             if closed {
                 // Give QEMU a moment to be reaped so the message can carry its status.
                 let status = self.wait_status_briefly();
@@ -445,18 +449,22 @@ impl Machine {
         }
     }
 
-    /// Fails if the guest reported a panic or exception that was not asked for; first lets the
-    /// report finish so the log shows all of it.
+    /// Whether the guest printed a panic or exception report that was not asked for.
+    fn unexpected_fault(&self) -> bool {
+        !self.expect_halt && scan::find_fault(&self.shared.lock().serial, 0).is_some()
+    }
+
+    /// Fails on an unexpected fault report, after letting the report finish (up to its
+    /// `*** halted` line) so the log shows all of it.
     #[track_caller]
-    fn check_fault(&self, output: &Output, what: &str) {
-        if self.expect_halt || scan::find_fault(&output.serial, 0).is_none() {
-            return;
-        }
+    fn fail_on_fault(&self, what: &str) -> ! {
         let deadline = Instant::now() + FAULT_REPORT_GRACE;
         while Instant::now() < deadline {
             {
-                let now = self.shared.lock();
-                if scan::find_line_start(&now.serial, 0, HALTED).is_some() || now.serial_closed {
+                let output = self.shared.lock();
+                if scan::find_line_start(&output.serial, 0, HALTED).is_some()
+                    || output.serial_closed
+                {
                     break;
                 }
             }
