@@ -8,13 +8,15 @@
 //! input ends, it waits for the last command to finish and stops QEMU.
 //!
 //! Exit status: QEMU's (0 after `poweroff`); 0 when the input ended and QEMU was stopped; 1 if
-//! the kernel halted on a fault report (`*** halted`) or on a usage error.
+//! the kernel halted on a fault report (`*** halted`) or on a usage error; 124 if
+//! `ATOLL_PROMPT_TIMEOUT` (seconds, pipe mode only) passed without the next prompt.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tools::qemu::config::{Firmware, FirmwareVars, MachineConfig, QEMU, SerialMode};
 use tools::qemu::machine::exit_code;
@@ -155,6 +157,24 @@ enum Next {
     Exited,
     /// The kernel printed a fault report and stopped.
     Halted,
+    /// No prompt within `ATOLL_PROMPT_TIMEOUT` seconds.
+    TimedOut(Duration),
+}
+
+/// The longest wait for a prompt in pipe mode, from `ATOLL_PROMPT_TIMEOUT` (seconds); unlimited
+/// when unset.
+fn prompt_timeout() -> Result<Option<Duration>, String> {
+    match std::env::var("ATOLL_PROMPT_TIMEOUT") {
+        Err(_) => Ok(None),
+        Ok(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(|s| Some(Duration::from_secs_f64(s)))
+            .ok_or_else(|| {
+                format!("ATOLL_PROMPT_TIMEOUT must be a number of seconds, not `{text}`")
+            }),
+    }
 }
 
 fn relay(mut child: Child) -> Result<i32, String> {
@@ -186,7 +206,9 @@ fn relay(mut child: Child) -> Result<i32, String> {
             }
         })
     };
+    let timeout = prompt_timeout()?;
     let wait_next = |lines_sent: usize| -> Next {
+        let deadline = timeout.map(|t| (t, Instant::now() + t));
         let (lock, changed) = &*shared;
         let mut seen = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -199,7 +221,19 @@ fn relay(mut child: Child) -> Result<i32, String> {
             if seen.closed {
                 return Next::Exited;
             }
-            seen = changed.wait(seen).unwrap_or_else(|p| p.into_inner());
+            seen = match deadline {
+                None => changed.wait(seen).unwrap_or_else(|p| p.into_inner()),
+                Some((timeout, deadline)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Next::TimedOut(timeout);
+                    }
+                    changed
+                        .wait_timeout(seen, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
         }
     };
 
@@ -240,6 +274,13 @@ fn relay(mut child: Child) -> Result<i32, String> {
             eprintln!("\natoll-console: input ended; stopping QEMU");
             stop(&mut child);
             0
+        }
+        Next::TimedOut(timeout) => {
+            eprintln!(
+                "\natoll-console: no prompt within {timeout:?} (ATOLL_PROMPT_TIMEOUT); stopping QEMU"
+            );
+            stop(&mut child);
+            124
         }
     };
     let _ = reader.join();
