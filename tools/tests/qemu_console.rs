@@ -494,7 +494,7 @@ fn reboot_ends_run_under_no_reboot() {
     let mut m = Machine::boot(Options::bios().smp(1));
     m.send_line("reboot");
     assert_eq!(
-        m.wait_exit(tools::qemu::machine::EXIT_TIMEOUT),
+        m.wait_exit(tools::qemu::options::EXIT_TIMEOUT),
         0,
         "`reboot` with -no-reboot should end QEMU with status 0"
     );

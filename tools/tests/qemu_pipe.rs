@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tools::qemu::machine::{exit_code, repo_root};
+use tools::qemu::machine::exit_code;
+use tools::qemu::options::repo_root;
 use tools::qemu::scan::{self, printable};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
