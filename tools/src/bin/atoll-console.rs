@@ -104,7 +104,7 @@ fn run() -> Result<i32, String> {
         Firmware::Bios => None,
     };
     if args.config.gdb {
-        print_gdb_help(args.kernel.as_ref());
+        print_gdb_help(args.kernel.as_ref(), args.config.firmware);
     }
     if std::io::stdin().is_terminal() {
         eprintln!("atoll: console on this terminal; quit with Ctrl-A X (Ctrl-A C: QEMU monitor)");
@@ -126,20 +126,31 @@ fn run() -> Result<i32, String> {
     relay(child)
 }
 
-fn print_gdb_help(kernel: Option<&PathBuf>) {
-    eprintln!("atoll: QEMU waits for gdb on localhost:1234 before running the guest");
-    match kernel.map(|k| std::fs::canonicalize(k).unwrap_or_else(|_| k.clone())) {
-        Some(elf) => {
-            eprintln!("atoll: kernel ELF (symbols): {}", elf.display());
-            eprintln!(
-                "atoll: in another terminal: gdb {} -ex 'target remote localhost:1234'",
-                elf.display()
-            );
-        }
-        None => eprintln!(
-            "atoll: in another terminal: gdb KERNEL-ELF -ex 'target remote localhost:1234'"
-        ),
+/// Where bootloader 0.11.15 loads the (position-independent) kernel: the same address on every
+/// boot with a given firmware. A fault report's `rip: ... (kernel+OFFSET)` line confirms it.
+fn kernel_load_base(firmware: Firmware) -> u64 {
+    match firmware {
+        Firmware::Bios => 0x100_0000_0000,
+        Firmware::Uefi => 0x80_0000_0000,
     }
+}
+
+fn print_gdb_help(kernel: Option<&PathBuf>, firmware: Firmware) {
+    eprintln!("atoll: QEMU waits for gdb on localhost:1234 before running the guest");
+    let elf = kernel.map_or_else(
+        || "KERNEL-ELF".to_owned(),
+        |k| {
+            let path = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
+            path.display().to_string()
+        },
+    );
+    let base = kernel_load_base(firmware);
+    eprintln!("atoll: kernel ELF (symbols): {elf}; position-independent, loaded at {base:#x}");
+    eprintln!("atoll: in another terminal:");
+    eprintln!(
+        "  gdb -ex 'add-symbol-file {elf} -o {base:#x}' -ex 'target remote localhost:1234' \\"
+    );
+    eprintln!("      -ex 'hbreak atoll_kernel::kmain' -ex continue");
 }
 
 /// What the output thread has seen.
