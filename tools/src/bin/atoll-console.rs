@@ -11,10 +11,11 @@
 //! the kernel halted on a fault report (`*** halted`) or on a usage error; 124 if
 //! `ATOLL_PROMPT_TIMEOUT` (seconds, pipe mode only) passed without the next prompt.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ExitCode, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -153,23 +154,18 @@ fn print_gdb_help(kernel: Option<&PathBuf>, firmware: Firmware) {
     eprintln!("      -ex 'hbreak atoll_kernel::kmain' -ex continue");
 }
 
-/// What the output thread has seen.
-#[derive(Debug, Default)]
-struct Seen {
-    scanner: ConsoleScanner,
-    closed: bool,
-}
-
-/// What the input side waits for.
-enum Next {
-    /// A prompt for the next line.
-    Prompt,
-    /// QEMU closed its output (it exited).
-    Exited,
-    /// The kernel printed a fault report and stopped.
+/// What the relay's threads report to its main loop.
+enum Event {
+    /// A line of input (without its line break).
+    Line(Vec<u8>),
+    /// The input ended.
+    InputEnd,
+    /// The guest printed its prompt (the count so far).
+    Prompts(usize),
+    /// The guest printed the last line of a fault report and stopped.
     Halted,
-    /// No prompt within `ATOLL_PROMPT_TIMEOUT` seconds.
-    TimedOut(Duration),
+    /// QEMU closed its output: it exited.
+    Exited,
 }
 
 /// The longest wait for a prompt in pipe mode, from `ATOLL_PROMPT_TIMEOUT` (seconds); unlimited
@@ -188,114 +184,124 @@ fn prompt_timeout() -> Result<Option<Duration>, String> {
     }
 }
 
-fn relay(mut child: Child) -> Result<i32, String> {
-    let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
-    let mut guest_out = child.stdout.take().ok_or("QEMU's stdout is not piped")?;
-    let mut guest_in = child.stdin.take().ok_or("QEMU's stdin is not piped")?;
-    let reader = {
-        let shared = Arc::clone(&shared);
-        thread::spawn(move || {
-            let mut stdout = std::io::stdout();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = guest_out.read(&mut chunk).unwrap_or(0);
-                if n > 0 {
-                    // A closed stdout (`| head`) must not stop the guest: keep draining.
-                    let _ = stdout.write_all(&chunk[..n]).and_then(|()| stdout.flush());
-                }
-                let (lock, changed) = &*shared;
-                let mut seen = lock.lock().unwrap_or_else(|p| p.into_inner());
-                if n == 0 {
-                    seen.closed = true;
-                } else {
-                    seen.scanner.feed(&chunk[..n]);
-                }
-                changed.notify_all();
-                if n == 0 {
-                    return;
-                }
-            }
-        })
-    };
-    let timeout = prompt_timeout()?;
-    let wait_next = |lines_sent: usize| -> Next {
-        let deadline = timeout.map(|t| (t, Instant::now() + t));
-        let (lock, changed) = &*shared;
-        let mut seen = lock.lock().unwrap_or_else(|p| p.into_inner());
+/// Copies QEMU's output to stdout as it arrives and reports prompts, halts and the end.
+fn spawn_output_thread(mut guest_out: impl Read + Send + 'static, events: Sender<Event>) {
+    thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let mut scanner = ConsoleScanner::default();
+        let mut chunk = [0u8; 4096];
         loop {
-            if seen.scanner.halted {
-                return Next::Halted;
+            let n = guest_out.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                let _ = events.send(Event::Exited);
+                return;
             }
-            if seen.scanner.prompts > lines_sent {
-                return Next::Prompt;
+            // A closed stdout (`| head`) must not stop the guest: keep draining.
+            let _ = stdout.write_all(&chunk[..n]).and_then(|()| stdout.flush());
+            let (prompts, halted) = (scanner.prompts, scanner.halted);
+            scanner.feed(&chunk[..n]);
+            if scanner.prompts != prompts {
+                let _ = events.send(Event::Prompts(scanner.prompts));
             }
-            if seen.closed {
-                return Next::Exited;
+            if scanner.halted && !halted {
+                let _ = events.send(Event::Halted);
             }
-            seen = match deadline {
-                None => changed.wait(seen).unwrap_or_else(|p| p.into_inner()),
-                Some((timeout, deadline)) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Next::TimedOut(timeout);
-                    }
-                    changed
-                        .wait_timeout(seen, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
         }
-    };
+    });
+}
 
-    let mut stdin = std::io::stdin().lock();
-    let mut line = Vec::new();
-    let mut sent = 0;
-    let outcome = loop {
-        line.clear();
-        let read = stdin.read_until(b'\n', &mut line).unwrap_or(0);
-        match wait_next(sent) {
-            Next::Prompt if read > 0 => {}
-            other => break other,
+/// Reads input lines; runs apart from the main loop so that QEMU exiting is noticed even while
+/// the input is silent.
+fn spawn_input_thread(events: Sender<Event>) {
+    thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            if stdin.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                let _ = events.send(Event::InputEnd);
+                return;
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if events.send(Event::Line(line)).is_err() {
+                return;
+            }
         }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
+    });
+}
+
+/// The pipe-mode relay: each input line goes to the guest (ending in `\r`) only after the guest
+/// printed one more prompt than lines were sent.
+fn relay(mut child: Child) -> Result<i32, String> {
+    let timeout = prompt_timeout()?;
+    let (events, inbox) = mpsc::channel();
+    spawn_output_thread(
+        child.stdout.take().ok_or("QEMU's stdout is not piped")?,
+        events.clone(),
+    );
+    spawn_input_thread(events);
+    let mut guest_in = child.stdin.take().ok_or("QEMU's stdin is not piped")?;
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    let (mut input_ended, mut prompts, mut sent) = (false, 0, 0);
+    let mut deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let event = match deadline {
+            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => inbox.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match event {
+            Ok(Event::Line(line)) => pending.push_back(line),
+            Ok(Event::InputEnd) => input_ended = true,
+            Ok(Event::Prompts(count)) => {
+                prompts = count;
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            Ok(Event::Halted) => {
+                eprintln!("\natoll-console: the kernel halted after a fault report; stopping QEMU");
+                stop(&mut child);
+                return Ok(1);
+            }
+            Ok(Event::Exited) | Err(RecvTimeoutError::Disconnected) => {
+                let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+                return Ok(exit_code(status));
+            }
+            // Waiting for input, not for the guest: the timeout does not apply.
+            Err(RecvTimeoutError::Timeout) if prompts > sent => {
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let timeout = timeout.unwrap_or_default();
+                eprintln!(
+                    "\natoll-console: no prompt within {timeout:?} (ATOLL_PROMPT_TIMEOUT); stopping QEMU"
+                );
+                stop(&mut child);
+                return Ok(124);
+            }
         }
-        line.push(b'\r');
-        if guest_in
-            .write_all(&line)
-            .and_then(|()| guest_in.flush())
-            .is_err()
-        {
-            break wait_next(usize::MAX);
+        while prompts > sent {
+            let Some(mut line) = pending.pop_front() else {
+                break;
+            };
+            line.push(b'\r');
+            // A failed write means QEMU is gone; its exit is reported next.
+            if guest_in
+                .write_all(&line)
+                .and_then(|()| guest_in.flush())
+                .is_ok()
+            {
+                sent += 1;
+                deadline = timeout.map(|t| Instant::now() + t);
+            } else {
+                break;
+            }
         }
-        sent += 1;
-    };
-    let code = match outcome {
-        Next::Exited => {
-            let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-            exit_code(status)
-        }
-        Next::Halted => {
-            eprintln!("\natoll-console: the kernel halted after a fault report; stopping QEMU");
-            stop(&mut child);
-            1
-        }
-        Next::Prompt => {
+        if input_ended && pending.is_empty() && prompts > sent {
             eprintln!("\natoll-console: input ended; stopping QEMU");
             stop(&mut child);
-            0
+            return Ok(0);
         }
-        Next::TimedOut(timeout) => {
-            eprintln!(
-                "\natoll-console: no prompt within {timeout:?} (ATOLL_PROMPT_TIMEOUT); stopping QEMU"
-            );
-            stop(&mut child);
-            124
-        }
-    };
-    let _ = reader.join();
-    Ok(code)
+    }
 }
 
 fn stop(child: &mut Child) {
