@@ -72,8 +72,8 @@ impl Func<'_, '_> {
                 };
                 self.cx
                     .e
-                    .load(reg::RAX, true, mem(reg::VMCTX, off::GLOBALS))?;
-                let m = mem(reg::RAX, 8 * global_index as i32);
+                    .load(reg::RCX, true, mem(reg::VMCTX, off::GLOBALS))?;
+                let m = mem(reg::RCX, 8 * global_index as i32);
                 self.write_reg_or_const(m, v.ty, loc)?;
                 self.release(super::Val { loc, ..v });
             }
