@@ -405,6 +405,12 @@ impl Instance {
             return Err(TrapCode::from_u32(code));
         }
         slots.truncate(ty.results.len());
+        // Only the low 4 bytes of an i32/f32 slot are defined.
+        for (slot, t) in slots.iter_mut().zip(&ty.results) {
+            if !t.is_wide() {
+                *slot &= u64::from(u32::MAX);
+            }
+        }
         Ok(slots)
     }
 
