@@ -29,6 +29,7 @@ mod reader;
 mod strings;
 #[cfg(feature = "validate")]
 mod validate;
+pub mod value;
 mod writer;
 
 pub use error::FormatError;
@@ -43,4 +44,5 @@ pub use reader::{ChunkView, Image};
 pub use validate::{
     FuncImport, ModuleError, ModuleInfo, SUPPORTED_FEATURES, analyze_module, validate_module,
 };
+pub use value::Value;
 pub use writer::write_image;

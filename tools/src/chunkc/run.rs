@@ -5,91 +5,31 @@
 //! The kernel's `atoll` functions get host versions: `print` collects a line from the caller's
 //! exported `memory`, `cycles` reads a monotonic nanosecond clock, `yield` does nothing.
 
-use std::fmt;
 use std::time::Instant;
 
-use chunk_image::{Image, KERNEL_MODULE, ValType, validate_module};
+use chunk_image::{Image, KERNEL_MODULE, validate_module};
 use wasmi::{Caller, Engine, Extern, Instance, Linker, Module, Store, Val};
 
 use super::error::ChunkcError;
 
-/// A plain WebAssembly number.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value {
-    /// i32.
-    I32(i32),
-    /// i64.
-    I64(i64),
-    /// f32.
-    F32(f32),
-    /// f64.
-    F64(f64),
-}
+pub use chunk_image::Value;
 
-impl fmt::Display for Value {
-    /// Integers in signed decimal; floats in Rust's `{:?}` form (`42.0`, `NaN`, `inf`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::I32(v) => write!(f, "{v}"),
-            Self::I64(v) => write!(f, "{v}"),
-            Self::F32(v) => write!(f, "{v:?}"),
-            Self::F64(v) => write!(f, "{v:?}"),
-        }
+fn to_val(v: Value) -> Val {
+    match v {
+        Value::I32(v) => Val::I32(v),
+        Value::I64(v) => Val::I64(v),
+        Value::F32(v) => Val::F32(v.into()),
+        Value::F64(v) => Val::F64(v.into()),
     }
 }
 
-impl Value {
-    /// Parses a command-line argument as `ty`: decimal, `0x` hex, or (for floats) any float
-    /// Rust accepts. Integers may be given signed or unsigned.
-    pub fn parse(text: &str, ty: ValType) -> Option<Self> {
-        fn int(text: &str) -> Option<i128> {
-            let (neg, digits) = match text.strip_prefix('-') {
-                Some(rest) => (true, rest),
-                None => (false, text),
-            };
-            let v = match digits.strip_prefix("0x") {
-                Some(hex) => i128::from_str_radix(hex, 16).ok()?,
-                None => digits.parse::<i128>().ok()?,
-            };
-            Some(if neg { -v } else { v })
-        }
-        match ty {
-            ValType::I32 => {
-                let v = int(text)?;
-                let v = i32::try_from(v)
-                    .ok()
-                    .or_else(|| u32::try_from(v).ok().map(|u| u as i32))?;
-                Some(Self::I32(v))
-            }
-            ValType::I64 => {
-                let v = int(text)?;
-                let v = i64::try_from(v)
-                    .ok()
-                    .or_else(|| u64::try_from(v).ok().map(|u| u as i64))?;
-                Some(Self::I64(v))
-            }
-            ValType::F32 => text.parse().ok().map(Self::F32),
-            ValType::F64 => text.parse().ok().map(Self::F64),
-        }
-    }
-
-    fn to_val(self) -> Val {
-        match self {
-            Self::I32(v) => Val::I32(v),
-            Self::I64(v) => Val::I64(v),
-            Self::F32(v) => Val::F32(v.into()),
-            Self::F64(v) => Val::F64(v.into()),
-        }
-    }
-
-    fn from_val(val: &Val) -> Option<Self> {
-        match val {
-            Val::I32(v) => Some(Self::I32(*v)),
-            Val::I64(v) => Some(Self::I64(*v)),
-            Val::F32(v) => Some(Self::F32(f32::from(*v))),
-            Val::F64(v) => Some(Self::F64(f64::from(*v))),
-            _ => None,
-        }
+fn from_val(val: &Val) -> Option<Value> {
+    match val {
+        Val::I32(v) => Some(Value::I32(*v)),
+        Val::I64(v) => Some(Value::I64(*v)),
+        Val::F32(v) => Some(Value::F32(f32::from(*v))),
+        Val::F64(v) => Some(Value::F64(f64::from(*v))),
+        _ => None,
     }
 }
 
@@ -194,7 +134,7 @@ pub fn run_values(
     let func = instance.get_func(&store, export).ok_or_else(|| {
         ChunkcError::Run(format!("chunk `{chunk_name}` has no export `{export}`"))
     })?;
-    let params: Vec<Val> = args.iter().map(|v| v.to_val()).collect();
+    let params: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
     let mut results: Vec<Val> = func
         .ty(&store)
         .results()
@@ -202,7 +142,7 @@ pub fn run_values(
         .map(|ty| Val::default_for_ty(*ty))
         .collect();
     let outcome = match func.call(&mut store, &params, &mut results) {
-        Ok(()) => Outcome::Returned(results.iter().filter_map(Value::from_val).collect()),
+        Ok(()) => Outcome::Returned(results.iter().filter_map(from_val).collect()),
         Err(e) => Outcome::Trapped(e.to_string()),
     };
     Ok(RunResult {
