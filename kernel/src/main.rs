@@ -15,6 +15,7 @@ mod console;
 mod fault;
 mod klog;
 mod mem;
+mod pae;
 mod platform;
 mod time;
 

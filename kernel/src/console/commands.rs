@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_system};
+use super::{cmd_debug, cmd_pae, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -117,6 +117,30 @@ pub static COMMANDS: &[Command] = &[
         usage: "[--json]",
         help: "the chunk image the bootloader loaded (ramdisk)",
         run: cmd_system::chunks,
+    },
+    Command {
+        name: "run",
+        usage: "CHUNK.EXPORT [ARGS...] [--json]",
+        help: "assemble what is missing and run an export; prints results or the trap",
+        run: cmd_pae::run,
+    },
+    Command {
+        name: "tasks",
+        usage: "[--json]",
+        help: "tasks run so far: core, cycles, outcome",
+        run: cmd_pae::tasks,
+    },
+    Command {
+        name: "asm",
+        usage: "CHUNK.FUNC",
+        help: "generated x86-64 code of a function, with wasm offsets",
+        run: cmd_pae::asm,
+    },
+    Command {
+        name: "pae",
+        usage: "[--json]",
+        help: "assembly engine: chunks and functions assembled, code bytes, assembly time",
+        run: cmd_pae::pae_stats,
     },
     Command {
         name: "vm",

@@ -1,0 +1,250 @@
+//! Predictive Assembly Engine commands: `run`, `tasks`, `asm`, `pae`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use atoll_kcore::args::{ArgError, Args};
+use atoll_kcore::json::Json;
+use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+use spin::Mutex;
+
+use super::commands::{CmdError, CmdResult};
+use crate::pae::{self, PaeError};
+use crate::{println, time};
+
+impl From<PaeError> for CmdError {
+    fn from(e: PaeError) -> Self {
+        CmdError::Failed(alloc::format!("{e}"))
+    }
+}
+
+/// Stack generated code may use when a task runs on the shell's stack.
+const SHELL_STACK_BUDGET_BYTES: usize = 128 * 1024;
+
+/// One finished task, for `tasks`.
+#[derive(Debug, Clone)]
+struct TaskRecord {
+    id: u64,
+    task: String,
+    core: u32,
+    outcome: String,
+    trapped: bool,
+    run_cycles: u64,
+}
+
+static TASKS: Mutex<Vec<TaskRecord>> = Mutex::new(Vec::new());
+/// How many finished tasks `tasks` remembers.
+const TASK_HISTORY: usize = 64;
+
+pub fn run(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    let task = args.required("task (CHUNK.EXPORT)")?;
+    let mut words = Vec::new();
+    while let Some(w) = args.positional() {
+        words.push(w);
+    }
+    args.finish()?;
+    let mut prepared = pae::prepare(&task)?;
+    let values = prepared.parse_args(&words)?;
+    let start = crate::arch::cpu::rdtsc();
+    let outcome = prepared.invoke(&values, SHELL_STACK_BUDGET_BYTES);
+    let run_cycles = crate::arch::cpu::rdtsc() - start;
+    let (text, trapped) = match &outcome {
+        Ok(results) => (pae::format_results(results), false),
+        Err(trap) => (alloc::format!("{trap}"), true),
+    };
+    {
+        let mut tasks = TASKS.lock();
+        let id = tasks.last().map_or(1, |t| t.id + 1);
+        if tasks.len() == TASK_HISTORY {
+            tasks.remove(0);
+        }
+        tasks.push(TaskRecord {
+            id,
+            task: task.clone(),
+            core: crate::arch::percpu::core_id(),
+            outcome: text.clone(),
+            trapped,
+            run_cycles,
+        });
+    }
+    if json {
+        let mut j = Json::new();
+        j.begin_object().str("task", &task);
+        match &outcome {
+            Ok(results) => {
+                j.array("results");
+                for r in results {
+                    j.str_value(&alloc::format!("{r}"));
+                }
+                j.end_array();
+            }
+            Err(trap) => {
+                j.str("trap", trap.message());
+            }
+        }
+        j.u64("run_cycles", run_cycles).end_object();
+        println!("{}", j.finish());
+    } else if !trapped {
+        println!("{text}");
+    }
+    if trapped {
+        return Err(CmdError::Failed(alloc::format!("trap: {text}")));
+    }
+    Ok(())
+}
+
+pub fn tasks(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    args.finish()?;
+    let tasks = TASKS.lock().clone();
+    if json {
+        let mut j = Json::new();
+        j.begin_object().array("tasks");
+        for t in &tasks {
+            j.begin_object()
+                .u64("id", t.id)
+                .str("task", &t.task)
+                .u64("core", u64::from(t.core))
+                .str("state", if t.trapped { "trapped" } else { "done" })
+                .str("outcome", &t.outcome)
+                .u64("run_cycles", t.run_cycles)
+                .end_object();
+        }
+        j.end_array().end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    println!(
+        "  {:<4} {:<28} {:<5} {:<8} {:>14}  outcome",
+        "id", "task", "core", "state", "cycles"
+    );
+    for t in &tasks {
+        println!(
+            "  {:<4} {:<28} {:<5} {:<8} {:>14}  {}",
+            t.id,
+            t.task,
+            t.core,
+            if t.trapped { "trapped" } else { "done" },
+            t.run_cycles,
+            t.outcome
+        );
+    }
+    Ok(())
+}
+
+pub fn pae_stats(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    args.finish()?;
+    let all = pae::assembled();
+    let hz = time::tsc_hz().max(1);
+    if json {
+        let mut j = Json::new();
+        let functions: usize = all.iter().map(|a| a.module.funcs.len()).sum();
+        let bytes: usize = all.iter().map(|a| a.module.code.len()).sum();
+        j.begin_object()
+            .u64("chunks", all.len() as u64)
+            .u64("functions", functions as u64)
+            .u64("code_bytes", bytes as u64)
+            .array("assembled");
+        for a in &all {
+            let n = a.module.funcs.len().max(1) as u64;
+            j.begin_object()
+                .str("chunk", &a.chunk)
+                .u64("wasm_bytes", a.wasm_bytes as u64)
+                .u64("functions", a.module.funcs.len() as u64)
+                .u64("code_bytes", a.module.code.len() as u64)
+                .u64("code_addr", a.code.base())
+                .u64("assemble_cycles", a.assemble_cycles)
+                .u64("cycles_per_function", a.assemble_cycles / n)
+                .end_object();
+        }
+        j.end_array().end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    println!(
+        "  {:<12} {:>10} {:>9} {:>10} {:>14} {:>10} {:>16}",
+        "chunk",
+        "wasm bytes",
+        "functions",
+        "code bytes",
+        "assemble cyc",
+        "time us",
+        "cycles/function"
+    );
+    for a in &all {
+        let n = a.module.funcs.len().max(1) as u64;
+        println!(
+            "  {:<12} {:>10} {:>9} {:>10} {:>14} {:>10} {:>16}",
+            a.chunk,
+            a.wasm_bytes,
+            a.module.funcs.len(),
+            a.module.code.len(),
+            a.assemble_cycles,
+            a.assemble_cycles * 1_000_000 / hz,
+            a.assemble_cycles / n
+        );
+    }
+    if all.is_empty() {
+        println!("  nothing assembled yet (`run CHUNK.EXPORT` assembles what it needs)");
+    }
+    Ok(())
+}
+
+pub fn asm(args: &mut Args) -> CmdResult {
+    let target = args.required("function (CHUNK.FUNC: an export name or a function index)")?;
+    args.finish()?;
+    let (chunk, func) = target.split_once('.').ok_or_else(|| {
+        CmdError::Args(ArgError::Invalid {
+            what: "CHUNK.FUNC",
+            value: target.clone(),
+        })
+    })?;
+    let assembled = pae::assemble(chunk)?;
+    let module = &assembled.module;
+    let index = module
+        .desc
+        .export_func(func)
+        .or_else(|| func.parse::<u32>().ok())
+        .ok_or_else(|| CmdError::Failed(alloc::format!("no function `{target}`")))?;
+    let meta = module
+        .funcs
+        .iter()
+        .find(|f| f.index == index)
+        .ok_or_else(|| {
+            CmdError::Failed(alloc::format!("function {index} has no code (an import?)"))
+        })?;
+    let range = meta.code_range.start as usize..meta.code_range.end as usize;
+    let code = &assembled.code.bytes()[range.clone()];
+    let base = assembled.code.base() + range.start as u64;
+    println!(
+        "{}: function {} ({}), {} bytes at {:#x}, frame {} bytes",
+        target,
+        index,
+        meta.name.as_deref().unwrap_or("-"),
+        code.len(),
+        base,
+        meta.frame.frame_bytes
+    );
+    let mut decoder = Decoder::with_ip(64, code, base, DecoderOptions::NONE);
+    let mut formatter = IntelFormatter::new();
+    let mut insn = Instruction::default();
+    let mut text = String::new();
+    let mut boundaries = meta.insn_boundaries.iter().peekable();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let offset = (insn.ip() - assembled.code.base()) as u32;
+        while let Some((code_off, wasm_off)) = boundaries.peek() {
+            if *code_off > offset {
+                break;
+            }
+            println!("  ;; wasm {:#06x}", wasm_off);
+            boundaries.next();
+        }
+        text.clear();
+        formatter.format(&insn, &mut text);
+        println!("  {:016x}  {}", insn.ip(), text);
+    }
+    Ok(())
+}

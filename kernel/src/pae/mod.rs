@@ -1,0 +1,319 @@
+//! The Predictive Assembly Engine in the kernel: assembles chunks from the chunk image into
+//! executable pages with `atoll-pae`, links them (to each other and to the kernel's `atoll`
+//! imports), and runs exports.
+//!
+//! Assembled code is cached per chunk (compiled once, mapped read-execute once, shared by every
+//! instance). Each task gets fresh instances of its chunk and of every chunk it imports from,
+//! providers first, so tasks never see each other's linear memory.
+
+mod code;
+mod imports;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use atoll_pae::runtime::{Extern, Instance, InstantiateError, SigRegistry, VecMemory};
+use atoll_pae::{CompileError, CompiledModule, Options, TrapCode, Ty};
+use chunk_image::{ValType, Value};
+use spin::Mutex;
+
+pub use code::KernelCode;
+use code::SharedCode;
+
+use crate::chunks::{self, Loaded};
+use crate::mem::vm::VmError;
+
+/// Why a task could not be prepared or run.
+#[derive(Debug)]
+pub enum PaeError {
+    /// No valid chunk image was loaded.
+    NoImage,
+    /// The task is not `chunk.export`.
+    BadTaskName(String),
+    /// No chunk of that name.
+    NoChunk(String),
+    /// The chunk failed validation at boot.
+    Rejected(String),
+    /// The chunk has no such exported function.
+    NoExport(String),
+    /// Wrong number or kind of arguments.
+    BadArgs(String),
+    /// The code generator refused the module.
+    Compile(String, CompileError),
+    /// Code pages could not be mapped.
+    Vm(VmError),
+    /// Linking or instantiation failed.
+    Instantiate(String, InstantiateError),
+    /// The dependency graph is deeper than the image checks allow (a cycle).
+    DependencyCycle(String),
+}
+
+impl fmt::Display for PaeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoImage => write!(f, "no valid chunk image is loaded"),
+            Self::BadTaskName(t) => write!(f, "`{t}` is not CHUNK.EXPORT"),
+            Self::NoChunk(c) => write!(f, "no chunk named `{c}`"),
+            Self::Rejected(c) => write!(f, "chunk `{c}` was rejected by validation at boot"),
+            Self::NoExport(t) => write!(f, "no exported function `{t}`"),
+            Self::BadArgs(m) => write!(f, "{m}"),
+            Self::Compile(c, e) => write!(f, "assembling `{c}`: {e}"),
+            Self::Vm(e) => write!(f, "mapping code: {e}"),
+            Self::Instantiate(c, e) => write!(f, "instantiating `{c}`: {e}"),
+            Self::DependencyCycle(c) => write!(f, "dependency cycle through `{c}`"),
+        }
+    }
+}
+
+impl From<VmError> for PaeError {
+    fn from(e: VmError) -> Self {
+        Self::Vm(e)
+    }
+}
+
+/// One chunk's assembled code.
+#[derive(Debug)]
+pub struct Assembled {
+    /// Chunk name.
+    pub chunk: String,
+    /// The code generator's output (metadata included).
+    pub module: Arc<CompiledModule>,
+    /// The code, mapped read-execute.
+    pub code: Arc<KernelCode>,
+    /// TSC cycles spent compiling and mapping.
+    pub assemble_cycles: u64,
+    /// Size of the WebAssembly module.
+    pub wasm_bytes: usize,
+}
+
+static CACHE: Mutex<BTreeMap<String, Arc<Assembled>>> = Mutex::new(BTreeMap::new());
+
+/// Everything assembled so far, by chunk name.
+pub fn assembled() -> Vec<Arc<Assembled>> {
+    CACHE.lock().values().cloned().collect()
+}
+
+/// The assembled code of `chunk`, assembling it now if needed.
+pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
+    if let Some(a) = CACHE.lock().get(chunk) {
+        return Ok(a.clone());
+    }
+    let Loaded::Ready { image, rejected } = chunks::loaded() else {
+        return Err(PaeError::NoImage);
+    };
+    let view = image
+        .chunk(chunk)
+        .ok_or_else(|| PaeError::NoChunk(chunk.into()))?;
+    if rejected.iter().any(|(n, _)| n == chunk) {
+        return Err(PaeError::Rejected(chunk.into()));
+    }
+    let start = crate::arch::cpu::rdtsc();
+    let module = atoll_pae::compile(view.module, &Options::default())
+        .map_err(|e| PaeError::Compile(chunk.into(), e))?;
+    let code = KernelCode::new(&module.code)?;
+    let assembled = Arc::new(Assembled {
+        chunk: chunk.into(),
+        module: Arc::new(module),
+        code: Arc::new(code),
+        assemble_cycles: crate::arch::cpu::rdtsc() - start,
+        wasm_bytes: view.module.len(),
+    });
+    CACHE.lock().insert(chunk.into(), assembled.clone());
+    Ok(assembled)
+}
+
+/// The chunks `chunk` needs, providers before their users, `chunk` last.
+pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
+    let Loaded::Ready { image, .. } = chunks::loaded() else {
+        return Err(PaeError::NoImage);
+    };
+    let mut order = Vec::new();
+    fn visit(
+        image: &chunk_image::Image<'_>,
+        name: &str,
+        depth: usize,
+        order: &mut Vec<String>,
+    ) -> Result<(), PaeError> {
+        if order.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        if depth > 64 {
+            return Err(PaeError::DependencyCycle(name.into()));
+        }
+        let view = image
+            .chunk(name)
+            .ok_or_else(|| PaeError::NoChunk(name.into()))?;
+        for dep in view.manifest.chunk_dependencies() {
+            visit(image, dep, depth + 1, order)?;
+        }
+        order.push(name.into());
+        Ok(())
+    }
+    visit(image, chunk, 0, &mut order)?;
+    Ok(order)
+}
+
+fn val_type(ty: Ty) -> ValType {
+    match ty {
+        Ty::I32 => ValType::I32,
+        Ty::I64 => ValType::I64,
+        Ty::F32 => ValType::F32,
+        Ty::F64 => ValType::F64,
+    }
+}
+
+/// A task ready to run: instances of the chunk and its providers, and the export to call.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `chunk.export`.
+    pub task: String,
+    /// Instances by chunk name (providers are referenced by their users' import tables).
+    instances: BTreeMap<String, Box<Instance>>,
+    chunk: String,
+    func: u32,
+    params: Vec<Ty>,
+    results: Vec<Ty>,
+}
+
+/// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
+pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
+    let (chunk, export) = task
+        .split_once('.')
+        .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
+    let order = dependency_order(chunk)?;
+    let mut sigs = SigRegistry::default();
+    let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
+    for name in &order {
+        let assembled = assemble(name)?;
+        let mut externs = Vec::new();
+        for import in &assembled.module.desc.imports {
+            let ext = if import.module == chunk_image::KERNEL_MODULE {
+                let func = imports::lookup(&import.name).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "no kernel function `{}`",
+                            import.name
+                        )),
+                    )
+                })?;
+                Extern::Host {
+                    func,
+                    data: core::ptr::null_mut(),
+                }
+            } else {
+                let provider = instances.get_mut(&import.module).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "provider `{}` missing",
+                            import.module
+                        )),
+                    )
+                })?;
+                let index = provider
+                    .module()
+                    .desc
+                    .export_func(&import.name)
+                    .ok_or_else(|| {
+                        PaeError::Instantiate(
+                            name.clone(),
+                            InstantiateError::Link(alloc::format!(
+                                "`{}.{}` is not exported",
+                                import.module,
+                                import.name
+                            )),
+                        )
+                    })?;
+                provider.func_ref(index)
+            };
+            externs.push(ext);
+        }
+        let instance = Instance::new(
+            assembled.module.clone(),
+            Box::new(SharedCode(assembled.code.clone())),
+            Box::new(VecMemory::default()),
+            &externs,
+            &mut sigs,
+        )
+        .map_err(|e| PaeError::Instantiate(name.clone(), e))?;
+        instances.insert(name.clone(), instance);
+    }
+    let main = instances
+        .get(chunk)
+        .ok_or_else(|| PaeError::NoChunk(chunk.into()))?;
+    let func = main
+        .module()
+        .desc
+        .export_func(export)
+        .ok_or_else(|| PaeError::NoExport(task.into()))?;
+    let ty = main.module().desc.func_type(func).clone();
+    Ok(Prepared {
+        task: task.into(),
+        instances,
+        chunk: chunk.into(),
+        func,
+        params: ty.params,
+        results: ty.results,
+    })
+}
+
+impl Prepared {
+    /// Parses console arguments by the export's parameter types.
+    pub fn parse_args(&self, words: &[String]) -> Result<Vec<u64>, PaeError> {
+        if words.len() != self.params.len() {
+            return Err(PaeError::BadArgs(alloc::format!(
+                "{} takes {} argument(s), {} given",
+                self.task,
+                self.params.len(),
+                words.len()
+            )));
+        }
+        words
+            .iter()
+            .zip(&self.params)
+            .map(|(w, ty)| {
+                Value::parse(w, val_type(*ty))
+                    .map(Value::to_bits)
+                    .ok_or_else(|| {
+                        PaeError::BadArgs(alloc::format!(
+                            "`{w}` is not a valid {:?}",
+                            val_type(*ty)
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Runs the export on the current stack, allowing generated code `stack_budget_bytes`.
+    pub fn invoke(
+        &mut self,
+        args: &[u64],
+        stack_budget_bytes: usize,
+    ) -> Result<Vec<Value>, TrapCode> {
+        let instance = self
+            .instances
+            .get_mut(&self.chunk)
+            .expect("prepared chunk instance");
+        instance.stack_budget_bytes = stack_budget_bytes;
+        let raw = instance.invoke(self.func, args)?;
+        Ok(raw
+            .iter()
+            .zip(&self.results)
+            .map(|(bits, ty)| Value::from_bits(*bits, val_type(*ty)))
+            .collect())
+    }
+}
+
+/// Formats results as `chunkc run` does: space-separated.
+pub fn format_results(values: &[Value]) -> String {
+    let texts: Vec<String> = values.iter().map(ToString::to_string).collect();
+    texts.join(" ")
+}
+
+/// What `atoll.yield` does: gives up the core when the scheduler runs threads.
+pub fn yield_hook() {}
