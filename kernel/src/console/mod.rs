@@ -5,6 +5,7 @@
 //! goes on.
 
 mod cmd_debug;
+mod cmd_smp;
 mod cmd_system;
 pub mod commands;
 pub mod input;
