@@ -93,3 +93,8 @@ pub fn spin_us(us: u64) {
 pub fn us_to_cycles(us: u64) -> u64 {
     (u128::from(us) * u128::from(tsc_hz()) / 1_000_000) as u64
 }
+
+/// Converts TSC ticks to microseconds.
+pub fn cycles_to_us(cycles: u64) -> u64 {
+    (u128::from(cycles) * 1_000_000 / u128::from(tsc_hz().max(1))) as u64
+}

@@ -17,7 +17,19 @@ use crate::{println, time};
 
 pub fn threads(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
+    let selftest = args.positional();
     args.finish()?;
+    match selftest.as_deref() {
+        None => {}
+        Some("selftest") => return threads_selftest(json),
+        Some(other) => {
+            return Err(ArgError::Invalid {
+                what: "threads subcommand (selftest)",
+                value: other.into(),
+            }
+            .into());
+        }
+    }
     let list = sched::list();
     if json {
         let mut j = Json::new();
@@ -138,8 +150,12 @@ fn dist_text(what: &str, unit: &str, d: &Distribution) {
 
 /// What the `smi` callback does with the world stopped: read every parked core's interrupted
 /// context and every off-core thread's saved context, and write each back unchanged.
-fn touch_world(world: &mut World, frames_seen: &mut u64) {
-    for core in 0..smp::MAX_CORES {
+fn touch_world(world: &mut World, frames_seen: &mut u64, flush: bool) {
+    if flush {
+        world.request_flush(smi::rendezvous::flush::TLB | smi::rendezvous::flush::SERIALIZE);
+    }
+    let parked = world.parked_cores();
+    for core in (0..smp::MAX_CORES).filter(|c| parked & (1 << c) != 0) {
         if let Some(f) = world.parked_frame(core) {
             let rip = f.rip;
             f.rip = core::hint::black_box(rip);
@@ -158,6 +174,7 @@ fn touch_world(world: &mut World, frames_seen: &mut u64) {
 pub fn smi(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let count = args.flag_u64("--count")?.unwrap_or(1).clamp(1, 1_000_000) as usize;
+    let flush = args.flag("--flush");
     args.finish()?;
     // Figures go into memory allocated before any round.
     let mut rendezvous: Vec<u64> = Vec::with_capacity(count);
@@ -166,7 +183,7 @@ pub fn smi(args: &mut Args) -> CmdResult {
     let mut first_error = None;
     let mut frames_seen = 0u64;
     for _ in 0..count {
-        match smi::stop_the_world(&mut |w| touch_world(w, &mut frames_seen)) {
+        match smi::stop_the_world(&mut |w| touch_world(w, &mut frames_seen, flush)) {
             Ok(f) => {
                 rendezvous.push(f.rendezvous_cycles);
                 pause.push(f.pause_cycles);
@@ -266,6 +283,74 @@ pub fn ipi_bench(args: &mut Args) -> CmdResult {
         println!("ipi-bench: {count} rounds, {} other cores", others.len());
         dist_text("call round trip", "cycles", &rt);
         dist_text("TLB shootdown (all)", "cycles", &sd);
+    }
+    Ok(())
+}
+
+static BLOCKER_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn sleeper(us: u64) {
+    sched::sleep_us(us);
+}
+
+fn blocker(_: u64) {
+    while !BLOCKER_DONE.load(core::sync::atomic::Ordering::Acquire) {
+        sched::block_unless(|| BLOCKER_DONE.load(core::sync::atomic::Ordering::Acquire));
+    }
+}
+
+fn yielder(n: u64) {
+    for _ in 0..n {
+        sched::yield_now();
+    }
+}
+
+/// Sleep, block/wake, yield, exit and join on real threads on every core.
+fn threads_selftest(json: bool) -> CmdResult {
+    use core::sync::atomic::Ordering;
+    let cores: Vec<usize> = smp::online_cores().collect();
+    let t0 = cpu::rdtsc();
+    let mut ids = Vec::new();
+    for (i, core) in cores.iter().enumerate() {
+        ids.push(sched::spawn_thread(
+            "sleeper",
+            Some(*core),
+            sleeper,
+            10_000 + 1000 * i as u64,
+        )?);
+        ids.push(sched::spawn_thread("yielder", Some(*core), yielder, 100)?);
+    }
+    BLOCKER_DONE.store(false, Ordering::Release);
+    let blocker_id = sched::spawn_thread("blocker", cores.last().copied(), blocker, 0)?;
+    sched::sleep_us(20_000);
+    BLOCKER_DONE.store(true, Ordering::Release);
+    sched::wake_thread(blocker_id)?;
+    ids.push(blocker_id);
+    for id in &ids {
+        sched::join(*id)?;
+    }
+    let slept_us = time::cycles_to_us(cpu::rdtsc() - t0);
+    let states_ok = sched::list()
+        .iter()
+        .filter(|t| ids.contains(&t.id))
+        .all(|t| t.state == atoll_kcore::sched::ThreadState::Dead);
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .u64("threads", ids.len() as u64)
+            .u64("elapsed_us", slept_us)
+            .bool("all_dead", states_ok)
+            .end_object();
+        println!("{}", j.finish());
+    } else {
+        println!(
+            "threads selftest: {} threads slept, blocked/woke, yielded and were joined in {} us",
+            ids.len(),
+            slept_us
+        );
+    }
+    if !states_ok {
+        return Err(CmdError::Failed("a joined thread is not dead".into()));
     }
     Ok(())
 }

@@ -56,11 +56,7 @@ fn core_state(apic: u32) -> Option<(usize, u64, alloc::string::String, usize, u6
     let busy_now = !name.starts_with("idle");
     let since = crate::arch::cpu::rdtsc().saturating_sub(crate::smp::online_tsc(core));
     let idle = crate::sched::idle_cycles(core).min(since);
-    let busy_pct = if since == 0 {
-        0
-    } else {
-        100 - idle * 100 / since
-    };
+    let busy_pct = 100 - (idle * 100).checked_div(since).unwrap_or(100);
     Some((core, thread, name, queued + usize::from(busy_now), busy_pct))
 }
 

@@ -108,8 +108,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "threads",
-        usage: "[--json]",
-        help: "threads: id, core, state, CPU time, counter",
+        usage: "[selftest] [--json]",
+        help: "threads: id, core, state, CPU time, counter; `selftest` sleeps, wakes, joins",
         run: cmd_smp::threads,
     },
     Command {
@@ -144,7 +144,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "smi",
-        usage: "[--count N] [--json]",
+        usage: "[--count N] [--flush] [--json]",
         help: "stop the world N times (NMI rendezvous); latency and pause figures",
         run: cmd_smp::smi,
     },

@@ -118,7 +118,8 @@ pub fn init_boot_core(name: &str, cores: usize) -> Result<(), ThreadError> {
 /// Finishes an AP's start: its boot context becomes its idle thread, it goes online, and it
 /// idles (taking timer and IPI interrupts) forever.
 pub fn start_ap_core(core: usize) -> ! {
-    match with(|s| s.adopt_current(core, "idle", true)) {
+    let name = alloc::format!("idle{core}");
+    match with(|s| s.adopt_current(core, &name, true)) {
         Ok(Ok(slot)) => {
             publish(slot, 1);
             percpu::set_current_thread(slot);
@@ -129,6 +130,13 @@ pub fn start_ap_core(core: usize) -> ! {
         _ => cpu::halt_forever(),
     }
     idle_loop()
+}
+
+/// Cycles `slot` has run, including its current stint if it is on a core now.
+fn cycles_of(s: &Scheduler, slot: usize) -> u64 {
+    let done = SLOTS[slot].cpu_cycles.load(Ordering::Relaxed);
+    let running = (0..s.cores()).find(|c| s.current(*c) == Some(slot));
+    done + running.map_or(0, switch::running_cycles)
 }
 
 fn publish(slot: usize, on_cpu: u64) {
@@ -213,12 +221,12 @@ fn spawn_on(
     let st = stack::alloc(THREAD_STACK_BYTES)?;
     let frame_addr = (st.top - 64 - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
     let frame = TrapFrame {
-        rip: thread_start as usize as u64,
+        rip: thread_start as *const () as u64,
         cs: u64::from(crate::arch::gdt::KERNEL_CODE),
         ss: u64::from(crate::arch::gdt::KERNEL_DATA),
         rflags: 0x202,
         rsp: st.top - 8,
-        rdi: entry as usize as u64,
+        rdi: entry as *const () as u64,
         rsi: arg,
         ..TrapFrame::default()
     };
@@ -299,11 +307,22 @@ pub fn block_unless(ready: impl Fn() -> bool) {
     }
 }
 
-/// Wakes a blocked or sleeping thread.
-pub fn wake(slot: usize) {
-    if let Ok(k) = with(|s| s.wake(slot)) {
-        kick(k);
-    }
+/// Wakes thread `id` if it is blocked or sleeping.
+pub fn wake_thread(id: u64) -> Result<(), ThreadError> {
+    let slot = slot_of(id)?;
+    kick(with(|s| s.wake(slot))?);
+    Ok(())
+}
+
+/// Spawns `entry(arg)` as a thread; returns its id.
+pub fn spawn_thread(
+    name: &str,
+    core: Option<usize>,
+    entry: fn(u64),
+    arg: u64,
+) -> Result<u64, ThreadError> {
+    let slot = spawn(name, core, entry, arg)?;
+    Ok(SLOTS[slot].id.load(Ordering::Acquire))
 }
 
 /// Wakes `slot` from interrupt context; returns whether this core should reschedule.
@@ -336,7 +355,7 @@ fn slot_of(id: u64) -> Result<usize, ThreadError> {
 pub fn join(id: u64) -> Result<(), ThreadError> {
     let target = slot_of(id)?;
     let core = this_core();
-    if with(|s| s.join_current(core, target))?? {
+    while with(|s| s.join_current(core, target))?? {
         yield_now();
     }
     Ok(())
@@ -408,8 +427,6 @@ pub struct ThreadView {
     pub cpu_cycles: u64,
     /// Its counter.
     pub counter: u64,
-    /// An idle thread.
-    pub idle: bool,
 }
 
 /// Every thread.
@@ -421,9 +438,8 @@ pub fn list() -> Vec<ThreadView> {
                 name: t.name.clone(),
                 core: t.core,
                 state: t.state,
-                cpu_cycles: SLOTS[slot].cpu_cycles.load(Ordering::Relaxed),
+                cpu_cycles: cycles_of(s, slot),
                 counter: SLOTS[slot].counter.load(Ordering::Relaxed),
-                idle: t.idle,
             })
             .collect()
     })
@@ -446,9 +462,7 @@ pub fn idle_cycles(core: usize) -> u64 {
     with(|s| {
         s.threads()
             .find(|(_, t)| t.idle && t.core == core)
-            .map_or(0, |(slot, _)| {
-                SLOTS[slot].cpu_cycles.load(Ordering::Relaxed)
-            })
+            .map_or(0, |(slot, _)| cycles_of(s, slot))
     })
     .unwrap_or(0)
 }

@@ -19,6 +19,11 @@ pub fn start_accounting(core: usize) {
     SWITCH_IN_TSC[core].store(cpu::rdtsc(), Ordering::Relaxed);
 }
 
+/// Cycles the current thread on `core` has run since it was switched in.
+pub fn running_cycles(core: usize) -> u64 {
+    cpu::rdtsc().saturating_sub(SWITCH_IN_TSC[core].load(Ordering::Relaxed))
+}
+
 /// The timer: wake sleepers, charge the slice, maybe switch.
 pub fn on_timer(frame: &mut TrapFrame) -> Resume {
     apic::eoi();
