@@ -25,6 +25,12 @@ pub struct ChunkView<'a> {
 }
 
 impl ChunkView<'_> {
+    /// Validates the module against the supported WebAssembly feature set.
+    #[cfg(feature = "validate")]
+    pub fn validate(&self) -> Result<(), crate::ModuleError> {
+        crate::validate_module(self.module)
+    }
+
     /// An owned copy, as the writer takes it.
     pub fn to_chunk(&self) -> Chunk {
         Chunk {
@@ -133,6 +139,11 @@ impl<'a> Image<'a> {
     /// All chunks, in image order.
     pub fn chunks(&self) -> &[ChunkView<'a>] {
         &self.chunks
+    }
+
+    /// Owned copies of all chunks, e.g. to write the image again with recorded profiles.
+    pub fn to_chunks(&self) -> Vec<Chunk> {
+        self.chunks.iter().map(ChunkView::to_chunk).collect()
     }
 
     /// The chunk named `name`.

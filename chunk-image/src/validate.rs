@@ -52,13 +52,32 @@ impl ModuleError {
     }
 
     fn from_parser(err: &BinaryReaderError) -> Self {
+        let message = err.message();
+        let message = match proposal_hint(message) {
+            Some(proposal) => format!("{message} (the {proposal} proposal is not supported)"),
+            None => message.to_string(),
+        };
         Self {
-            message: err.message().to_string(),
+            message,
             offset: Some(err.offset()),
             function: None,
             function_name: None,
         }
     }
+}
+
+/// Names the proposal behind wasmparser messages that do not name it themselves.
+fn proposal_hint(message: &str) -> Option<&'static str> {
+    const HINTS: [(&str, &str); 4] = [
+        ("multiple memories", "multi-memory"),
+        ("non-constant operator", "extended-const"),
+        ("unexpected SIMD opcode", "SIMD"),
+        ("indexed types not supported without the gc", "GC"),
+    ];
+    HINTS
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map(|&(_, proposal)| proposal)
 }
 
 impl fmt::Display for ModuleError {

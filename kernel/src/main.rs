@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod acpi;
 mod arch;
+mod chunks;
 mod console;
 mod fault;
 mod irq;
@@ -88,9 +89,19 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     let ramdisk_len = boot_info.ramdisk_len;
     platform::set_ramdisk(boot_info.ramdisk_addr.into_option(), ramdisk_len);
-    match platform::ramdisk() {
-        Some(r) => log::info!("chunk image: {} bytes at {:#x}", r.len, r.addr),
-        None => log::warn!("no chunk image (ramdisk) was loaded"),
+    match chunks::load() {
+        chunks::Loaded::Absent => log::warn!("no chunk image (ramdisk) was loaded"),
+        chunks::Loaded::Invalid(e) => log::error!("chunk image rejected: {e}"),
+        chunks::Loaded::Ready { image, rejected } => {
+            log::info!(
+                "chunk image: {} chunks, {} bytes",
+                image.chunks().len(),
+                ramdisk_len
+            );
+            for (name, why) in rejected {
+                log::error!("chunk {name} rejected: {why}");
+            }
+        }
     }
 
     platform::mark_ready();

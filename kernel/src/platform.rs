@@ -54,6 +54,14 @@ pub fn ramdisk() -> Option<Ramdisk> {
     RAMDISK.get().copied().flatten()
 }
 
+/// The ramdisk's bytes, if there is one.
+pub fn ramdisk_bytes() -> Option<&'static [u8]> {
+    let r = ramdisk()?;
+    // SAFETY: as in `set_ramdisk`: the bootloader's mapping of the ramdisk lives forever and
+    // nothing writes it.
+    Some(unsafe { core::slice::from_raw_parts(r.addr as *const u8, r.len as usize) })
+}
+
 /// Records that the prompt is about to be printed.
 pub fn mark_ready() {
     BOOT.call_once(|| BootFigures {

@@ -1,3 +1,4 @@
 //! atoll's host tools.
 
 pub mod chunkc;
+pub mod qemu;

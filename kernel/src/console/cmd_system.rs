@@ -1,6 +1,8 @@
 //! System commands: mem, cpus, acpi, uptime, boot, log, chunks, poweroff, reboot.
 
+use alloc::vec::Vec;
 use atoll_kcore::args::{ArgError, Args};
+
 use atoll_kcore::json::Json;
 
 use super::commands::{CmdError, CmdResult};
@@ -294,19 +296,89 @@ pub fn chunks(args: &mut Args) -> CmdResult {
             "a chunk image (the bootloader loaded no ramdisk)",
         ));
     };
+    let (image, rejected) = match crate::chunks::loaded() {
+        crate::chunks::Loaded::Ready { image, rejected } => (image, rejected),
+        crate::chunks::Loaded::Invalid(e) => {
+            if !json {
+                println!(
+                    "chunk image: {} bytes at {:#x} (FNV-1a {:016x})",
+                    r.len, r.addr, r.fnv1a
+                );
+            }
+            return Err(CmdError::Failed(alloc::format!(
+                "chunk image is invalid: {e}"
+            )));
+        }
+        crate::chunks::Loaded::Absent => return Err(CmdError::Unavailable("a chunk image")),
+    };
+    let is_rejected = |name: &str| {
+        rejected
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, why)| why.as_str())
+    };
     if json {
         let mut j = Json::new();
         j.begin_object()
             .u64("ramdisk_addr", r.addr)
             .u64("ramdisk_bytes", r.len)
             .str("checksum_fnv1a", &alloc::format!("{:016x}", r.fnv1a))
-            .end_object();
+            .u64("format_minor", u64::from(image.minor_version()))
+            .array("chunks");
+        for c in image.chunks() {
+            let m = &c.manifest;
+            j.begin_object()
+                .str("name", c.name)
+                .u64("module_bytes", c.module.len() as u64)
+                .str("content_hash", &alloc::format!("{:016x}", c.content_hash))
+                .bool("valid", is_rejected(c.name).is_none());
+            j.array("exports");
+            for e in &m.exports {
+                j.str_value(&e.name);
+            }
+            j.end_array().array("depends_on");
+            for d in m.chunk_dependencies() {
+                j.str_value(d);
+            }
+            j.end_array()
+                .u64("memory_pages", u64::from(m.resources.memory_pages))
+                .u64("stack_bytes", u64::from(m.resources.stack_bytes))
+                .u64("cycles_per_call", m.resources.cycles_per_call)
+                .end_object();
+        }
+        j.end_array().end_object();
         println!("{}", j.finish());
-    } else {
+        return Ok(());
+    }
+    println!(
+        "chunk image: {} bytes at {:#x} (FNV-1a {:016x}), format 1.{}, {} chunks",
+        r.len,
+        r.addr,
+        r.fnv1a,
+        image.minor_version(),
+        image.chunks().len()
+    );
+    println!(
+        "  {:<12} {:>8} {:>5} {:>8} {:>12}  {:<24} exports",
+        "name", "bytes", "pages", "stack", "cycles/call", "depends on"
+    );
+    for c in image.chunks() {
+        let m = &c.manifest;
+        let deps = m.chunk_dependencies().join(",");
+        let exports: Vec<&str> = m.exports.iter().map(|e| e.name.as_str()).collect();
         println!(
-            "chunk image: {} bytes at {:#x} (FNV-1a {:016x})",
-            r.len, r.addr, r.fnv1a
+            "  {:<12} {:>8} {:>5} {:>8} {:>12}  {:<24} {}",
+            c.name,
+            c.module.len(),
+            m.resources.memory_pages,
+            m.resources.stack_bytes,
+            m.resources.cycles_per_call,
+            if deps.is_empty() { "-" } else { deps.as_str() },
+            exports.join(" ")
         );
+        if let Some(why) = is_rejected(c.name) {
+            println!("    rejected: {why}");
+        }
     }
     Ok(())
 }

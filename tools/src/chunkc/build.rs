@@ -22,7 +22,10 @@ pub const KERNEL_FUNCTIONS: [(&str, &[ValType], &[ValType]); 3] = [
 pub fn build_chunks(manifest_path: &Path) -> Result<Vec<Chunk>, ChunkcError> {
     let file = manifest::load(manifest_path)?;
     // Absolute, because cargo runs inside the Rust workspace and must find the same paths.
-    let parent = manifest_path.parent().unwrap_or(Path::new("."));
+    let parent = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let base = &std::path::absolute(parent).map_err(|e| ChunkcError::io(parent, e))?;
     let bad = |message: String| ChunkcError::Manifest {
         path: manifest_path.to_path_buf(),

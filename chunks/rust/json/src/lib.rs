@@ -91,11 +91,7 @@ impl<'a> Lexer<'a> {
 
     fn number(&mut self, first: u8) -> Result<i64, ()> {
         let negative = first == b'-';
-        let mut value: i64 = if negative {
-            0
-        } else {
-            i64::from(first - b'0')
-        };
+        let mut value: i64 = if negative { 0 } else { i64::from(first - b'0') };
         let mut digits = usize::from(!negative);
         while let Some(d @ b'0'..=b'9') = self.peek() {
             value = value.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
@@ -201,7 +197,9 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn bytes(&mut self, s: &[u8]) -> Option<()> {
-        self.buf.get_mut(self.len..self.len + s.len())?.copy_from_slice(s);
+        self.buf
+            .get_mut(self.len..self.len + s.len())?
+            .copy_from_slice(s);
         self.len += s.len();
         Some(())
     }

@@ -52,7 +52,9 @@ fn compress(input: &[u8], out: &mut [u8]) -> usize {
         let usable = candidate < i && i - candidate <= 0xFFFF;
         if usable && input[candidate..candidate + MIN_MATCH] == input[i..i + MIN_MATCH] {
             let mut len = MIN_MATCH;
-            while len < MAX_MATCH && i + len < input.len() && input[candidate + len] == input[i + len]
+            while len < MAX_MATCH
+                && i + len < input.len()
+                && input[candidate + len] == input[i + len]
             {
                 len += 1;
             }

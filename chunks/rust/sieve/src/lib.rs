@@ -36,16 +36,23 @@ pub extern "C" fn count_primes(n: i32) -> i32 {
     (0..n).filter(|&k| is_prime(bits, k)).count() as i32
 }
 
-/// The `k`-th prime (1-based), or -1 if it is not below 2^20.
+/// The `k`-th prime (1-based), or -1 if it is not below 2^20. Sieves up to a bound that
+/// doubles from 1024 until it holds `k` primes.
 #[unsafe(no_mangle)]
 pub extern "C" fn nth_prime(k: i32) -> i32 {
-    let bits = sieve(MAX_N);
     let k = clamp_len(k, MAX_N);
     if k == 0 {
         return -1;
     }
-    (0..MAX_N)
-        .filter(|&i| is_prime(bits, i))
-        .nth(k - 1)
-        .map_or(-1, |p| p as i32)
+    let mut bound = 1024;
+    loop {
+        let bits = sieve(bound);
+        if let Some(p) = (0..bound).filter(|&i| is_prime(bits, i)).nth(k - 1) {
+            return p as i32;
+        }
+        if bound == MAX_N {
+            return -1;
+        }
+        bound = (bound * 2).min(MAX_N);
+    }
 }

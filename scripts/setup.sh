@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what atoll's build and tests need, when it is missing; fast when everything is present.
+#
+#   - the Rust toolchain named in rust-toolchain.toml, with the targets x86_64-unknown-none and
+#     wasm32-unknown-unknown and the components rust-src, clippy, rustfmt (via rustup);
+#   - qemu-system-x86_64 and OVMF (via apt-get, as root or through sudo).
+#
+# Exits non-zero with a message saying what to install by hand when something cannot be installed.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ATOLL_ROOT"
+
+setup_rust() {
+    command -v rustup >/dev/null 2>&1 ||
+        die "rustup is not installed; install it from https://rustup.rs and run this again"
+    local channel
+    channel="$(sed -n 's/^channel *= *"\(.*\)".*/\1/p' rust-toolchain.toml)"
+    [[ -n "$channel" ]] || die "rust-toolchain.toml names no channel"
+    # RUSTUP_AUTO_INSTALL=0 may be set: install the pinned toolchain explicitly.
+    if ! rustup toolchain list | grep -q "^${channel}[-\ ]"; then
+        say "installing Rust toolchain $channel"
+        rustup toolchain install "$channel" --profile minimal >&2 ||
+            die "could not install Rust toolchain $channel (rustup toolchain install $channel)"
+    fi
+    local targets components want missing_targets=() missing_components=()
+    targets="$(rustup target list --installed)"
+    components="$(rustup component list --installed)"
+    for want in x86_64-unknown-none wasm32-unknown-unknown; do
+        grep -qx "$want" <<<"$targets" || missing_targets+=("$want")
+    done
+    for want in rust-src clippy rustfmt; do
+        grep -q "^${want}\(-\|$\)" <<<"$components" || missing_components+=("$want")
+    done
+    if ((${#missing_targets[@]})); then
+        say "adding Rust targets: ${missing_targets[*]}"
+        rustup target add "${missing_targets[@]}" >&2 ||
+            die "could not add Rust targets ${missing_targets[*]} (rustup target add ...)"
+    fi
+    if ((${#missing_components[@]})); then
+        say "adding Rust components: ${missing_components[*]}"
+        rustup component add "${missing_components[@]}" >&2 ||
+            die "could not add Rust components ${missing_components[*]} (rustup component add ...)"
+    fi
+}
+
+setup_qemu() {
+    if command -v qemu-system-x86_64 >/dev/null 2>&1 && [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]]; then
+        return 0
+    fi
+    local hint="install QEMU and OVMF (Debian/Ubuntu: apt-get install qemu-system-x86 ovmf)"
+    local sudo=()
+    if ((EUID != 0)); then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            die "qemu-system-x86_64 or OVMF is missing and this is not root (no usable sudo): $hint"
+        fi
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "qemu-system-x86_64 or OVMF is missing and there is no apt-get: $hint"
+    say "installing qemu-system-x86 and ovmf with apt-get"
+    "${sudo[@]}" apt-get update >&2 || die "apt-get update failed: $hint"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y qemu-system-x86 ovmf >&2 ||
+        die "apt-get install failed: $hint"
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || die "qemu-system-x86_64 is still missing: $hint"
+    [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]] ||
+        die "OVMF is still missing ($OVMF_CODE, $OVMF_VARS): $hint (or set OVMF_CODE/OVMF_VARS)"
+}
+
+setup_rust
+setup_qemu

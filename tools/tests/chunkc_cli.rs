@@ -1,0 +1,293 @@
+//! The `chunkc` binary: build, inspect, run, error messages and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn chunkc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chunkc"))
+        .args(args)
+        .output()
+        .expect("chunkc runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("chunkc-cli")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The default image, built once with the CLI into a directory that does not exist yet.
+fn default_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = scratch("default");
+        let image = dir.join("nested/default.img");
+        let _ = std::fs::remove_dir_all(dir.join("nested"));
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../chunks/default.toml");
+        let out = chunkc(&[
+            "build",
+            manifest.to_str().expect("utf-8 path"),
+            "-o",
+            image.to_str().expect("utf-8 path"),
+        ]);
+        assert!(out.status.success(), "build failed: {}", stderr(&out));
+        assert!(stdout(&out).contains("11 chunks"), "{}", stdout(&out));
+        image.to_string_lossy().into_owned()
+    })
+}
+
+#[test]
+fn inspect_lists_every_chunk_with_dependencies_and_resources() {
+    let out = chunkc(&["inspect", default_image()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for chunk in [
+        "json",
+        "crc32",
+        "sha256",
+        "lz",
+        "sort",
+        "sieve",
+        "fib",
+        "matmul",
+        "strsearch",
+        "hello",
+        "pipeline",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{chunk} "))),
+            "{chunk} missing from table:\n{text}"
+        );
+        assert!(text.contains(&format!("\n{chunk}:\n")), "{chunk} detail");
+    }
+    let pipeline_row = text
+        .lines()
+        .find(|l| l.starts_with("pipeline "))
+        .expect("pipeline row");
+    assert!(
+        pipeline_row.contains("json, crc32, lz, atoll (kernel)"),
+        "{pipeline_row}"
+    );
+    assert!(text.contains("import crc32.crc32_bench(i32) -> i32 from chunk crc32"));
+    assert!(text.contains("import atoll.print(i32, i32) from kernel"));
+    assert!(text.contains("resources: 0 pages (max none), 16384 stack bytes, 2000 cycles/call"));
+    assert!(text.contains("profile: json.json_generate_and_count -> crc32.crc32_bench x100"));
+}
+
+#[test]
+fn inspect_json_is_one_object() {
+    let out = chunkc(&["inspect", default_image(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let chunks = v["chunks"].as_array().expect("chunks array");
+    assert_eq!(chunks.len(), 11);
+    let pipeline = chunks
+        .iter()
+        .find(|c| c["name"] == "pipeline")
+        .expect("pipeline");
+    assert_eq!(
+        pipeline["depends_on"],
+        serde_json::json!(["json", "crc32", "lz"])
+    );
+    assert_eq!(v["version"], "1.0");
+}
+
+#[test]
+fn run_prints_results_and_traps() {
+    let image = default_image();
+    let out = chunkc(&["run", image, "fib.fib", "10"]);
+    assert_eq!(stdout(&out), "55\n");
+    assert!(out.status.success());
+
+    let out = chunkc(&["run", image, "hello.hello"]);
+    assert_eq!(stdout(&out), "hello from a chunk\n18\n");
+
+    let out = chunkc(&["run", image, "pipeline.steps", "1024"]);
+    assert_eq!(stdout(&out), "14337 2083658589 478\n");
+
+    let out = chunkc(&["run", image, "matmul.matmul", "3"]);
+    assert_eq!(stdout(&out), "18.0\n");
+
+    let out = chunkc(&["run", image, "fib.div", "1", "0"]);
+    assert_eq!(stdout(&out), "trap: integer divide by zero\n");
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = chunkc(&["run", image, "fib.fib"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+
+    let out = chunkc(&["run", image, "nope.fib", "1"]);
+    assert!(stderr(&out).starts_with("error: no chunk `nope`"));
+}
+
+#[test]
+fn wast_is_not_yet_implemented() {
+    let out = chunkc(&["wast", "x.wast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: "));
+    assert!(stderr(&out).contains("not yet implemented"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = chunkc(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("error: unknown command"));
+}
+
+#[test]
+fn corrupt_image_is_an_error() {
+    let mut bytes = std::fs::read(default_image()).expect("image");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let path = scratch("corrupt").join("bad.img");
+    std::fs::write(&path, &bytes).expect("write");
+    let out = chunkc(&["inspect", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
+}
+
+/// Writes a manifest and `.wat` files into a scratch directory and builds it.
+fn build_set(name: &str, manifest: &str, files: &[(&str, &str)]) -> Output {
+    let dir = scratch(name);
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).expect("write source");
+    }
+    let path = dir.join("set.toml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    let image = dir.join("out.img");
+    chunkc(&[
+        "build",
+        path.to_str().expect("utf-8"),
+        "-o",
+        image.to_str().expect("utf-8"),
+    ])
+}
+
+#[test]
+fn wat_errors_point_at_file_line_and_column() {
+    let out = build_set(
+        "bad-wat",
+        "[[chunk]]\nname = \"bad\"\nwat = \"bad.wat\"\n",
+        &[(
+            "bad.wat",
+            "(module\n  (func (export \"f\")\n    i32.bogus))\n",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("bad.wat:3:5"), "{err}");
+}
+
+#[test]
+fn unsupported_features_name_the_function() {
+    let out = build_set(
+        "simd",
+        "[[chunk]]\nname = \"v\"\nwat = \"v.wat\"\n",
+        &[(
+            "v.wat",
+            "(module (func $f (export \"vec\") (result i32) v128.const i64x2 0 0 drop i32.const 0))",
+        )],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("function 0 `f`"), "{err}");
+    assert!(err.contains("SIMD"), "{err}");
+    assert!(err.contains("v.wat"), "{err}");
+}
+
+#[test]
+fn missing_providers_and_cycles_are_rejected() {
+    let out = build_set(
+        "missing",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n",
+        &[("a.wat", "(module (import \"nope\" \"f\" (func)))")],
+    );
+    assert!(
+        stderr(&out).contains("no chunk provides it"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = build_set(
+        "cycle",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n[[chunk]]\nname = \"b\"\nwat = \"b.wat\"\n",
+        &[
+            (
+                "a.wat",
+                "(module (import \"b\" \"g\" (func)) (func (export \"f\")))",
+            ),
+            (
+                "b.wat",
+                "(module (import \"a\" \"f\" (func)) (func (export \"g\")))",
+            ),
+        ],
+    );
+    assert!(
+        stderr(&out).contains("dependency cycle"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = build_set(
+        "bad-kernel",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n",
+        &[(
+            "a.wat",
+            "(module (import \"atoll\" \"print\" (func (param i64))))",
+        )],
+    );
+    assert!(stderr(&out).contains("wrong signature"), "{}", stderr(&out));
+}
+
+#[test]
+fn manifest_errors_name_the_problem() {
+    let wat = ("a.wat", "(module (func (export \"f\")))");
+    let out = build_set(
+        "bad-task",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n[profile]\ntasks = { \"a.g\" = 3 }\n",
+        &[wat],
+    );
+    assert!(
+        stderr(&out).contains("profile task `a.g`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = build_set(
+        "bad-toml",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\nstack_bytes = \"big\"\n",
+        &[wat],
+    );
+    let err = stderr(&out);
+    assert!(err.contains("set.toml") && err.contains("line 4"), "{err}");
+
+    let out = build_set(
+        "two-sources",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\nwasm = \"a.wasm\"\n",
+        &[wat],
+    );
+    assert!(stderr(&out).contains("exactly one of"), "{}", stderr(&out));
+
+    let out = build_set(
+        "ok",
+        "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\ntags = [\"t\"]\n[profile]\ntasks = { \"a.f\" = 3 }\n",
+        &[wat],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

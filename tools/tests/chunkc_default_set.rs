@@ -1,0 +1,152 @@
+//! The default chunk set: every export's known inputs give the expected outputs under the
+//! reference interpreter, and the image has the shape the kernel relies on.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use chunk_image::{Image, Provider, ValType, validate_module, write_image};
+use tools::chunkc::build::build_chunks;
+use tools::chunkc::manifest::{self, Expectation};
+use tools::chunkc::run::{Outcome, Value, run_values};
+
+fn manifest_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../chunks/default.toml")
+}
+
+/// Built once per test binary (this builds the Rust chunks with cargo).
+fn default_image() -> &'static [u8] {
+    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let chunks = build_chunks(&manifest_path()).unwrap_or_else(|e| panic!("build: {e}"));
+        write_image(&chunks).unwrap_or_else(|e| panic!("write: {e}"))
+    })
+}
+
+fn value(v: &toml::Value, ty: ValType) -> Value {
+    match (v, ty) {
+        (toml::Value::Integer(i), ValType::I32) => {
+            Value::I32(i32::try_from(*i).unwrap_or_else(|_| panic!("{i} is not an i32")))
+        }
+        (toml::Value::Integer(i), ValType::I64) => Value::I64(*i),
+        (toml::Value::Float(f), ValType::F32) => Value::F32(*f as f32),
+        (toml::Value::Float(f), ValType::F64) => Value::F64(*f),
+        (toml::Value::Integer(i), ValType::F64) => Value::F64(*i as f64),
+        (v, ty) => panic!("expectation value {v} does not fit {}", ty.name()),
+    }
+}
+
+fn check(image: &Image<'_>, chunk: &str, expect: &Expectation) {
+    let label = format!("{chunk}.{}{:?}", expect.call, expect.args);
+    let sig = &image
+        .chunk(chunk)
+        .and_then(|c| c.manifest.exports.iter().find(|e| e.name == expect.call))
+        .unwrap_or_else(|| panic!("{label}: no such export"))
+        .sig;
+    assert_eq!(expect.args.len(), sig.params.len(), "{label}: arity");
+    let args: Vec<Value> = expect
+        .args
+        .iter()
+        .zip(&sig.params)
+        .map(|(v, &ty)| value(v, ty))
+        .collect();
+    let result =
+        run_values(image, chunk, &expect.call, &args).unwrap_or_else(|e| panic!("{label}: {e}"));
+    assert_eq!(result.printed, expect.prints, "{label}: printed lines");
+    match (&result.outcome, &expect.trap) {
+        (Outcome::Trapped(message), Some(want)) => {
+            assert!(message.contains(want.as_str()), "{label}: trap `{message}`");
+        }
+        (Outcome::Returned(values), None) => {
+            let want: Vec<Value> = expect
+                .results
+                .iter()
+                .zip(&sig.results)
+                .map(|(v, &ty)| value(v, ty))
+                .collect();
+            assert_eq!(want.len(), sig.results.len(), "{label}: result count");
+            assert_eq!(values, &want, "{label}");
+        }
+        (outcome, trap) => panic!("{label}: got {outcome:?}, expected trap {trap:?}"),
+    }
+}
+
+#[test]
+fn every_export_gives_its_expected_output() {
+    let bytes = default_image();
+    let image = Image::parse(bytes).expect("default image parses");
+    let file = manifest::load(&manifest_path()).expect("manifest");
+    let mut checked = 0;
+    for entry in &file.chunks {
+        let view = image.chunk(&entry.name).expect("chunk in image");
+        for export in &view.manifest.exports {
+            assert!(
+                entry.expect.iter().any(|e| e.call == export.name),
+                "{}.{} has no expected output in chunks/default.toml",
+                entry.name,
+                export.name
+            );
+        }
+        for expect in &entry.expect {
+            check(&image, &entry.name, expect);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "only {checked} expectations");
+}
+
+#[test]
+fn default_image_shape() {
+    let image = Image::parse(default_image()).expect("default image parses");
+    let names: Vec<&str> = image.chunks().iter().map(|c| c.name).collect();
+    for want in [
+        "json",
+        "crc32",
+        "sha256",
+        "lz",
+        "sort",
+        "sieve",
+        "fib",
+        "matmul",
+        "strsearch",
+        "hello",
+        "pipeline",
+    ] {
+        assert!(names.contains(&want), "missing chunk {want}");
+    }
+    for chunk in image.chunks() {
+        validate_module(chunk.module).unwrap_or_else(|e| panic!("{}: {e}", chunk.name));
+        assert!(!chunk.manifest.exports.is_empty(), "{}", chunk.name);
+    }
+    let pipeline = image.chunk("pipeline").expect("pipeline");
+    assert_eq!(
+        pipeline.manifest.chunk_dependencies(),
+        ["json", "crc32", "lz"]
+    );
+    let hello = image.chunk("hello").expect("hello");
+    let kernel: Vec<&str> = hello
+        .manifest
+        .imports
+        .iter()
+        .filter(|i| i.provider == Provider::Kernel)
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(kernel, ["print", "cycles", "yield"]);
+    // The profile made it into the image: parse -> checksum is the strongest transition.
+    let json = image.chunk("json").expect("json");
+    assert!(
+        json.manifest
+            .profile
+            .transitions
+            .iter()
+            .any(|t| t.to == "crc32.crc32_bench" && t.count == 100)
+    );
+    // Rust chunks are real compiler output with a call graph.
+    assert!(
+        !image
+            .chunk("sort")
+            .expect("sort")
+            .manifest
+            .call_graph
+            .is_empty()
+    );
+}

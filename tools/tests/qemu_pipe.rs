@@ -1,0 +1,221 @@
+//! `run-qemu.sh` end to end: commands piped into it (the relay waits for each prompt), and a
+//! session on a pseudo-terminal (raw console). Both skip the build (`ATOLL_NO_BUILD=1`): the
+//! images and `target/release/atoll-console` come from `./run-tests.sh`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tools::qemu::machine::{exit_code, repo_root};
+use tools::qemu::scan::{self, printable};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn run_qemu_sh() -> (PathBuf, Command) {
+    let root = repo_root();
+    for needed in [
+        "target/release/atoll-console",
+        "target/images/default-bios.img",
+    ] {
+        assert!(
+            root.join(needed).exists(),
+            "{needed} is missing: build with ./run-tests.sh or scripts/build.sh --console"
+        );
+    }
+    let script = root.join("run-qemu.sh");
+    let mut cmd = Command::new(&script);
+    cmd.current_dir(&root).env("ATOLL_NO_BUILD", "1");
+    (script, cmd)
+}
+
+/// Collects a child's output on a thread.
+fn collect(mut source: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = source.read(&mut chunk) {
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+/// Waits for the child with a deadline; kills it on timeout.
+fn wait_with_deadline(child: &mut Child, out: &Mutex<Vec<u8>>, err: &Mutex<Vec<u8>>) -> i32 {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for run-qemu.sh") {
+            // Let the reader threads take the last output.
+            thread::sleep(Duration::from_millis(200));
+            return exit_code(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "run-qemu.sh did not exit within {RUN_TIMEOUT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                printable(&out.lock().unwrap()),
+                printable(&err.lock().unwrap())
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn piped_commands_run_in_order_and_poweroff_exits_0() {
+    let (_, mut cmd) = run_qemu_sh();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting run-qemu.sh");
+    // All input at once, before the kernel is ready: the relay must hold it back.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"help\ncpus\nmem\npoweroff\n")
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let status = wait_with_deadline(&mut child, &out, &err);
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    let context = format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+        printable(stdout.as_bytes())
+    );
+    assert_eq!(
+        status, 0,
+        "run-qemu.sh should exit 0 after poweroff\n{context}"
+    );
+    let outputs = command_outputs(&stdout);
+    let names: Vec<&str> = outputs.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        names,
+        ["help", "cpus", "mem", "poweroff"],
+        "each piped line should run once, in order, after a prompt\n{context}"
+    );
+    let help = &outputs[0].1;
+    for name in ["help", "mem", "cpus", "poweroff"] {
+        assert!(
+            help.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "`help` output should list `{name}`\n{context}"
+        );
+    }
+    for (command, output) in &outputs[1..3] {
+        assert!(
+            !output.trim().is_empty() && !output.lines().any(|l| l.starts_with("error: ")),
+            "`{command}` should print its figures\n{context}"
+        );
+    }
+    assert!(
+        !stdout.contains("Compiling") && !stdout.contains("atoll: "),
+        "build and script chatter belongs on stderr\n{context}"
+    );
+}
+
+/// Splits console text into (command line, output) pairs, one per prompt followed by a command.
+fn command_outputs(console: &str) -> Vec<(String, String)> {
+    let bytes = console.as_bytes();
+    let mut prompts = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = scan::find_prompt(bytes, from) {
+        prompts.push(pos);
+        from = pos + scan::PROMPT.len();
+    }
+    let mut result = Vec::new();
+    for (i, &pos) in prompts.iter().enumerate() {
+        let start = pos + scan::PROMPT.len();
+        let end = prompts.get(i + 1).copied().unwrap_or(bytes.len());
+        let text = &console[start..end];
+        let Some((line, _)) = text.split_once('\n') else {
+            continue; // the last prompt, nothing typed
+        };
+        let line = line.trim_end_matches('\r').to_owned();
+        result.push((line, scan::command_output(text)));
+    }
+    result
+}
+
+#[test]
+fn terminal_session_on_a_pty() {
+    let script_ok = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        script_ok,
+        "`script` (util-linux) is needed for the pty test"
+    );
+    let (path, _) = run_qemu_sh();
+    let mut child = Command::new("script")
+        .args(["-qefc"])
+        .arg(format!("ATOLL_NO_BUILD=1 {}", path.display()))
+        .arg("/dev/null")
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting script(1)");
+    let mut stdin = child.stdin.take().unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    // On a terminal nothing holds input back: type only once the prompt is there.
+    let wait_prompts = |n: usize| {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            let count = {
+                let buf = out.lock().unwrap();
+                let mut count = 0;
+                let mut from = 0;
+                while let Some(pos) = scan::find_prompt(&buf, from) {
+                    count += 1;
+                    from = pos + 1;
+                }
+                count
+            };
+            if count >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prompt #{n} on the terminal\n{}",
+                printable(&out.lock().unwrap())
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_prompts(1);
+    stdin.write_all(b"help\r").unwrap();
+    wait_prompts(2);
+    stdin.write_all(b"poweroff\r").unwrap();
+    let status = wait_with_deadline(&mut child, &out, &err);
+    let output = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    assert_eq!(
+        status,
+        0,
+        "poweroff on the terminal should exit 0\n{}",
+        printable(output.as_bytes())
+    );
+    assert!(
+        output.contains("Ctrl-A X"),
+        "run-qemu.sh should say how to quit on a terminal\n{}",
+        printable(output.as_bytes())
+    );
+    assert!(
+        output
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("poweroff")),
+        "`help` output expected on the terminal\n{}",
+        printable(output.as_bytes())
+    );
+}
