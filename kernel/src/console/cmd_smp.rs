@@ -74,16 +74,19 @@ fn core_arg(value: u64) -> Result<usize, CmdError> {
 pub fn spawn(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let core = args.flag_u64("--core")?.map(core_arg).transpose()?;
-    let kind = args.required("thread kind (counter)")?;
+    let kind = args.required("thread kind (counter, locker)")?;
     args.finish()?;
-    if kind != "counter" {
-        return Err(ArgError::Invalid {
-            what: "thread kind (counter)",
-            value: kind,
+    let id = match kind.as_str() {
+        "counter" => sched::spawn_counter(core)?,
+        "locker" => sched::spawn_thread("locker", core, locker, 0)?,
+        _ => {
+            return Err(ArgError::Invalid {
+                what: "thread kind (counter, locker)",
+                value: kind,
+            }
+            .into());
         }
-        .into());
-    }
-    let id = sched::spawn_counter(core)?;
+    };
     if json {
         let mut j = Json::new();
         j.begin_object().u64("id", id).end_object();
@@ -175,6 +178,10 @@ pub fn smi(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let count = args.flag_u64("--count")?.unwrap_or(1).clamp(1, 1_000_000) as usize;
     let flush = args.flag("--flush");
+    let stray = args.flag("--stray");
+    let timeout_us = args
+        .flag_u64("--timeout-ms")?
+        .map_or(smi::DEFAULT_TIMEOUT_US, |ms| ms.clamp(1, 60_000) * 1000);
     args.finish()?;
     // Figures go into memory allocated before any round.
     let mut rendezvous: Vec<u64> = Vec::with_capacity(count);
@@ -182,8 +189,14 @@ pub fn smi(args: &mut Args) -> CmdResult {
     let mut failures = 0u64;
     let mut first_error = None;
     let mut frames_seen = 0u64;
-    for _ in 0..count {
-        match smi::stop_the_world(&mut |w| touch_world(w, &mut frames_seen, flush)) {
+    let me = crate::arch::percpu::core_id() as usize;
+    for round in 0..count {
+        if stray && round % 10 == 0 {
+            for core in smp::online_cores().filter(|c| *c != me) {
+                smi::send_stray_nmi(core);
+            }
+        }
+        match smi::stop_the_world(timeout_us, &mut |w| touch_world(w, &mut frames_seen, flush)) {
             Ok(f) => {
                 rendezvous.push(f.rendezvous_cycles);
                 pause.push(f.pause_cycles);
@@ -208,6 +221,7 @@ pub fn smi(args: &mut Args) -> CmdResult {
             .u64("rounds", count as u64)
             .u64("failures", failures)
             .u64("cores", u64::from(smp::online_count()))
+            .u64("timeout_us", timeout_us)
             .u64("frames_seen", frames_seen)
             .u64("unclaimed_nmis", unclaimed)
             .u64("late_arrivals", late);
@@ -353,4 +367,23 @@ fn threads_selftest(json: bool) -> CmdResult {
         return Err(CmdError::Failed("a joined thread is not dead".into()));
     }
     Ok(())
+}
+
+/// One lock that every `locker` thread fights over, so stop-the-world rounds often catch a core
+/// holding it or spinning on it.
+static CONTENDED: spin::Mutex<u64> = spin::Mutex::new(0);
+
+fn locker(_: u64) {
+    let slot = sched::current_slot();
+    loop {
+        cpu::without_interrupts(|| {
+            let mut guard = CONTENDED.lock();
+            for _ in 0..100 {
+                *guard = core::hint::black_box(*guard + 1);
+            }
+        });
+        sched::SLOTS[slot]
+            .counter
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
 }

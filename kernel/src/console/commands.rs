@@ -114,8 +114,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "spawn",
-        usage: "counter [--core N] [--json]",
-        help: "start a thread that counts forever (for tests)",
+        usage: "counter|locker [--core N] [--json]",
+        help: "start a test thread: counts forever (locker: under a shared spinlock)",
         run: cmd_smp::spawn,
     },
     Command {
@@ -144,7 +144,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "smi",
-        usage: "[--count N] [--flush] [--json]",
+        usage: "[--count N] [--timeout-ms T] [--flush] [--stray] [--json]",
         help: "stop the world N times (NMI rendezvous); latency and pause figures",
         run: cmd_smp::smi,
     },

@@ -18,8 +18,10 @@ use crate::sched::{MAX_THREADS, SLOTS};
 use crate::smp::{self, MAX_CORES};
 use crate::time;
 
-/// How long the initiator waits for every core to arrive (and later to leave).
-pub const TIMEOUT_US: u64 = 500_000;
+/// How long the initiator waits, by default, for every core to arrive (and later to leave).
+/// Generous because under TCG a vCPU thread can be descheduled by a busy host for a long time;
+/// on hardware a rendezvous takes microseconds.
+pub const DEFAULT_TIMEOUT_US: u64 = 1_000_000;
 
 static INITIATOR: AtomicBool = AtomicBool::new(false);
 static ROUND: AtomicU64 = AtomicU64::new(0);
@@ -27,23 +29,23 @@ static ROUND: AtomicU64 = AtomicU64::new(0);
 /// Why a round failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmiError {
-    /// These cores (bit n = core n) did not arrive before the deadline.
-    NotArrived(u64),
-    /// These cores did not leave before the deadline.
-    NotDeparted(u64),
+    /// These cores (bit n = core n) did not arrive within the timeout (µs).
+    NotArrived(u64, u64),
+    /// These cores did not leave within the timeout (µs).
+    NotDeparted(u64, u64),
 }
 
 impl fmt::Display for SmiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, mask) = match self {
-            SmiError::NotArrived(m) => ("did not arrive", *m),
-            SmiError::NotDeparted(m) => ("did not leave", *m),
+        let (what, mask, timeout_us) = match self {
+            SmiError::NotArrived(m, t) => ("did not arrive", *m, *t),
+            SmiError::NotDeparted(m, t) => ("did not leave", *m, *t),
         };
         write!(f, "cores")?;
         for c in (0..64).filter(|c| mask & (1 << c) != 0) {
             write!(f, " {c}")?;
         }
-        write!(f, " {what} within {} ms", TIMEOUT_US / 1000)
+        write!(f, " {what} within {} ms", timeout_us / 1000)
     }
 }
 
@@ -106,7 +108,11 @@ fn waiting(targets: u64, round: u64, field: impl Fn(usize) -> u64) -> u64 {
 }
 
 /// Stops every other online core, runs `callback` with the world stopped, and releases them.
-pub fn stop_the_world(callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError> {
+/// A core that has not arrived (or left) within `timeout_us` fails the round.
+pub fn stop_the_world(
+    timeout_us: u64,
+    callback: &mut dyn FnMut(&mut World),
+) -> Result<RoundFigures, SmiError> {
     cpu::without_interrupts(|| {
         while INITIATOR
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -114,13 +120,13 @@ pub fn stop_the_world(callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigur
         {
             core::hint::spin_loop();
         }
-        let result = round(callback);
+        let result = round(timeout_us, callback);
         INITIATOR.store(false, Ordering::Release);
         result
     })
 }
 
-fn round(callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError> {
+fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError> {
     let me = percpu::core_id() as usize;
     let targets = mask_of(smp::online_cores().filter(|c| *c != me));
     let round = ROUND.fetch_add(1, Ordering::AcqRel) + 1;
@@ -128,7 +134,7 @@ fn round(callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError>
     for c in (0..64).filter(|c| targets & (1 << c) != 0) {
         CORES[c].summoned.store(round, Ordering::Release);
     }
-    let timeout = time::us_to_cycles(TIMEOUT_US);
+    let timeout = time::us_to_cycles(timeout_us);
     let t0 = cpu::rdtsc();
     for c in (0..64).filter(|c| targets & (1 << c) != 0) {
         apic::send_ipi(smp::apic_id(c), Delivery::Nmi, 0);
@@ -154,10 +160,10 @@ fn round(callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError>
     }
     let t_end = cpu::rdtsc();
     if missing != 0 {
-        return Err(SmiError::NotArrived(missing));
+        return Err(SmiError::NotArrived(missing, timeout_us));
     }
     if stuck != 0 {
-        return Err(SmiError::NotDeparted(stuck));
+        return Err(SmiError::NotDeparted(stuck, timeout_us));
     }
     Ok(RoundFigures {
         rendezvous_cycles: t_arrived - t0,
@@ -171,4 +177,12 @@ pub fn nmi_counts(core: usize) -> (u64, u64) {
         CORES[core].unclaimed_nmis.load(Ordering::Relaxed),
         CORES[core].late.load(Ordering::Relaxed),
     )
+}
+
+/// Sends `core` an NMI that is not a rendezvous (as a watchdog would): its handler must count it
+/// and return.
+pub fn send_stray_nmi(core: usize) {
+    if smp::is_online(core) {
+        cpu::without_interrupts(|| apic::send_ipi(smp::apic_id(core), Delivery::Nmi, 0));
+    }
 }
