@@ -354,6 +354,19 @@ fn suspend_migrate_resume_under_load() {
         other => c.failures.push(format!("thread {a} missing: {other:?}")),
     }
 
+    // Its context sits in its saved trap frame.
+    let cmd = format!("regs {a} --json");
+    let out = m.command(&cmd);
+    let j = c.json(&cmd, &out);
+    c.check(
+        c_u64(&j, "rip").is_some_and(|r| r != 0) && c_u64(&j, "rsp").is_some(),
+        || format!("`{cmd}`: a suspended thread's frame should have rip and rsp: {out}"),
+    );
+    let out = m.command(&format!("regs {b}"));
+    c.check(out.starts_with("error: "), || {
+        format!("`regs` of a running thread should fail, got {out:?}")
+    });
+
     let out = m.command(&format!("migrate {a} 3"));
     c.check(!out.starts_with("error"), || {
         format!("`migrate {a} 3`: got {out:?}")

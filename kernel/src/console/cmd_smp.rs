@@ -387,3 +387,35 @@ fn locker(_: u64) {
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 }
+
+pub fn regs(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    let id = thread_id(args)?;
+    args.finish()?;
+    let frame = sched::with_suspended_frame(id, |f| f.clone())?;
+    if json {
+        let mut j = Json::new();
+        j.begin_object().u64("id", id);
+        for (name, value) in frame.named_registers() {
+            j.u64(name, value);
+        }
+        j.u64("rip", frame.rip)
+            .u64("rflags", frame.rflags)
+            .end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    println!(
+        "thread {id}: rip {:#018x}  rflags {:#x}",
+        frame.rip, frame.rflags
+    );
+    for row in frame.named_registers().chunks(4) {
+        let mut line = alloc::string::String::new();
+        for (name, value) in row {
+            use core::fmt::Write as _;
+            let _ = write!(line, "{name:>3}={value:#018x}  ");
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}

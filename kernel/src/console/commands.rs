@@ -137,6 +137,12 @@ pub static COMMANDS: &[Command] = &[
         run: cmd_smp::resume,
     },
     Command {
+        name: "regs",
+        usage: "<id> [--json]",
+        help: "a suspended thread's saved registers (its trap frame)",
+        run: cmd_smp::regs,
+    },
+    Command {
         name: "migrate",
         usage: "<id> <core>",
         help: "move a thread to another core",

@@ -47,8 +47,8 @@ pub fn read_byte() -> u8 {
             return b;
         }
         if IRQ_DRIVEN.load(Ordering::Acquire) {
-            // Catch bytes that arrived before the interrupt was enabled or raced with it.
-            crate::arch::cpu::without_interrupts(drain);
+            // Only the interrupt handler drains the UART (the ring has one producer); bytes
+            // already waiting when the interrupt was enabled raise it at once.
             sched::block_unless(|| !RX.is_empty());
         } else if let Some(b) = out::try_read_byte() {
             return b;

@@ -480,3 +480,27 @@ pub fn spawn_counter(core: Option<usize>) -> Result<u64, ThreadError> {
     let slot = spawn("counter", core, counter_entry, 0)?;
     Ok(SLOTS[slot].id.load(Ordering::Acquire))
 }
+
+/// Reads (and lets `edit` rewrite) the saved context of suspended thread `id`. The scheduler lock
+/// is held throughout, so the thread cannot be resumed meanwhile.
+pub fn with_suspended_frame<R>(
+    id: u64,
+    edit: impl FnOnce(&mut TrapFrame) -> R,
+) -> Result<R, ThreadError> {
+    let slot = slot_of(id)?;
+    with(|s| {
+        let t = s.info(slot).ok_or(SchedError::NoSuchThread(id))?;
+        if t.state != ThreadState::Suspended {
+            return Err(SchedError::NotSuspended(id));
+        }
+        let frame = SLOTS[slot].saved_frame();
+        // SAFETY: a suspended thread is off every core (its on-CPU flag is clear, checked by
+        // `saved_frame`), so its frame on its own stack is written by nobody else; the
+        // scheduler lock keeps it suspended until `edit` returns.
+        match unsafe { frame.as_mut() } {
+            Some(f) => Ok(edit(f)),
+            None => Err(SchedError::NotSuspended(id)),
+        }
+    })?
+    .map_err(ThreadError::from)
+}
