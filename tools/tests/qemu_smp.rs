@@ -439,3 +439,37 @@ fn suspend_migrate_resume_under_load() {
     });
     c.finish(&m);
 }
+
+/// Under `--icount` the figures are also given in guest instructions.
+#[test]
+fn smi_figures_in_guest_instructions_under_icount() {
+    let mut m = Machine::boot(Options::bios().smp(4).icount());
+    let mut c = Checks::new();
+    spawn_counter(&mut c, &mut m, 1);
+    let cmd = "smi --count 20 --json";
+    let out = m.command(cmd);
+    let j = c.json(cmd, &out);
+    c.check(c_u64(&j, "failures") == Some(0), || {
+        format!("`{cmd}`: no round may fail: {out}")
+    });
+    for key in [
+        "rendezvous_cycles",
+        "pause_cycles",
+        "rendezvous_instructions",
+        "pause_instructions",
+    ] {
+        let d = c.distribution(cmd, &j, key);
+        c.check(d[0] > 0, || {
+            format!("`{cmd}`: `{key}` should be nonzero: {out}")
+        });
+    }
+    let text = m.command("smi --count 5");
+    c.check(text.contains("guest instructions"), || {
+        format!("`smi` under icount should print guest instructions: {text:?}")
+    });
+    let status = m.poweroff_and_wait();
+    c.check(status == 0, || {
+        format!("poweroff should exit 0, got {status}")
+    });
+    c.finish(&m);
+}
