@@ -473,3 +473,38 @@ fn smi_figures_in_guest_instructions_under_icount() {
     });
     c.finish(&m);
 }
+
+/// Two initiators at once: a thread runs stop-the-world rounds in a loop on core 2 while the
+/// shell runs its own; they serialize, no round fails, and both make progress.
+#[test]
+fn two_initiators_serialize() {
+    let mut m = Machine::boot(Options::bios().smp(4));
+    let mut c = Checks::new();
+    let cmd = "spawn initiator --core 2 --json";
+    let out = m.command(cmd);
+    let j = c.json(cmd, &out);
+    let other = c.u64(cmd, &j, "id");
+    let counter = spawn_counter(&mut c, &mut m, 3);
+    sleep(Duration::from_secs(1));
+    let before = threads(&mut c, &mut m);
+    let cmd = "smi --count 500 --json";
+    let out = m.command(cmd);
+    let j = c.json(cmd, &out);
+    c.check(c_u64(&j, "failures") == Some(0), || {
+        format!("`{cmd}`: no round may fail with two initiators: {out}")
+    });
+    let after = threads(&mut c, &mut m);
+    for id in [other, counter] {
+        match (find(&before, id), find(&after, id)) {
+            (Some(b), Some(a)) => c.check(a.counter > b.counter && a.state != "dead", || {
+                format!("thread {id} should keep going: {b:?} -> {a:?}")
+            }),
+            other => c.failures.push(format!("thread {id} missing: {other:?}")),
+        }
+    }
+    let status = m.poweroff_and_wait();
+    c.check(status == 0, || {
+        format!("poweroff should exit 0, got {status}")
+    });
+    c.finish(&m);
+}

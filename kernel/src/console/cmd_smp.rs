@@ -74,14 +74,15 @@ fn core_arg(value: u64) -> Result<usize, CmdError> {
 pub fn spawn(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let core = args.flag_u64("--core")?.map(core_arg).transpose()?;
-    let kind = args.required("thread kind (counter, locker)")?;
+    let kind = args.required("thread kind (counter, locker, initiator)")?;
     args.finish()?;
     let id = match kind.as_str() {
         "counter" => sched::spawn_counter(core)?,
         "locker" => sched::spawn_thread("locker", core, locker, 0)?,
+        "initiator" => sched::spawn_thread("initiator", core, initiator, 0)?,
         _ => {
             return Err(ArgError::Invalid {
-                what: "thread kind (counter, locker)",
+                what: "thread kind (counter, locker, initiator)",
                 value: kind,
             }
             .into());
@@ -418,4 +419,20 @@ pub fn regs(args: &mut Args) -> CmdResult {
         println!("{}", line.trim_end());
     }
     Ok(())
+}
+
+/// A second stop-the-world initiator: counts its successful rounds (and stops counting after a
+/// failure), so a test can run two initiators at once.
+fn initiator(_: u64) {
+    let slot = sched::current_slot();
+    loop {
+        if smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |_| {}).is_ok() {
+            sched::SLOTS[slot]
+                .counter
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        } else {
+            sched::exit();
+        }
+        sched::sleep_us(1000);
+    }
 }

@@ -114,8 +114,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "spawn",
-        usage: "counter|locker [--core N] [--json]",
-        help: "start a test thread: counts forever (locker: under a shared spinlock)",
+        usage: "counter|locker|initiator [--core N] [--json]",
+        help: "start a test thread: counts (locker: under a shared lock; initiator: SMI rounds)",
         run: cmd_smp::spawn,
     },
     Command {
