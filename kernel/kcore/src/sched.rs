@@ -165,8 +165,14 @@ impl Scheduler {
             .ok_or(SchedError::NoFreeSlot)
     }
 
-    fn insert(&mut self, name: &str, core: usize, state: ThreadState, idle: bool) -> usize {
-        let slot = self.free_slot().unwrap_or(usize::MAX);
+    fn insert(
+        &mut self,
+        name: &str,
+        core: usize,
+        state: ThreadState,
+        idle: bool,
+    ) -> Result<usize, SchedError> {
+        let slot = self.free_slot()?;
         let id = self.next_id;
         self.next_id += 1;
         self.threads[slot] = Some(ThreadInfo {
@@ -180,7 +186,7 @@ impl Scheduler {
             kill_requested: false,
             joining: None,
         });
-        slot
+        Ok(slot)
     }
 
     /// Brings `core` online with its current context adopted as a thread named `name`
@@ -194,8 +200,7 @@ impl Scheduler {
         if core >= self.cores() {
             return Err(SchedError::BadCore(core));
         }
-        self.free_slot()?;
-        let slot = self.insert(name, core, ThreadState::Running, idle);
+        let slot = self.insert(name, core, ThreadState::Running, idle)?;
         self.online[core] = true;
         self.current[core] = Some(slot);
         if idle {
@@ -210,13 +215,12 @@ impl Scheduler {
         if core >= self.cores() || (!idle && !self.online[core]) {
             return Err(SchedError::BadCore(core));
         }
-        self.free_slot()?;
         if idle {
-            let slot = self.insert(name, core, ThreadState::Ready, true);
+            let slot = self.insert(name, core, ThreadState::Ready, true)?;
             self.idle[core] = Some(slot);
             Ok(slot)
         } else {
-            let slot = self.insert(name, core, ThreadState::Ready, false);
+            let slot = self.insert(name, core, ThreadState::Ready, false)?;
             self.queues[core].push_back(slot);
             Ok(slot)
         }
