@@ -15,14 +15,15 @@
 #
 # Installs what is missing (scripts/setup.sh) and builds what changed (scripts/build.sh) first;
 # ATOLL_NO_BUILD=1 skips both. With a terminal on stdin the console is raw (quit: Ctrl-A X); with a
-# pipe each input line is sent once the kernel prints its prompt `atoll> `. Exits with QEMU's
-# status: 0 after `poweroff`.
+# pipe each input line is sent once the kernel prints its prompt `atoll> ` (ATOLL_PROMPT_TIMEOUT=S
+# bounds each wait; see tools/src/bin/atoll-console.rs). Exits with QEMU's status: 0 after
+# `poweroff`.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
 usage() {
-    sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit "${1:-0}"
 }
 

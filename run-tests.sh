@@ -27,6 +27,8 @@ for arg in "$@"; do
     esac
 done
 
+# Crates that run in the kernel: linted for x86_64-unknown-none as well as for the host.
+KERNEL_PACKAGES=(atoll-kernel atoll-kcore atoll-pae)
 LOG_DIR=target/test-logs
 mkdir -p "$LOG_DIR"
 tests_passed=0
@@ -115,7 +117,11 @@ if ! stage setup scripts/setup.sh; then
 else
     stage fmt fmt_check
     stage clippy-host cargo clippy --all-targets -- -D warnings
-    stage clippy-kernel cargo clippy -p atoll-kernel -p atoll-kcore --target x86_64-unknown-none --release -- -D warnings
+    kernel_packages=()
+    for package in "${KERNEL_PACKAGES[@]}"; do
+        kernel_packages+=(-p "$package")
+    done
+    stage clippy-kernel cargo clippy "${kernel_packages[@]}" --target x86_64-unknown-none --release -- -D warnings
     build_ok=0
     stage build scripts/build.sh --firmware all --console && build_ok=1
     stage clippy-boot clippy_boot

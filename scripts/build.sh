@@ -66,14 +66,7 @@ build_image_tool() {
 
 build_default_chunks() {
     mkdir -p "$(dirname "$DEFAULT_CHUNKS")"
-    if [[ ! -f chunks/default.toml ]]; then
-        # Placeholder until chunkc and chunks/default.toml land: an empty chunk image.
-        if [[ ! -e "$DEFAULT_CHUNKS" ]]; then
-            say "chunks/default.toml is missing: using an empty placeholder $DEFAULT_CHUNKS"
-            : >"$DEFAULT_CHUNKS"
-        fi
-        return 0
-    fi
+    [[ -f chunks/default.toml ]] || die "chunks/default.toml is missing: cannot build $DEFAULT_CHUNKS"
     local sources=(chunks/default.toml)
     mapfile -t -O 1 sources < <(find chunks tools/src/chunkc tools/src/bin/chunkc.rs chunk-image/src \
         -type f 2>/dev/null)

@@ -3,7 +3,7 @@
 #
 #   - the Rust toolchain named in rust-toolchain.toml, with the targets x86_64-unknown-none and
 #     wasm32-unknown-unknown and the components rust-src, clippy, rustfmt (via rustup);
-#   - qemu-system-x86_64 and OVMF (via apt-get, as root or through sudo).
+#   - qemu-system-x86_64, OVMF and script(1) (via apt-get, as root or through sudo).
 #
 # Exits non-zero with a message saying what to install by hand when something cannot be installed.
 set -euo pipefail
@@ -44,28 +44,32 @@ setup_rust() {
     fi
 }
 
-setup_qemu() {
-    if command -v qemu-system-x86_64 >/dev/null 2>&1 && [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]]; then
-        return 0
-    fi
-    local hint="install QEMU and OVMF (Debian/Ubuntu: apt-get install qemu-system-x86 ovmf)"
+# Host packages: QEMU, OVMF, and script(1) (bsdutils) for the pseudo-terminal console test.
+setup_packages() {
+    local missing=()
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+    [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]] || missing+=(ovmf)
+    command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+    ((${#missing[@]})) || return 0
+    local hint="install ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})"
     local sudo=()
     if ((EUID != 0)); then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo=(sudo -n)
         else
-            die "qemu-system-x86_64 or OVMF is missing and this is not root (no usable sudo): $hint"
+            die "missing ${missing[*]} and this is not root (no usable sudo): $hint"
         fi
     fi
-    command -v apt-get >/dev/null 2>&1 || die "qemu-system-x86_64 or OVMF is missing and there is no apt-get: $hint"
-    say "installing qemu-system-x86 and ovmf with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and there is no apt-get: $hint"
+    say "installing ${missing[*]} with apt-get"
     "${sudo[@]}" apt-get update >&2 || die "apt-get update failed: $hint"
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y qemu-system-x86 ovmf >&2 ||
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2 ||
         die "apt-get install failed: $hint"
     command -v qemu-system-x86_64 >/dev/null 2>&1 || die "qemu-system-x86_64 is still missing: $hint"
     [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]] ||
         die "OVMF is still missing ($OVMF_CODE, $OVMF_VARS): $hint (or set OVMF_CODE/OVMF_VARS)"
+    command -v script >/dev/null 2>&1 || die "script(1) is still missing: $hint"
 }
 
 setup_rust
-setup_qemu
+setup_packages

@@ -8,13 +8,16 @@
 //! input ends, it waits for the last command to finish and stops QEMU.
 //!
 //! Exit status: QEMU's (0 after `poweroff`); 0 when the input ended and QEMU was stopped; 1 if
-//! the kernel halted on a fault report (`*** halted`) or on a usage error.
+//! the kernel halted on a fault report (`*** halted`) or on a usage error; 124 if
+//! `ATOLL_PROMPT_TIMEOUT` (seconds, pipe mode only) passed without the next prompt.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ExitCode, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tools::qemu::config::{Firmware, FirmwareVars, MachineConfig, QEMU, SerialMode};
 use tools::qemu::machine::exit_code;
@@ -102,7 +105,7 @@ fn run() -> Result<i32, String> {
         Firmware::Bios => None,
     };
     if args.config.gdb {
-        print_gdb_help(args.kernel.as_ref());
+        print_gdb_help(args.kernel.as_ref(), args.config.firmware);
     }
     if std::io::stdin().is_terminal() {
         eprintln!("atoll: console on this terminal; quit with Ctrl-A X (Ctrl-A C: QEMU monitor)");
@@ -124,126 +127,181 @@ fn run() -> Result<i32, String> {
     relay(child)
 }
 
-fn print_gdb_help(kernel: Option<&PathBuf>) {
-    eprintln!("atoll: QEMU waits for gdb on localhost:1234 before running the guest");
-    match kernel.map(|k| std::fs::canonicalize(k).unwrap_or_else(|_| k.clone())) {
-        Some(elf) => {
-            eprintln!("atoll: kernel ELF (symbols): {}", elf.display());
-            eprintln!(
-                "atoll: in another terminal: gdb {} -ex 'target remote localhost:1234'",
-                elf.display()
-            );
-        }
-        None => eprintln!(
-            "atoll: in another terminal: gdb KERNEL-ELF -ex 'target remote localhost:1234'"
-        ),
+/// Where bootloader 0.11.15 loads the (position-independent) kernel: the same address on every
+/// boot with a given firmware. A fault report's `rip: ... (kernel+OFFSET)` line confirms it.
+fn kernel_load_base(firmware: Firmware) -> u64 {
+    match firmware {
+        Firmware::Bios => 0x100_0000_0000,
+        Firmware::Uefi => 0x80_0000_0000,
     }
 }
 
-/// What the output thread has seen.
-#[derive(Debug, Default)]
-struct Seen {
-    scanner: ConsoleScanner,
-    closed: bool,
+fn print_gdb_help(kernel: Option<&PathBuf>, firmware: Firmware) {
+    eprintln!("atoll: QEMU waits for gdb on localhost:1234 before running the guest");
+    let elf = kernel.map_or_else(
+        || "KERNEL-ELF".to_owned(),
+        |k| {
+            let path = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
+            path.display().to_string()
+        },
+    );
+    let base = kernel_load_base(firmware);
+    eprintln!("atoll: kernel ELF (symbols): {elf}; position-independent, loaded at {base:#x}");
+    eprintln!("atoll: in another terminal:");
+    eprintln!(
+        "  gdb -ex 'add-symbol-file {elf} -o {base:#x}' -ex 'target remote localhost:1234' \\"
+    );
+    eprintln!("      -ex 'hbreak atoll_kernel::kmain' -ex continue");
 }
 
-/// What the input side waits for.
-enum Next {
-    /// A prompt for the next line.
-    Prompt,
-    /// QEMU closed its output (it exited).
-    Exited,
-    /// The kernel printed a fault report and stopped.
+/// What the relay's threads report to its main loop.
+enum Event {
+    /// A line of input (without its line break).
+    Line(Vec<u8>),
+    /// The input ended.
+    InputEnd,
+    /// The guest printed its prompt (the count so far).
+    Prompts(usize),
+    /// The guest printed the last line of a fault report and stopped.
     Halted,
+    /// QEMU closed its output: it exited.
+    Exited,
 }
 
-fn relay(mut child: Child) -> Result<i32, String> {
-    let shared = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
-    let mut guest_out = child.stdout.take().ok_or("QEMU's stdout is not piped")?;
-    let mut guest_in = child.stdin.take().ok_or("QEMU's stdin is not piped")?;
-    let reader = {
-        let shared = Arc::clone(&shared);
-        thread::spawn(move || {
-            let mut stdout = std::io::stdout();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = guest_out.read(&mut chunk).unwrap_or(0);
-                if n > 0 {
-                    // A closed stdout (`| head`) must not stop the guest: keep draining.
-                    let _ = stdout.write_all(&chunk[..n]).and_then(|()| stdout.flush());
-                }
-                let (lock, changed) = &*shared;
-                let mut seen = lock.lock().unwrap_or_else(|p| p.into_inner());
-                if n == 0 {
-                    seen.closed = true;
-                } else {
-                    seen.scanner.feed(&chunk[..n]);
-                }
-                changed.notify_all();
-                if n == 0 {
-                    return;
-                }
-            }
-        })
-    };
-    let wait_next = |lines_sent: usize| -> Next {
-        let (lock, changed) = &*shared;
-        let mut seen = lock.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if seen.scanner.halted {
-                return Next::Halted;
-            }
-            if seen.scanner.prompts > lines_sent {
-                return Next::Prompt;
-            }
-            if seen.closed {
-                return Next::Exited;
-            }
-            seen = changed.wait(seen).unwrap_or_else(|p| p.into_inner());
-        }
-    };
+/// The longest wait for a prompt in pipe mode, from `ATOLL_PROMPT_TIMEOUT` (seconds); unlimited
+/// when unset.
+fn prompt_timeout() -> Result<Option<Duration>, String> {
+    match std::env::var("ATOLL_PROMPT_TIMEOUT") {
+        Err(_) => Ok(None),
+        Ok(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(|s| Some(Duration::from_secs_f64(s)))
+            .ok_or_else(|| {
+                format!("ATOLL_PROMPT_TIMEOUT must be a number of seconds, not `{text}`")
+            }),
+    }
+}
 
-    let mut stdin = std::io::stdin().lock();
-    let mut line = Vec::new();
-    let mut sent = 0;
-    let outcome = loop {
-        line.clear();
-        let read = stdin.read_until(b'\n', &mut line).unwrap_or(0);
-        match wait_next(sent) {
-            Next::Prompt if read > 0 => {}
-            other => break other,
+/// Copies QEMU's output to stdout as it arrives and reports prompts, halts and the end.
+fn spawn_output_thread(mut guest_out: impl Read + Send + 'static, events: Sender<Event>) {
+    thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let mut scanner = ConsoleScanner::default();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = guest_out.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                let _ = events.send(Event::Exited);
+                return;
+            }
+            // A closed stdout (`| head`) must not stop the guest: keep draining.
+            let _ = stdout.write_all(&chunk[..n]).and_then(|()| stdout.flush());
+            let (prompts, halted) = (scanner.prompts, scanner.halted);
+            scanner.feed(&chunk[..n]);
+            if scanner.prompts != prompts {
+                let _ = events.send(Event::Prompts(scanner.prompts));
+            }
+            if scanner.halted && !halted {
+                let _ = events.send(Event::Halted);
+            }
         }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
+    });
+}
+
+/// Reads input lines; runs apart from the main loop so that QEMU exiting is noticed even while
+/// the input is silent.
+fn spawn_input_thread(events: Sender<Event>) {
+    thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            if stdin.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                let _ = events.send(Event::InputEnd);
+                return;
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if events.send(Event::Line(line)).is_err() {
+                return;
+            }
         }
-        line.push(b'\r');
-        if guest_in
-            .write_all(&line)
-            .and_then(|()| guest_in.flush())
-            .is_err()
-        {
-            break wait_next(usize::MAX);
+    });
+}
+
+/// The pipe-mode relay: each input line goes to the guest (ending in `\r`) only after the guest
+/// printed one more prompt than lines were sent.
+fn relay(mut child: Child) -> Result<i32, String> {
+    let timeout = prompt_timeout()?;
+    let (events, inbox) = mpsc::channel();
+    spawn_output_thread(
+        child.stdout.take().ok_or("QEMU's stdout is not piped")?,
+        events.clone(),
+    );
+    spawn_input_thread(events);
+    let mut guest_in = child.stdin.take().ok_or("QEMU's stdin is not piped")?;
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    let (mut input_ended, mut prompts, mut sent) = (false, 0, 0);
+    let mut deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let event = match deadline {
+            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => inbox.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match event {
+            Ok(Event::Line(line)) => pending.push_back(line),
+            Ok(Event::InputEnd) => input_ended = true,
+            Ok(Event::Prompts(count)) => {
+                prompts = count;
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            Ok(Event::Halted) => {
+                eprintln!("\natoll-console: the kernel halted after a fault report; stopping QEMU");
+                stop(&mut child);
+                return Ok(1);
+            }
+            Ok(Event::Exited) | Err(RecvTimeoutError::Disconnected) => {
+                let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+                return Ok(exit_code(status));
+            }
+            // Waiting for input, not for the guest: the timeout does not apply.
+            Err(RecvTimeoutError::Timeout) if prompts > sent => {
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let timeout = timeout.unwrap_or_default();
+                eprintln!(
+                    "\natoll-console: no prompt within {timeout:?} (ATOLL_PROMPT_TIMEOUT); stopping QEMU"
+                );
+                stop(&mut child);
+                return Ok(124);
+            }
         }
-        sent += 1;
-    };
-    let code = match outcome {
-        Next::Exited => {
-            let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-            exit_code(status)
+        while prompts > sent {
+            let Some(mut line) = pending.pop_front() else {
+                break;
+            };
+            line.push(b'\r');
+            // A failed write means QEMU is gone; its exit is reported next.
+            if guest_in
+                .write_all(&line)
+                .and_then(|()| guest_in.flush())
+                .is_ok()
+            {
+                sent += 1;
+                deadline = timeout.map(|t| Instant::now() + t);
+            } else {
+                break;
+            }
         }
-        Next::Halted => {
-            eprintln!("\natoll-console: the kernel halted after a fault report; stopping QEMU");
-            stop(&mut child);
-            1
-        }
-        Next::Prompt => {
+        if input_ended && pending.is_empty() && prompts > sent {
             eprintln!("\natoll-console: input ended; stopping QEMU");
             stop(&mut child);
-            0
+            return Ok(0);
         }
-    };
-    let _ = reader.join();
-    Ok(code)
+    }
 }
 
 fn stop(child: &mut Child) {

@@ -4,7 +4,8 @@
 //!   `wasm32-unknown-unknown`, analyzes and validates every module and writes the image.
 //! - `inspect IMAGE [--json]` prints chunks, sizes, dependencies, resources and profile.
 //! - `run IMAGE CHUNK.EXPORT ARGS...` runs an export with the wasmi reference interpreter.
-//! - `wast` belongs to the code-generator work and is not implemented yet.
+//! - `wast [--json] [--no-opt] FILE...` runs WebAssembly spec scripts against atoll's code
+//!   generator, executing the generated code natively (x86-64 hosts).
 
 pub mod build;
 pub mod error;
@@ -12,6 +13,10 @@ pub mod inspect;
 pub mod manifest;
 pub mod run;
 mod rust_build;
+#[cfg(target_arch = "x86_64")]
+pub mod wast;
+#[cfg(target_arch = "x86_64")]
+pub mod wast_host;
 
 use std::io::Write;
 use std::path::Path;
@@ -23,7 +28,7 @@ pub const USAGE: &str = "usage:
   chunkc build MANIFEST.toml -o IMAGE
   chunkc inspect IMAGE [--json]
   chunkc run IMAGE CHUNK.EXPORT [ARGS...]
-  chunkc wast [--json] FILE...";
+  chunkc wast [--json] [--no-opt] FILE...";
 
 /// Runs chunkc with `args` (without the program name), writing normal output to `out`.
 /// Returns the exit status for success and traps (1 for a trap); errors are returned.
@@ -82,8 +87,28 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
                 }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        Some("wast") => {
+            let flags = |f: &str| args[1..].iter().any(|a| a == f);
+            let files: Vec<String> = args[1..]
+                .iter()
+                .filter(|a| !a.starts_with("--"))
+                .cloned()
+                .collect();
+            if files.is_empty() {
+                return Err(ChunkcError::Usage("wast needs FILE...".into()));
+            }
+            let options = if flags("--no-opt") {
+                atoll_pae::Options::NONE
+            } else {
+                atoll_pae::Options::default()
+            };
+            let ok = wast::run_files(&files, flags("--json"), options, out)?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
         Some("wast") => Err(ChunkcError::NotImplemented(
-            "`chunkc wast` (added with the code generator)",
+            "`chunkc wast` needs an x86-64 host",
         )),
         Some("help" | "--help" | "-h") => {
             writeln!(out, "{USAGE}").map_err(write_err)?;

@@ -1,0 +1,192 @@
+//! atoll's Predictive Assembly Engine code generator: validated WebAssembly to x86-64 machine
+//! code through iced-x86's `CodeAssembler` (no_std + alloc; also builds for the host).
+//!
+//! - [`compile`] validates a module against [`chunk_image::SUPPORTED_FEATURES`] and lowers every
+//!   function in one pass (a Liftoff-style value stack: values stay in registers inside basic
+//!   blocks, constants stay symbolic) into one position-independent code blob, a
+//!   [`CompiledModule`]. It owns no executable memory.
+//! - [`runtime`] builds instance state (memory, globals, table, imports) from a compiled module
+//!   and calls exports through the entry trampoline; the host and the kernel only differ in how
+//!   they make code executable ([`runtime::CodeMemory`]) and provide linear memory
+//!   ([`runtime::LinearMemory`]).
+//!
+//! Invariants of generated code: the frame pointer is kept (`push rbp; mov rbp, rsp`), `r14`
+//! holds the [`VmContext`], `r15` the memory base; every memory access is bounds-checked
+//! explicitly (no guard pages, no fault handling), every prologue checks the stack limit, and a
+//! trap jumps to the trampoline's trap exit, which restores the entry stack pointer and returns
+//! the [`TrapCode`]. Design notes: `docs/codegen.md`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+mod emit;
+mod lower;
+pub mod meta;
+pub mod module;
+mod opt;
+mod regalloc;
+pub mod runtime;
+mod trampoline;
+pub mod vmctx;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
+pub use module::{FuncType, ModuleDesc, Ty};
+pub use vmctx::{HostFunc, ImportEntry, TableEntry, TrapCode, VmContext};
+
+/// Which optimizations run. All are on by default; each can be turned off on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Constant propagation and folding: constants stay symbolic on the value stack, fold
+    /// through integer operators and become immediates.
+    pub const_fold: bool,
+    /// Dead-code elimination: branches on known conditions (`if`, `br_if`, `br_table`,
+    /// `select`) emit only the taken path. (Unreachable code after `br`/`return` is never
+    /// emitted, with or without this pass.)
+    pub dce: bool,
+    /// Peepholes: compares fused into the following `br_if`/`if` (`cmp; jcc` instead of
+    /// `setcc; test; jcc`), memory operands used directly as ALU sources.
+    pub peephole: bool,
+    /// Count executions of each block in `VmContext::counters`.
+    pub block_counters: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            const_fold: true,
+            dce: true,
+            peephole: true,
+            block_counters: false,
+        }
+    }
+}
+
+impl Options {
+    /// Every optimization off (the baseline translation).
+    pub const NONE: Options = Options {
+        const_fold: false,
+        dce: false,
+        peephole: false,
+        block_counters: false,
+    };
+}
+
+/// Why a module could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileError {
+    /// The module is invalid or uses an unsupported feature (wasmparser's message).
+    Invalid(String),
+    /// A construct this code generator does not handle.
+    Unsupported(String),
+    /// The assembler rejected an instruction (a code-generator bug).
+    Assembler(String),
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(m) => write!(f, "invalid module: {m}"),
+            Self::Unsupported(m) => write!(f, "unsupported: {m}"),
+            Self::Assembler(m) => write!(f, "assembler error: {m}"),
+        }
+    }
+}
+
+impl core::error::Error for CompileError {}
+
+impl From<wasmparser::BinaryReaderError> for CompileError {
+    fn from(e: wasmparser::BinaryReaderError) -> Self {
+        Self::Invalid(alloc::format!(
+            "{} (at offset {:#x})",
+            e.message(),
+            e.offset()
+        ))
+    }
+}
+
+impl From<iced_x86::IcedError> for CompileError {
+    fn from(e: iced_x86::IcedError) -> Self {
+        Self::Assembler(e.to_string())
+    }
+}
+
+/// Runtime helpers generated code calls through `VmContext::libcalls`
+/// (`extern "C" fn(vmctx, a, b, c) -> u64`, floats passed as bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+#[allow(missing_docs)]
+pub enum Libcall {
+    MemoryGrow,
+    MemoryFill,
+    MemoryCopy,
+    MemoryInit,
+    DataDrop,
+    TableInit,
+    TableCopy,
+    ElemDrop,
+    Popcnt32,
+    Popcnt64,
+    F32Ceil,
+    F32Floor,
+    F32Trunc,
+    F32Nearest,
+    F64Ceil,
+    F64Floor,
+    F64Trunc,
+    F64Nearest,
+    /// Float-to-int conversions, in the order `sat << 3 | from_f64 << 2 | to_i64 << 1 |
+    /// unsigned` from here.
+    I32TruncF32S,
+    I32TruncF32U,
+    I64TruncF32S,
+    I64TruncF32U,
+    I32TruncF64S,
+    I32TruncF64U,
+    I64TruncF64S,
+    I64TruncF64U,
+    I32TruncSatF32S,
+    I32TruncSatF32U,
+    I64TruncSatF32S,
+    I64TruncSatF32U,
+    I32TruncSatF64S,
+    I32TruncSatF64U,
+    I64TruncSatF64S,
+    I64TruncSatF64U,
+    F32ConvertU64,
+    F64ConvertU64,
+}
+
+/// Number of libcall slots.
+pub const LIBCALL_COUNT: usize = Libcall::F64ConvertU64 as usize + 1;
+
+/// A module compiled to position-independent machine code.
+#[derive(Debug, Clone)]
+pub struct CompiledModule {
+    /// Module description (types, imports, globals, segments, exports).
+    pub desc: ModuleDesc,
+    /// Machine code; every internal reference is `rip`-relative, so it runs at any address.
+    pub code: Vec<u8>,
+    /// Code offset of each function (imports: their thunks), by function index.
+    pub func_offsets: Vec<u32>,
+    /// Metadata per function, by function index.
+    pub funcs: Vec<FunctionMeta>,
+    /// Offset of the entry trampoline:
+    /// `extern "C" fn(vmctx, func_addr, slots: *mut u64, nslots: u64) -> u32` (0 or a trap code).
+    pub entry_offset: u32,
+    /// Offset of the trap exit the VM context's `trap_exit` must point at.
+    pub trap_exit_offset: u32,
+    /// What each block counter counts (empty unless `block_counters`).
+    pub counter_slots: Vec<CounterSlot>,
+    /// Options used.
+    pub options: Options,
+}
+
+/// Validates and compiles `bytes`.
+pub fn compile(bytes: &[u8], options: &Options) -> Result<CompiledModule, CompileError> {
+    let desc = module::parse(bytes)?;
+    lower::compile_module(bytes, desc, *options)
+}

@@ -1,0 +1,345 @@
+//! Locals, globals, direct and indirect calls, import thunks and runtime helper calls.
+//!
+//! Internal calling convention: the caller stores arguments in its outgoing area (`[rsp+8*i]`
+//! at the call), the callee writes its results over the same slots (the caller reserves
+//! `max(params, results)`), `r14`/`r15` hold the VM context and memory base, and every
+//! register is caller-saved (the caller spills its value stack before a call).
+
+use iced_x86::{Code, Instruction};
+use wasmparser::Operator;
+
+use super::{Func, Loc, ModCx, RawMeta};
+use crate::emit::{Cond, R32, R64, mem, mem_idx, reg};
+use crate::meta::{CallTarget, FrameLayout};
+use crate::module::{FuncType, Ty};
+use crate::vmctx::{TrapCode, off};
+use crate::{CompileError, Libcall};
+
+impl Func<'_, '_> {
+    pub(super) fn call_or_var(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
+        match *op {
+            Operator::LocalGet { local_index } => {
+                let ty = self.locals[local_index as usize];
+                let m = self.local_mem(local_index);
+                if ty.is_float() {
+                    let x = self.alloc_xmm()?;
+                    self.xmm_load(x, m, ty.is_wide())?;
+                    self.push(ty, Loc::Xmm(x));
+                } else {
+                    let r = self.alloc_gpr()?;
+                    self.cx.e.load(r, ty.is_wide(), m)?;
+                    self.push(ty, Loc::Gpr(r));
+                }
+            }
+            Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
+                let tee = matches!(op, Operator::LocalTee { .. });
+                let v = self.pop();
+                let loc = if v.loc == Loc::Mem {
+                    self.val_to_reg(v)?
+                } else {
+                    v.loc
+                };
+                let m = self.local_mem(local_index);
+                self.write_reg_or_const(m, v.ty, loc)?;
+                if tee {
+                    self.push(v.ty, loc);
+                } else {
+                    self.release(super::Val { loc, ..v });
+                }
+            }
+            Operator::GlobalGet { global_index } => {
+                let ty = self.cx.m.globals[global_index as usize].ty;
+                self.cx
+                    .e
+                    .load(reg::RAX, true, mem(reg::VMCTX, off::GLOBALS))?;
+                let m = mem(reg::RAX, 8 * global_index as i32);
+                if ty.is_float() {
+                    let x = self.alloc_xmm()?;
+                    self.xmm_load(x, m, ty.is_wide())?;
+                    self.push(ty, Loc::Xmm(x));
+                } else {
+                    let r = self.alloc_gpr()?;
+                    self.cx.e.load(r, ty.is_wide(), m)?;
+                    self.push(ty, Loc::Gpr(r));
+                }
+            }
+            Operator::GlobalSet { global_index } => {
+                let v = self.pop();
+                let loc = if v.loc == Loc::Mem {
+                    self.val_to_reg(v)?
+                } else {
+                    v.loc
+                };
+                self.cx
+                    .e
+                    .load(reg::RCX, true, mem(reg::VMCTX, off::GLOBALS))?;
+                let m = mem(reg::RCX, 8 * global_index as i32);
+                self.write_reg_or_const(m, v.ty, loc)?;
+                self.release(super::Val { loc, ..v });
+            }
+            Operator::Call { function_index } => {
+                let ty = self.cx.m.func_type(function_index).clone();
+                let label = self.cx.func_labels[function_index as usize];
+                self.pass_args(&ty)?;
+                self.note_call(CallTarget::Func(function_index));
+                self.cx.e.call(label)?;
+                self.after_call(&ty)?;
+            }
+            Operator::CallIndirect { type_index, .. } => self.call_indirect(type_index)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Writes a register or constant (never `Mem`) to 8-byte storage.
+    fn write_reg_or_const(
+        &mut self,
+        m: iced_x86::MemoryOperand,
+        ty: Ty,
+        loc: Loc,
+    ) -> Result<(), CompileError> {
+        let v = super::Val { ty, loc, depth: 0 };
+        self.write_val(m, v)
+    }
+
+    /// Stores the top `params` values into the outgoing area and spills the rest.
+    fn pass_args(&mut self, ty: &FuncType) -> Result<(), CompileError> {
+        let n = ty.params.len();
+        let base = self.height() - n;
+        for i in 0..n {
+            let (t, loc) = self.peek(n - 1 - i);
+            let v = super::Val {
+                ty: t,
+                loc,
+                depth: base + i,
+            };
+            self.write_val(mem(reg::RSP, 8 * i as i32), v)?;
+        }
+        self.truncate(base);
+        self.spill_all()?;
+        self.max_out = self.max_out.max(ty.slots());
+        Ok(())
+    }
+
+    /// Reloads the memory base and pushes the results from the outgoing area.
+    fn after_call(&mut self, ty: &FuncType) -> Result<(), CompileError> {
+        self.reload_membase()?;
+        for (i, &t) in ty.results.iter().enumerate() {
+            let m = mem(reg::RSP, 8 * i as i32);
+            if t.is_float() {
+                let x = self.alloc_xmm()?;
+                self.xmm_load(x, m, t.is_wide())?;
+                self.push(t, Loc::Xmm(x));
+            } else {
+                let r = self.alloc_gpr()?;
+                self.cx.e.load(r, t.is_wide(), m)?;
+                self.push(t, Loc::Gpr(r));
+            }
+        }
+        Ok(())
+    }
+
+    fn call_indirect(&mut self, type_index: u32) -> Result<(), CompileError> {
+        let ty = self.cx.m.types[type_index as usize].clone();
+        let index = self.pop();
+        let r = self.gpr_of(index)?;
+        self.pass_args(&ty)?;
+        let e = &mut self.cx.e;
+        e.ins(Instruction::with2(
+            Code::Cmp_r64_rm64,
+            R64[r as usize],
+            mem(reg::VMCTX, off::TABLE_LEN),
+        ))?;
+        let oob = self.cx.trap(TrapCode::TableOutOfBounds);
+        self.cx.e.jcc(Cond::Ae, oob)?;
+        let e = &mut self.cx.e;
+        e.ins(Instruction::with2(
+            Code::Shl_rm64_imm8,
+            R64[r as usize],
+            4u32,
+        ))?;
+        e.load(reg::RAX, true, mem(reg::VMCTX, off::TABLE_BASE))?;
+        e.ins(Instruction::with2(
+            Code::Add_r64_rm64,
+            R64[0],
+            R64[r as usize],
+        ))?;
+        e.load(reg::RCX, true, mem(reg::VMCTX, off::SIG_IDS))?;
+        e.load(reg::RCX, false, mem(reg::RCX, 4 * type_index as i32))?;
+        e.ins(Instruction::with2(
+            Code::Cmp_rm64_imm8,
+            mem(reg::RAX, 8),
+            0i32,
+        ))?;
+        let null = self.cx.trap(TrapCode::UninitializedElement);
+        self.cx.e.jcc(Cond::E, null)?;
+        self.cx.e.ins(Instruction::with2(
+            Code::Cmp_rm64_r64,
+            mem(reg::RAX, 8),
+            R64[1],
+        ))?;
+        let mismatch = self.cx.trap(TrapCode::IndirectCallTypeMismatch);
+        self.cx.e.jcc(Cond::Ne, mismatch)?;
+        self.free_gpr(r);
+        self.note_call(CallTarget::Indirect(type_index));
+        self.cx
+            .e
+            .ins(Instruction::with1(Code::Call_rm64, mem(reg::RAX, 0)))?;
+        self.after_call(&ty)
+    }
+
+    /// Calls runtime helper `which` with up to three popped arguments (first pushed first) and
+    /// pushes its result as `result` (if any). Traps when the helper set a trap code and
+    /// `may_trap`.
+    pub(super) fn libcall(
+        &mut self,
+        which: Libcall,
+        nargs: usize,
+        result: Option<Ty>,
+        may_trap: bool,
+    ) -> Result<(), CompileError> {
+        let base = self.height() - nargs;
+        for i in 0..nargs {
+            let (t, loc) = self.peek(nargs - 1 - i);
+            let v = super::Val {
+                ty: t,
+                loc,
+                depth: base + i,
+            };
+            self.write_val(mem(reg::RSP, 8 * i as i32), v)?;
+        }
+        self.truncate(base);
+        self.spill_all()?;
+        self.max_out = self.max_out.max(4);
+        let e = &mut self.cx.e;
+        for (i, r) in [reg::RSI, reg::RDX, reg::RCX, 8]
+            .into_iter()
+            .enumerate()
+            .take(nargs)
+        {
+            e.load(r, true, mem(reg::RSP, 8 * i as i32))?;
+        }
+        e.mov_rr(reg::RDI, reg::VMCTX, true)?;
+        e.load(reg::RAX, true, mem(reg::VMCTX, off::LIBCALLS))?;
+        self.note_call(CallTarget::Libcall(which));
+        self.cx.e.ins(Instruction::with1(
+            Code::Call_rm64,
+            mem(reg::RAX, 8 * which as i32),
+        ))?;
+        if may_trap {
+            self.cx.e.ins(Instruction::with2(
+                Code::Cmp_rm32_imm8,
+                mem(reg::VMCTX, off::TRAP_CODE),
+                0i32,
+            ))?;
+            let label = self.cx.trap_vm;
+            self.cx.e.jcc(Cond::Ne, label)?;
+        }
+        self.reload_membase()?;
+        if let Some(t) = result {
+            if t.is_float() {
+                let x = self.alloc_xmm()?;
+                self.gpr_to_xmm(x, reg::RAX, t.is_wide())?;
+                self.push(t, Loc::Xmm(x));
+            } else {
+                let r = self.alloc_gpr()?;
+                self.cx.e.mov_rr(r, reg::RAX, t.is_wide())?;
+                self.push(t, Loc::Gpr(r));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Emits the thunk of imported function `index`: a function with the internal convention that
+/// calls a host function (SysV) or a wasm function of another instance.
+pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, CompileError> {
+    let ty = cx.m.func_type(index).clone();
+    let slots = ty.slots() as i32;
+    let frame_bytes = (8 + 8 * slots as u32).next_multiple_of(16);
+    let mut raw = RawMeta {
+        start: cx.e.pos() - 1,
+        frame: FrameLayout {
+            frame_bytes,
+            locals: 0,
+            stack_slots: 0,
+            outgoing_slots: slots as u32,
+        },
+        ..RawMeta::default()
+    };
+    let e = &mut cx.e;
+    let (rax, rcx, rdx) = (reg::RAX, reg::RCX, reg::RDX);
+    e.ins(Instruction::with1(Code::Push_r64, R64[reg::RBP as usize]))?;
+    e.mov_rr(reg::RBP, reg::RSP, true)?;
+    e.ins(Instruction::with2(
+        Code::Sub_rm64_imm32,
+        R64[reg::RSP as usize],
+        frame_bytes as i32,
+    ))?;
+    e.ins(Instruction::with2(
+        Code::Cmp_r64_rm64,
+        R64[reg::RSP as usize],
+        mem(reg::VMCTX, off::STACK_LIMIT),
+    ))?;
+    let overflow = cx.trap(TrapCode::StackOverflow);
+    cx.e.jcc(Cond::B, overflow)?;
+    let e = &mut cx.e;
+    e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
+    e.load(rax, true, mem(reg::VMCTX, off::IMPORTS))?;
+    e.ins(Instruction::with2(
+        Code::Add_rm64_imm32,
+        R64[0],
+        24 * index as i32,
+    ))?;
+    e.ins(Instruction::with2(Code::Cmp_rm64_imm8, mem(rax, 16), 0i32))?;
+    let mut wasm = e.label();
+    e.jcc(Cond::Ne, wasm)?;
+    // Host function: (vmctx, data, slots) -> trap code.
+    e.mov_rr(reg::RDI, reg::VMCTX, true)?;
+    e.load(reg::RSI, true, mem(rax, 8))?;
+    e.ins(Instruction::with2(
+        Code::Lea_r64_m,
+        R64[rdx as usize],
+        mem(reg::RBP, 16),
+    ))?;
+    raw.calls.push((e.pos(), CallTarget::Import(index)));
+    e.ins(Instruction::with1(Code::Call_rm64, mem(rax, 0)))?;
+    e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
+    e.ins(Instruction::with2(Code::Test_rm32_r32, R32[0], R32[0]))?;
+    let mut ok = e.label();
+    e.jcc(Cond::E, ok)?;
+    e.ins(Instruction::with1(
+        Code::Jmp_rm64,
+        mem(reg::VMCTX, off::TRAP_EXIT),
+    ))?;
+    e.bind(&mut ok)?;
+    e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
+    e.op0(Code::Leaveq)?;
+    e.op0(Code::Retnq)?;
+    // Wasm function of another instance: hand over the stack state, switch vmctx.
+    e.bind(&mut wasm)?;
+    e.load(rcx, true, mem(rax, 8))?;
+    for field in [off::ENTRY_RSP, off::STACK_LIMIT] {
+        e.load(rdx, true, mem(reg::VMCTX, field))?;
+        e.store(mem(rcx, field), rdx, true)?;
+    }
+    for i in 0..ty.params.len() as i32 {
+        e.load(rdx, true, mem(reg::RBP, 16 + 8 * i))?;
+        e.store(mem(reg::RSP, 8 * i), rdx, true)?;
+    }
+    e.mov_rr(reg::VMCTX, rcx, true)?;
+    e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
+    raw.calls.push((e.pos(), CallTarget::Import(index)));
+    e.ins(Instruction::with1(Code::Call_rm64, mem(rax, 0)))?;
+    e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
+    e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
+    for i in 0..ty.results.len() as i32 {
+        e.load(rdx, true, mem(reg::RSP, 8 * i))?;
+        e.store(mem(reg::RBP, 16 + 8 * i), rdx, true)?;
+    }
+    e.op0(Code::Leaveq)?;
+    e.op0(Code::Retnq)?;
+    let _ = mem_idx;
+    raw.end = cx.e.pos();
+    Ok(raw)
+}

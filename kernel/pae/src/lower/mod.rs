@@ -1,0 +1,638 @@
+//! Lowering: one pass per function over the operators, keeping an abstract value stack.
+//!
+//! Each stack entry is in its home slot (`Mem`), in a register, or a symbolic constant. Home
+//! slot `d` belongs to stack depth `d`, so at every control merge (block ends, loop headers,
+//! branches, calls) the canonical state is "everything in its home slot"; inside a basic block
+//! values stay in registers and constants fold.
+
+mod call;
+mod control;
+mod float;
+mod int;
+mod memory;
+
+use alloc::vec::Vec;
+
+use iced_x86::code_asm::CodeLabel;
+use iced_x86::{Code, Instruction, MemoryOperand};
+use wasmparser::{BinaryReader, FunctionBody, Operator};
+
+use crate::emit::{Cond, Emitter, R32, R64, mem, reg};
+use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
+use crate::module::{ModuleDesc, Ty};
+use crate::regalloc::{GPRS, Pool, XMMS};
+use crate::vmctx::{TrapCode, off};
+use crate::{CompileError, CompiledModule, Options, trampoline};
+
+pub(crate) use control::Frame;
+
+/// Where a value-stack entry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loc {
+    /// Its home slot.
+    Mem,
+    /// A general register.
+    Gpr(u8),
+    /// An XMM register.
+    Xmm(u8),
+    /// A known constant (raw bits; i32/f32 zero-extended).
+    Const(u64),
+}
+
+/// A popped value: type, location and the depth it had (its home slot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Val {
+    pub ty: Ty,
+    pub loc: Loc,
+    pub depth: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ty: Ty,
+    loc: Loc,
+}
+
+/// Module-wide lowering state.
+pub(crate) struct ModCx<'m> {
+    pub e: Emitter,
+    pub m: &'m ModuleDesc,
+    pub opts: Options,
+    pub func_labels: Vec<CodeLabel>,
+    pub traps: [CodeLabel; 11],
+    /// Trap with the code a libcall or host function stored in `VmContext::trap_code`.
+    pub trap_vm: CodeLabel,
+    pub counters: Vec<CounterSlot>,
+    /// `(instruction index of sub rsp, frame bytes)`.
+    pub patches: Vec<(usize, u32)>,
+}
+
+impl ModCx<'_> {
+    pub fn trap(&self, code: TrapCode) -> CodeLabel {
+        self.traps[code as usize - 1]
+    }
+}
+
+/// Metadata in instruction indices, converted to offsets after assembly.
+#[derive(Default)]
+pub(crate) struct RawMeta {
+    pub start: usize,
+    pub end: usize,
+    pub boundaries: Vec<(usize, u32)>,
+    pub calls: Vec<(usize, CallTarget)>,
+    pub frame: FrameLayout,
+    pub counters: core::ops::Range<u32>,
+}
+
+/// Per-function lowering state.
+pub(crate) struct Func<'a, 'm> {
+    pub cx: &'a mut ModCx<'m>,
+    pub index: u32,
+    pub nparams: usize,
+    pub locals: Vec<Ty>,
+    stack: Vec<Entry>,
+    pub frames: Vec<Frame>,
+    gprs: Pool,
+    xmms: Pool,
+    max_depth: usize,
+    pub max_out: usize,
+    pub dead: bool,
+    dead_nest: u32,
+    /// A compare whose result is in the flags, for a following `br_if`/`if` (peephole).
+    pub pending: Option<Cond>,
+    pub raw: RawMeta,
+    wasm_offset: u32,
+}
+
+pub(crate) fn compile_module(
+    bytes: &[u8],
+    desc: ModuleDesc,
+    opts: Options,
+) -> Result<CompiledModule, CompileError> {
+    let mut e = Emitter::new()?;
+    let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
+    let traps = core::array::from_fn(|_| e.label());
+    let trap_vm = e.label();
+    let mut cx = ModCx {
+        e,
+        m: &desc,
+        opts,
+        func_labels,
+        traps,
+        trap_vm,
+        counters: Vec::new(),
+        patches: Vec::new(),
+    };
+    let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
+    let mut raws = Vec::with_capacity(desc.funcs.len());
+    for index in 0..desc.funcs.len() as u32 {
+        let mut label = cx.func_labels[index as usize];
+        cx.e.bind(&mut label)?;
+        let raw = if index < desc.func_imports {
+            call::emit_import_thunk(&mut cx, index)?
+        } else {
+            let range = desc.bodies[(index - desc.func_imports) as usize].clone();
+            let body =
+                FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
+            lower_function(&mut cx, index, &body)?
+        };
+        raws.push(raw);
+    }
+    trampoline::emit_trap_stubs(&mut cx)?;
+    let patches = core::mem::take(&mut cx.patches);
+    let counters = core::mem::take(&mut cx.counters);
+    let assembled = cx.e.assemble(|ins: &mut [Instruction]| {
+        for &(at, bytes) in &patches {
+            ins[at].set_immediate32(bytes);
+        }
+    })?;
+    let o = |i: usize| assembled.offsets[i];
+    let mut funcs = Vec::with_capacity(raws.len());
+    let mut func_offsets = Vec::with_capacity(raws.len());
+    for (index, raw) in raws.into_iter().enumerate() {
+        func_offsets.push(o(raw.start));
+        funcs.push(FunctionMeta {
+            index: index as u32,
+            name: desc.names.get(index).cloned().flatten(),
+            code_range: o(raw.start)..o(raw.end),
+            insn_boundaries: raw.boundaries.iter().map(|&(i, w)| (o(i), w)).collect(),
+            call_sites: raw
+                .calls
+                .iter()
+                .map(|&(i, target)| CallSite {
+                    offset: o(i),
+                    return_offset: o(i + 1),
+                    target,
+                })
+                .collect(),
+            frame: raw.frame,
+            counter_slots: raw.counters,
+        });
+    }
+    Ok(CompiledModule {
+        code: assembled.code,
+        func_offsets,
+        funcs,
+        entry_offset: o(entry_pos),
+        trap_exit_offset: o(trap_exit_pos),
+        counter_slots: counters,
+        options: opts,
+        desc,
+    })
+}
+
+fn lower_function(
+    cx: &mut ModCx<'_>,
+    index: u32,
+    body: &FunctionBody<'_>,
+) -> Result<RawMeta, CompileError> {
+    let ty = cx.m.func_type(index).clone();
+    let mut locals: Vec<Ty> = ty.params.clone();
+    for local in body.get_locals_reader()? {
+        let (count, t) = local?;
+        let t = Ty::from_wasm(t)?;
+        if locals.len() + count as usize > 50_000 {
+            return Err(CompileError::Unsupported("more than 50000 locals".into()));
+        }
+        locals.extend(core::iter::repeat_n(t, count as usize));
+    }
+    let mut ops = Vec::new();
+    let mut reader = body.get_operators_reader()?;
+    while !reader.eof() {
+        let (op, offset) = reader.read_with_offset()?;
+        ops.push((op, offset as u32));
+    }
+    let start = cx.e.pos() - 1;
+    let mut f = Func {
+        cx,
+        index,
+        nparams: ty.params.len(),
+        locals,
+        stack: Vec::new(),
+        frames: Vec::new(),
+        gprs: Pool::new(&GPRS),
+        xmms: Pool::new(&XMMS),
+        max_depth: 0,
+        max_out: 0,
+        dead: false,
+        dead_nest: 0,
+        pending: None,
+        raw: RawMeta {
+            start,
+            ..RawMeta::default()
+        },
+        wasm_offset: ops.first().map_or(0, |o| o.1),
+    };
+    let sub_at = f.prologue()?;
+    f.frames
+        .push(Frame::function(&mut f.cx.e, ty.results.clone()));
+    for i in 0..ops.len() {
+        f.wasm_offset = ops[i].1;
+        if f.dead {
+            match &ops[i].0 {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+                    f.dead_nest += 1;
+                    continue;
+                }
+                Operator::End if f.dead_nest > 0 => {
+                    f.dead_nest -= 1;
+                    continue;
+                }
+                Operator::Else if f.dead_nest > 0 => continue,
+                Operator::Else | Operator::End => {}
+                _ => continue,
+            }
+        }
+        let pos = f.cx.e.pos();
+        f.raw.boundaries.push((pos, ops[i].1));
+        let next = ops.get(i + 1).map(|o| &o.0);
+        f.op(&ops[i].0, next)?;
+    }
+    let nonparam = (f.locals.len() - f.nparams) as u32;
+    let frame_bytes =
+        (8 + 8 * (nonparam + f.max_depth as u32 + f.max_out as u32)).next_multiple_of(16);
+    f.cx.patches.push((sub_at, frame_bytes));
+    f.raw.frame = FrameLayout {
+        frame_bytes,
+        locals: nonparam,
+        stack_slots: f.max_depth as u32,
+        outgoing_slots: f.max_out as u32,
+    };
+    f.raw.end = f.cx.e.pos();
+    Ok(f.raw)
+}
+
+impl Func<'_, '_> {
+    /// `push rbp; mov rbp, rsp; sub rsp, FRAME; stack check; save vmctx; zero locals`.
+    /// Returns the instruction index of the `sub` whose immediate is patched later.
+    fn prologue(&mut self) -> Result<usize, CompileError> {
+        let e = &mut self.cx.e;
+        e.ins(Instruction::with1(Code::Push_r64, R64[reg::RBP as usize]))?;
+        e.mov_rr(reg::RBP, reg::RSP, true)?;
+        let sub_at = e.pos();
+        e.ins(Instruction::with2(
+            Code::Sub_rm64_imm32,
+            R64[reg::RSP as usize],
+            0x1000_0000i32,
+        ))?;
+        e.ins(Instruction::with2(
+            Code::Cmp_r64_rm64,
+            R64[reg::RSP as usize],
+            mem(reg::VMCTX, off::STACK_LIMIT),
+        ))?;
+        let overflow = self.cx.trap(TrapCode::StackOverflow);
+        self.cx.e.jcc(Cond::B, overflow)?;
+        self.cx.e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
+        let nonparam = self.locals.len() - self.nparams;
+        if nonparam > 0 {
+            let e = &mut self.cx.e;
+            e.ins(Instruction::with2(Code::Xor_r32_rm32, R32[0], R32[0]))?;
+            if nonparam <= 16 {
+                for i in 0..nonparam {
+                    e.store(mem(reg::RBP, -16 - 8 * i as i32), reg::RAX, true)?;
+                }
+            } else {
+                // rep stosq from the lowest local upwards; rdi/rcx are free in the prologue.
+                e.ins(Instruction::with2(
+                    Code::Lea_r64_m,
+                    R64[reg::RDI as usize],
+                    mem(reg::RBP, -8 - 8 * nonparam as i32),
+                ))?;
+                e.mov_imm(reg::RCX, false, nonparam as u64)?;
+                e.ins(Instruction::with_rep_stosq(64))?;
+            }
+        }
+        self.count_block()?;
+        Ok(sub_at)
+    }
+
+    /// Increments a fresh block counter (when enabled). Clobbers `rax` and the flags.
+    pub fn count_block(&mut self) -> Result<(), CompileError> {
+        if !self.cx.opts.block_counters {
+            return Ok(());
+        }
+        let slot = self.cx.counters.len() as u32;
+        if self.raw.counters.is_empty() {
+            self.raw.counters = slot..slot;
+        }
+        self.raw.counters.end = slot + 1;
+        self.cx.counters.push(CounterSlot {
+            func: self.index,
+            wasm_offset: self.wasm_offset,
+        });
+        let e = &mut self.cx.e;
+        e.load(reg::RAX, true, mem(reg::VMCTX, off::COUNTERS))?;
+        e.ins(Instruction::with1(
+            Code::Inc_rm64,
+            mem(reg::RAX, 8 * slot as i32),
+        ))
+    }
+
+    /// Memory operand of local `i`.
+    pub fn local_mem(&self, i: u32) -> MemoryOperand {
+        let i = i as usize;
+        if i < self.nparams {
+            mem(reg::RBP, 16 + 8 * i as i32)
+        } else {
+            mem(reg::RBP, -16 - 8 * (i - self.nparams) as i32)
+        }
+    }
+
+    /// Memory operand of home slot `d`.
+    pub fn slot(&self, d: usize) -> MemoryOperand {
+        let nonparam = self.locals.len() - self.nparams;
+        mem(reg::RBP, -16 - 8 * (nonparam + d) as i32)
+    }
+
+    pub fn height(&self) -> usize {
+        self.stack.len()
+    }
+
+    pub fn push(&mut self, ty: Ty, loc: Loc) {
+        self.stack.push(Entry { ty, loc });
+        self.max_depth = self.max_depth.max(self.stack.len());
+    }
+
+    pub fn pop(&mut self) -> Val {
+        let e = self
+            .stack
+            .pop()
+            .expect("validated module: value stack underflow");
+        Val {
+            ty: e.ty,
+            loc: e.loc,
+            depth: self.stack.len(),
+        }
+    }
+
+    /// Peeks at the type and location `n` entries below the top.
+    pub fn peek(&self, n: usize) -> (Ty, Loc) {
+        let e = self.stack[self.stack.len() - 1 - n];
+        (e.ty, e.loc)
+    }
+
+    /// Truncates the abstract stack to `height` (entries are dropped, registers freed).
+    pub fn truncate(&mut self, height: usize) {
+        while self.stack.len() > height {
+            let v = self.pop();
+            self.release(v);
+        }
+    }
+
+    /// Whether constants stay symbolic.
+    pub fn symbolic_consts(&self) -> bool {
+        self.cx.opts.const_fold || self.cx.opts.dce
+    }
+
+    pub fn push_const(&mut self, ty: Ty, bits: u64) -> Result<(), CompileError> {
+        if self.symbolic_consts() {
+            self.push(ty, Loc::Const(bits));
+            return Ok(());
+        }
+        self.materialize_const(ty, bits)
+    }
+
+    /// Pushes a constant in a register.
+    pub fn materialize_const(&mut self, ty: Ty, bits: u64) -> Result<(), CompileError> {
+        if ty.is_float() {
+            let x = self.alloc_xmm()?;
+            self.cx.e.mov_imm(reg::RAX, ty.is_wide(), bits)?;
+            self.gpr_to_xmm(x, reg::RAX, ty.is_wide())?;
+            self.push(ty, Loc::Xmm(x));
+        } else {
+            let r = self.alloc_gpr()?;
+            self.cx.e.mov_imm(r, ty.is_wide(), bits)?;
+            self.push(ty, Loc::Gpr(r));
+        }
+        Ok(())
+    }
+
+    /// Frees the register a value occupied.
+    pub fn release(&mut self, v: Val) {
+        match v.loc {
+            Loc::Gpr(r) => self.gprs.give(r),
+            Loc::Xmm(x) => self.xmms.give(x),
+            Loc::Mem | Loc::Const(_) => {}
+        }
+    }
+
+    pub fn free_gpr(&mut self, r: u8) {
+        self.gprs.give(r);
+    }
+
+    pub fn free_xmm(&mut self, x: u8) {
+        self.xmms.give(x);
+    }
+
+    pub fn alloc_gpr(&mut self) -> Result<u8, CompileError> {
+        if let Some(r) = self.gprs.take(&GPRS) {
+            return Ok(r);
+        }
+        let d = self
+            .stack
+            .iter()
+            .position(|e| matches!(e.loc, Loc::Gpr(_)))
+            .ok_or_else(|| CompileError::Assembler("out of general registers".into()))?;
+        self.spill(d)?;
+        Ok(self.gprs.take(&GPRS).expect("just spilled"))
+    }
+
+    pub fn alloc_xmm(&mut self) -> Result<u8, CompileError> {
+        if let Some(x) = self.xmms.take(&XMMS) {
+            return Ok(x);
+        }
+        let d = self
+            .stack
+            .iter()
+            .position(|e| matches!(e.loc, Loc::Xmm(_)))
+            .ok_or_else(|| CompileError::Assembler("out of XMM registers".into()))?;
+        self.spill(d)?;
+        Ok(self.xmms.take(&XMMS).expect("just spilled"))
+    }
+
+    /// Moves stack entry `d` to its home slot.
+    fn spill(&mut self, d: usize) -> Result<(), CompileError> {
+        let Entry { ty, loc } = self.stack[d];
+        if loc == Loc::Mem {
+            return Ok(());
+        }
+        let slot = self.slot(d);
+        self.write_to(slot, ty, loc)?;
+        self.release(Val { ty, loc, depth: d });
+        self.stack[d].loc = Loc::Mem;
+        Ok(())
+    }
+
+    /// Spills every entry (the canonical state at merges and calls). Emits only `mov`s, so
+    /// the flags survive (the compare-branch peephole relies on it).
+    pub fn spill_all(&mut self) -> Result<(), CompileError> {
+        for d in 0..self.stack.len() {
+            self.spill(d)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a value (not `Mem` of a different slot unless `loc` is `Mem` at depth) to `m`.
+    fn write_to(&mut self, m: MemoryOperand, ty: Ty, loc: Loc) -> Result<(), CompileError> {
+        let e = &mut self.cx.e;
+        match loc {
+            Loc::Gpr(r) => e.store(m, r, ty.is_wide()),
+            Loc::Xmm(x) => self.xmm_store(m, x, ty.is_wide()),
+            Loc::Const(bits) => {
+                if !ty.is_wide() {
+                    e.ins(Instruction::with2(Code::Mov_rm32_imm32, m, bits as u32))
+                } else if bits as i64 == i64::from(bits as i32) {
+                    e.ins(Instruction::with2(Code::Mov_rm64_imm32, m, bits as i32))
+                } else {
+                    e.mov_imm(reg::RAX, true, bits)?;
+                    e.store(m, reg::RAX, true)
+                }
+            }
+            Loc::Mem => unreachable!("write_to of a Mem value"),
+        }
+    }
+
+    /// Stores value `v` as 8 bytes to `m` (used for call arguments).
+    pub fn write_val(&mut self, m: MemoryOperand, v: Val) -> Result<(), CompileError> {
+        if v.loc == Loc::Mem {
+            let slot = self.slot(v.depth);
+            self.cx.e.load(reg::RAX, true, slot)?;
+            return self.cx.e.store(m, reg::RAX, true);
+        }
+        self.write_to(m, v.ty, v.loc)
+    }
+
+    /// Puts `v` in a general register the caller owns.
+    pub fn gpr_of(&mut self, v: Val) -> Result<u8, CompileError> {
+        match v.loc {
+            Loc::Gpr(r) => Ok(r),
+            Loc::Mem => {
+                let r = self.alloc_gpr()?;
+                let slot = self.slot(v.depth);
+                self.cx.e.load(r, v.ty.is_wide(), slot)?;
+                Ok(r)
+            }
+            Loc::Const(bits) => {
+                let r = self.alloc_gpr()?;
+                self.cx.e.mov_imm(r, v.ty.is_wide(), bits)?;
+                Ok(r)
+            }
+            Loc::Xmm(_) => unreachable!("integer value in an XMM register"),
+        }
+    }
+
+    /// Puts `v` in an XMM register the caller owns.
+    pub fn xmm_of(&mut self, v: Val) -> Result<u8, CompileError> {
+        match v.loc {
+            Loc::Xmm(x) => Ok(x),
+            Loc::Mem => {
+                let x = self.alloc_xmm()?;
+                let slot = self.slot(v.depth);
+                self.xmm_load(x, slot, v.ty.is_wide())?;
+                Ok(x)
+            }
+            Loc::Const(bits) => {
+                let x = self.alloc_xmm()?;
+                self.cx.e.mov_imm(reg::RAX, v.ty.is_wide(), bits)?;
+                self.gpr_to_xmm(x, reg::RAX, v.ty.is_wide())?;
+                Ok(x)
+            }
+            Loc::Gpr(_) => unreachable!("float value in a general register"),
+        }
+    }
+
+    /// Loads `v` (any type) into its register class and pushes it back as a register entry.
+    pub fn val_to_reg(&mut self, v: Val) -> Result<Loc, CompileError> {
+        Ok(if v.ty.is_float() {
+            Loc::Xmm(self.xmm_of(v)?)
+        } else {
+            Loc::Gpr(self.gpr_of(v)?)
+        })
+    }
+
+    pub fn xmm_load(&mut self, x: u8, m: MemoryOperand, wide: bool) -> Result<(), CompileError> {
+        let code = if wide {
+            Code::Movsd_xmm_xmmm64
+        } else {
+            Code::Movss_xmm_xmmm32
+        };
+        self.cx
+            .e
+            .ins(Instruction::with2(code, crate::emit::XMM[x as usize], m))
+    }
+
+    pub fn xmm_store(&mut self, m: MemoryOperand, x: u8, wide: bool) -> Result<(), CompileError> {
+        let code = if wide {
+            Code::Movsd_xmmm64_xmm
+        } else {
+            Code::Movss_xmmm32_xmm
+        };
+        self.cx
+            .e
+            .ins(Instruction::with2(code, m, crate::emit::XMM[x as usize]))
+    }
+
+    pub fn gpr_to_xmm(&mut self, x: u8, r: u8, wide: bool) -> Result<(), CompileError> {
+        let ins = if wide {
+            Instruction::with2(
+                Code::Movq_xmm_rm64,
+                crate::emit::XMM[x as usize],
+                R64[r as usize],
+            )
+        } else {
+            Instruction::with2(
+                Code::Movd_xmm_rm32,
+                crate::emit::XMM[x as usize],
+                R32[r as usize],
+            )
+        };
+        self.cx.e.ins(ins)
+    }
+
+    pub fn xmm_to_gpr(&mut self, r: u8, x: u8, wide: bool) -> Result<(), CompileError> {
+        let ins = if wide {
+            Instruction::with2(
+                Code::Movq_rm64_xmm,
+                R64[r as usize],
+                crate::emit::XMM[x as usize],
+            )
+        } else {
+            Instruction::with2(
+                Code::Movd_rm32_xmm,
+                R32[r as usize],
+                crate::emit::XMM[x as usize],
+            )
+        };
+        self.cx.e.ins(ins)
+    }
+
+    /// Jumps to the trap stub for `code` when `cond` holds.
+    pub fn trap_if(&mut self, cond: Cond, code: TrapCode) -> Result<(), CompileError> {
+        let label = self.cx.trap(code);
+        self.cx.e.jcc(cond, label)
+    }
+
+    /// Records a call instruction about to be emitted.
+    pub fn note_call(&mut self, target: CallTarget) {
+        let pos = self.cx.e.pos();
+        self.raw.calls.push((pos, target));
+    }
+
+    /// Reloads the memory base after anything that may have grown memory.
+    pub fn reload_membase(&mut self) -> Result<(), CompileError> {
+        self.cx
+            .e
+            .load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))
+    }
+
+    /// Lowers one operator. `next` is the following operator (for peepholes).
+    fn op(&mut self, op: &Operator<'_>, next: Option<&Operator<'_>>) -> Result<(), CompileError> {
+        if self.control(op)? || self.int(op, next)? || self.float(op, next)? || self.memory(op)? {
+            return Ok(());
+        }
+        if self.call_or_var(op)? {
+            return Ok(());
+        }
+        Err(CompileError::Unsupported(alloc::format!("operator {op:?}")))
+    }
+}

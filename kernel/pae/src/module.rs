@@ -1,0 +1,417 @@
+//! The module description the code generator and the runtime share: types, imports, globals,
+//! memory, table, exports, segments. Parsed once from a validated module.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use wasmparser::{
+    ConstExpr, DataKind, ElementItems, ElementKind, Operator, Parser, Payload, TypeRef, Validator,
+};
+
+use crate::CompileError;
+
+/// Export kinds (re-exported from wasmparser).
+pub use wasmparser::ExternalKind;
+
+/// A WebAssembly number type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ty {
+    /// i32.
+    I32,
+    /// i64.
+    I64,
+    /// f32.
+    F32,
+    /// f64.
+    F64,
+}
+
+impl Ty {
+    /// Whether values live in XMM registers.
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F32 | Ty::F64)
+    }
+
+    /// Whether the value is 64 bits wide.
+    pub fn is_wide(self) -> bool {
+        matches!(self, Ty::I64 | Ty::F64)
+    }
+
+    pub(crate) fn from_wasm(ty: wasmparser::ValType) -> Result<Self, CompileError> {
+        match ty {
+            wasmparser::ValType::I32 => Ok(Ty::I32),
+            wasmparser::ValType::I64 => Ok(Ty::I64),
+            wasmparser::ValType::F32 => Ok(Ty::F32),
+            wasmparser::ValType::F64 => Ok(Ty::F64),
+            _ => Err(CompileError::Unsupported("reference-typed value".into())),
+        }
+    }
+}
+
+/// A function signature.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct FuncType {
+    /// Parameter types.
+    pub params: Vec<Ty>,
+    /// Result types.
+    pub results: Vec<Ty>,
+}
+
+impl FuncType {
+    /// Slots the caller reserves for a call: `max(params, results)`.
+    pub fn slots(&self) -> usize {
+        self.params.len().max(self.results.len())
+    }
+}
+
+/// A constant initializer expression.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConstInit {
+    /// A number (raw bits, i32/f32 zero-extended).
+    Value(u64),
+    /// `global.get` of an (imported) global.
+    Global(u32),
+    /// `ref.func`.
+    RefFunc(u32),
+    /// `ref.null`.
+    RefNull,
+}
+
+/// What an import provides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportKind {
+    /// A function of the given type index.
+    Func(u32),
+    /// A global.
+    Global(Ty, bool),
+    /// A memory.
+    Memory,
+    /// A table.
+    Table,
+}
+
+/// An import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportDesc {
+    /// Module name.
+    pub module: String,
+    /// Field name.
+    pub name: String,
+    /// Kind.
+    pub kind: ImportKind,
+}
+
+/// A global (imported globals first, `init` unused for those).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalDesc {
+    /// Type.
+    pub ty: Ty,
+    /// Mutable.
+    pub mutable: bool,
+    /// Initializer (defined globals).
+    pub init: ConstInit,
+}
+
+/// An export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportDesc {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: ExternalKind,
+    /// Index in the kind's index space.
+    pub index: u32,
+}
+
+/// An element segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElemDesc {
+    /// `Some(offset)` for an active segment (table 0).
+    pub offset: Option<ConstInit>,
+    /// Declarative segments are dropped at instantiation.
+    pub declared: bool,
+    /// Function indices (`None` = null).
+    pub funcs: Vec<Option<u32>>,
+}
+
+/// A data segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDesc {
+    /// `Some(offset)` for an active segment (memory 0).
+    pub offset: Option<ConstInit>,
+    /// Bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Memory or table limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Initial size (pages or entries).
+    pub min: u64,
+    /// Maximum size.
+    pub max: Option<u64>,
+}
+
+/// Everything about a module except function bodies.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleDesc {
+    /// Type section.
+    pub types: Vec<FuncType>,
+    /// Type index of every function (imports first).
+    pub funcs: Vec<u32>,
+    /// All imports, in order.
+    pub imports: Vec<ImportDesc>,
+    /// Number of imported functions.
+    pub func_imports: u32,
+    /// Globals (imports first).
+    pub globals: Vec<GlobalDesc>,
+    /// Memory 0, if any.
+    pub memory: Option<Limits>,
+    /// Table 0, if any.
+    pub table: Option<Limits>,
+    /// Exports.
+    pub exports: Vec<ExportDesc>,
+    /// Element segments.
+    pub elems: Vec<ElemDesc>,
+    /// Data segments.
+    pub datas: Vec<DataDesc>,
+    /// Start function.
+    pub start: Option<u32>,
+    /// Function names (name section, else export names), by function index.
+    pub names: Vec<Option<String>>,
+    /// Byte ranges of defined function bodies in the module.
+    pub(crate) bodies: Vec<Range<usize>>,
+}
+
+impl ModuleDesc {
+    /// Signature of function `index`.
+    pub fn func_type(&self, index: u32) -> &FuncType {
+        &self.types[self.funcs[index as usize] as usize]
+    }
+
+    /// The exported function named `name`.
+    pub fn export_func(&self, name: &str) -> Option<u32> {
+        self.exports
+            .iter()
+            .find(|e| e.kind == ExternalKind::Func && e.name == name)
+            .map(|e| e.index)
+    }
+}
+
+fn const_init(expr: &ConstExpr<'_>) -> Result<ConstInit, CompileError> {
+    let mut reader = expr.get_operators_reader();
+    let op = reader.read()?;
+    Ok(match op {
+        Operator::I32Const { value } => ConstInit::Value(u64::from(value as u32)),
+        Operator::I64Const { value } => ConstInit::Value(value as u64),
+        Operator::F32Const { value } => ConstInit::Value(u64::from(value.bits())),
+        Operator::F64Const { value } => ConstInit::Value(value.bits()),
+        Operator::GlobalGet { global_index } => ConstInit::Global(global_index),
+        Operator::RefFunc { function_index } => ConstInit::RefFunc(function_index),
+        Operator::RefNull { .. } => ConstInit::RefNull,
+        _ => return Err(CompileError::Unsupported("constant expression".into())),
+    })
+}
+
+/// Validates `bytes` with atoll's feature set and parses the module description.
+pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
+    let mut validator = Validator::new_with_features(chunk_image::SUPPORTED_FEATURES);
+    validator.validate_all(bytes)?;
+    let mut m = ModuleDesc::default();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::TypeSection(reader) => {
+                for group in reader.into_iter() {
+                    for sub in group?.types() {
+                        let wasmparser::CompositeInnerType::Func(f) = &sub.composite_type.inner
+                        else {
+                            return Err(CompileError::Unsupported("non-function type".into()));
+                        };
+                        let params = f.params().iter().map(|&t| Ty::from_wasm(t));
+                        let results = f.results().iter().map(|&t| Ty::from_wasm(t));
+                        m.types.push(FuncType {
+                            params: params.collect::<Result<_, _>>()?,
+                            results: results.collect::<Result<_, _>>()?,
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    let kind = match import.ty {
+                        TypeRef::Func(t) => {
+                            m.funcs.push(t);
+                            m.func_imports += 1;
+                            ImportKind::Func(t)
+                        }
+                        TypeRef::Global(g) => {
+                            let ty = Ty::from_wasm(g.content_type)?;
+                            m.globals.push(GlobalDesc {
+                                ty,
+                                mutable: g.mutable,
+                                init: ConstInit::Value(0),
+                            });
+                            ImportKind::Global(ty, g.mutable)
+                        }
+                        TypeRef::Memory(mem) => {
+                            m.memory = Some(Limits {
+                                min: mem.initial,
+                                max: mem.maximum,
+                            });
+                            ImportKind::Memory
+                        }
+                        TypeRef::Table(t) => {
+                            m.table = Some(Limits {
+                                min: t.initial,
+                                max: t.maximum,
+                            });
+                            ImportKind::Table
+                        }
+                        _ => return Err(CompileError::Unsupported("import kind".into())),
+                    };
+                    m.imports.push(ImportDesc {
+                        module: import.module.to_string(),
+                        name: import.name.to_string(),
+                        kind,
+                    });
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for t in reader {
+                    m.funcs.push(t?);
+                }
+            }
+            Payload::TableSection(reader) => {
+                for t in reader {
+                    let t = t?;
+                    m.table = Some(Limits {
+                        min: t.ty.initial,
+                        max: t.ty.maximum,
+                    });
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for mem in reader {
+                    let mem = mem?;
+                    m.memory = Some(Limits {
+                        min: mem.initial,
+                        max: mem.maximum,
+                    });
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for g in reader {
+                    let g = g?;
+                    m.globals.push(GlobalDesc {
+                        ty: Ty::from_wasm(g.ty.content_type)?,
+                        mutable: g.ty.mutable,
+                        init: const_init(&g.init_expr)?,
+                    });
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for e in reader {
+                    let e = e?;
+                    m.exports.push(ExportDesc {
+                        name: e.name.to_string(),
+                        kind: e.kind,
+                        index: e.index,
+                    });
+                }
+            }
+            Payload::StartSection { func, .. } => m.start = Some(func),
+            Payload::ElementSection(reader) => {
+                for e in reader {
+                    let e = e?;
+                    let (offset, declared) = match &e.kind {
+                        ElementKind::Active { offset_expr, .. } => {
+                            (Some(const_init(offset_expr)?), false)
+                        }
+                        ElementKind::Passive => (None, false),
+                        ElementKind::Declared => (None, true),
+                    };
+                    let mut funcs = Vec::new();
+                    match e.items {
+                        ElementItems::Functions(r) => {
+                            for f in r {
+                                funcs.push(Some(f?));
+                            }
+                        }
+                        ElementItems::Expressions(_, r) => {
+                            for expr in r {
+                                funcs.push(match const_init(&expr?)? {
+                                    ConstInit::RefFunc(f) => Some(f),
+                                    _ => None,
+                                });
+                            }
+                        }
+                    }
+                    m.elems.push(ElemDesc {
+                        offset,
+                        declared,
+                        funcs,
+                    });
+                }
+            }
+            Payload::DataSection(reader) => {
+                for d in reader {
+                    let d = d?;
+                    let offset = match &d.kind {
+                        DataKind::Active { offset_expr, .. } => Some(const_init(offset_expr)?),
+                        DataKind::Passive => None,
+                    };
+                    m.datas.push(DataDesc {
+                        offset,
+                        bytes: d.data.to_vec(),
+                    });
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let r = body.range();
+                m.bodies.push(r.start as usize..r.end as usize);
+            }
+            Payload::CustomSection(reader) => {
+                if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
+                    for name in names.into_iter().flatten() {
+                        if let wasmparser::Name::Function(map) = name {
+                            for naming in map.into_iter().flatten() {
+                                set_name(&mut m.names, naming.index, naming.name);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let exports: Vec<(u32, String)> = m
+        .exports
+        .iter()
+        .filter(|e| e.kind == ExternalKind::Func)
+        .map(|e| (e.index, e.name.clone()))
+        .collect();
+    for (index, name) in exports {
+        if m.names
+            .get(index as usize)
+            .and_then(Option::as_ref)
+            .is_none()
+        {
+            set_name(&mut m.names, index, &name);
+        }
+    }
+    m.names.resize(m.funcs.len(), None);
+    Ok(m)
+}
+
+fn set_name(names: &mut Vec<Option<String>>, index: u32, name: &str) {
+    let index = index as usize;
+    if index > 1 << 20 {
+        return;
+    }
+    if names.len() <= index {
+        names.resize(index + 1, None);
+    }
+    names[index] = Some(name.to_string());
+}

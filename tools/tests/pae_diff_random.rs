@@ -1,0 +1,222 @@
+//! Differential testing of atoll's code generator against wasmi on random valid modules
+//! (wasm-smith, restricted to atoll's feature set, with fuel so every call terminates):
+//! every exported function is called with seeded arguments in both engines, and results and
+//! traps must agree exactly (NaNs compared as "both NaN"; stack exhaustion excluded because
+//! the engines' limits differ).
+#![cfg(target_arch = "x86_64")]
+
+use arbitrary::Unstructured;
+use atoll_pae::runtime::SigRegistry;
+use atoll_pae::{Options, TrapCode, Ty};
+use tools::chunkc::wast_host;
+use wasmi::TrapCode as WasmiTrap;
+
+fn config() -> wasm_smith::Config {
+    wasm_smith::Config {
+        simd_enabled: false,
+        relaxed_simd_enabled: false,
+        reference_types_enabled: false,
+        gc_enabled: false,
+        exceptions_enabled: false,
+        tail_call_enabled: false,
+        threads_enabled: false,
+        memory64_enabled: false,
+        extended_const_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_page_sizes_enabled: false,
+        multi_value_enabled: true,
+        bulk_memory_enabled: true,
+        saturating_float_to_int_enabled: true,
+        sign_extension_ops_enabled: true,
+        max_imports: 0,
+        max_memories: 1,
+        max_tables: 1,
+        max_memory32_bytes: 1 << 20,
+        max_table_elements: 1000,
+        export_everything: true,
+        canonicalize_nans: false,
+        min_funcs: 1,
+        max_funcs: 12,
+        max_instructions: 200,
+        ..wasm_smith::Config::default()
+    }
+}
+
+/// Our trap code for a wasmi trap, or `None` for stack exhaustion and others we don't compare.
+fn map_trap(t: WasmiTrap) -> Option<TrapCode> {
+    Some(match t {
+        WasmiTrap::UnreachableCodeReached => TrapCode::Unreachable,
+        WasmiTrap::MemoryOutOfBounds => TrapCode::MemoryOutOfBounds,
+        WasmiTrap::TableOutOfBounds => TrapCode::TableAccessOutOfBounds,
+        WasmiTrap::IndirectCallToNull => TrapCode::UninitializedElement,
+        WasmiTrap::IntegerDivisionByZero => TrapCode::DivideByZero,
+        WasmiTrap::IntegerOverflow => TrapCode::IntegerOverflow,
+        WasmiTrap::BadConversionToInteger => TrapCode::InvalidConversion,
+        WasmiTrap::BadSignature => TrapCode::IndirectCallTypeMismatch,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Values(Vec<u64>),
+    Trap(TrapCode),
+    Ignore,
+}
+
+fn canon(ty: Ty, bits: u64) -> u64 {
+    match ty {
+        Ty::F32 if f32::from_bits(bits as u32).is_nan() => 0x7FC0_0000,
+        Ty::F64 if f64::from_bits(bits).is_nan() => 0x7FF8_0000_0000_0000,
+        Ty::I32 | Ty::F32 => bits & 0xFFFF_FFFF,
+        _ => bits,
+    }
+}
+
+fn to_wasmi(ty: Ty, bits: u64) -> wasmi::Val {
+    match ty {
+        Ty::I32 => wasmi::Val::I32(bits as i32),
+        Ty::I64 => wasmi::Val::I64(bits as i64),
+        Ty::F32 => wasmi::Val::F32(f32::from_bits(bits as u32).into()),
+        Ty::F64 => wasmi::Val::F64(f64::from_bits(bits).into()),
+    }
+}
+
+fn from_wasmi(v: &wasmi::Val) -> u64 {
+    match v {
+        wasmi::Val::I32(x) => u64::from(*x as u32),
+        wasmi::Val::I64(x) => *x as u64,
+        wasmi::Val::F32(x) => u64::from(f32::from(*x).to_bits()),
+        wasmi::Val::F64(x) => f64::from(*x).to_bits(),
+        _ => 0,
+    }
+}
+
+/// Runs one module in both engines; returns the number of calls compared.
+fn check_module(bytes: &[u8], seed: u64, options: Options) -> usize {
+    let Ok(module) = wast_host::compile(bytes, &options) else {
+        return 0; // outside atoll's feature set
+    };
+    let engine = wasmi::Engine::default();
+    let wmodule = wasmi::Module::new(&engine, bytes).expect("wasmi accepts a valid module");
+    let mut store = wasmi::Store::new(&engine, ());
+    let linker = wasmi::Linker::<()>::new(&engine);
+    let winst = linker.instantiate_and_start(&mut store, &wmodule);
+    let mut sigs = SigRegistry::default();
+    let ours = wast_host::instantiate(module.clone(), &[], &mut sigs);
+    let (winst, mut ours) = match (winst, ours) {
+        (Ok(w), Ok(o)) => (w, o),
+        (Err(_), Err(_)) => return 0,
+        (w, o) => panic!(
+            "seed {seed}: instantiation differs: wasmi {:?}, atoll {:?}",
+            w.err(),
+            o.err().map(|e| e.to_string())
+        ),
+    };
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut compared = 0;
+    for export in &module.desc.exports {
+        if export.kind != atoll_pae::module::ExternalKind::Func {
+            continue;
+        }
+        let ty = module.desc.func_type(export.index).clone();
+        let args: Vec<u64> = ty
+            .params
+            .iter()
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if rng.is_multiple_of(4) { rng % 8 } else { rng }
+            })
+            .collect();
+        let wfunc = winst.get_func(&store, &export.name).expect("export");
+        let wargs: Vec<wasmi::Val> = ty
+            .params
+            .iter()
+            .zip(&args)
+            .map(|(&t, &b)| to_wasmi(t, b))
+            .collect();
+        let mut wres: Vec<wasmi::Val> = ty.results.iter().map(|&t| to_wasmi(t, 0)).collect();
+        let expected = match wfunc.call(&mut store, &wargs, &mut wres) {
+            Ok(()) => Outcome::Values(
+                ty.results
+                    .iter()
+                    .zip(&wres)
+                    .map(|(&t, v)| canon(t, from_wasmi(v)))
+                    .collect(),
+            ),
+            Err(e) => match e.as_trap_code().and_then(map_trap) {
+                Some(code) => Outcome::Trap(code),
+                None => Outcome::Ignore,
+            },
+        };
+        let got = match ours.invoke(export.index, &args) {
+            Ok(values) => Outcome::Values(
+                ty.results
+                    .iter()
+                    .zip(values)
+                    .map(|(&t, v)| canon(t, v))
+                    .collect(),
+            ),
+            Err(TrapCode::StackOverflow) => Outcome::Ignore,
+            Err(TrapCode::TableOutOfBounds) => Outcome::Trap(TrapCode::TableAccessOutOfBounds),
+            Err(code) => Outcome::Trap(code),
+        };
+        if expected == Outcome::Ignore || got == Outcome::Ignore {
+            return compared; // states may have diverged
+        }
+        assert_eq!(
+            got, expected,
+            "seed {seed}: export `{}` args {args:x?}",
+            export.name
+        );
+        compared += 1;
+    }
+    compared
+}
+
+fn run(count: u64, options: Options) {
+    let mut modules = 0;
+    let mut calls = 0;
+    for seed in 0..count {
+        let mut data = vec![0u8; 4096];
+        let mut x = seed.wrapping_add(0x1234_5678_9ABC_DEF1);
+        for b in &mut data {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let mut u = Unstructured::new(&data);
+        let Ok(mut module) = wasm_smith::Module::new(config(), &mut u) else {
+            continue;
+        };
+        if module.ensure_termination(200).is_err() {
+            continue;
+        }
+        let bytes = module.to_bytes();
+        if std::env::var_os("PAE_DIFF_TRACE").is_some() {
+            eprintln!("seed {seed}");
+            std::fs::write("/tmp/pae_diff_last.wasm", &bytes).ok();
+        }
+        let n = check_module(&bytes, seed, options);
+        modules += usize::from(n > 0);
+        calls += n;
+    }
+    assert!(
+        modules as u64 > count / 4,
+        "too few modules compared: {modules} of {count}"
+    );
+    eprintln!("compared {calls} calls in {modules} modules");
+}
+
+#[test]
+fn random_modules_agree_with_wasmi_optimized() {
+    run(1500, Options::default());
+}
+
+#[test]
+fn random_modules_agree_with_wasmi_unoptimized() {
+    run(1500, Options::NONE);
+}
