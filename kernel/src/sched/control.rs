@@ -59,7 +59,14 @@ pub fn migrate(id: u64, core: usize) -> Result<(), ThreadError> {
 pub fn kill(id: u64) -> Result<(), ThreadError> {
     let slot = slot_of(id)?;
     let me = current_slot();
-    kick(with(|s| s.kill(slot, Some(me)))??);
+    kick(with(|s| {
+        let kicks = s.kill(slot, Some(me))?;
+        if s.info(slot).map(|t| t.state) == Some(ThreadState::Dead) {
+            // Killed off-core: its saved context will never run again.
+            SLOTS[slot].frame.store(0, Ordering::Release);
+        }
+        Ok::<_, SchedError>(kicks)
+    })??);
     wait_for_state(slot, id, ThreadState::Dead, 1_000_000)
 }
 

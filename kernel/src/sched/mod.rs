@@ -183,14 +183,20 @@ fn reap() {
     })
     .unwrap_or_default();
     for slot in dead {
+        // Unpublish first (a stop-the-world callback must never find a frame on a stack that
+        // is being unmapped), then free the slot, then the stack.
         let stack = EXTRAS.lock()[slot].stack.take();
+        SLOTS[slot].id.store(0, Ordering::Release);
+        SLOTS[slot].frame.store(0, Ordering::Release);
+        if !matches!(with(|s| s.reap(slot)), Ok(true)) {
+            EXTRAS.lock()[slot].stack = stack;
+            continue;
+        }
         if let Some(st) = stack
             && let Err(e) = stack::free(st)
         {
             log::warn!("freeing a thread stack: {e}");
         }
-        let _ = with(|s| s.reap(slot));
-        SLOTS[slot].id.store(0, Ordering::Release);
     }
 }
 

@@ -4,6 +4,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use atoll_kcore::sched::ThreadState;
+
 use super::SCHED;
 use super::slots::SLOTS;
 use crate::arch::apic;
@@ -60,11 +62,12 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
     let Some(sched) = SCHED.get() else {
         return Resume::same(frame);
     };
-    let (prev, next, kicks) = {
+    let (prev, prev_dead, next, kicks) = {
         let mut s = sched.lock();
         let prev = s.current(core);
         let (next, kicks) = s.schedule(core);
-        (prev, next, kicks)
+        let dead = prev.and_then(|p| s.info(p)).map(|t| t.state) == Some(ThreadState::Dead);
+        (prev, dead, next, kicks)
     };
     for c in kicks.others(core) {
         ipi::send_reschedule(c);
@@ -88,9 +91,13 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
     percpu::set_current_thread(next);
     let release = match prev {
         Some(p) => {
-            SLOTS[p]
-                .frame
-                .store(frame as *mut TrapFrame as u64, Ordering::Release);
+            // A dead thread's context is never resumed: publish none.
+            let saved = if prev_dead {
+                0
+            } else {
+                frame as *mut TrapFrame as u64
+            };
+            SLOTS[p].frame.store(saved, Ordering::Release);
             &SLOTS[p].on_cpu as *const AtomicU64
         }
         None => core::ptr::null(),
