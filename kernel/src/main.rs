@@ -1,8 +1,10 @@
 //! atoll: a bare-metal x86-64 unikernel that assembles WebAssembly chunks into machine code.
 //!
-//! Boot order: serial console and logger, per-core data, GDT/TSS and IDT (our own trap stubs),
-//! the direct map, heap and frame allocator, the kernel's virtual-memory region, TSC
-//! calibration, ACPI, then the shell. Everything x86-specific lives under `arch`.
+//! Boot order: serial console and logger, TSC calibration, the direct map, heap and frame
+//! allocator, per-core data, GDT/TSS and IDT (our own trap stubs), the kernel's virtual-memory
+//! region, ACPI, the APICs (timer calibrated, serial input by interrupt), the scheduler on the
+//! boot core, every other core (INIT-SIPI-SIPI), then the shell as a thread. Everything
+//! x86-specific lives under `arch`.
 #![no_std]
 #![no_main]
 
@@ -13,10 +15,14 @@ mod arch;
 mod chunks;
 mod console;
 mod fault;
+mod irq;
 mod klog;
 mod mem;
 mod pae;
 mod platform;
+mod sched;
+mod smi;
+mod smp;
 mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -56,6 +62,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     arch::gdt::init_this_core();
     arch::idt::load_this_core();
     arch::trap::set_exception_hook(arch::probe::fixup);
+    arch::trap::set_nmi_handler(smi::rendezvous::on_nmi);
     let frames = mem::frames::stats();
     log::info!(
         "frames: {} usable, {} free ({} MiB)",
@@ -79,6 +86,8 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         Err(e) => log::error!("ACPI: {e}"),
     }
 
+    start_cores();
+
     let ramdisk_len = boot_info.ramdisk_len;
     platform::set_ramdisk(boot_info.ramdisk_addr.into_option(), ramdisk_len);
     match chunks::load() {
@@ -99,4 +108,47 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     platform::mark_ready();
     platform::print_boot_line();
     console::run_shell()
+}
+
+/// Interrupts, the scheduler and every other core. Without ACPI or an APIC the kernel stays
+/// single-core with a polled console.
+fn start_cores() {
+    let Some(info) = acpi::info() else {
+        log::error!("no ACPI: staying on one core, console polled");
+        return;
+    };
+    let setup = match irq::init(info) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("interrupts: {e}; staying on one core, console polled");
+            return;
+        }
+    };
+    log::info!(
+        "local APIC ({}), timer {} kHz; COM1 on GSI {}",
+        if setup.x2apic { "x2APIC" } else { "xAPIC" },
+        setup.timer_hz / 1000,
+        setup.serial_gsi
+    );
+    let cores = smp::assign_ids(&info.cpus, arch::apic::id());
+    smp::ipi::init();
+    if let Err(e) = sched::init_boot_core("shell", cores) {
+        log::error!("scheduler: {e}");
+        return;
+    }
+    console::input::init_irq(sched::current_slot());
+    arch::cpu::enable_interrupts();
+    match smp::boot::start_aps() {
+        Ok(report) => {
+            for (core, apic, why) in &report.failed {
+                log::error!("core {core} (APIC id {apic}) failed to start: {why:?}");
+            }
+            log::info!(
+                "{} of {} cores online",
+                smp::online_count(),
+                smp::known_cores()
+            );
+        }
+        Err(e) => log::error!("AP bring-up: {e}"),
+    }
 }

@@ -93,5 +93,5 @@ pub fn print_boot_line() {
 
 /// Cores running kernel code.
 pub fn online_cores() -> u32 {
-    1
+    crate::smp::online_count().max(1)
 }

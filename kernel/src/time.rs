@@ -80,3 +80,21 @@ pub fn uptime_us() -> u64 {
     let ticks = cpu::rdtsc().saturating_sub(entry_tsc());
     (u128::from(ticks) * 1_000_000 / u128::from(tsc_hz().max(1))) as u64
 }
+
+/// Busy-waits `us` microseconds by the TSC.
+pub fn spin_us(us: u64) {
+    let end = cpu::rdtsc() + us * (tsc_hz() / 1_000_000).max(1);
+    while cpu::rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Converts microseconds to TSC ticks.
+pub fn us_to_cycles(us: u64) -> u64 {
+    (u128::from(us) * u128::from(tsc_hz()) / 1_000_000) as u64
+}
+
+/// Converts TSC ticks to microseconds.
+pub fn cycles_to_us(cycles: u64) -> u64 {
+    (u128::from(cycles) * 1_000_000 / u128::from(tsc_hz().max(1))) as u64
+}

@@ -25,6 +25,10 @@ impl Pte {
     pub const USER: u64 = 1 << 2;
     /// Level 2/3: the entry maps a large page.
     pub const HUGE: u64 = 1 << 7;
+    /// Write-through caching (PWT).
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Caching disabled (PCD).
+    pub const CACHE_DISABLE: u64 = 1 << 4;
     /// Not flushed on CR3 reload.
     pub const GLOBAL: u64 = 1 << 8;
     /// Instruction fetches fault (needs EFER.NXE).
@@ -197,6 +201,29 @@ impl<'m, M: PhysMem> Mapper<'m, M> {
         if prot.write && prot.exec {
             return Err(MapError::WritableAndExecutable);
         }
+        self.map_leaf(va, pa, size, prot.leaf_bits(), frames)
+    }
+
+    /// Maps one 4 KiB page of device registers (MMIO) at `va`: read-write, never executable,
+    /// uncached (PCD and PWT set), so every access reaches the device in program order.
+    pub fn map_device(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        frames: &mut impl TableFrames,
+    ) -> Result<(), MapError> {
+        let bits = Protection::READ_WRITE.leaf_bits() | Pte::CACHE_DISABLE | Pte::WRITE_THROUGH;
+        self.map_leaf(va, pa, PageSize::Size4K, bits, frames)
+    }
+
+    fn map_leaf(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        size: PageSize,
+        leaf_bits: u64,
+        frames: &mut impl TableFrames,
+    ) -> Result<(), MapError> {
         Self::check(va, size)?;
         if !is_aligned(pa.0, size.bytes()) {
             return Err(MapError::Misaligned);
@@ -242,7 +269,7 @@ impl<'m, M: PhysMem> Mapper<'m, M> {
         } else {
             0
         };
-        self.mem.write(slot, pa.0 | prot.leaf_bits() | huge);
+        self.mem.write(slot, pa.0 | leaf_bits | huge);
         Ok(())
     }
 
@@ -386,6 +413,21 @@ mod tests {
             mem.write(PhysAddr(root.0 + 8 * i), 0);
         }
         (mem, Frames(0x10_0000, 100), root)
+    }
+
+    #[test]
+    fn device_pages_are_uncached_and_never_executable() {
+        let (mut mem, mut frames, root) = setup();
+        let va = VirtAddr(0xffff_ff00_0000_0000);
+        let mut m = Mapper::new(&mut mem, root);
+        m.map_device(va, PhysAddr(0xfee0_0000), &mut frames)
+            .unwrap();
+        let t = m.translate(va).unwrap();
+        assert_eq!(t.phys, PhysAddr(0xfee0_0000));
+        assert!(t.protection.write && !t.protection.exec);
+        let slot = m.leaf_slot(va, PageSize::Size4K).unwrap();
+        let pte = Pte(mem.read(slot));
+        assert!(pte.has(Pte::CACHE_DISABLE) && pte.has(Pte::WRITE_THROUGH));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub fn cr4() -> u64 {
 pub enum Msr {
     /// The GS segment base: per-core data.
     GsBase = 0xc000_0101,
+    /// IA32_APIC_BASE: the local APIC's physical base and enable bits.
+    ApicBase = 0x1b,
 }
 
 /// Reads an MSR.
@@ -139,4 +141,51 @@ pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
 /// This core's initial APIC id (CPUID leaf 1).
 pub fn initial_apic_id() -> u32 {
     cpuid(1, 0).1 >> 24
+}
+
+/// Flushes every non-global translation from this core's TLB (reloads CR3).
+pub fn flush_tlb() {
+    // SAFETY: writing CR3 back with its own value changes no mapping; it only drops cached
+    // translations.
+    unsafe {
+        asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack, preserves_flags))
+    };
+}
+
+/// Serializes the instruction stream (CPUID is architecturally serializing): code written by
+/// another core is fetched afresh after this.
+pub fn serialize() {
+    let _ = cpuid(0, 0);
+}
+
+/// Reads an MSR by index (register families such as the x2APIC's 0x800.. range).
+pub fn rdmsr_index(index: u32) -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: callers pass indexes of MSRs that exist in the current mode (x2APIC registers
+    // once x2APIC is enabled); reads have no side effect.
+    unsafe {
+        asm!("rdmsr", in("ecx") index, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR by index.
+///
+/// # Safety
+/// The MSR must exist and the value must keep the machine in a state the kernel expects.
+pub unsafe fn wrmsr_index(index: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags));
+    }
+}
+
+/// Writes CR4.
+///
+/// # Safety
+/// The value must keep paging and the kernel's features working (copy the boot core's CR4).
+pub unsafe fn write_cr4(value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
 }

@@ -28,6 +28,9 @@ pub const IST_STACK_BYTES: usize = 32 * 1024;
 /// The kernel code selector, the same on every core.
 pub const KERNEL_CODE: u16 = 0x08;
 
+/// The kernel data (stack) selector, the same on every core.
+pub const KERNEL_DATA: u16 = 0x10;
+
 /// Builds this core's GDT and TSS (IST stacks from the heap) and loads them.
 pub fn init_this_core() {
     let mut tss = Box::new(TaskStateSegment::new());
@@ -42,6 +45,7 @@ pub fn init_this_core() {
     let data = gdt.append(Descriptor::kernel_data_segment());
     let tss_sel = gdt.append(Descriptor::tss_segment(tss));
     debug_assert_eq!(code.0, KERNEL_CODE);
+    debug_assert_eq!(data.0, KERNEL_DATA);
     gdt.load();
     // SAFETY: the GDT just loaded holds these descriptors; it and the TSS are leaked, so they
     // outlive every use.

@@ -5,7 +5,7 @@
 
 use alloc::boxed::Box;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use super::cpu::{Msr, rdmsr, wrmsr};
 
@@ -19,6 +19,8 @@ pub struct CoreLocal {
     pub core_id: u32,
     /// The local APIC id.
     pub apic_id: u32,
+    /// The scheduler slot of the thread running here.
+    current_thread: AtomicUsize,
 }
 
 /// How many cores have set up their `CoreLocal`.
@@ -30,6 +32,7 @@ pub fn init(core_id: u32, apic_id: u32) {
         self_ptr: core::ptr::null(),
         core_id,
         apic_id,
+        current_thread: AtomicUsize::new(0),
     }));
     local.self_ptr = local as *const CoreLocal;
     // SAFETY: `local` is leaked, so it lives forever; GS base is only ever this pointer.
@@ -52,4 +55,16 @@ pub fn try_current() -> Option<&'static CoreLocal> {
 /// This core's id; 0 before per-core data is set up (only the boot core runs then).
 pub fn core_id() -> u32 {
     try_current().map_or(0, |c| c.core_id)
+}
+
+/// Records the thread now running on this core.
+pub fn set_current_thread(slot: usize) {
+    if let Some(c) = try_current() {
+        c.current_thread.store(slot, Ordering::Relaxed);
+    }
+}
+
+/// The scheduler slot of the thread running on this core.
+pub fn current_thread() -> usize {
+    try_current().map_or(0, |c| c.current_thread.load(Ordering::Relaxed))
 }

@@ -23,6 +23,12 @@ const CMD_CH2_MODE0: u8 = 0b1011_0000;
 /// Measures TSC ticks over `window_us` microseconds of PIT time; returns TSC Hz.
 /// `None` if the PIT never counted down (no PIT on this machine).
 pub fn measure_tsc_hz(window_us: u64) -> Option<u64> {
+    measure_against_pit(window_us, rdtsc)
+}
+
+/// Measures how fast the counter `read` advances over `window_us` microseconds of PIT time;
+/// returns its frequency in Hz. `None` if the PIT never counted down.
+pub fn measure_against_pit(window_us: u64, mut read: impl FnMut() -> u64) -> Option<u64> {
     let count = (PIT_HZ * window_us / 1_000_000).clamp(1, 0xffff) as u16;
     // SAFETY: ports 0x42/0x43/0x61 are the PIT and system-control port; channel 2 is not used
     // by anything else in atoll, and the speaker is kept off.
@@ -37,7 +43,7 @@ pub fn measure_tsc_hz(window_us: u64) -> Option<u64> {
         GATE.write(g & !gate_bits::GATE2);
         GATE.write(g | gate_bits::GATE2);
     }
-    let start = rdtsc();
+    let start = read();
     let mut spins: u64 = 0;
     // SAFETY: reading port 0x61 has no side effect.
     while unsafe { GATE.read() } & gate_bits::OUT2 == 0 {
@@ -47,6 +53,6 @@ pub fn measure_tsc_hz(window_us: u64) -> Option<u64> {
         }
         core::hint::spin_loop();
     }
-    let ticks = rdtsc() - start;
+    let ticks = read().wrapping_sub(start);
     Some(ticks * PIT_HZ / u64::from(count))
 }

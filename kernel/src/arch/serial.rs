@@ -1,7 +1,7 @@
 //! The 16550 UART on COM1: the console's transport.
 //!
-//! Output is polled (the transmitter is fast enough for a console); input is polled by the shell
-//! for now.
+//! Output is polled (the transmitter is fast enough for a console); input arrives by interrupt
+//! (received-data-available) once `enable_rx_interrupt` is called.
 
 use super::port::Port;
 
@@ -12,6 +12,11 @@ pub const COM1_BASE: u16 = 0x3f8;
 mod lsr {
     pub const DATA_READY: u8 = 1 << 0;
     pub const THR_EMPTY: u8 = 1 << 5;
+}
+
+/// Interrupt-enable register bits.
+mod ier {
+    pub const RX_AVAILABLE: u8 = 1 << 0;
 }
 
 /// Line-control register bits.
@@ -25,7 +30,8 @@ mod fcr {
     pub const ENABLE: u8 = 1 << 0;
     pub const CLEAR_RX: u8 = 1 << 1;
     pub const CLEAR_TX: u8 = 1 << 2;
-    pub const TRIGGER_14: u8 = 0b11 << 6;
+    /// Interrupt on every received byte (a console wants each keystroke at once).
+    pub const TRIGGER_1: u8 = 0b00 << 6;
 }
 
 /// Modem-control register bits.
@@ -72,7 +78,7 @@ impl Uart16550 {
             self.int_enable.write(0); // divisor high
             self.line_ctrl.write(lcr::WORD_8BIT);
             self.fifo_ctrl
-                .write(fcr::ENABLE | fcr::CLEAR_RX | fcr::CLEAR_TX | fcr::TRIGGER_14);
+                .write(fcr::ENABLE | fcr::CLEAR_RX | fcr::CLEAR_TX | fcr::TRIGGER_1);
             self.modem_ctrl.write(mcr::DTR | mcr::RTS | mcr::OUT2);
         }
     }
@@ -89,6 +95,12 @@ impl Uart16550 {
         }
         // SAFETY: the transmitter is empty; writing THR sends the byte.
         unsafe { self.data.write(byte) }
+    }
+
+    /// Raises an interrupt whenever received data is available.
+    pub fn enable_rx_interrupt(&mut self) {
+        // SAFETY: IER bit 0 only enables the receive interrupt; the line is routed by then.
+        unsafe { self.int_enable.write(ier::RX_AVAILABLE) }
     }
 
     /// Takes one received byte, if any.

@@ -4,9 +4,14 @@
 //! Every interrupt and exception enters the same way, so a `TrapFrame` is the one place a
 //! interrupted context lives: context switches, the stop-the-world rendezvous and relocation
 //! read and rewrite it there.
+//!
+//! A context switch is a dispatcher that returns another thread's saved frame: the common entry
+//! moves RSP to whatever frame `trap_dispatch` returns before popping. It also returns a flag
+//! word to clear once RSP has left the outgoing thread's stack (the thread's "on a core" flag),
+//! so another core never resumes a thread whose stack this core is still using.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 global_asm!(include_str!(concat!(env!("OUT_DIR"), "/trap_stubs.s")));
 
@@ -35,6 +40,12 @@ global_asm!(
     "    cld",
     "    mov rdi, rsp",
     "    call {dispatch}",
+    // rax: the frame to resume; rdx: a flag to clear once off the old stack (or 0).
+    "    mov rsp, rax",
+    "    test rdx, rdx",
+    "    jz 2f",
+    "    mov qword ptr [rdx], 0",
+    "2:",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -136,9 +147,50 @@ static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 
 /// Installs `handler` for `vector`. Exceptions (0..32) are always reported by the kernel and
 /// cannot be overridden here, except through `set_exception_hook`.
-#[allow(dead_code)] // the APIC timer, IPIs and device interrupts register here
 pub fn set_handler(vector: u8, handler: Handler) {
     HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+}
+
+/// A handler that may switch contexts: it returns the frame to resume (its argument, or another
+/// thread's saved frame) and an optional flag to clear after leaving the current stack.
+pub type SwitchHandler = fn(&mut TrapFrame) -> Resume;
+
+/// Where a trap returns to.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Resume {
+    /// The frame to pop and `iretq` from.
+    pub frame: *mut TrapFrame,
+    /// Cleared (stored 0) once RSP points at `frame`; null for none.
+    pub release: *const AtomicU64,
+}
+
+impl Resume {
+    /// Resume the interrupted context itself.
+    pub fn same(frame: &mut TrapFrame) -> Self {
+        Self {
+            frame,
+            release: core::ptr::null(),
+        }
+    }
+}
+
+/// Switch-capable handlers, as `fn` addresses (0 = none), indexed by vector.
+static SWITCH_HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+
+/// Installs a switch-capable handler for `vector` (timer, yield, reschedule IPI).
+pub fn set_switch_handler(vector: u8, handler: SwitchHandler) {
+    SWITCH_HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+}
+
+/// The NMI handler: runs on the NMI IST stack with no lock, no allocation and no logging.
+pub type NmiHandler = fn(&mut TrapFrame);
+
+static NMI_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the NMI handler (the stop-the-world rendezvous).
+pub fn set_nmi_handler(handler: NmiHandler) {
+    NMI_HANDLER.store(handler as usize, Ordering::Release);
 }
 
 /// A hook that may claim an exception before it is reported (e.g. the memory-probe fixups);
@@ -152,7 +204,31 @@ pub fn set_exception_hook(hook: ExceptionHook) {
     EXCEPTION_HOOK.store(hook as usize, Ordering::Release);
 }
 
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> Resume {
+    let vector = frame.vector as usize;
+    if vector == 2 {
+        let nmi = NMI_HANDLER.load(Ordering::Acquire);
+        if nmi != 0 {
+            // SAFETY: the value was stored from an `NmiHandler` in `set_nmi_handler`.
+            let nmi: NmiHandler = unsafe { core::mem::transmute::<usize, NmiHandler>(nmi) };
+            nmi(frame);
+            return Resume::same(frame);
+        }
+    }
+    if vector >= 32 {
+        let switch = SWITCH_HANDLERS[vector].load(Ordering::Acquire);
+        if switch != 0 {
+            // SAFETY: the value was stored from a `SwitchHandler` in `set_switch_handler`.
+            let switch: SwitchHandler =
+                unsafe { core::mem::transmute::<usize, SwitchHandler>(switch) };
+            return switch(frame);
+        }
+    }
+    dispatch_simple(frame);
+    Resume::same(frame)
+}
+
+fn dispatch_simple(frame: &mut TrapFrame) {
     let vector = frame.vector as usize;
     if vector < 32 {
         let hook = EXCEPTION_HOOK.load(Ordering::Acquire);

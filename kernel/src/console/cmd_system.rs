@@ -47,46 +47,88 @@ fn acpi_info() -> Result<&'static acpi::AcpiInfo, CmdError> {
     acpi::info().ok_or(CmdError::Unavailable("ACPI"))
 }
 
+/// What `cpus` shows about one core with an id: (core id, current thread id and name, load,
+/// busy percent since it came online).
+fn core_state(apic: u32) -> Option<(usize, u64, alloc::string::String, usize, u64)> {
+    let core = crate::smp::core_of_apic(apic)?;
+    if !crate::smp::is_online(core) {
+        return None;
+    }
+    let (thread, name, queued) = crate::sched::core_view(core)?;
+    let busy_now = !name.starts_with("idle");
+    let since = crate::arch::cpu::rdtsc().saturating_sub(crate::smp::online_tsc(core));
+    let idle = crate::sched::idle_cycles(core).min(since);
+    let busy_pct = 100 - (idle * 100).checked_div(since).unwrap_or(100);
+    Some((core, thread, name, queued + usize::from(busy_now), busy_pct))
+}
+
 pub fn cpus(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     args.finish()?;
     let info = acpi_info()?;
     let online = platform::online_cores();
-    let this_apic = crate::arch::cpu::initial_apic_id();
+    let bsp_apic = crate::smp::apic_id(0);
     if json {
         let mut j = Json::new();
         j.begin_object()
             .u64("online", u64::from(online))
             .array("cpus");
         for (id, c) in info.cpus.iter().enumerate() {
+            let state = core_state(c.apic_id);
             j.begin_object()
                 .u64("id", id as u64)
                 .u64("apic_id", u64::from(c.apic_id))
                 .u64("processor_id", u64::from(c.processor_id))
                 .bool("enabled", c.enabled)
-                .bool("bsp", c.apic_id == this_apic)
-                .bool("online", c.apic_id == this_apic)
-                .end_object();
+                .bool("bsp", c.apic_id == bsp_apic)
+                .bool("online", state.is_some());
+            match state {
+                Some((core, thread, name, load, busy)) => j
+                    .u64("core", core as u64)
+                    .u64("thread", thread)
+                    .str("thread_name", &name)
+                    .u64("load", load as u64)
+                    .u64("busy_percent", busy),
+                None => j.null("core"),
+            };
+            j.end_object();
         }
         j.end_array().end_object();
         println!("{}", j.finish());
     } else {
         println!("{} online, {} in the MADT", online, info.cpus.len());
-        println!("  id  apic_id  acpi_uid  state");
+        println!("  id  apic_id  acpi_uid  core  state                thread          load  busy");
         for (id, c) in info.cpus.iter().enumerate() {
-            let state = if c.apic_id == this_apic {
-                "online (boot core)"
-            } else if c.enabled {
-                "enabled, not started"
-            } else if c.online_capable {
-                "online-capable"
-            } else {
-                "disabled"
-            };
-            println!(
-                "  {:<3} {:<8} {:<9} {}",
-                id, c.apic_id, c.processor_id, state
-            );
+            match core_state(c.apic_id) {
+                Some((core, thread, name, load, busy)) => println!(
+                    "  {:<3} {:<8} {:<9} {:<5} {:<20} {:<15} {:<5} {}%",
+                    id,
+                    c.apic_id,
+                    c.processor_id,
+                    core,
+                    if c.apic_id == bsp_apic {
+                        "online (boot core)"
+                    } else {
+                        "online"
+                    },
+                    alloc::format!("{thread} {name}"),
+                    load,
+                    busy
+                ),
+                None => println!(
+                    "  {:<3} {:<8} {:<9} -     {}",
+                    id,
+                    c.apic_id,
+                    c.processor_id,
+                    if c.enabled {
+                        "enabled, not started"
+                    } else if c.online_capable {
+                        "online-capable"
+                    } else {
+                        "disabled"
+                    }
+                ),
+            }
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_pae, cmd_system};
+use super::{cmd_debug, cmd_pae, cmd_smp, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -25,6 +25,22 @@ pub enum CmdError {
     Unavailable(&'static str),
     /// A self-test found failures.
     Failed(String),
+    /// A thread operation failed.
+    Thread(crate::sched::ThreadError),
+    /// A remote call failed.
+    Ipi(crate::smp::ipi::IpiError),
+}
+
+impl From<crate::sched::ThreadError> for CmdError {
+    fn from(e: crate::sched::ThreadError) -> Self {
+        CmdError::Thread(e)
+    }
+}
+
+impl From<crate::smp::ipi::IpiError> for CmdError {
+    fn from(e: crate::smp::ipi::IpiError) -> Self {
+        CmdError::Ipi(e)
+    }
 }
 
 impl From<ArgError> for CmdError {
@@ -48,6 +64,8 @@ impl fmt::Display for CmdError {
             CmdError::Power(e) => write!(f, "{e}"),
             CmdError::Unavailable(what) => write!(f, "{what} is not available"),
             CmdError::Failed(what) => write!(f, "{what}"),
+            CmdError::Thread(e) => write!(f, "{e}"),
+            CmdError::Ipi(e) => write!(f, "{e}"),
         }
     }
 }
@@ -85,8 +103,62 @@ pub static COMMANDS: &[Command] = &[
     Command {
         name: "cpus",
         usage: "[--json]",
-        help: "processors: online cores and the MADT's list",
+        help: "processors: online cores, APIC ids, current thread, load",
         run: cmd_system::cpus,
+    },
+    Command {
+        name: "threads",
+        usage: "[selftest] [--json]",
+        help: "threads: id, core, state, CPU time, counter; `selftest` sleeps, wakes, joins",
+        run: cmd_smp::threads,
+    },
+    Command {
+        name: "spawn",
+        usage: "counter|locker|initiator [--core N] [--json]",
+        help: "start a test thread: counts (locker: under a shared lock; initiator: SMI rounds)",
+        run: cmd_smp::spawn,
+    },
+    Command {
+        name: "kill",
+        usage: "<id>",
+        help: "end a thread",
+        run: cmd_smp::kill,
+    },
+    Command {
+        name: "suspend",
+        usage: "<id>",
+        help: "stop a thread (its context stays in its trap frame)",
+        run: cmd_smp::suspend,
+    },
+    Command {
+        name: "resume",
+        usage: "<id>",
+        help: "let a suspended thread run again",
+        run: cmd_smp::resume,
+    },
+    Command {
+        name: "regs",
+        usage: "<id> [--json]",
+        help: "a suspended thread's saved registers (its trap frame)",
+        run: cmd_smp::regs,
+    },
+    Command {
+        name: "migrate",
+        usage: "<id> <core>",
+        help: "move a thread to another core",
+        run: cmd_smp::migrate,
+    },
+    Command {
+        name: "smi",
+        usage: "[--count N] [--timeout-ms T] [--flush] [--stray] [--json]",
+        help: "stop the world N times (NMI rendezvous); latency and pause figures",
+        run: cmd_smp::smi,
+    },
+    Command {
+        name: "ipi-bench",
+        usage: "[--count N] [--json]",
+        help: "IPI remote-call round trip and TLB shootdown cost",
+        run: cmd_smp::ipi_bench,
     },
     Command {
         name: "acpi",

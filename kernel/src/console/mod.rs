@@ -6,8 +6,10 @@
 
 mod cmd_debug;
 mod cmd_pae;
+mod cmd_smp;
 mod cmd_system;
 pub mod commands;
+pub mod input;
 pub mod out;
 
 use alloc::vec::Vec;
@@ -25,10 +27,7 @@ pub fn run_shell() -> ! {
     let mut echo = Vec::with_capacity(64);
     crate::print!("{PROMPT}");
     loop {
-        let Some(byte) = out::try_read_byte() else {
-            core::hint::spin_loop();
-            continue;
-        };
+        let byte = input::read_byte();
         echo.clear();
         let event = editor.feed(byte, &mut echo);
         out::write_raw(&echo);

@@ -57,6 +57,11 @@ pub fn try_read_byte() -> Option<u8> {
     crate::arch::cpu::without_interrupts(|| UART.lock().try_receive())
 }
 
+/// Turns on the receive interrupt.
+pub fn enable_rx_interrupt() {
+    crate::arch::cpu::without_interrupts(|| UART.lock().enable_rx_interrupt());
+}
+
 /// A writer for fault reports that never deadlocks.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     for _ in 0..1_000_000 {

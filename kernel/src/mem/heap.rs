@@ -1,10 +1,39 @@
 //! The kernel heap: a linked-list allocator over a run of physical memory reached through the
-//! direct map.
+//! direct map. Its lock is taken with interrupts off, so a thread preempted by the timer never
+//! holds it and an interrupt handler on the same core can never spin on it forever.
 
-use linked_list_allocator::LockedHeap;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+
+use linked_list_allocator::Heap;
+use spin::Mutex;
+
+struct KernelHeap(Mutex<Heap>);
 
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap::empty()));
+
+// SAFETY: `Heap` hands out disjoint, correctly aligned blocks from memory it owns; the mutex
+// serializes every use.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::arch::cpu::without_interrupts(|| {
+            self.0
+                .lock()
+                .allocate_first_fit(layout)
+                .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            crate::arch::cpu::without_interrupts(|| {
+                // SAFETY: the caller passes a block this allocator returned with `layout`.
+                unsafe { self.0.lock().deallocate(p, layout) }
+            });
+        }
+    }
+}
 
 /// Heap figures in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -21,13 +50,13 @@ pub struct HeapStats {
 /// The range must be unused RAM that nothing else will ever touch; call once.
 pub unsafe fn init(start: u64, len: usize) {
     // SAFETY: forwarded to the caller.
-    unsafe { HEAP.lock().init(start as *mut u8, len) };
+    unsafe { HEAP.0.lock().init(start as *mut u8, len) };
 }
 
 /// Current figures.
 pub fn stats() -> HeapStats {
     crate::arch::cpu::without_interrupts(|| {
-        let heap = HEAP.lock();
+        let heap = HEAP.0.lock();
         HeapStats {
             total_bytes: heap.size(),
             used_bytes: heap.used(),

@@ -3,11 +3,13 @@
 
 pub mod frames;
 pub mod heap;
+pub mod stack;
 pub mod vm;
 
 use atoll_kcore::addr::{PhysAddr, SIZE_2M};
 use atoll_kcore::frames::FrameAllocator;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::physmem;
 
@@ -56,5 +58,31 @@ pub fn init(regions: &MemoryRegions) -> Result<(PhysAddr, u64), MemInitError> {
     alloc.reserve(PhysAddr(0), PhysAddr(LOW_MEMORY_END));
     alloc.reserve(heap_phys, PhysAddr(heap_phys.0 + heap_bytes));
     frames::install(alloc);
+    let low = find_low_page(regions);
+    LOW_PAGE.store(low.unwrap_or(u64::MAX), Ordering::Relaxed);
     Ok((heap_phys, heap_bytes))
+}
+
+/// A usable page below 1 MiB kept for the AP trampoline (`u64::MAX`: none).
+static LOW_PAGE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The preferred trampoline page, if the memory map marks it usable.
+const PREFERRED_LOW_PAGE: u64 = 0x8000;
+
+fn find_low_page(regions: &MemoryRegions) -> Option<u64> {
+    let usable = |page: u64| {
+        regions.iter().any(|r| {
+            r.kind == MemoryRegionKind::Usable && r.start <= page && page + 0x1000 <= r.end
+        })
+    };
+    core::iter::once(PREFERRED_LOW_PAGE)
+        .chain((1..0x9f).map(|p| p * 0x1000))
+        .find(|p| usable(*p))
+}
+
+/// The page below 1 MiB that the memory map says is usable RAM, for the AP trampoline (frames
+/// below 1 MiB never enter the allocator, so nothing else uses it).
+pub fn trampoline_page() -> Option<PhysAddr> {
+    let p = LOW_PAGE.load(Ordering::Relaxed);
+    (p != u64::MAX).then_some(PhysAddr(p))
 }

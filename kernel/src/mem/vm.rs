@@ -1,6 +1,8 @@
 //! The kernel's virtual-memory API: map, unmap and re-protect 4 KiB and 2 MiB pages in a
 //! region of the address space the kernel owns (one free PML4 slot, 512 GiB), with W^X always
-//! enforced (by `atoll_kcore::paging`) and the TLB flushed after every change.
+//! enforced (by `atoll_kcore::paging`) and the TLB flushed after every change: locally under the
+//! lock, then on every other online core by a shootdown IPI once the lock is released (a core
+//! spinning on this lock with interrupts off could not acknowledge it otherwise).
 
 use core::fmt;
 
@@ -107,10 +109,14 @@ fn with<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
     cpu::without_interrupts(|| f(&mut vm.lock()))
 }
 
-fn flush(va: VirtAddr) {
-    // Only this core runs kernel mappings of this region so far; remote cores will get a
-    // shootdown here once they run.
+/// Drops `va`'s translation here and, after the VM lock is released, on every other online
+/// core (a TLB shootdown with acknowledgement).
+fn flush_local(va: VirtAddr) {
     cpu::invlpg(va.0);
+}
+
+fn shootdown(va: VirtAddr) {
+    crate::smp::ipi::shootdown(va.0);
 }
 
 /// Reserves `bytes` of virtual space aligned to `align` (a power of two) in the kernel region.
@@ -149,9 +155,61 @@ pub fn map(va: VirtAddr, pa: PhysAddr, size: PageSize, prot: Protection) -> Resu
         let mut mem = DirectMap;
         Mapper::new(&mut mem, root()).map(va, pa, size, prot, &mut GlobalTableFrames)?;
         count(&mut vm.stats, size, 1);
-        flush(va);
+        // A page that was not present is never cached in any TLB: no shootdown.
+        flush_local(va);
         Ok(())
     })
+}
+
+/// Maps `bytes` of device registers at physical `pa` (page aligned) uncached, read-write,
+/// never executable. Returns the virtual address of `pa`.
+pub fn map_device(pa: PhysAddr, bytes: u64) -> Result<VirtAddr, VmError> {
+    let first = pa.0 & !0xfff;
+    let pages = (pa.0 + bytes - first).div_ceil(4096);
+    let va = reserve(pages * 4096, 4096)?;
+    with(|vm| {
+        let mut mem = DirectMap;
+        for i in 0..pages {
+            let page = VirtAddr(va.0 + i * 4096);
+            Mapper::new(&mut mem, root()).map_device(
+                page,
+                PhysAddr(first + i * 4096),
+                &mut GlobalTableFrames,
+            )?;
+            count(&mut vm.stats, PageSize::Size4K, 1);
+            flush_local(page);
+        }
+        Ok(VirtAddr(va.0 + (pa.0 - first)))
+    })
+}
+
+/// Maps the low page `pa` (below 1 MiB) at the identical virtual address, read and execute,
+/// for the AP trampoline's switch to paging. Undo with [`unmap_identity`].
+pub fn map_identity(pa: PhysAddr) -> Result<(), VmError> {
+    with(|_| {
+        let mut mem = DirectMap;
+        Mapper::new(&mut mem, root()).map(
+            VirtAddr(pa.0),
+            pa,
+            PageSize::Size4K,
+            Protection::READ_EXEC,
+            &mut GlobalTableFrames,
+        )?;
+        flush_local(VirtAddr(pa.0));
+        Ok(())
+    })
+}
+
+/// Removes the identity mapping made by [`map_identity`].
+pub fn unmap_identity(pa: PhysAddr) -> Result<(), VmError> {
+    with(|_| {
+        let mut mem = DirectMap;
+        Mapper::new(&mut mem, root()).unmap(VirtAddr(pa.0), PageSize::Size4K)?;
+        flush_local(VirtAddr(pa.0));
+        Ok::<(), VmError>(())
+    })?;
+    shootdown(VirtAddr(pa.0));
+    Ok(())
 }
 
 /// Unmaps the page of `size` at `va`; returns its frame (the caller decides whether to free it).
@@ -161,9 +219,10 @@ pub fn unmap(va: VirtAddr, size: PageSize) -> Result<PhysAddr, VmError> {
         let mut mem = DirectMap;
         let pa = Mapper::new(&mut mem, root()).unmap(va, size)?;
         count(&mut vm.stats, size, -1);
-        flush(va);
+        flush_local(va);
         Ok(pa)
     })
+    .inspect(|_| shootdown(va))
 }
 
 /// Changes the rights of the page of `size` at `va`.
@@ -172,9 +231,10 @@ pub fn protect(va: VirtAddr, size: PageSize, prot: Protection) -> Result<(), VmE
         check_region(vm, va, size)?;
         let mut mem = DirectMap;
         Mapper::new(&mut mem, root()).protect(va, size, prot)?;
-        flush(va);
+        flush_local(va);
         Ok(())
     })
+    .inspect(|()| shootdown(va))
 }
 
 /// Where `va` leads in the current address space.

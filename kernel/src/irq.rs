@@ -1,0 +1,98 @@
+//! Interrupt setup on the boot core: legacy PICs masked, the local APIC (mapped uncached) and its
+//! timer calibrated against the PIT, the I/O APIC taking over device lines, and COM1's receive
+//! interrupt routed to the boot core.
+
+use core::fmt;
+
+use atoll_kcore::addr::PhysAddr;
+
+use crate::acpi::AcpiInfo;
+use crate::arch::ioapic::{self, Trigger};
+use crate::arch::vectors::Vector;
+use crate::arch::{apic, cpu, trap};
+use crate::mem::vm::{self, VmError};
+
+/// COM1's ISA IRQ.
+const COM1_IRQ: u8 = 4;
+
+/// Why interrupt setup failed.
+#[derive(Debug, Clone, Copy)]
+pub enum IrqError {
+    /// Mapping APIC registers failed.
+    Vm(VmError),
+    /// The APIC timer could not be measured.
+    TimerCalibration,
+    /// No I/O APIC in the MADT.
+    NoIoApic,
+    /// The serial line could not be routed.
+    Route(ioapic::IoApicError),
+}
+
+impl From<VmError> for IrqError {
+    fn from(e: VmError) -> Self {
+        IrqError::Vm(e)
+    }
+}
+
+impl fmt::Display for IrqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IrqError::Vm(e) => write!(f, "mapping APIC registers: {e}"),
+            IrqError::TimerCalibration => write!(f, "the PIT did not count; APIC timer unknown"),
+            IrqError::NoIoApic => write!(f, "no I/O APIC in the MADT"),
+            IrqError::Route(e) => write!(f, "routing COM1: {e:?}"),
+        }
+    }
+}
+
+/// What `init` set up.
+#[derive(Debug, Clone, Copy)]
+pub struct IrqSetup {
+    /// x2APIC (true) or xAPIC.
+    pub x2apic: bool,
+    /// The APIC timer's input frequency (divide by 16).
+    pub timer_hz: u64,
+    /// The GSI COM1 arrives on.
+    pub serial_gsi: u32,
+}
+
+/// Sets up the APICs on the boot core. Interrupts stay off until the caller enables them.
+pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
+    ioapic::mask_legacy_pics();
+    let lapic_pa = if info.local_apic_address != 0 {
+        info.local_apic_address
+    } else {
+        cpu::rdmsr(cpu::Msr::ApicBase) & 0x000f_ffff_ffff_f000
+    };
+    let lapic = vm::map_device(PhysAddr(lapic_pa), 4096)?;
+    apic::init_boot_core(lapic.0);
+    trap::set_handler(Vector::Spurious as u8, |_| {});
+    let timer_hz = apic::calibrate_timer().ok_or(IrqError::TimerCalibration)?;
+
+    let io = info.io_apics.first().ok_or(IrqError::NoIoApic)?;
+    let io_va = vm::map_device(PhysAddr(u64::from(io.address)), 4096)?;
+    ioapic::init(io_va.0, io.gsi_base);
+    let (gsi, trigger) = isa_route(info, COM1_IRQ);
+    let bsp = apic::id() as u8;
+    ioapic::route(gsi, Vector::Serial as u8, bsp, trigger).map_err(IrqError::Route)?;
+    Ok(IrqSetup {
+        x2apic: apic::mode() == apic::Mode::X2Apic,
+        timer_hz,
+        serial_gsi: gsi,
+    })
+}
+
+/// Where ISA `irq` arrives, after the MADT's overrides (ISA default: edge, active high).
+fn isa_route(info: &AcpiInfo, irq: u8) -> (u32, Trigger) {
+    let mut trigger = Trigger {
+        level: false,
+        active_low: false,
+    };
+    let Some(o) = info.overrides.iter().find(|o| o.bus == 0 && o.irq == irq) else {
+        return (u32::from(irq), trigger);
+    };
+    // MPS INTI flags: bits 0..2 polarity (3 = active low), bits 2..4 trigger (3 = level).
+    trigger.active_low = o.flags & 0b11 == 0b11;
+    trigger.level = (o.flags >> 2) & 0b11 == 0b11;
+    (o.gsi, trigger)
+}

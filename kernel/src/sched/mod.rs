@@ -1,0 +1,386 @@
+//! Kernel threads: guarded stacks, per-core run queues, preemption by the APIC timer, sleep,
+//! block/wake, join, yield, suspend/resume, migrate and kill.
+//!
+//! Policy lives in `atoll_kcore::sched::Scheduler` (host-tested) behind one lock taken with
+//! interrupts off; contexts are trap frames (see `switch`). What other cores and the NMI path
+//! read without the lock is in the fixed slot table (`slots`).
+
+mod control;
+pub mod slots;
+mod switch;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+use atoll_kcore::sched::{Kicks, SchedError, Scheduler, ThreadState};
+use spin::{Mutex, Once};
+
+pub use control::{
+    core_view, idle_cycles, kill, list, migrate, resume, suspend, with_suspended_frame,
+};
+pub use slots::{FxSaveArea, MAX_THREADS, SLOTS};
+
+use crate::arch::trap::{TrapFrame, set_switch_handler};
+use crate::arch::vectors::Vector;
+use crate::arch::{apic, cpu, percpu};
+use crate::mem::stack::{self, KernelStack};
+use crate::mem::vm::VmError;
+use crate::smp::{self, ipi};
+use crate::time;
+
+/// Bytes of each thread's stack (plus a guard page).
+const THREAD_STACK_BYTES: u64 = 64 * 1024;
+/// Timer interrupts per second on every core.
+pub const TICK_HZ: u64 = 100;
+/// Ticks a thread runs before others on its core get a turn.
+const SLICE_TICKS: u32 = 2;
+
+static SCHED: Once<Mutex<Scheduler>> = Once::new();
+
+/// What the kernel keeps per thread beyond the policy: its stack and FPU/SSE area.
+#[derive(Debug, Default)]
+struct Extra {
+    stack: Option<KernelStack>,
+    #[allow(dead_code)] // reserved for threads that run SSE code
+    fx: Option<Box<FxSaveArea>>,
+}
+
+static EXTRAS: Mutex<Vec<Extra>> = Mutex::new(Vec::new());
+
+/// Why a thread operation failed.
+#[derive(Debug, Clone, Copy)]
+pub enum ThreadError {
+    /// The scheduler refused.
+    Sched(SchedError),
+    /// No stack could be made.
+    Vm(VmError),
+    /// The scheduler is not running yet.
+    NotStarted,
+    /// The thread did not stop within the deadline.
+    Timeout(u64),
+}
+
+impl From<SchedError> for ThreadError {
+    fn from(e: SchedError) -> Self {
+        ThreadError::Sched(e)
+    }
+}
+
+impl From<VmError> for ThreadError {
+    fn from(e: VmError) -> Self {
+        ThreadError::Vm(e)
+    }
+}
+
+impl fmt::Display for ThreadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadError::Sched(e) => write!(f, "{e}"),
+            ThreadError::Vm(e) => write!(f, "thread stack: {e}"),
+            ThreadError::NotStarted => write!(f, "the scheduler is not running"),
+            ThreadError::Timeout(id) => write!(f, "thread {id} did not stop in time"),
+        }
+    }
+}
+
+fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> Result<R, ThreadError> {
+    let s = SCHED.get().ok_or(ThreadError::NotStarted)?;
+    Ok(cpu::without_interrupts(|| f(&mut s.lock())))
+}
+
+fn this_core() -> usize {
+    percpu::core_id() as usize
+}
+
+fn kick(kicks: Kicks) {
+    for c in kicks.others(this_core()) {
+        ipi::send_reschedule(c);
+    }
+}
+
+/// Starts scheduling on the boot core: the running context becomes thread `name` (the shell),
+/// an idle thread is made, the switch vectors are installed and the timer starts.
+pub fn init_boot_core(name: &str, cores: usize) -> Result<(), ThreadError> {
+    EXTRAS.lock().resize_with(MAX_THREADS, Extra::default);
+    SCHED.call_once(|| Mutex::new(Scheduler::new(cores, MAX_THREADS, SLICE_TICKS)));
+    set_switch_handler(Vector::Timer as u8, switch::on_timer);
+    set_switch_handler(Vector::Yield as u8, switch::on_yield);
+    set_switch_handler(Vector::Reschedule as u8, switch::on_reschedule);
+    let slot = with(|s| s.adopt_current(0, name, false))??;
+    publish(slot, 1);
+    percpu::set_current_thread(slot);
+    spawn_on("idle0", 0, true, idle_entry, 0)?;
+    switch::start_accounting(0);
+    smp::mark_online(0);
+    apic::start_periodic_timer(TICK_HZ, Vector::Timer as u8);
+    Ok(())
+}
+
+/// Finishes an AP's start: its boot context becomes its idle thread, it goes online, and it
+/// idles (taking timer and IPI interrupts) forever.
+pub fn start_ap_core(core: usize) -> ! {
+    let name = alloc::format!("idle{core}");
+    match with(|s| s.adopt_current(core, &name, true)) {
+        Ok(Ok(slot)) => {
+            publish(slot, 1);
+            percpu::set_current_thread(slot);
+            switch::start_accounting(core);
+            smp::mark_online(core);
+            apic::start_periodic_timer(TICK_HZ, Vector::Timer as u8);
+        }
+        _ => cpu::halt_forever(),
+    }
+    idle_loop()
+}
+
+/// Cycles `slot` has run, including its current stint if it is on a core now.
+fn cycles_of(s: &Scheduler, slot: usize) -> u64 {
+    let done = SLOTS[slot].cpu_cycles.load(Ordering::Relaxed);
+    let running = (0..s.cores()).find(|c| s.current(*c) == Some(slot));
+    done + running.map_or(0, switch::running_cycles)
+}
+
+fn publish(slot: usize, on_cpu: u64) {
+    let id = with(|s| s.info(slot).map_or(0, |t| t.id)).unwrap_or(0);
+    let t = &SLOTS[slot];
+    t.cpu_cycles.store(0, Ordering::Relaxed);
+    t.counter.store(0, Ordering::Relaxed);
+    t.on_cpu.store(on_cpu, Ordering::Relaxed);
+    t.id.store(id, Ordering::Release);
+}
+
+fn idle_loop() -> ! {
+    loop {
+        cpu::enable_interrupts();
+        cpu::halt();
+    }
+}
+
+fn idle_entry(_: u64) {
+    idle_loop()
+}
+
+/// A thread's first code: run `entry(arg)`, then exit.
+extern "C" fn thread_start(entry: usize, arg: u64) -> ! {
+    // SAFETY: `spawn_on` stored a `fn(u64)` in RDI.
+    let entry: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(entry) };
+    entry(arg);
+    exit()
+}
+
+/// Frees the stacks of dead threads that no core runs on, and their slots.
+fn reap() {
+    let dead: Vec<usize> = with(|s| {
+        s.threads()
+            .filter(|(slot, t)| {
+                t.state == ThreadState::Dead && SLOTS[*slot].on_cpu.load(Ordering::Acquire) == 0
+            })
+            .map(|(slot, _)| slot)
+            .collect()
+    })
+    .unwrap_or_default();
+    for slot in dead {
+        // Unpublish first (a stop-the-world callback must never find a frame on a stack that
+        // is being unmapped), then free the slot, then the stack.
+        let stack = EXTRAS.lock()[slot].stack.take();
+        SLOTS[slot].id.store(0, Ordering::Release);
+        SLOTS[slot].frame.store(0, Ordering::Release);
+        if !matches!(with(|s| s.reap(slot)), Ok(true)) {
+            EXTRAS.lock()[slot].stack = stack;
+            continue;
+        }
+        if let Some(st) = stack
+            && let Err(e) = stack::free(st)
+        {
+            log::warn!("freeing a thread stack: {e}");
+        }
+    }
+}
+
+/// Starts a kernel thread running `entry(arg)` on `core` (or the least-loaded core).
+/// Returns its slot.
+pub fn spawn(
+    name: &str,
+    core: Option<usize>,
+    entry: fn(u64),
+    arg: u64,
+) -> Result<usize, ThreadError> {
+    let core = match core {
+        Some(c) => c,
+        None => with(|s| s.least_loaded_core())?,
+    };
+    spawn_on(name, core, false, entry, arg)
+}
+
+fn spawn_on(
+    name: &str,
+    core: usize,
+    idle: bool,
+    entry: fn(u64),
+    arg: u64,
+) -> Result<usize, ThreadError> {
+    if !idle && !with(|s| s.is_online(core))? {
+        return Err(SchedError::BadCore(core).into());
+    }
+    if with(|s| s.threads().count())? + 4 >= MAX_THREADS {
+        reap();
+    }
+    let st = stack::alloc(THREAD_STACK_BYTES)?;
+    let frame_addr = (st.top - 64 - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
+    let frame = TrapFrame {
+        rip: thread_start as *const () as u64,
+        cs: u64::from(crate::arch::gdt::KERNEL_CODE),
+        ss: u64::from(crate::arch::gdt::KERNEL_DATA),
+        rflags: 0x202,
+        rsp: st.top - 8,
+        rdi: entry as *const () as u64,
+        rsi: arg,
+        ..TrapFrame::default()
+    };
+    // SAFETY: `frame_addr` lies inside the freshly mapped stack, 16-byte aligned, and nothing
+    // else knows this stack yet. The word at `top - 8` is the (never used) return address.
+    unsafe {
+        (frame_addr as *mut TrapFrame).write(frame);
+        ((st.top - 8) as *mut u64).write(0);
+    }
+    let name = String::from(name);
+    let result = with(|s| {
+        // Queued under the lock and published before the lock is released, so no core can
+        // pick the thread before its context is in place.
+        let slot = s.spawn(&name, core, idle)?;
+        let id = s.info(slot).map_or(0, |t| t.id);
+        let t = &SLOTS[slot];
+        t.frame.store(frame_addr, Ordering::Release);
+        t.on_cpu.store(0, Ordering::Release);
+        t.cpu_cycles.store(0, Ordering::Relaxed);
+        t.counter.store(0, Ordering::Relaxed);
+        t.id.store(id, Ordering::Release);
+        Ok::<usize, SchedError>(slot)
+    })?;
+    match result {
+        Ok(slot) => {
+            EXTRAS.lock()[slot].stack = Some(st);
+            if !idle {
+                kick(Kicks(1 << core.min(63)));
+            }
+            Ok(slot)
+        }
+        Err(e) => {
+            let _ = stack::free(st);
+            Err(e.into())
+        }
+    }
+}
+
+/// Gives up the rest of this thread's slice.
+pub fn yield_now() {
+    crate::arch::vectors::raise_yield();
+}
+
+/// The current thread ends.
+pub fn exit() -> ! {
+    let core = this_core();
+    if let Ok(k) = with(|s| s.exit_current(core)) {
+        kick(k);
+    }
+    loop {
+        yield_now();
+    }
+}
+
+/// Sleeps at least `us` microseconds.
+pub fn sleep_us(us: u64) {
+    let core = this_core();
+    let until = cpu::rdtsc() + time::us_to_cycles(us);
+    if with(|s| s.sleep_current(core, until)).is_ok() {
+        yield_now();
+    }
+}
+
+/// Blocks the current thread unless `ready()` holds (checked under the scheduler lock, so a
+/// `wake` after the check is never lost). Returns after a `wake`.
+pub fn block_unless(ready: impl Fn() -> bool) {
+    let core = this_core();
+    let blocked = with(|s| {
+        if ready() {
+            false
+        } else {
+            s.block_current(core);
+            true
+        }
+    });
+    if matches!(blocked, Ok(true)) {
+        yield_now();
+    }
+}
+
+/// Wakes thread `id` if it is blocked or sleeping.
+pub fn wake_thread(id: u64) -> Result<(), ThreadError> {
+    let slot = slot_of(id)?;
+    kick(with(|s| s.wake(slot))?);
+    Ok(())
+}
+
+/// Spawns `entry(arg)` as a thread; returns its id.
+pub fn spawn_thread(
+    name: &str,
+    core: Option<usize>,
+    entry: fn(u64),
+    arg: u64,
+) -> Result<u64, ThreadError> {
+    let slot = spawn(name, core, entry, arg)?;
+    Ok(SLOTS[slot].id.load(Ordering::Acquire))
+}
+
+/// Wakes `slot` from interrupt context; returns whether this core should reschedule.
+pub fn wake_from_irq(slot: usize) -> bool {
+    let core = this_core();
+    match with(|s| s.wake(slot)) {
+        Ok(k) => {
+            kick(k);
+            k.0 & (1 << core.min(63)) != 0
+        }
+        Err(_) => false,
+    }
+}
+
+/// Switches from interrupt context (a handler that woke a thread on this core).
+pub fn switch_from_irq(frame: &mut TrapFrame) -> crate::arch::trap::Resume {
+    switch::switch(frame, this_core())
+}
+
+/// The current thread's slot.
+pub fn current_slot() -> usize {
+    percpu::current_thread()
+}
+
+fn slot_of(id: u64) -> Result<usize, ThreadError> {
+    Ok(with(|s| s.slot_of(id))??)
+}
+
+/// Waits for thread `id` to end.
+pub fn join(id: u64) -> Result<(), ThreadError> {
+    let target = slot_of(id)?;
+    let core = this_core();
+    while with(|s| s.join_current(core, target))?? {
+        yield_now();
+    }
+    Ok(())
+}
+
+fn counter_entry(_: u64) {
+    let slot = current_slot();
+    loop {
+        SLOTS[slot].counter.fetch_add(1, Ordering::Relaxed);
+        core::hint::spin_loop();
+    }
+}
+
+/// Spawns a test thread that counts forever.
+pub fn spawn_counter(core: Option<usize>) -> Result<u64, ThreadError> {
+    let slot = spawn("counter", core, counter_entry, 0)?;
+    Ok(SLOTS[slot].id.load(Ordering::Acquire))
+}

@@ -1,0 +1,188 @@
+//! The SMI emulation: stop every other core with an NMI, run a callback while the world is
+//! stopped, release, and measure. The initiator side is here; the NMI side is `rendezvous`.
+//!
+//! Initiators serialize on a try-lock; a round whose cores do not all arrive before the
+//! deadline fails with the list of missing cores instead of hanging.
+
+pub mod rendezvous;
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rendezvous::{CORES, FLUSH, RELEASED};
+
+use crate::arch::apic::{self, Delivery};
+use crate::arch::trap::TrapFrame;
+use crate::arch::{cpu, percpu};
+use crate::sched::{MAX_THREADS, SLOTS};
+use crate::smp::{self, MAX_CORES};
+use crate::time;
+
+/// How long the initiator waits, by default, for every core to arrive (and later to leave).
+/// Generous because under TCG a vCPU thread can be descheduled by a busy host for a long time;
+/// on hardware a rendezvous takes microseconds.
+pub const DEFAULT_TIMEOUT_US: u64 = 1_000_000;
+
+static INITIATOR: AtomicBool = AtomicBool::new(false);
+static ROUND: AtomicU64 = AtomicU64::new(0);
+
+/// Why a round failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmiError {
+    /// These cores (bit n = core n) did not arrive within the timeout (µs).
+    NotArrived(u64, u64),
+    /// These cores did not leave within the timeout (µs).
+    NotDeparted(u64, u64),
+}
+
+impl fmt::Display for SmiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, mask, timeout_us) = match self {
+            SmiError::NotArrived(m, t) => ("did not arrive", *m, *t),
+            SmiError::NotDeparted(m, t) => ("did not leave", *m, *t),
+        };
+        write!(f, "cores")?;
+        for c in (0..64).filter(|c| mask & (1 << c) != 0) {
+            write!(f, " {c}")?;
+        }
+        write!(f, " {what} within {} ms", timeout_us / 1000)
+    }
+}
+
+/// One round's figures, in TSC cycles from the first NMI sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundFigures {
+    /// Until every core had arrived.
+    pub rendezvous_cycles: u64,
+    /// Until every core had left (the whole pause).
+    pub pause_cycles: u64,
+}
+
+/// The stopped world, as the callback sees it.
+#[derive(Debug)]
+pub struct World {
+    parked: u64,
+}
+
+impl World {
+    /// Cores parked at the rendezvous (bit n = core n).
+    pub fn parked_cores(&self) -> u64 {
+        self.parked
+    }
+
+    /// The interrupted context of parked `core`.
+    pub fn parked_frame(&mut self, core: usize) -> Option<&mut TrapFrame> {
+        if core >= MAX_CORES || self.parked & (1 << core) == 0 {
+            return None;
+        }
+        let p = CORES[core].frame.load(Ordering::Acquire) as *mut TrapFrame;
+        // SAFETY: the core stored a pointer to its NMI trap frame and spins until released;
+        // the frame cannot change or go away while this `World` (borrowed mutably) exists.
+        unsafe { p.as_mut() }
+    }
+
+    /// The saved context of the thread in scheduler slot `slot`, if it is off its core.
+    pub fn thread_frame(&mut self, slot: usize) -> Option<&mut TrapFrame> {
+        if slot >= MAX_THREADS || SLOTS[slot].id.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let p = SLOTS[slot].saved_frame();
+        // SAFETY: a thread off its core is resumed only by a scheduler, and every other core
+        // is parked; the frame lives on the thread's stack, which is mapped until it is reaped
+        // (never while the world is stopped).
+        unsafe { p.as_mut() }
+    }
+
+    /// Asks every parked core to flush (see `rendezvous::flush`) before it returns.
+    pub fn request_flush(&mut self, what: u32) {
+        FLUSH.fetch_or(what, Ordering::AcqRel);
+    }
+}
+
+fn mask_of(cores: impl Iterator<Item = usize>) -> u64 {
+    cores.fold(0, |m, c| m | (1 << c))
+}
+
+fn waiting(targets: u64, round: u64, field: impl Fn(usize) -> u64) -> u64 {
+    mask_of((0..64).filter(|c| targets & (1 << c) != 0 && field(*c) < round))
+}
+
+/// Stops every other online core, runs `callback` with the world stopped, and releases them.
+/// A core that has not arrived (or left) within `timeout_us` fails the round.
+pub fn stop_the_world(
+    timeout_us: u64,
+    callback: &mut dyn FnMut(&mut World),
+) -> Result<RoundFigures, SmiError> {
+    cpu::without_interrupts(|| {
+        while INITIATOR
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        let result = round(timeout_us, callback);
+        INITIATOR.store(false, Ordering::Release);
+        result
+    })
+}
+
+fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundFigures, SmiError> {
+    let me = percpu::core_id() as usize;
+    let targets = mask_of(smp::online_cores().filter(|c| *c != me));
+    let round = ROUND.fetch_add(1, Ordering::AcqRel) + 1;
+    FLUSH.store(0, Ordering::Release);
+    for c in (0..64).filter(|c| targets & (1 << c) != 0) {
+        CORES[c].summoned.store(round, Ordering::Release);
+    }
+    let timeout = time::us_to_cycles(timeout_us);
+    let t0 = cpu::rdtsc();
+    for c in (0..64).filter(|c| targets & (1 << c) != 0) {
+        apic::send_ipi(smp::apic_id(c), Delivery::Nmi, 0);
+    }
+    let arrived_field = |c: usize| CORES[c].arrived.load(Ordering::Acquire);
+    let mut missing = waiting(targets, round, arrived_field);
+    while missing != 0 && cpu::rdtsc() - t0 < timeout {
+        core::hint::spin_loop();
+        missing = waiting(targets, round, arrived_field);
+    }
+    let t_arrived = cpu::rdtsc();
+    if missing == 0 {
+        callback(&mut World { parked: targets });
+    }
+    RELEASED.store(round, Ordering::Release);
+    let parked = targets & !missing;
+    let departed_field = |c: usize| CORES[c].departed.load(Ordering::Acquire);
+    let t1 = cpu::rdtsc();
+    let mut stuck = waiting(parked, round, departed_field);
+    while stuck != 0 && cpu::rdtsc() - t1 < timeout {
+        core::hint::spin_loop();
+        stuck = waiting(parked, round, departed_field);
+    }
+    let t_end = cpu::rdtsc();
+    if missing != 0 {
+        return Err(SmiError::NotArrived(missing, timeout_us));
+    }
+    if stuck != 0 {
+        return Err(SmiError::NotDeparted(stuck, timeout_us));
+    }
+    Ok(RoundFigures {
+        rendezvous_cycles: t_arrived - t0,
+        pause_cycles: t_end - t0,
+    })
+}
+
+/// NMIs each core took that were not a rendezvous, and rounds it joined late.
+pub fn nmi_counts(core: usize) -> (u64, u64) {
+    (
+        CORES[core].unclaimed_nmis.load(Ordering::Relaxed),
+        CORES[core].late.load(Ordering::Relaxed),
+    )
+}
+
+/// Sends `core` an NMI that is not a rendezvous (as a watchdog would): its handler must count it
+/// and return.
+pub fn send_stray_nmi(core: usize) {
+    if smp::is_online(core) {
+        cpu::without_interrupts(|| apic::send_ipi(smp::apic_id(core), Delivery::Nmi, 0));
+    }
+}
