@@ -59,6 +59,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         Err(e) => panic!("memory setup failed: {e:?}"),
     }
     arch::percpu::init(0, arch::cpu::initial_apic_id());
+    arch::cpu::enable_sse();
     arch::gdt::init_this_core();
     arch::idt::load_this_core();
     arch::trap::set_exception_hook(arch::probe::fixup);

@@ -189,3 +189,62 @@ pub unsafe fn write_cr4(value: u64) {
     // SAFETY: forwarded to the caller.
     unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
 }
+
+/// CR0.MP: WAIT/FWAIT honour TS.
+const CR0_MP: u64 = 1 << 1;
+/// CR0.EM: x87/SSE instructions fault.
+const CR0_EM: u64 = 1 << 2;
+/// CR4.OSFXSR: the OS saves SSE state with fxsave/fxrstor (enables SSE).
+const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT: unmasked SIMD float exceptions raise #XM.
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// MXCSR as WebAssembly needs it: round to nearest, every exception masked.
+const MXCSR_WASM: u32 = 0x1f80;
+
+/// Enables SSE on this core (generated code uses it; the kernel itself is soft-float).
+pub fn enable_sse() {
+    let cr0 = (cr0() & !CR0_EM) | CR0_MP;
+    // SAFETY: clearing EM and setting MP/OSFXSR/OSXMMEXCPT only enables SSE instructions; the
+    // kernel never uses them itself, and threads that do get their state saved on switches.
+    unsafe {
+        asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
+        write_cr4(cr4() | CR4_OSFXSR | CR4_OSXMMEXCPT);
+    }
+}
+
+/// Resets x87/SSE state to what WebAssembly code expects (round to nearest, exceptions
+/// masked, registers cleared of the previous owner's values).
+pub fn reset_fpu_state() {
+    let mxcsr = MXCSR_WASM;
+    // SAFETY: SSE is enabled on every core; these only touch FPU/SSE registers.
+    unsafe {
+        asm!(
+            "fninit",
+            "ldmxcsr [{m}]",
+            "xorps xmm0, xmm0", "xorps xmm1, xmm1", "xorps xmm2, xmm2", "xorps xmm3, xmm3",
+            "xorps xmm4, xmm4", "xorps xmm5, xmm5", "xorps xmm6, xmm6", "xorps xmm7, xmm7",
+            "xorps xmm8, xmm8", "xorps xmm9, xmm9", "xorps xmm10, xmm10", "xorps xmm11, xmm11",
+            "xorps xmm12, xmm12", "xorps xmm13, xmm13", "xorps xmm14, xmm14", "xorps xmm15, xmm15",
+            m = in(reg) &mxcsr,
+            options(nostack)
+        );
+    }
+}
+
+/// Saves x87/SSE state into `area` (512 bytes, 16-byte aligned).
+///
+/// # Safety
+/// `area` must point at 512 writable bytes aligned to 16, and SSE must be enabled.
+pub unsafe fn fxsave(area: *mut u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack, preserves_flags)) };
+}
+
+/// Restores x87/SSE state from `area`.
+///
+/// # Safety
+/// `area` must hold state written by [`fxsave`], aligned to 16, and SSE must be enabled.
+pub unsafe fn fxrstor(area: *const u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags)) };
+}

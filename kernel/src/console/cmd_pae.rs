@@ -18,15 +18,13 @@ impl From<PaeError> for CmdError {
     }
 }
 
-/// Stack generated code may use when a task runs on the shell's stack.
-const SHELL_STACK_BUDGET_BYTES: usize = 128 * 1024;
-
 /// One finished task, for `tasks`.
 #[derive(Debug, Clone)]
 struct TaskRecord {
     id: u64,
     task: String,
     core: u32,
+    thread: u64,
     outcome: String,
     trapped: bool,
     run_cycles: u64,
@@ -38,17 +36,18 @@ const TASK_HISTORY: usize = 64;
 
 pub fn run(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
+    let core = args.flag_u64("--core")?.map(|c| c as usize);
     let task = args.required("task (CHUNK.EXPORT)")?;
     let mut words = Vec::new();
     while let Some(w) = args.positional() {
         words.push(w);
     }
     args.finish()?;
-    let mut prepared = pae::prepare(&task)?;
+    let prepared = pae::prepare(&task)?;
     let values = prepared.parse_args(&words)?;
-    let start = crate::arch::cpu::rdtsc();
-    let outcome = prepared.invoke(&values, SHELL_STACK_BUDGET_BYTES);
-    let run_cycles = crate::arch::cpu::rdtsc() - start;
+    let done = pae::run_on_thread(prepared, values, core)
+        .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
+    let (outcome, run_cycles) = (done.result, done.run_cycles);
     let (text, trapped) = match &outcome {
         Ok(results) => (pae::format_results(results), false),
         Err(trap) => (alloc::format!("{trap}"), true),
@@ -62,7 +61,8 @@ pub fn run(args: &mut Args) -> CmdResult {
         tasks.push(TaskRecord {
             id,
             task: task.clone(),
-            core: crate::arch::percpu::core_id(),
+            core: done.core,
+            thread: done.thread,
             outcome: text.clone(),
             trapped,
             run_cycles,
@@ -83,7 +83,10 @@ pub fn run(args: &mut Args) -> CmdResult {
                 j.str("trap", trap.message());
             }
         }
-        j.u64("run_cycles", run_cycles).end_object();
+        j.u64("core", u64::from(done.core))
+            .u64("thread", done.thread)
+            .u64("run_cycles", run_cycles)
+            .end_object();
         println!("{}", j.finish());
     } else if !trapped {
         println!("{text}");
@@ -106,6 +109,7 @@ pub fn tasks(args: &mut Args) -> CmdResult {
                 .u64("id", t.id)
                 .str("task", &t.task)
                 .u64("core", u64::from(t.core))
+                .u64("thread", t.thread)
                 .str("state", if t.trapped { "trapped" } else { "done" })
                 .str("outcome", &t.outcome)
                 .u64("run_cycles", t.run_cycles)

@@ -192,8 +192,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--json]",
-        help: "assemble what is missing and run an export; prints results or the trap",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap",
         run: cmd_pae::run,
     },
     Command {

@@ -44,7 +44,6 @@ static SCHED: Once<Mutex<Scheduler>> = Once::new();
 #[derive(Debug, Default)]
 struct Extra {
     stack: Option<KernelStack>,
-    #[allow(dead_code)] // reserved for threads that run SSE code
     fx: Option<Box<FxSaveArea>>,
 }
 
@@ -112,7 +111,7 @@ pub fn init_boot_core(name: &str, cores: usize) -> Result<(), ThreadError> {
     let slot = with(|s| s.adopt_current(0, name, false))??;
     publish(slot, 1);
     percpu::set_current_thread(slot);
-    spawn_on("idle0", 0, true, idle_entry, 0)?;
+    spawn_on("idle0", 0, true, THREAD_STACK_BYTES, idle_entry, 0)?;
     switch::start_accounting(0);
     smp::mark_online(0);
     apic::start_periodic_timer(TICK_HZ, Vector::Timer as u8);
@@ -188,6 +187,8 @@ fn reap() {
         let stack = EXTRAS.lock()[slot].stack.take();
         SLOTS[slot].id.store(0, Ordering::Release);
         SLOTS[slot].frame.store(0, Ordering::Release);
+        SLOTS[slot].fx.store(0, Ordering::Release);
+        drop(EXTRAS.lock()[slot].fx.take());
         if !matches!(with(|s| s.reap(slot)), Ok(true)) {
             EXTRAS.lock()[slot].stack = stack;
             continue;
@@ -212,13 +213,30 @@ pub fn spawn(
         Some(c) => c,
         None => with(|s| s.least_loaded_core())?,
     };
-    spawn_on(name, core, false, entry, arg)
+    spawn_on(name, core, false, THREAD_STACK_BYTES, entry, arg)
+}
+
+/// Like [`spawn_thread`], with a stack of `stack_bytes` (plus a guard page); returns the id.
+pub fn spawn_with_stack(
+    name: &str,
+    core: Option<usize>,
+    stack_bytes: u64,
+    entry: fn(u64),
+    arg: u64,
+) -> Result<u64, ThreadError> {
+    let core = match core {
+        Some(c) => c,
+        None => with(|s| s.least_loaded_core())?,
+    };
+    let slot = spawn_on(name, core, false, stack_bytes, entry, arg)?;
+    Ok(SLOTS[slot].id.load(Ordering::Acquire))
 }
 
 fn spawn_on(
     name: &str,
     core: usize,
     idle: bool,
+    stack_bytes: u64,
     entry: fn(u64),
     arg: u64,
 ) -> Result<usize, ThreadError> {
@@ -228,7 +246,7 @@ fn spawn_on(
     if with(|s| s.threads().count())? + 4 >= MAX_THREADS {
         reap();
     }
-    let st = stack::alloc(THREAD_STACK_BYTES)?;
+    let st = stack::alloc(stack_bytes)?;
     let frame_addr = (st.top - 64 - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
     let frame = TrapFrame {
         rip: thread_start as *const () as u64,
@@ -257,6 +275,7 @@ fn spawn_on(
         t.on_cpu.store(0, Ordering::Release);
         t.cpu_cycles.store(0, Ordering::Relaxed);
         t.counter.store(0, Ordering::Relaxed);
+        t.fx.store(0, Ordering::Release);
         t.id.store(id, Ordering::Release);
         Ok::<usize, SchedError>(slot)
     })?;
@@ -273,6 +292,25 @@ fn spawn_on(
             Err(e.into())
         }
     }
+}
+
+/// Gives the current thread its own SSE state (clean: round to nearest, exceptions masked),
+/// saved and restored whenever it leaves or enters a core. Call before running generated code.
+pub fn use_fpu() {
+    let slot = current_slot();
+    if SLOTS[slot].fx.load(Ordering::Acquire) != 0 {
+        cpu::reset_fpu_state();
+        return;
+    }
+    let mut area = Box::new(FxSaveArea([0; 512]));
+    let ptr = area.as_mut() as *mut FxSaveArea as u64;
+    cpu::without_interrupts(|| {
+        cpu::reset_fpu_state();
+        // SAFETY: `area` is a fresh, 16-byte aligned 512-byte buffer; SSE is enabled.
+        unsafe { cpu::fxsave(ptr as *mut u8) };
+        SLOTS[slot].fx.store(ptr, Ordering::Release);
+    });
+    EXTRAS.lock()[slot].fx = Some(area);
 }
 
 /// Gives up the rest of this thread's slice.

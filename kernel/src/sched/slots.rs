@@ -22,6 +22,10 @@ pub struct ThreadSlot {
     pub cpu_cycles: AtomicU64,
     /// A counter the thread may bump (the `spawn counter` test threads do).
     pub counter: AtomicU64,
+    /// Address of the thread's `FxSaveArea` when it runs SSE code (0: it does not). The
+    /// switch path saves into it when the thread leaves a core and restores from it when the
+    /// thread enters one; it is read there without locks.
+    pub fx: AtomicU64,
 }
 
 impl ThreadSlot {
@@ -32,6 +36,7 @@ impl ThreadSlot {
             on_cpu: AtomicU64::new(0),
             cpu_cycles: AtomicU64::new(0),
             counter: AtomicU64::new(0),
+            fx: AtomicU64::new(0),
         }
     }
 
@@ -47,8 +52,8 @@ impl ThreadSlot {
 /// Every slot.
 pub static SLOTS: [ThreadSlot; MAX_THREADS] = [const { ThreadSlot::new() }; MAX_THREADS];
 
-/// Room for a thread's FPU/SSE state (`fxsave` layout: 512 bytes, 16-byte aligned). The kernel
-/// is soft-float, so nothing saves into it yet; generated code that uses SSE will.
+/// A thread's FPU/SSE state (`fxsave` layout: 512 bytes, 16-byte aligned). The kernel is
+/// soft-float, so only threads that run generated code have one.
 #[repr(C, align(16))]
 #[derive(Debug)]
 pub struct FxSaveArea(pub [u8; 512]);

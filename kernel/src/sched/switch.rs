@@ -88,6 +88,7 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
         core::hint::spin_loop();
     }
     SLOTS[next].on_cpu.store(1, Ordering::Relaxed);
+    swap_fpu_state(if prev_dead { None } else { prev }, next);
     percpu::set_current_thread(next);
     let release = match prev {
         Some(p) => {
@@ -105,5 +106,25 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
     Resume {
         frame: SLOTS[next].frame.load(Ordering::Acquire) as *mut TrapFrame,
         release,
+    }
+}
+
+/// Moves SSE state between threads that have it: saves the outgoing thread's registers, loads
+/// the incoming thread's. Kernel code never touches SSE registers, so threads without an area
+/// need nothing.
+fn swap_fpu_state(prev: Option<usize>, next: usize) {
+    if let Some(p) = prev {
+        let area = SLOTS[p].fx.load(Ordering::Acquire);
+        if area != 0 {
+            // SAFETY: a nonzero `fx` is a live, 16-byte aligned `FxSaveArea` owned by thread
+            // `p` (freed only after the thread is dead and off every core).
+            unsafe { cpu::fxsave(area as *mut u8) };
+        }
+    }
+    let area = SLOTS[next].fx.load(Ordering::Acquire);
+    if area != 0 {
+        // SAFETY: as above; the area holds state saved by `fxsave` when the thread last left
+        // a core, or the clean state `use_fpu` stored.
+        unsafe { cpu::fxrstor(area as *const u8) };
     }
 }

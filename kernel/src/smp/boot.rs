@@ -137,6 +137,7 @@ extern "C" fn ap_entry(core: u64) -> ! {
     unsafe { cpu::write_cr4(BSP_CR4.load(Ordering::Relaxed)) };
     percpu::init(core as u32, cpu::initial_apic_id());
     ARRIVED.store(true, Ordering::Release);
+    cpu::enable_sse();
     gdt::init_this_core();
     idt::load_this_core();
     apic::init_this_core();
