@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use chunk_image::{Image, Provider, ValType, validate_module, write_image};
+use chunk_image::{Image, Provider, validate_module, write_image};
 use tools::chunkc::build::build_chunks;
 use tools::chunkc::manifest::{self, Expectation};
-use tools::chunkc::run::{Outcome, Value, run_values};
+use tools::chunkc::run::{Outcome, run_values};
 
 fn manifest_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../chunks/default.toml")
@@ -22,19 +22,6 @@ fn default_image() -> &'static [u8] {
     })
 }
 
-fn value(v: &toml::Value, ty: ValType) -> Value {
-    match (v, ty) {
-        (toml::Value::Integer(i), ValType::I32) => {
-            Value::I32(i32::try_from(*i).unwrap_or_else(|_| panic!("{i} is not an i32")))
-        }
-        (toml::Value::Integer(i), ValType::I64) => Value::I64(*i),
-        (toml::Value::Float(f), ValType::F32) => Value::F32(*f as f32),
-        (toml::Value::Float(f), ValType::F64) => Value::F64(*f),
-        (toml::Value::Integer(i), ValType::F64) => Value::F64(*i as f64),
-        (v, ty) => panic!("expectation value {v} does not fit {}", ty.name()),
-    }
-}
-
 fn check(image: &Image<'_>, chunk: &str, expect: &Expectation) {
     let label = format!("{chunk}.{}{:?}", expect.call, expect.args);
     let sig = &image
@@ -43,12 +30,9 @@ fn check(image: &Image<'_>, chunk: &str, expect: &Expectation) {
         .unwrap_or_else(|| panic!("{label}: no such export"))
         .sig;
     assert_eq!(expect.args.len(), sig.params.len(), "{label}: arity");
-    let args: Vec<Value> = expect
-        .args
-        .iter()
-        .zip(&sig.params)
-        .map(|(v, &ty)| value(v, ty))
-        .collect();
+    let args = expect
+        .arg_values(&sig.params)
+        .unwrap_or_else(|| panic!("{label}: arguments do not fit {:?}", sig.params));
     let result =
         run_values(image, chunk, &expect.call, &args).unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_eq!(result.printed, expect.prints, "{label}: printed lines");
@@ -57,13 +41,9 @@ fn check(image: &Image<'_>, chunk: &str, expect: &Expectation) {
             assert!(message.contains(want.as_str()), "{label}: trap `{message}`");
         }
         (Outcome::Returned(values), None) => {
-            let want: Vec<Value> = expect
-                .results
-                .iter()
-                .zip(&sig.results)
-                .map(|(v, &ty)| value(v, ty))
-                .collect();
-            assert_eq!(want.len(), sig.results.len(), "{label}: result count");
+            let want = expect
+                .result_values(&sig.results)
+                .unwrap_or_else(|| panic!("{label}: results do not fit {:?}", sig.results));
             assert_eq!(values, &want, "{label}");
         }
         (outcome, trap) => panic!("{label}: got {outcome:?}, expected trap {trap:?}"),
@@ -110,6 +90,7 @@ fn default_image_shape() {
         "strsearch",
         "hello",
         "pipeline",
+        "traps",
     ] {
         assert!(names.contains(&want), "missing chunk {want}");
     }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use atoll_pae::runtime::{Extern, Instance, SigRegistry};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompiledModule, Options, TrapCode};
-use chunk_image::{Image, ValType, write_image};
+use chunk_image::{Image, write_image};
 use tools::chunkc::build::build_chunks;
 use tools::chunkc::manifest;
-use tools::chunkc::run::{Outcome, Value, run_values};
+use tools::chunkc::run::{Outcome, run_values};
 use tools::chunkc::wast_host;
 
 fn manifest_path() -> PathBuf {
@@ -89,26 +89,6 @@ impl World {
     }
 }
 
-fn bits(v: &Value) -> u64 {
-    match *v {
-        Value::I32(x) => u64::from(x as u32),
-        Value::I64(x) => x as u64,
-        Value::F32(x) => u64::from(x.to_bits()),
-        Value::F64(x) => x.to_bits(),
-    }
-}
-
-fn value(v: &toml::Value, ty: ValType) -> Value {
-    match (v, ty) {
-        (toml::Value::Integer(i), ValType::I32) => Value::I32(*i as i32),
-        (toml::Value::Integer(i), ValType::I64) => Value::I64(*i),
-        (toml::Value::Float(f), ValType::F32) => Value::F32(*f as f32),
-        (toml::Value::Float(f), ValType::F64) => Value::F64(*f),
-        (toml::Value::Integer(i), ValType::F64) => Value::F64(*i as f64),
-        (v, _) => panic!("bad expectation value {v}"),
-    }
-}
-
 fn run(options: Options) {
     let chunks = build_chunks(&manifest_path()).unwrap_or_else(|e| panic!("build: {e}"));
     let image_bytes = write_image(&chunks).expect("image");
@@ -131,12 +111,9 @@ fn run(options: Options) {
                 .and_then(|c| c.manifest.exports.iter().find(|e| e.name == expect.call))
                 .expect("export")
                 .sig;
-            let args: Vec<Value> = expect
-                .args
-                .iter()
-                .zip(&sig.params)
-                .map(|(v, &t)| value(v, t))
-                .collect();
+            let args = expect
+                .arg_values(&sig.params)
+                .unwrap_or_else(|| panic!("{label}: arguments do not fit"));
             let reference = run_values(&image, &entry.name, &expect.call, &args).expect("wasmi");
             let mut world = World {
                 compiled: compiled.clone(),
@@ -150,12 +127,12 @@ fn run(options: Options) {
                 .desc
                 .export_func(&expect.call)
                 .expect("export");
-            let raw: Vec<u64> = args.iter().map(bits).collect();
+            let raw: Vec<u64> = args.iter().map(|v| v.to_bits()).collect();
             let ours = inst.invoke(index, &raw);
             assert_eq!(*world.printed, reference.printed, "{label}: printed lines");
             match (&reference.outcome, ours) {
                 (Outcome::Returned(want), Ok(got)) => {
-                    let want: Vec<u64> = want.iter().map(bits).collect();
+                    let want: Vec<u64> = want.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, want, "{label}: results");
                 }
                 (Outcome::Trapped(msg), Err(code)) => {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chunk_image::{ValType, Value};
 use serde::Deserialize;
 
 use super::error::ChunkcError;
@@ -100,6 +101,45 @@ pub struct Expectation {
     /// Lines the call must print through `atoll.print`.
     #[serde(default)]
     pub prints: Vec<String>,
+}
+
+/// A manifest number as a WebAssembly value of type `ty` (integers may stand for f64); `None`
+/// when it does not fit.
+pub fn to_value(v: &toml::Value, ty: ValType) -> Option<Value> {
+    Some(match (v, ty) {
+        (toml::Value::Integer(i), ValType::I32) => Value::I32(i32::try_from(*i).ok()?),
+        (toml::Value::Integer(i), ValType::I64) => Value::I64(*i),
+        (toml::Value::Float(f), ValType::F32) => Value::F32(*f as f32),
+        (toml::Value::Float(f), ValType::F64) => Value::F64(*f),
+        (toml::Value::Integer(i), ValType::F64) => Value::F64(*i as f64),
+        _ => return None,
+    })
+}
+
+impl Expectation {
+    /// The arguments as values of the export's parameter types.
+    pub fn arg_values(&self, params: &[ValType]) -> Option<Vec<Value>> {
+        if self.args.len() != params.len() {
+            return None;
+        }
+        self.args
+            .iter()
+            .zip(params)
+            .map(|(v, t)| to_value(v, *t))
+            .collect()
+    }
+
+    /// The expected results as values of the export's result types.
+    pub fn result_values(&self, results: &[ValType]) -> Option<Vec<Value>> {
+        if self.results.len() != results.len() {
+            return None;
+        }
+        self.results
+            .iter()
+            .zip(results)
+            .map(|(v, t)| to_value(v, *t))
+            .collect()
+    }
 }
 
 /// The `[profile]` table: task frequencies and transitions, tasks named `chunk.export`.
