@@ -42,7 +42,7 @@ fn default_image() -> &'static str {
             image.to_str().expect("utf-8 path"),
         ]);
         assert!(out.status.success(), "build failed: {}", stderr(&out));
-        assert!(stdout(&out).contains("11 chunks"), "{}", stdout(&out));
+        assert!(stdout(&out).contains("12 chunks"), "{}", stdout(&out));
         image.to_string_lossy().into_owned()
     })
 }
@@ -93,7 +93,7 @@ fn inspect_json_is_one_object() {
     assert_eq!(text.lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let chunks = v["chunks"].as_array().expect("chunks array");
-    assert_eq!(chunks.len(), 11);
+    assert_eq!(chunks.len(), 12);
     let pipeline = chunks
         .iter()
         .find(|c| c["name"] == "pipeline")
@@ -133,12 +133,61 @@ fn run_prints_results_and_traps() {
     assert!(stderr(&out).starts_with("error: no chunk `nope`"));
 }
 
+fn spec_file(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/wasm-spec")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing (shared/ beside the repo)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
 #[test]
-fn wast_is_not_yet_implemented() {
-    let out = chunkc(&["wast", "x.wast"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("error: "));
-    assert!(stderr(&out).contains("not yet implemented"));
+fn wast_reports_per_file_and_exits_0_when_all_pass() {
+    let file = spec_file("i32.wast");
+    let out = chunkc(&["wast", &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("i32.wast: passed 460, failed 0, skipped 0"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = chunkc(&["wast", "--json", &file]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["passed"], 460);
+    assert_eq!(v["failed"], 0);
+    assert!(v["file"].as_str().is_some_and(|f| f.ends_with("i32.wast")));
+}
+
+#[test]
+fn wast_failure_exits_nonzero_and_names_it() {
+    let dir = std::env::temp_dir().join(format!("chunkc-wast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("wrong.wast");
+    std::fs::write(
+        &file,
+        r#"(module (func (export "one") (result i32) (i32.const 1)))
+(assert_return (invoke "one") (i32.const 1))
+(assert_return (invoke "one") (i32.const 2))
+(module (memory 1) (memory 1))
+"#,
+    )
+    .expect("write wast");
+    let out = chunkc(&["wast", "--json", &file.to_string_lossy()]);
+    assert_ne!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    // The module that instantiates counts as passed, with the one correct assertion.
+    assert_eq!(v["passed"], 2);
+    assert_eq!(v["failed"], 1);
+    assert_eq!(v["failures"].as_array().map(Vec::len), Some(1));
+    // The two-memory module uses an unsupported proposal: skipped, with the reason.
+    assert_eq!(v["skipped"], 1, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
