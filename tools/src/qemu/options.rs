@@ -127,12 +127,15 @@ impl Options {
         self.chunks.clone().unwrap_or_else(default_chunk_image)
     }
 
-    /// The time to allow from power-on to the first prompt.
+    /// The time to allow from power-on to the first prompt. Under `-icount` QEMU runs every
+    /// vCPU on one host thread, so the firmware's multi-core start-up takes several times
+    /// longer on a busy host: such boots get three times the time.
     pub fn boot_timeout(&self) -> Duration {
-        scaled(match self.firmware {
+        let base = match self.firmware {
             Firmware::Bios => BIOS_BOOT_TIMEOUT,
             Firmware::Uefi => UEFI_BOOT_TIMEOUT,
-        })
+        };
+        scaled(if self.icount { base * 3 } else { base })
     }
 
     pub(super) fn label(&self) -> String {
