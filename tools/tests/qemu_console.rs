@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use tools::qemu::{Firmware, Json, Machine, Options};
+use tools::qemu::{Firmware, Json, Machine, Options, parse_json};
 
 /// Collects failed checks of one batch so one run shows every broken command.
 struct Checks {
@@ -34,7 +34,7 @@ impl Checks {
                 "`{command}`: expected exactly one line of output, got {output:?}"
             ));
         }
-        match Json::parse(output.trim()) {
+        match parse_json(output.trim()) {
             Ok(v @ Json::Object(_)) => v,
             Ok(other) => {
                 self.failures.push(format!(
@@ -176,7 +176,10 @@ fn check_cpus(c: &mut Checks, m: &mut Machine, smp: u32) {
     c.check((1..=u64::from(smp)).contains(&online), || {
         format!("`cpus --json`: online should be 1..={smp}: {out}")
     });
-    let list = cpus.get("cpus").and_then(Json::as_array).unwrap_or(&[]);
+    let list = cpus
+        .get("cpus")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
     c.check(list.len() == smp as usize, || {
         format!("`cpus --json`: the MADT should list {smp} cpus: {out}")
     });
@@ -217,7 +220,7 @@ fn check_acpi(c: &mut Checks, m: &mut Machine) {
     let tables: Vec<&str> = acpi
         .get("tables")
         .and_then(Json::as_array)
-        .unwrap_or(&[])
+        .map_or(&[][..], Vec::as_slice)
         .iter()
         .filter_map(Json::as_str)
         .collect();
@@ -306,7 +309,7 @@ fn is_help(out: &str) -> bool {
 }
 
 fn is_json_with(out: &str, key: &str) -> bool {
-    Json::parse(out.trim()).is_ok_and(|v| v.get(key).is_some())
+    parse_json(out.trim()).is_ok_and(|v| v.get(key).is_some())
 }
 
 fn check_line_editing(c: &mut Checks, m: &mut Machine) {

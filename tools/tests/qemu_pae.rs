@@ -9,7 +9,7 @@
 
 use chunk_image::Image;
 use tools::chunkc::manifest;
-use tools::qemu::{Json, Machine, Options};
+use tools::qemu::{Json, Machine, Options, parse_json};
 
 /// The console line and the output the kernel must print for one expectation.
 struct Case {
@@ -107,18 +107,18 @@ fn every_default_export_runs_in_the_kernel() {
         }
     }
     // The engine's bookkeeping saw all of it, and the kernel is still fine.
-    let pae = Json::parse(m.command("pae --json").trim()).unwrap_or(Json::Null);
+    let pae = parse_json(m.command("pae --json").trim()).unwrap_or(Json::Null);
     let chunks = pae.get("chunks").and_then(Json::as_u64).unwrap_or(0);
     if chunks < 12 {
         failures.push(format!(
             "`pae --json`: {chunks} chunks assembled, expected all 12"
         ));
     }
-    let tasks = Json::parse(m.command("tasks --json").trim()).unwrap_or(Json::Null);
+    let tasks = parse_json(m.command("tasks --json").trim()).unwrap_or(Json::Null);
     let recorded = tasks
         .get("tasks")
         .and_then(Json::as_array)
-        .map_or(0, <[Json]>::len);
+        .map_or(0, Vec::len);
     if recorded != cases.len().min(64) {
         failures.push(format!("`tasks --json`: {recorded} tasks recorded"));
     }

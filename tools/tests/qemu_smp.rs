@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::thread::sleep;
 use std::time::Duration;
 
-use tools::qemu::{Firmware, Json, Machine, Options};
+use tools::qemu::{Firmware, Json, Machine, Options, parse_json};
 
 /// The SMI stress's round count (the issue asks for 10,000).
 const STRESS_ROUNDS: u64 = 10_000;
@@ -43,7 +43,7 @@ impl Checks {
                 "`{command}`: expected exactly one line of output, got {output:?}"
             ));
         }
-        match Json::parse(line) {
+        match parse_json(line) {
             Ok(v @ Json::Object(_)) => v,
             Ok(other) => {
                 self.failures.push(format!(
@@ -110,7 +110,10 @@ struct Thread {
 fn threads(c: &mut Checks, m: &mut Machine) -> Vec<Thread> {
     let out = m.command("threads --json");
     let j = c.json("threads --json", &out);
-    let list = j.get("threads").and_then(Json::as_array).unwrap_or(&[]);
+    let list = j
+        .get("threads")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
     c.check(!list.is_empty(), || {
         format!("`threads --json`: no threads: {out}")
     });
@@ -144,7 +147,10 @@ fn check_all_online(c: &mut Checks, m: &mut Machine, smp: u32) {
     c.check(online == u64::from(smp), || {
         format!("`cpus --json`: online should be {smp}: {out}")
     });
-    let list = j.get("cpus").and_then(Json::as_array).unwrap_or(&[]);
+    let list = j
+        .get("cpus")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
     c.check(list.len() == smp as usize, || {
         format!("`cpus --json`: {smp} entries expected: {out}")
     });
