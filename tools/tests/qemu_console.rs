@@ -5,85 +5,7 @@
 //! failed checks at once, with the serial log. The images are prebuilt (`./run-tests.sh` builds
 //! them); run alone with `cargo test -p tools --release --test qemu_console -- --test-threads 2`.
 
-use std::fmt::Write as _;
-
-use tools::qemu::{Firmware, Json, Machine, Options, parse_json};
-
-/// Collects failed checks of one batch so one run shows every broken command.
-struct Checks {
-    failures: Vec<String>,
-}
-
-impl Checks {
-    fn new() -> Self {
-        Self {
-            failures: Vec::new(),
-        }
-    }
-
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.failures.push(what());
-        }
-    }
-
-    /// Parses a `--json` output: exactly one line holding one JSON object.
-    fn json(&mut self, command: &str, output: &str) -> Json {
-        if output.lines().count() != 1 {
-            self.failures.push(format!(
-                "`{command}`: expected exactly one line of output, got {output:?}"
-            ));
-        }
-        match parse_json(output.trim()) {
-            Ok(v @ Json::Object(_)) => v,
-            Ok(other) => {
-                self.failures.push(format!(
-                    "`{command}`: expected a JSON object, got {other:?}"
-                ));
-                Json::Null
-            }
-            Err(e) => {
-                self.failures
-                    .push(format!("`{command}`: {e}; output was {output:?}"));
-                Json::Null
-            }
-        }
-    }
-
-    /// Checks that `keys` of `obj` are integers and returns them (0 where missing).
-    fn ints(&mut self, command: &str, obj: &Json, keys: &[&str]) -> Vec<u64> {
-        keys.iter()
-            .map(|key| {
-                let value = obj.get(key).and_then(Json::as_u64);
-                self.check(value.is_some(), || {
-                    format!("`{command}`: `{key}` should be an unsigned integer in {obj:?}")
-                });
-                value.unwrap_or(0)
-            })
-            .collect()
-    }
-
-    fn error_line(&mut self, command: &str, output: &str) {
-        self.check(output.lines().any(|l| l.starts_with("error: ")), || {
-            format!("`{command}`: expected a line starting `error: `, got {output:?}")
-        });
-    }
-
-    #[track_caller]
-    fn finish(self, machine: &Machine) {
-        if self.failures.is_empty() {
-            return;
-        }
-        let mut msg = format!("{} check(s) failed:\n", self.failures.len());
-        for f in &self.failures {
-            let _ = writeln!(msg, "  - {f}");
-        }
-        panic!(
-            "{msg}--- serial log ---\n{}\n--- end of serial log ---",
-            tools::qemu::scan::printable(machine.serial_log().as_bytes())
-        );
-    }
-}
+use tools::qemu::{Checks, Firmware, Json, Machine, Options, parse_json};
 
 /// The commands `help` must list.
 const COMMANDS: [&str; 10] = [
@@ -97,8 +19,7 @@ fn check_boot_line(c: &mut Checks, log: &str) {
         .lines()
         .find(|l| l.starts_with("boot: ready in ") && l.contains("cycles since reset"));
     let Some(line) = line else {
-        c.failures
-            .push("no line `boot: ready in N cycles since reset (M cycles in kernel)`".into());
+        c.fail("no line `boot: ready in N cycles since reset (M cycles in kernel)`".into());
         return;
     };
     let words: Vec<&str> = line.split_whitespace().collect();

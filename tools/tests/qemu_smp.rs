@@ -6,96 +6,15 @@
 //! The images are prebuilt (`./run-tests.sh` builds them); run alone with
 //! `cargo test -p tools --release --test qemu_smp -- --test-threads 2`.
 
-use std::fmt::Write as _;
 use std::thread::sleep;
 use std::time::Duration;
 
-use tools::qemu::{Firmware, Json, Machine, Options, parse_json};
+use tools::qemu::{Checks, Firmware, Json, Machine, Options};
 
 /// The SMI stress's round count (the issue asks for 10,000).
 const STRESS_ROUNDS: u64 = 10_000;
 /// Time for the stress command: about 100 s at 4 cores under TCG on 2 host cores.
 const STRESS_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// Failed checks of one batch.
-struct Checks {
-    failures: Vec<String>,
-}
-
-impl Checks {
-    fn new() -> Self {
-        Self {
-            failures: Vec::new(),
-        }
-    }
-
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.failures.push(what());
-        }
-    }
-
-    /// Parses a `--json` output: one line holding one JSON object.
-    fn json(&mut self, command: &str, output: &str) -> Json {
-        let line = output.trim();
-        if line.lines().count() != 1 {
-            self.failures.push(format!(
-                "`{command}`: expected exactly one line of output, got {output:?}"
-            ));
-        }
-        match parse_json(line) {
-            Ok(v @ Json::Object(_)) => v,
-            Ok(other) => {
-                self.failures.push(format!(
-                    "`{command}`: expected a JSON object, got {other:?}"
-                ));
-                Json::Null
-            }
-            Err(e) => {
-                self.failures
-                    .push(format!("`{command}`: {e}; output was {output:?}"));
-                Json::Null
-            }
-        }
-    }
-
-    fn u64(&mut self, command: &str, obj: &Json, key: &str) -> u64 {
-        let v = obj.get(key).and_then(Json::as_u64);
-        self.check(v.is_some(), || {
-            format!("`{command}`: `{key}` should be an unsigned integer in {obj:?}")
-        });
-        v.unwrap_or(0)
-    }
-
-    /// Checks a `{"min","median","p99","max"}` distribution and returns it.
-    fn distribution(&mut self, command: &str, obj: &Json, key: &str) -> [u64; 4] {
-        let Some(d) = obj.get(key) else {
-            self.failures
-                .push(format!("`{command}`: no `{key}` distribution in {obj:?}"));
-            return [0; 4];
-        };
-        let v = ["min", "median", "p99", "max"].map(|k| self.u64(command, d, k));
-        self.check(v[0] <= v[1] && v[1] <= v[2] && v[2] <= v[3], || {
-            format!("`{command}`: `{key}` should be ordered min <= median <= p99 <= max: {d:?}")
-        });
-        v
-    }
-
-    #[track_caller]
-    fn finish(self, machine: &Machine) {
-        if self.failures.is_empty() {
-            return;
-        }
-        let mut msg = format!("{} check(s) failed:\n", self.failures.len());
-        for f in &self.failures {
-            let _ = writeln!(msg, "  - {f}");
-        }
-        panic!(
-            "{msg}--- serial log ---\n{}\n--- end of serial log ---",
-            tools::qemu::scan::printable(machine.serial_log().as_bytes())
-        );
-    }
-}
 
 /// One thread from `threads --json`.
 #[derive(Debug, Clone)]
@@ -318,9 +237,7 @@ fn smi_stress_under_load() {
                     format!("thread {id}'s counter should have grown: {b:?} -> {a:?}")
                 });
             }
-            other => c
-                .failures
-                .push(format!("thread {id} missing from `threads`: {other:?}")),
+            other => c.fail(format!("thread {id} missing from `threads`: {other:?}")),
         }
     }
     let status = m.poweroff_and_wait();
@@ -357,7 +274,7 @@ fn suspend_migrate_resume_under_load() {
                 format!("a suspended thread's counter must not move: {x:?} -> {y:?}")
             });
         }
-        other => c.failures.push(format!("thread {a} missing: {other:?}")),
+        other => c.fail(format!("thread {a} missing: {other:?}")),
     }
 
     // Its context sits in its saved trap frame.
@@ -403,7 +320,7 @@ fn suspend_migrate_resume_under_load() {
                     format!("thread {id} should be runnable: {z:?}")
                 });
             }
-            other => c.failures.push(format!("thread {id} missing: {other:?}")),
+            other => c.fail(format!("thread {id} missing: {other:?}")),
         }
     }
 
@@ -437,7 +354,7 @@ fn suspend_migrate_resume_under_load() {
             x.state == "dead" && y.state == "dead" && x.counter == y.counter,
             || format!("killed thread {busy} should stay dead and stop counting: {x:?} {y:?}"),
         ),
-        other => c.failures.push(format!("thread {busy} missing: {other:?}")),
+        other => c.fail(format!("thread {busy} missing: {other:?}")),
     }
     let status = m.poweroff_and_wait();
     c.check(status == 0, || {
@@ -505,7 +422,7 @@ fn two_initiators_serialize() {
             (Some(b), Some(a)) => c.check(a.counter > b.counter && a.state != "dead", || {
                 format!("thread {id} should keep going: {b:?} -> {a:?}")
             }),
-            other => c.failures.push(format!("thread {id} missing: {other:?}")),
+            other => c.fail(format!("thread {id} missing: {other:?}")),
         }
     }
     let status = m.poweroff_and_wait();

@@ -1,16 +1,19 @@
 //! Running atoll in QEMU from the host.
 //!
 //! - [`config`]: the QEMU machine (one description for `run-qemu.sh` and the tests).
+//! - [`checks`]: collecting a boot's failed checks, reported at once with the serial log.
 //! - [`scan`]: reading the serial console (prompts, fault reports, command output).
 //! - [`options`]: what a test machine boots (options, prebuilt image paths, timeouts).
 //! - [`machine`]: the test harness, [`Machine`], which boots prebuilt images and drives the
 //!   console with a deadline on every wait.
 
+pub mod checks;
 pub mod config;
 pub mod machine;
 pub mod options;
 pub mod scan;
 
+pub use checks::Checks;
 pub use config::{Firmware, FirmwareVars, MachineConfig, SerialMode};
 
 /// A parsed `--json` output (`serde_json`'s value type).
