@@ -122,6 +122,25 @@ fn every_default_export_runs_in_the_kernel() {
     if recorded != cases.len().min(64) {
         failures.push(format!("`tasks --json`: {recorded} tasks recorded"));
     }
+    let per_function = parse_json(m.command("pae sort --json").trim()).unwrap_or(Json::Null);
+    let functions = per_function
+        .get("functions")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let timed = functions
+        .iter()
+        .filter(|f| {
+            f.get("lower_cycles")
+                .and_then(Json::as_u64)
+                .is_some_and(|c| c > 0)
+        })
+        .count();
+    if functions.is_empty() || timed != functions.len() {
+        failures.push(format!(
+            "`pae sort --json`: {timed} of {} functions timed",
+            functions.len()
+        ));
+    }
     let asm = m.command("asm fib.fib");
     if !(asm.contains("push rbp") && asm.contains(";; wasm 0x")) {
         failures.push(format!(

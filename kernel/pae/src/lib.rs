@@ -183,10 +183,23 @@ pub struct CompiledModule {
     pub counter_slots: Vec<CounterSlot>,
     /// Options used.
     pub options: Options,
+    /// Clock ticks spent encoding the whole module (0 unless compiled with a clock).
+    pub encode_ticks: u64,
 }
 
 /// Validates and compiles `bytes`.
 pub fn compile(bytes: &[u8], options: &Options) -> Result<CompiledModule, CompileError> {
+    compile_timed(bytes, options, None)
+}
+
+/// Like [`compile`], reading `clock` (any monotonic counter, e.g. the TSC) around each
+/// function's lowering and around the module's encoding: the ticks land in
+/// [`FunctionMeta::lower_ticks`] and [`CompiledModule::encode_ticks`].
+pub fn compile_timed(
+    bytes: &[u8],
+    options: &Options,
+    clock: Option<&dyn Fn() -> u64>,
+) -> Result<CompiledModule, CompileError> {
     let desc = module::parse(bytes)?;
-    lower::compile_module(bytes, desc, *options)
+    lower::compile_module(bytes, desc, *options, clock)
 }

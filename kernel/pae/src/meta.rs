@@ -68,6 +68,9 @@ pub struct FunctionMeta {
     pub frame: FrameLayout,
     /// Block counter slots owned by this function (indices into `VmContext::counters`).
     pub counter_slots: Range<u32>,
+    /// Clock ticks spent lowering this function (0 unless compiled with a clock; see
+    /// [`crate::compile_timed`]). Encoding is timed for the whole module.
+    pub lower_ticks: u64,
 }
 
 /// What a block counter counts.

@@ -139,7 +139,11 @@ pub fn tasks(args: &mut Args) -> CmdResult {
 
 pub fn pae_stats(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
+    let chunk = args.positional();
     args.finish()?;
+    if let Some(chunk) = chunk {
+        return pae_functions(&chunk, json);
+    }
     let all = pae::assembled();
     let hz = time::tsc_hz().max(1);
     if json {
@@ -160,6 +164,7 @@ pub fn pae_stats(args: &mut Args) -> CmdResult {
                 .u64("code_bytes", a.module.code.len() as u64)
                 .u64("code_addr", a.code.base())
                 .u64("assemble_cycles", a.assemble_cycles)
+                .u64("encode_cycles", a.module.encode_ticks)
                 .u64("cycles_per_function", a.assemble_cycles / n)
                 .end_object();
         }
@@ -192,6 +197,60 @@ pub fn pae_stats(args: &mut Args) -> CmdResult {
     }
     if all.is_empty() {
         println!("  nothing assembled yet (`run CHUNK.EXPORT` assembles what it needs)");
+    }
+    Ok(())
+}
+
+/// `pae CHUNK`: every function of one chunk, with the cycles its lowering took.
+fn pae_functions(chunk: &str, json: bool) -> CmdResult {
+    let a = pae::assemble(chunk)?;
+    let m = &a.module;
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .str("chunk", chunk)
+            .u64("assemble_cycles", a.assemble_cycles)
+            .u64("encode_cycles", m.encode_ticks)
+            .array("functions");
+        for f in &m.funcs {
+            j.begin_object()
+                .u64("index", u64::from(f.index))
+                .str("name", f.name.as_deref().unwrap_or(""))
+                .u64(
+                    "code_bytes",
+                    u64::from(f.code_range.end - f.code_range.start),
+                )
+                .u64("lower_cycles", f.lower_ticks)
+                .u64("call_sites", f.call_sites.len() as u64)
+                .u64("frame_bytes", u64::from(f.frame.frame_bytes))
+                .end_object();
+        }
+        j.end_array().end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    println!(
+        "{chunk}: {} functions, {} code bytes at {:#x}; {} cycles in all, {} encoding",
+        m.funcs.len(),
+        m.code.len(),
+        a.code.base(),
+        a.assemble_cycles,
+        m.encode_ticks
+    );
+    println!(
+        "  {:>5} {:<24} {:>10} {:>12} {:>6} {:>6}",
+        "index", "name", "code bytes", "lower cyc", "calls", "frame"
+    );
+    for f in &m.funcs {
+        println!(
+            "  {:>5} {:<24} {:>10} {:>12} {:>6} {:>6}",
+            f.index,
+            f.name.as_deref().unwrap_or("-"),
+            f.code_range.end - f.code_range.start,
+            f.lower_ticks,
+            f.call_sites.len(),
+            f.frame.frame_bytes
+        );
     }
     Ok(())
 }

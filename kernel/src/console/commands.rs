@@ -210,8 +210,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "pae",
-        usage: "[--json]",
-        help: "assembly engine: chunks and functions assembled, code bytes, assembly time",
+        usage: "[CHUNK] [--json]",
+        help: "assembly engine: chunks assembled, code bytes, assembly time (per function with CHUNK)",
         run: cmd_pae::pae_stats,
     },
     Command {

@@ -84,7 +84,8 @@ pub struct Assembled {
     pub module: Arc<CompiledModule>,
     /// The code, mapped read-execute.
     pub code: Arc<KernelCode>,
-    /// TSC cycles spent compiling and mapping.
+    /// TSC cycles spent compiling and mapping (per function: `FunctionMeta::lower_ticks`;
+    /// the module's encoding: `CompiledModule::encode_ticks`).
     pub assemble_cycles: u64,
     /// Size of the WebAssembly module.
     pub wasm_bytes: usize,
@@ -112,7 +113,8 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
         return Err(PaeError::Rejected(chunk.into()));
     }
     let start = crate::arch::cpu::rdtsc();
-    let module = atoll_pae::compile(view.module, &Options::default())
+    let clock = || crate::arch::cpu::rdtsc();
+    let module = atoll_pae::compile_timed(view.module, &Options::default(), Some(&clock))
         .map_err(|e| PaeError::Compile(chunk.into(), e))?;
     let code = KernelCode::new(&module.code)?;
     let assembled = Arc::new(Assembled {

@@ -108,7 +108,9 @@ pub(crate) fn compile_module(
     bytes: &[u8],
     desc: ModuleDesc,
     opts: Options,
+    clock: Option<&dyn Fn() -> u64>,
 ) -> Result<CompiledModule, CompileError> {
+    let now = || clock.map_or(0, |c| c());
     let mut e = Emitter::new()?;
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
     let traps = core::array::from_fn(|_| e.label());
@@ -125,7 +127,9 @@ pub(crate) fn compile_module(
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
+    let mut ticks = Vec::with_capacity(desc.funcs.len());
     for index in 0..desc.funcs.len() as u32 {
+        let start = now();
         let mut label = cx.func_labels[index as usize];
         cx.e.bind(&mut label)?;
         let raw = if index < desc.func_imports {
@@ -137,8 +141,10 @@ pub(crate) fn compile_module(
             lower_function(&mut cx, index, &body)?
         };
         raws.push(raw);
+        ticks.push(now().wrapping_sub(start));
     }
     trampoline::emit_trap_stubs(&mut cx)?;
+    let encode_start = now();
     let patches = core::mem::take(&mut cx.patches);
     let counters = core::mem::take(&mut cx.counters);
     let assembled = cx.e.assemble(|ins: &mut [Instruction]| {
@@ -146,10 +152,11 @@ pub(crate) fn compile_module(
             ins[at].set_immediate32(bytes);
         }
     })?;
+    let encode_ticks = now().wrapping_sub(encode_start);
     let o = |i: usize| assembled.offsets[i];
     let mut funcs = Vec::with_capacity(raws.len());
     let mut func_offsets = Vec::with_capacity(raws.len());
-    for (index, raw) in raws.into_iter().enumerate() {
+    for (index, (raw, lower_ticks)) in raws.into_iter().zip(ticks).enumerate() {
         func_offsets.push(o(raw.start));
         funcs.push(FunctionMeta {
             index: index as u32,
@@ -167,6 +174,7 @@ pub(crate) fn compile_module(
                 .collect(),
             frame: raw.frame,
             counter_slots: raw.counters,
+            lower_ticks,
         });
     }
     Ok(CompiledModule {
@@ -177,6 +185,7 @@ pub(crate) fn compile_module(
         trap_exit_offset: o(trap_exit_pos),
         counter_slots: counters,
         options: opts,
+        encode_ticks,
         desc,
     })
 }
