@@ -1,0 +1,188 @@
+//! atoll's code generator (`atoll-pae`) on the host: code mapped read-execute with
+//! mmap/mprotect, heap-backed linear memory, the runtime's entry trampoline.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use atoll_pae::runtime::{CodeMemory, Extern, Instance, SigRegistry, VecMemory};
+use atoll_pae::vmctx::VmContext;
+use atoll_pae::{CompiledModule, Options};
+use chunk_image::{Image, Value};
+
+use crate::engine::{Call, Engine, World, rdtsc};
+
+/// One module's code in a private anonymous mapping, read-execute (never writable and
+/// executable at the same time).
+struct ExecMap {
+    ptr: *mut c_void,
+    len: usize,
+}
+
+impl ExecMap {
+    fn new(code: &[u8]) -> Result<Self, String> {
+        let len = code.len().max(1).next_multiple_of(4096);
+        // SAFETY: a fresh anonymous private mapping; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        let map = Self { ptr, len };
+        // SAFETY: the mapping holds `len >= code.len()` writable bytes nobody else uses.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), ptr.cast::<u8>(), code.len()) };
+        // SAFETY: changes the protection of the mapping created above.
+        if unsafe { libc::mprotect(ptr, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+            return Err(format!("mprotect: {}", std::io::Error::last_os_error()));
+        }
+        Ok(map)
+    }
+}
+
+impl Drop for ExecMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping created in `new`, once.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+// SAFETY: `base` is the read-execute copy of the module's code, valid until drop.
+unsafe impl CodeMemory for ExecMap {
+    fn base(&self) -> usize {
+        self.ptr as usize
+    }
+}
+
+/// `atoll.print`: discarded.
+unsafe extern "C" fn print(_: *mut VmContext, _: *mut c_void, _: *mut u64) -> u32 {
+    0
+}
+
+/// `atoll.cycles`: the time-stamp counter.
+unsafe extern "C" fn cycles(_: *mut VmContext, _: *mut c_void, slots: *mut u64) -> u32 {
+    // SAFETY: generated code passes one slot for the i64 result.
+    unsafe { *slots = rdtsc() };
+    0
+}
+
+/// `atoll.yield`: nothing to yield to.
+unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -> u32 {
+    0
+}
+
+/// atoll's generator with all optimizations on (`Options::default()`).
+#[derive(Debug, Default)]
+pub struct Atoll;
+
+impl Engine for Atoll {
+    fn name(&self) -> &'static str {
+        "atoll"
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<(), String> {
+        let module = atoll_pae::compile(wasm, &Options::default()).map_err(|e| e.to_string())?;
+        let code = ExecMap::new(&module.code)?;
+        std::hint::black_box((&module, &code));
+        Ok(())
+    }
+
+    fn load(&self, image: &Image<'_>, chunks: &[&str]) -> Result<Box<dyn World>, String> {
+        let mut world = AtollWorld {
+            instances: HashMap::new(),
+            sigs: SigRegistry::default(),
+        };
+        for &name in chunks {
+            let chunk = image.chunk(name).ok_or(format!("no chunk `{name}`"))?;
+            let module = Arc::new(
+                atoll_pae::compile(chunk.module, &Options::default())
+                    .map_err(|e| format!("{name}: {e}"))?,
+            );
+            world.instantiate(name, module)?;
+        }
+        Ok(Box::new(world))
+    }
+}
+
+struct AtollWorld {
+    /// Boxed: other instances hold pointers to their VM contexts.
+    instances: HashMap<String, Box<Instance>>,
+    sigs: SigRegistry,
+}
+
+impl AtollWorld {
+    fn instantiate(&mut self, name: &str, module: Arc<CompiledModule>) -> Result<(), String> {
+        let mut imports = Vec::new();
+        for import in &module.desc.imports {
+            let ext = if import.module == "atoll" {
+                let func = match import.name.as_str() {
+                    "print" => print,
+                    "cycles" => cycles,
+                    "yield" => yield_now,
+                    other => return Err(format!("{name}: unknown kernel import `{other}`")),
+                };
+                Extern::Host {
+                    func,
+                    data: std::ptr::null_mut(),
+                }
+            } else {
+                let provider = self
+                    .instances
+                    .get_mut(&import.module)
+                    .ok_or(format!("{name}: provider `{}` not loaded", import.module))?;
+                let index = provider
+                    .module()
+                    .desc
+                    .export_func(&import.name)
+                    .ok_or(format!(
+                        "{name}: `{}.{}` missing",
+                        import.module, import.name
+                    ))?;
+                provider.func_ref(index)
+            };
+            imports.push(ext);
+        }
+        let code = ExecMap::new(&module.code)?;
+        let inst = Instance::new(
+            module,
+            Box::new(code),
+            Box::<VecMemory>::default(),
+            &imports,
+            &mut self.sigs,
+        )
+        .map_err(|e| format!("{name}: {e}"))?;
+        self.instances.insert(name.to_string(), inst);
+        Ok(())
+    }
+}
+
+impl World for AtollWorld {
+    fn prepare<'a>(
+        &'a mut self,
+        chunk: &str,
+        export: &str,
+        args: &[Value],
+    ) -> Result<Call<'a>, String> {
+        let inst = self
+            .instances
+            .get_mut(chunk)
+            .ok_or(format!("chunk `{chunk}` not loaded"))?;
+        let index = inst
+            .module()
+            .desc
+            .export_func(export)
+            .ok_or(format!("no export `{chunk}.{export}`"))?;
+        let raw: Vec<u64> = args.iter().map(|v| v.to_bits()).collect();
+        Ok(Box::new(move || {
+            inst.invoke(index, &raw)
+                .map_err(|t| format!("trap: {}", atoll_pae::runtime::trap_message(t)))
+        }))
+    }
+}

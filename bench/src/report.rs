@@ -1,0 +1,384 @@
+//! The measurements and their two renderings: aligned text tables and JSON.
+
+use std::fmt::Write;
+
+/// One engine compiling one module.
+pub struct CompileFig {
+    /// Timed compilations.
+    pub iterations: u32,
+    /// Mean seconds per compilation.
+    pub secs: f64,
+}
+
+/// One chunk's module, compiled by every engine.
+pub struct CompileRow {
+    pub chunk: String,
+    pub bytes: usize,
+    /// Defined (not imported) functions.
+    pub functions: usize,
+    /// By engine, `None` on failure.
+    pub figs: Vec<Option<CompileFig>>,
+}
+
+/// One engine running one workload.
+pub struct ExecFig {
+    /// Median seconds per call.
+    pub secs: f64,
+    /// Median time-stamp-counter cycles per call.
+    pub cycles: f64,
+    /// Calls per timed sample.
+    pub calls: u64,
+}
+
+/// One workload, run by every engine.
+pub struct ExecRow {
+    pub workload: String,
+    /// The result every engine agreed on (the first engine's if they did not).
+    pub result: String,
+    pub figs: Vec<Option<ExecFig>>,
+}
+
+/// Everything one run measured.
+pub struct Report {
+    pub cpu: String,
+    pub cpus: usize,
+    pub date: String,
+    pub image: String,
+    pub engines: Vec<String>,
+    pub iterations: String,
+    pub runs: usize,
+    pub compile: Vec<CompileRow>,
+    pub exec: Vec<ExecRow>,
+    pub errors: Vec<String>,
+}
+
+fn time(secs: f64) -> String {
+    if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else if secs >= 1e-6 {
+        format!("{:.1} µs", secs * 1e6)
+    } else {
+        format!("{:.0} ns", secs * 1e9)
+    }
+}
+
+fn rate(per_sec: f64, unit: &str) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2} M{unit}/s", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1} k{unit}/s", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0} {unit}/s")
+    }
+}
+
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) if b > 0.0 => format!("{:.2}x", value / b),
+        _ => "-".into(),
+    }
+}
+
+/// Renders rows of cells as columns: first column left-aligned, the rest right-aligned.
+fn table(out: &mut String, rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+impl Report {
+    /// Per engine: total bytes, total functions and seconds to compile every chunk once
+    /// (`None` if any chunk failed).
+    fn compile_totals(&self) -> Vec<Option<(f64, f64, f64)>> {
+        (0..self.engines.len())
+            .map(|e| {
+                let mut total = (0.0, 0.0, 0.0);
+                for row in &self.compile {
+                    let fig = row.figs.get(e)?.as_ref()?;
+                    total.0 += row.bytes as f64;
+                    total.1 += row.functions as f64;
+                    total.2 += fig.secs;
+                }
+                Some(total)
+            })
+            .collect()
+    }
+
+    /// Geometric mean over workloads of engine time / atoll time (`None` without atoll).
+    fn exec_geomean(&self, e: usize) -> Option<f64> {
+        let (mut log, mut n) = (0.0, 0);
+        for row in &self.exec {
+            let base = row.figs.first()?.as_ref()?.secs;
+            if let Some(fig) = row.figs.get(e).and_then(Option::as_ref) {
+                log += (fig.secs / base).ln();
+                n += 1;
+            }
+        }
+        (n > 0).then(|| (log / f64::from(n)).exp())
+    }
+
+    fn atoll_first(&self) -> bool {
+        self.engines.first().map(String::as_str) == Some("atoll")
+    }
+
+    /// The text rendering.
+    pub fn to_tables(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "atoll-bench: {}", self.date);
+        let _ = writeln!(out, "CPU: {} ({} logical CPUs)", self.cpu, self.cpus);
+        let _ = writeln!(out, "image: {}", self.image);
+        let _ = writeln!(out, "compile iterations: {}", self.iterations);
+        let _ = writeln!(
+            out,
+            "execution: median of {} samples per workload after warm-up",
+            self.runs
+        );
+        let base_of = |figs: &[Option<f64>]| {
+            if self.atoll_first() {
+                figs.first().copied().flatten()
+            } else {
+                None
+            }
+        };
+
+        let _ = writeln!(
+            out,
+            "\nCompile throughput, wasm bytes/s (validate + compile + map executable, one thread;\n\
+             ratio = engine / atoll, higher is faster)"
+        );
+        let mut rows = vec![{
+            let mut h = vec!["chunk".to_string(), "bytes".into(), "funcs".into()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in &self.compile {
+            let per: Vec<Option<f64>> = row
+                .figs
+                .iter()
+                .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
+                .collect();
+            let base = base_of(&per);
+            let mut cells = vec![
+                row.chunk.clone(),
+                row.bytes.to_string(),
+                row.functions.to_string(),
+            ];
+            cells.extend(per.iter().map(|p| match p {
+                Some(v) => format!("{} {}", rate(*v, "B"), ratio(*v, base)),
+                None => "failed".into(),
+            }));
+            rows.push(cells);
+        }
+        let totals = self.compile_totals();
+        let total_bytes: usize = self.compile.iter().map(|r| r.bytes).sum();
+        let total_funcs: usize = self.compile.iter().map(|r| r.functions).sum();
+        for (label, pick, unit) in [
+            ("all (bytes/s)", 0usize, "B"),
+            ("all (functions/s)", 1, "fn"),
+        ] {
+            let per: Vec<Option<f64>> = totals
+                .iter()
+                .map(|t| t.map(|t| if pick == 0 { t.0 } else { t.1 } / t.2))
+                .collect();
+            let base = base_of(&per);
+            let mut cells = vec![
+                label.to_string(),
+                total_bytes.to_string(),
+                total_funcs.to_string(),
+            ];
+            cells.extend(per.iter().map(|p| match p {
+                Some(v) => format!("{} {}", rate(*v, unit), ratio(*v, base)),
+                None => "-".into(),
+            }));
+            rows.push(cells);
+        }
+        let mut cells = vec![
+            "all (time, once each)".to_string(),
+            String::new(),
+            String::new(),
+        ];
+        cells.extend(totals.iter().map(|t| t.map_or("-".into(), |t| time(t.2))));
+        rows.push(cells);
+        table(&mut out, &rows);
+
+        let _ = writeln!(
+            out,
+            "\nExecution time per call (median; ratio = engine / atoll, higher is slower)"
+        );
+        let mut rows = vec![{
+            let mut h = vec!["workload".to_string(), "result".into()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in &self.exec {
+            let per: Vec<Option<f64>> = row
+                .figs
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.secs))
+                .collect();
+            let base = base_of(&per);
+            let mut cells = vec![row.workload.clone(), row.result.clone()];
+            cells.extend(per.iter().map(|p| match p {
+                Some(v) => format!("{} {}", time(*v), ratio(*v, base)),
+                None => "failed".into(),
+            }));
+            rows.push(cells);
+        }
+        if self.atoll_first() {
+            let mut cells = vec!["geometric mean of ratios".to_string(), String::new()];
+            cells.extend((0..self.engines.len()).map(|e| {
+                self.exec_geomean(e)
+                    .map_or("-".into(), |g| format!("{g:.2}x"))
+            }));
+            rows.push(cells);
+        }
+        table(&mut out, &rows);
+
+        let _ = writeln!(
+            out,
+            "\nExecution, time-stamp-counter cycles per call (median)"
+        );
+        let mut rows = vec![{
+            let mut h = vec!["workload".to_string()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in &self.exec {
+            let mut cells = vec![row.workload.clone()];
+            cells.extend(row.figs.iter().map(|f| match f {
+                Some(f) if f.cycles >= 1e6 => format!("{:.2} Mcyc", f.cycles / 1e6),
+                Some(f) => format!("{:.1} kcyc", f.cycles / 1e3),
+                None => "failed".into(),
+            }));
+            rows.push(cells);
+        }
+        table(&mut out, &rows);
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "\n{} error(s), listed on stderr", self.errors.len());
+        }
+        out
+    }
+
+    /// The JSON rendering (raw figures, no ratios).
+    pub fn to_json(&self) -> String {
+        let list = |items: Vec<String>| format!("[{}]", items.join(","));
+        let num = |v: f64| {
+            if v.is_finite() {
+                format!("{v:e}")
+            } else {
+                "null".into()
+            }
+        };
+        let compile = self
+            .compile
+            .iter()
+            .map(|row| {
+                let figs = self
+                    .engines
+                    .iter()
+                    .zip(&row.figs)
+                    .map(|(e, f)| match f {
+                        Some(f) => format!(
+                            "{}:{{\"iterations\":{},\"seconds\":{},\"bytes_per_second\":{},\"functions_per_second\":{}}}",
+                            quote(e),
+                            f.iterations,
+                            num(f.secs),
+                            num(row.bytes as f64 / f.secs),
+                            num(row.functions as f64 / f.secs)
+                        ),
+                        None => format!("{}:null", quote(e)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!(
+                    "{{\"chunk\":{},\"bytes\":{},\"functions\":{},\"engines\":{{{figs}}}}}",
+                    quote(&row.chunk),
+                    row.bytes,
+                    row.functions
+                )
+            })
+            .collect();
+        let exec = self
+            .exec
+            .iter()
+            .map(|row| {
+                let figs = self
+                    .engines
+                    .iter()
+                    .zip(&row.figs)
+                    .map(|(e, f)| match f {
+                        Some(f) => format!(
+                            "{}:{{\"seconds\":{},\"cycles\":{},\"calls_per_sample\":{}}}",
+                            quote(e),
+                            num(f.secs),
+                            num(f.cycles),
+                            f.calls
+                        ),
+                        None => format!("{}:null", quote(e)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!(
+                    "{{\"workload\":{},\"result\":{},\"engines\":{{{figs}}}}}",
+                    quote(&row.workload),
+                    quote(&row.result)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"date\":{},\"cpu\":{},\"cpus\":{},\"image\":{},\"compile_iterations\":{},\"runs\":{},\"engines\":{},\"compile\":{},\"exec\":{},\"errors\":{}}}",
+            quote(&self.date),
+            quote(&self.cpu),
+            self.cpus,
+            quote(&self.image),
+            quote(&self.iterations),
+            self.runs,
+            list(self.engines.iter().map(|e| quote(e)).collect()),
+            list(compile),
+            list(exec),
+            list(self.errors.iter().map(|e| quote(e)).collect()),
+        )
+    }
+}
+
+/// A JSON string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
