@@ -38,15 +38,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn set_ramdisk(addr: Option<u64>, len: u64) {
     RAMDISK.call_once(|| {
         let addr = addr?;
-        // SAFETY: the bootloader mapped `len` bytes at `addr` for the kernel and nothing else
-        // writes them.
-        let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) };
         Some(Ramdisk {
             addr,
             len,
-            fnv1a: fnv1a(bytes),
+            fnv1a: fnv1a(ramdisk_slice(addr, len)),
         })
     });
+}
+
+fn ramdisk_slice(addr: u64, len: u64) -> &'static [u8] {
+    // SAFETY: only called with the range the bootloader reported: it mapped `len` bytes at
+    // `addr` for the kernel for good, and nothing writes them.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }
 
 /// The ramdisk, if there is one.
@@ -57,9 +60,7 @@ pub fn ramdisk() -> Option<Ramdisk> {
 /// The ramdisk's bytes, if there is one.
 pub fn ramdisk_bytes() -> Option<&'static [u8]> {
     let r = ramdisk()?;
-    // SAFETY: as in `set_ramdisk`: the bootloader's mapping of the ramdisk lives forever and
-    // nothing writes it.
-    Some(unsafe { core::slice::from_raw_parts(r.addr as *const u8, r.len as usize) })
+    Some(ramdisk_slice(r.addr, r.len))
 }
 
 /// Records that the prompt is about to be printed.

@@ -102,9 +102,9 @@ impl Func<'_, '_> {
         self.write_val(m, v)
     }
 
-    /// Stores the top `params` values into the outgoing area and spills the rest.
-    fn pass_args(&mut self, ty: &FuncType) -> Result<(), CompileError> {
-        let n = ty.params.len();
+    /// Stores the top `n` values into the outgoing area (`[rsp + 8*i]`, deepest first), pops
+    /// them and spills the rest of the value stack.
+    fn store_outgoing(&mut self, n: usize) -> Result<(), CompileError> {
         let base = self.height() - n;
         for i in 0..n {
             let (t, loc) = self.peek(n - 1 - i);
@@ -116,7 +116,12 @@ impl Func<'_, '_> {
             self.write_val(mem(reg::RSP, 8 * i as i32), v)?;
         }
         self.truncate(base);
-        self.spill_all()?;
+        self.spill_all()
+    }
+
+    /// Stores the top `params` values into the outgoing area and spills the rest.
+    fn pass_args(&mut self, ty: &FuncType) -> Result<(), CompileError> {
+        self.store_outgoing(ty.params.len())?;
         self.max_out = self.max_out.max(ty.slots());
         Ok(())
     }
@@ -198,18 +203,7 @@ impl Func<'_, '_> {
         result: Option<Ty>,
         may_trap: bool,
     ) -> Result<(), CompileError> {
-        let base = self.height() - nargs;
-        for i in 0..nargs {
-            let (t, loc) = self.peek(nargs - 1 - i);
-            let v = super::Val {
-                ty: t,
-                loc,
-                depth: base + i,
-            };
-            self.write_val(mem(reg::RSP, 8 * i as i32), v)?;
-        }
-        self.truncate(base);
-        self.spill_all()?;
+        self.store_outgoing(nargs)?;
         self.max_out = self.max_out.max(4);
         let e = &mut self.cx.e;
         for (i, r) in [reg::RSI, reg::RDX, reg::RCX, 8]
