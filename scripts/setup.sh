@@ -2,7 +2,7 @@
 # Installs what atoll's build and tests need, when it is missing; fast when everything is present.
 #
 #   - the Rust toolchain named in rust-toolchain.toml, with the targets x86_64-unknown-none and
-#     wasm32-unknown-unknown and the components rust-src, clippy, rustfmt (via rustup);
+#     wasm32-unknown-unknown and the components rust-src, llvm-tools, clippy, rustfmt (via rustup);
 #   - qemu-system-x86_64, OVMF and script(1) (via apt-get, as root or through sudo).
 #
 # Exits non-zero with a message saying what to install by hand when something cannot be installed.
@@ -29,7 +29,7 @@ setup_rust() {
     for want in x86_64-unknown-none wasm32-unknown-unknown; do
         grep -qx "$want" <<<"$targets" || missing_targets+=("$want")
     done
-    for want in rust-src clippy rustfmt; do
+    for want in rust-src llvm-tools clippy rustfmt; do
         grep -q "^${want}\(-\|$\)" <<<"$components" || missing_components+=("$want")
     done
     if ((${#missing_targets[@]})); then
