@@ -3,7 +3,8 @@
 //! Usage: `atoll-image --kernel ELF [--ramdisk IMAGE] [--bios OUT] [--uefi OUT]`
 //!
 //! The chunk image is attached as the bootloader's ramdisk, so the kernel finds it at
-//! `BootInfo::ramdisk_addr`. The bootloader's own serial logging is turned off: the serial line
+//! `BootInfo::ramdisk_addr`. An empty chunk image is not attached (the bootloader cannot load a
+//! 0-byte ramdisk): the kernel then boots without one and says so. The bootloader's own serial logging is turned off: the serial line
 //! belongs to the kernel's console, and host tools parse it.
 
 use std::path::PathBuf;
@@ -53,10 +54,23 @@ fn run() -> Result<(), String> {
     let kernel = args.kernel.expect("checked in parse_args");
     let mut builder = DiskImageBuilder::new(kernel);
     if let Some(ramdisk) = args.ramdisk {
+        let len = std::fs::metadata(&ramdisk)
+            .map_err(|e| format!("ramdisk {}: {e}", ramdisk.display()))?
+            .len();
         if !ramdisk.is_file() {
-            return Err(format!("ramdisk {} does not exist", ramdisk.display()));
+            return Err(format!("ramdisk {} is not a file", ramdisk.display()));
         }
-        builder.set_ramdisk(ramdisk);
+        // The bootloader's stages cannot load a 0-byte ramdisk (BIOS and UEFI both stop before
+        // the kernel runs, silently): boot without one, and the kernel reports that no chunk
+        // image was loaded.
+        if len == 0 {
+            eprintln!(
+                "atoll-image: {} is empty: the image boots without a chunk image",
+                ramdisk.display()
+            );
+        } else {
+            builder.set_ramdisk(ramdisk);
+        }
     }
     let mut config = BootConfig::default();
     config.serial_logging = false;

@@ -79,15 +79,21 @@ pub fn print_backtrace(first_rip: Option<u64>, mut rbp: u64) {
     }
 }
 
+/// Prints the general registers, four to a line. Allocates nothing: a fault taken while the
+/// heap lock is held must still be reported.
 fn print_registers(frame: &TrapFrame) {
-    let regs = frame.named_registers();
-    for row in regs.chunks(4) {
-        let mut line = alloc::string::String::new();
-        for (name, value) in row {
-            use core::fmt::Write;
-            let _ = write!(line, "{name:>3}={value:#018x}  ");
+    struct Row<'a>(&'a [(&'static str, u64)]);
+    impl core::fmt::Display for Row<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            for (i, (name, value)) in self.0.iter().enumerate() {
+                let gap = if i == 0 { "" } else { "  " };
+                write!(f, "{gap}{name:>3}={value:#018x}")?;
+            }
+            Ok(())
         }
-        eprintln!("{}", line.trim_end());
+    }
+    for row in frame.named_registers().chunks(4) {
+        eprintln!("{}", Row(row));
     }
 }
 

@@ -23,6 +23,7 @@ mod platform;
 mod sched;
 mod smi;
 mod smp;
+mod testload;
 mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};

@@ -341,7 +341,7 @@ fn fault_batch(options: Options, kind: &str, header: &str, vector: u32) {
             format!("`fault {kind}`: the report should contain `{needle}`")
         });
     }
-    if kind == "pagefault" {
+    if kind == "pagefault" || kind == "heap-locked" {
         c.check(
             body.iter()
                 .any(|l| l.contains("cr2: 0x") && l.to_ascii_lowercase().contains("deadbeef000")),
@@ -374,6 +374,18 @@ fn fault_pagefault_uefi() {
     fault_batch(
         Options::uefi().smp(1),
         "pagefault",
+        "*** EXCEPTION: page fault",
+        14,
+    );
+}
+
+/// The fault comes while the faulting code holds the heap lock: a report that allocated would
+/// spin on that lock forever and never print `*** halted`.
+#[test]
+fn fault_with_heap_locked_bios() {
+    fault_batch(
+        Options::bios().smp(2),
+        "heap-locked",
         "*** EXCEPTION: page fault",
         14,
     );

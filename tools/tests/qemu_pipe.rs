@@ -222,3 +222,80 @@ fn terminal_session_on_a_pty() {
         printable(output.as_bytes())
     );
 }
+
+/// Runs `run-qemu.sh ARGS` (no build) with `input` piped in; returns (status, stdout, context).
+fn run_piped(args: &[&str], input: &[u8]) -> (i32, String, String) {
+    let (_, mut cmd) = run_qemu_sh();
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting run-qemu.sh");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let status = wait_with_deadline(&mut child, &out, &err);
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let context = format!(
+        "run-qemu.sh {args:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        printable(stdout.as_bytes()),
+        printable(&err.lock().unwrap())
+    );
+    (status, stdout, context)
+}
+
+/// A 0-byte chunk image (the bootloader cannot load an empty ramdisk: it used to stop before the
+/// kernel, silently) boots without one, under BIOS and UEFI: the kernel says no chunk image was
+/// loaded, chunk commands fail with `error: `, and the shell goes on to power off.
+#[test]
+fn empty_chunk_image_boots_without_one() {
+    let root = repo_root();
+    let dir = root.join("target/test-chunks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.img");
+    std::fs::write(&empty, b"").unwrap();
+    // The disk images run-qemu.sh boots for it (scripts/build.sh names them the same way).
+    let made = Command::new(root.join("target/boot/release/atoll-image"))
+        .arg("--kernel")
+        .arg(root.join("target/x86_64-unknown-none/release/atoll-kernel"))
+        .arg("--ramdisk")
+        .arg(&empty)
+        .arg("--bios")
+        .arg(root.join("target/images/empty-bios.img"))
+        .arg("--uefi")
+        .arg(root.join("target/images/empty-uefi.img"))
+        .output()
+        .expect("running atoll-image (built by ./run-tests.sh)");
+    assert!(
+        made.status.success(),
+        "atoll-image with an empty ramdisk: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let empty = empty.to_string_lossy().into_owned();
+    for firmware in ["--bios", "--uefi"] {
+        let (status, stdout, context) = run_piped(
+            &[firmware, "--chunks", &empty],
+            b"chunks\nrun fib.fib 10\npoweroff\n",
+        );
+        assert_eq!(status, 0, "should boot and power off\n{context}");
+        assert!(
+            stdout.contains("no chunk image"),
+            "the kernel should say no chunk image was loaded\n{context}"
+        );
+        let outputs = command_outputs(&stdout);
+        let names: Vec<&str> = outputs.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(
+            names,
+            ["chunks", "run fib.fib 10", "poweroff"],
+            "every command should run\n{context}"
+        );
+        for (command, output) in &outputs[..2] {
+            assert!(
+                output.lines().any(|l| l.starts_with("error: ")),
+                "`{command}` without a chunk image should print `error: `\n{context}"
+            );
+        }
+    }
+}

@@ -420,6 +420,17 @@ impl Scheduler {
         Ok(true)
     }
 
+    /// Like [`Scheduler::join_current`], by thread id, looked up afresh on every call (a slot
+    /// can be reaped and handed to a new thread while a joiner waits). An id that was issued but
+    /// whose thread is gone ended and was reaped: no wait is needed.
+    pub fn join_current_id(&mut self, core: usize, id: u64) -> Result<bool, SchedError> {
+        match self.slot_of(id) {
+            Ok(slot) => self.join_current(core, slot),
+            Err(_) if id != 0 && id < self.next_id => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn target(&self, slot: usize, caller: Option<usize>) -> Result<&ThreadInfo, SchedError> {
         let t = self.info(slot).ok_or(SchedError::NoSuchThread(0))?;
         if t.state == ThreadState::Dead {
@@ -624,6 +635,30 @@ mod tests {
         assert_eq!(s.info(shell).unwrap().state, ThreadState::Ready);
         assert!(s.reap(a));
         assert!(s.info(a).is_none());
+    }
+
+    #[test]
+    fn join_by_id_survives_reaping_and_slot_reuse() {
+        let (mut s, _, _) = two_cores();
+        let a = s.spawn("a", 1, false).unwrap();
+        let a_id = s.info(a).unwrap().id;
+        s.schedule(1);
+        assert!(
+            s.join_current_id(0, a_id).unwrap(),
+            "a runs: the joiner waits"
+        );
+        s.schedule(0);
+        s.exit_current(1);
+        s.schedule(1);
+        assert!(s.reap(a));
+        // The slot goes to a new thread; joining the old id must not wait on the new one.
+        let b = s.spawn("b", 1, false).unwrap();
+        assert_eq!(a, b, "the freed slot is reused");
+        assert!(!s.join_current_id(0, a_id).unwrap());
+        assert_eq!(
+            s.join_current_id(0, 999),
+            Err(SchedError::NoSuchThread(999))
+        );
     }
 
     #[test]

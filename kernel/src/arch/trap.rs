@@ -115,7 +115,25 @@ pub struct TrapFrame {
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 
+/// RFLAGS.IF: maskable interrupts enabled.
+const RFLAGS_IF: u64 = 1 << 9;
+
 impl TrapFrame {
+    /// Whether the interrupted code ran with interrupts enabled. Interrupt handlers (and
+    /// `without_interrupts` sections) run with them off, so a frame with IF set is a thread's
+    /// own code, not a handler that happens to run on its stack.
+    pub fn interrupts_were_enabled(&self) -> bool {
+        self.rflags & RFLAGS_IF != 0
+    }
+
+    /// Makes the context resume in `entry`, as if its current code had called it: RIP becomes
+    /// `entry` and RSP is moved down to a call's alignment (16n - 8 at function entry). Only for
+    /// contexts whose current code never continues (the old stack contents below are left).
+    pub fn redirect_to(&mut self, entry: extern "C" fn() -> !) {
+        self.rip = entry as *const () as u64;
+        self.rsp = (self.rsp & !0xf) - 8;
+    }
+
     /// The general registers with their names, in report order.
     pub fn named_registers(&self) -> [(&'static str, u64); 16] {
         [

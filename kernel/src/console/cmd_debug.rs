@@ -19,16 +19,23 @@ const UNMAPPED_ADDR: u64 = 0x0dea_dbee_f000;
 /// A non-canonical address: reading it raises #GP.
 const NON_CANONICAL_ADDR: u64 = 0x8000_0000_0000_0000;
 
+const FAULT_KINDS: &str = "fault kind (pagefault, heap-locked, gp, ud, divide, breakpoint, panic)";
+
+/// Reads a canonical address that is never mapped: a page fault.
+fn read_unmapped() {
+    // SAFETY: deliberately unsound on purpose: the read faults and the kernel halts with a
+    // report, which is what this debug command is for.
+    let v = unsafe { (UNMAPPED_ADDR as *const u64).read_volatile() };
+    println!("read {v:#x}?");
+}
+
 pub fn fault(args: &mut Args) -> CmdResult {
-    let kind = args.required("fault kind (pagefault, gp, ud, divide, breakpoint, panic)")?;
+    let kind = args.required(FAULT_KINDS)?;
     args.finish()?;
     match kind.as_str() {
-        "pagefault" => {
-            // SAFETY: deliberately unsound on purpose: the read faults and the kernel halts
-            // with a report, which is what this debug command is for.
-            let v = unsafe { (UNMAPPED_ADDR as *const u64).read_volatile() };
-            println!("read {v:#x}?");
-        }
+        "pagefault" => read_unmapped(),
+        // The report must come out although the heap is locked: it allocates nothing.
+        "heap-locked" => crate::mem::heap::with_lock_held(read_unmapped),
         "gp" => {
             // SAFETY: as above: a non-canonical access raises #GP and the kernel halts.
             let v = unsafe { (NON_CANONICAL_ADDR as *const u64).read_volatile() };
@@ -47,7 +54,7 @@ pub fn fault(args: &mut Args) -> CmdResult {
         "panic" => panic!("deliberate panic from the console"),
         other => {
             return Err(CmdError::Args(ArgError::Invalid {
-                what: "fault kind (pagefault, gp, ud, divide, breakpoint, panic)",
+                what: FAULT_KINDS,
                 value: String::from(other),
             }));
         }

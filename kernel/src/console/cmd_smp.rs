@@ -2,6 +2,7 @@
 //! ipi-bench.
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
 
 use atoll_kcore::args::{ArgError, Args, parse_u64};
 use atoll_kcore::json::Json;
@@ -11,20 +12,22 @@ use atoll_kcore::stats::Distribution;
 use super::commands::{CmdError, CmdResult};
 use crate::arch::cpu;
 use crate::sched::{self, MAX_THREADS};
-use crate::smi::{self, World};
+use crate::smi::{self, ThreadContext, World};
 use crate::smp::{self, ipi};
-use crate::{println, time};
+use crate::{println, testload, time};
 
 pub fn threads(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
-    let selftest = args.positional();
+    let rounds = args.flag_u64("--rounds")?;
+    let sub = args.positional();
     args.finish()?;
-    match selftest.as_deref() {
+    match sub.as_deref() {
         None => {}
         Some("selftest") => return threads_selftest(json),
+        Some("churn") => return threads_churn(rounds.unwrap_or(200).clamp(1, 100_000), json),
         Some(other) => {
             return Err(ArgError::Invalid {
-                what: "threads subcommand (selftest)",
+                what: "threads subcommand (selftest, churn)",
                 value: other.into(),
             }
             .into());
@@ -77,9 +80,9 @@ pub fn spawn(args: &mut Args) -> CmdResult {
     let kind = args.required("thread kind (counter, locker, initiator)")?;
     args.finish()?;
     let id = match kind.as_str() {
-        "counter" => sched::spawn_counter(core)?,
-        "locker" => sched::spawn_thread("locker", core, locker, 0)?,
-        "initiator" => sched::spawn_thread("initiator", core, initiator, 0)?,
+        "counter" => testload::spawn_counter(core)?,
+        "locker" => testload::spawn_locker(core)?,
+        "initiator" => testload::spawn_initiator(core)?,
         _ => {
             return Err(ArgError::Invalid {
                 what: "thread kind (counter, locker, initiator)",
@@ -152,44 +155,92 @@ fn dist_text(what: &str, unit: &str, d: &Distribution) {
     );
 }
 
-/// What the `smi` callback does with the world stopped: read every parked core's interrupted
-/// context and every off-core thread's saved context, and write each back unchanged.
-fn touch_world(world: &mut World, frames_seen: &mut u64, flush: bool) {
+/// What one `smi` round's callback saw.
+#[derive(Debug, Default)]
+struct RoundCheck {
+    /// Contexts read and written back (parked cores' and off-core threads').
+    frames_seen: u64,
+    /// Threads found running on a parked core whose counter was compared.
+    threads_checked: u64,
+    /// Of those, threads whose counter moved while the world was stopped.
+    counters_moved: u64,
+}
+
+/// What the `smi` callback does with the world stopped: note the counter of the thread on every
+/// parked core, read every parked core's interrupted context and every off-core thread's saved
+/// context and write each back unchanged, hold the world for `hold_us`, and check that no
+/// parked thread's counter moved meanwhile (it would if a core had not really stopped).
+fn touch_world(world: &mut World, check: &mut RoundCheck, flush: bool, hold_us: u64) {
+    let t0 = cpu::rdtsc();
     if flush {
         world.request_flush(smi::rendezvous::flush::TLB | smi::rendezvous::flush::SERIALIZE);
     }
     let parked = world.parked_cores();
+    let mut before = [(usize::MAX, 0u64); smp::MAX_CORES];
     for core in (0..smp::MAX_CORES).filter(|c| parked & (1 << c) != 0) {
+        if let Some(slot) = world.parked_thread(core) {
+            before[core] = (slot, sched::SLOTS[slot].counter.load(Relaxed));
+        }
         if let Some(f) = world.parked_frame(core) {
             let rip = f.rip;
             f.rip = core::hint::black_box(rip);
-            *frames_seen += 1;
+            check.frames_seen += 1;
         }
     }
     for slot in 0..MAX_THREADS {
         if let Some(f) = world.thread_frame(slot) {
             let rip = f.rip;
             f.rip = core::hint::black_box(rip);
-            *frames_seen += 1;
+            check.frames_seen += 1;
+        }
+    }
+    let hold_cycles = time::us_to_cycles(hold_us);
+    while cpu::rdtsc() - t0 < hold_cycles {
+        core::hint::spin_loop();
+    }
+    for (slot, count) in before.iter().filter(|(slot, _)| *slot < MAX_THREADS) {
+        check.threads_checked += 1;
+        if sched::SLOTS[*slot].counter.load(Relaxed) != *count {
+            check.counters_moved += 1;
         }
     }
 }
 
 pub fn smi(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
-    let count = args.flag_u64("--count")?.unwrap_or(1).clamp(1, 1_000_000) as usize;
+    let count = args.flag_u64("--count")?;
     let flush = args.flag("--flush");
     let stray = args.flag("--stray");
+    let hold_us = args.flag_u64("--hold-us")?.unwrap_or(0).min(1_000_000);
     let timeout_us = args
         .flag_u64("--timeout-ms")?
         .map_or(smi::DEFAULT_TIMEOUT_US, |ms| ms.clamp(1, 60_000) * 1000);
+    let sub = args.positional();
+    match sub.as_deref() {
+        None => {}
+        Some("mark") => {
+            let id = thread_id(args)?;
+            args.finish()?;
+            let tries = count.unwrap_or(100).clamp(1, 10_000);
+            return smi_mark(id, tries, timeout_us, json);
+        }
+        Some(other) => {
+            return Err(ArgError::Invalid {
+                what: "smi subcommand (mark)",
+                value: other.into(),
+            }
+            .into());
+        }
+    }
     args.finish()?;
+    let count = count.unwrap_or(1).clamp(1, 1_000_000) as usize;
     // Figures go into memory allocated before any round.
     let mut rendezvous: Vec<u64> = Vec::with_capacity(count);
     let mut pause: Vec<u64> = Vec::with_capacity(count);
     let mut failures = 0u64;
     let mut first_error = None;
-    let mut frames_seen = 0u64;
+    let mut check = RoundCheck::default();
+    let flushes_before = smi::flush_count();
     let me = crate::arch::percpu::core_id() as usize;
     for round in 0..count {
         if stray && round % 10 == 0 {
@@ -197,7 +248,9 @@ pub fn smi(args: &mut Args) -> CmdResult {
                 smi::send_stray_nmi(core);
             }
         }
-        match smi::stop_the_world(timeout_us, &mut |w| touch_world(w, &mut frames_seen, flush)) {
+        match smi::stop_the_world(timeout_us, &mut |w| {
+            touch_world(w, &mut check, flush, hold_us)
+        }) {
             Ok(f) => {
                 rendezvous.push(f.rendezvous_cycles);
                 pause.push(f.pause_cycles);
@@ -208,6 +261,7 @@ pub fn smi(args: &mut Args) -> CmdResult {
             }
         }
     }
+    let flushes = smi::flush_count() - flushes_before;
     let to_insn = time::cycles_to_instructions;
     let r_insn = Distribution::of_mapped(&rendezvous, to_insn);
     let p_insn = Distribution::of_mapped(&pause, to_insn);
@@ -223,7 +277,11 @@ pub fn smi(args: &mut Args) -> CmdResult {
             .u64("failures", failures)
             .u64("cores", u64::from(smp::online_count()))
             .u64("timeout_us", timeout_us)
-            .u64("frames_seen", frames_seen)
+            .u64("frames_seen", check.frames_seen)
+            .u64("hold_us", hold_us)
+            .u64("threads_checked", check.threads_checked)
+            .u64("counters_moved", check.counters_moved)
+            .u64("flushes", flushes)
             .u64("unclaimed_nmis", unclaimed)
             .u64("late_arrivals", late);
         dist_json(&mut j, "rendezvous_cycles", &r);
@@ -239,8 +297,13 @@ pub fn smi(args: &mut Args) -> CmdResult {
         println!("{}", j.finish());
     } else {
         println!(
-            "smi: {count} rounds, {failures} failures, {} cores, {frames_seen} contexts read and rewritten",
-            smp::online_count()
+            "smi: {count} rounds, {failures} failures, {} cores, {} contexts read and rewritten",
+            smp::online_count(),
+            check.frames_seen
+        );
+        println!(
+            "stopped: {} parked threads checked over {hold_us} us holds, {} counters moved; {flushes} core flushes",
+            check.threads_checked, check.counters_moved
         );
         dist_text("rendezvous", "cycles", &r);
         dist_text("pause", "cycles", &p);
@@ -370,25 +433,6 @@ fn threads_selftest(json: bool) -> CmdResult {
     Ok(())
 }
 
-/// One lock that every `locker` thread fights over, so stop-the-world rounds often catch a core
-/// holding it or spinning on it.
-static CONTENDED: spin::Mutex<u64> = spin::Mutex::new(0);
-
-fn locker(_: u64) {
-    let slot = sched::current_slot();
-    loop {
-        cpu::without_interrupts(|| {
-            let mut guard = CONTENDED.lock();
-            for _ in 0..100 {
-                *guard = core::hint::black_box(*guard + 1);
-            }
-        });
-        sched::SLOTS[slot]
-            .counter
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 pub fn regs(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let id = thread_id(args)?;
@@ -421,18 +465,109 @@ pub fn regs(args: &mut Args) -> CmdResult {
     Ok(())
 }
 
-/// A second stop-the-world initiator: counts its successful rounds (and stops counting after a
-/// failure), so a test can run two initiators at once.
-fn initiator(_: u64) {
-    let slot = sched::current_slot();
-    loop {
-        if smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |_| {}).is_ok() {
-            sched::SLOTS[slot]
-                .counter
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        } else {
-            sched::exit();
+/// `smi mark <id>`: stops the world and redirects thread `id` to [`testload::marked_counter`]
+/// by rewriting its context: the interrupted frame if it runs on a parked core, its saved frame
+/// if it is off-core. A parked frame that is an interrupt handler's (interrupts were off) is
+/// left alone and the round retried, up to `tries` rounds. The thread's counter jumping by
+/// [`testload::MARK`] after release shows the rewrite reached the real context.
+fn smi_mark(id: u64, tries: u64, timeout_us: u64, json: bool) -> CmdResult {
+    // Only a counter may be sent elsewhere: redirecting any other thread would lose its work.
+    let name = sched::list()
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.name);
+    match name.as_deref() {
+        None => return Err(sched::ThreadError::Sched(SchedError::NoSuchThread(id)).into()),
+        Some("counter") => {}
+        Some(other) => {
+            return Err(CmdError::Failed(alloc::format!(
+                "thread {id} is a {other} thread: smi mark redirects only counter threads"
+            )));
         }
-        sched::sleep_us(1000);
     }
+    let slot = sched::slot_of(id)?;
+    // Where the context was found: "parked" (with the core) or "saved".
+    let mut place: Option<(&'static str, Option<usize>)> = None;
+    let mut rounds = 0;
+    let mut first_error = None;
+    while place.is_none() && rounds < tries {
+        rounds += 1;
+        let result = smi::stop_the_world(timeout_us, &mut |w| {
+            place = match w.thread_context(slot) {
+                Some(ThreadContext::Parked { core, frame }) if frame.interrupts_were_enabled() => {
+                    frame.redirect_to(testload::marked_counter);
+                    Some(("parked", Some(core)))
+                }
+                Some(ThreadContext::Saved(frame)) => {
+                    frame.redirect_to(testload::marked_counter);
+                    Some(("saved", None))
+                }
+                _ => None,
+            };
+        });
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    let Some((place, core)) = place else {
+        return Err(CmdError::Failed(alloc::format!(
+            "thread {id} was not caught in its own code in {rounds} rounds{}",
+            first_error.map_or(alloc::string::String::new(), |e| alloc::format!(" ({e})"))
+        )));
+    };
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .u64("thread", id)
+            .str("context", place)
+            .u64("rounds", rounds);
+        if let Some(core) = core {
+            j.u64("core", core as u64);
+        }
+        j.end_object();
+        println!("{}", j.finish());
+    } else {
+        let on = core.map_or(alloc::string::String::new(), |c| {
+            alloc::format!(" on core {c}")
+        });
+        println!("smi mark: thread {id}'s {place} context{on} redirected after {rounds} rounds");
+    }
+    Ok(())
+}
+
+/// `threads churn`: spawn and reap on every core at once (see [`testload::churn`]).
+fn threads_churn(rounds: u64, json: bool) -> CmdResult {
+    let r = testload::churn(rounds)?;
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .u64("cores", r.cores)
+            .u64("rounds", rounds)
+            .u64("ran", r.ran)
+            .u64("clobbered", r.clobbered)
+            .bool("failed", r.failed)
+            .u64("live_before", r.live_before)
+            .u64("live_after", r.live_after)
+            .u64("pages_4k_before", r.pages_4k_before)
+            .u64("pages_4k_after", r.pages_4k_after)
+            .end_object();
+        println!("{}", j.finish());
+    } else {
+        println!(
+            "threads churn: {} cores x {rounds} rounds, {} threads ran, {} slots clobbered, live threads {} -> {}, 4K pages {} -> {}",
+            r.cores,
+            r.ran,
+            r.clobbered,
+            r.live_before,
+            r.live_after,
+            r.pages_4k_before,
+            r.pages_4k_after
+        );
+    }
+    if r.failed {
+        return Err(CmdError::Failed(
+            "a churner's spawn, join or reap failed".into(),
+        ));
+    }
+    Ok(())
 }

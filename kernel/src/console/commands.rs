@@ -108,8 +108,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "threads",
-        usage: "[selftest] [--json]",
-        help: "threads: id, core, state, CPU time, counter; `selftest` sleeps, wakes, joins",
+        usage: "[selftest | churn [--rounds N]] [--json]",
+        help: "threads: id, core, state, CPU time, counter; `selftest` sleeps, wakes, joins; `churn` spawns and reaps on every core",
         run: cmd_smp::threads,
     },
     Command {
@@ -150,8 +150,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "smi",
-        usage: "[--count N] [--timeout-ms T] [--flush] [--stray] [--json]",
-        help: "stop the world N times (NMI rendezvous); latency and pause figures",
+        usage: "[--count N] [--timeout-ms T] [--flush] [--stray] [--hold-us U] [--json] | mark ID",
+        help: "stop the world N times (NMI rendezvous), check parked threads stay still; `mark` rewrites a counter's RIP",
         run: cmd_smp::smi,
     },
     Command {
@@ -222,7 +222,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "fault",
-        usage: "pagefault|gp|ud|divide|breakpoint|panic",
+        usage: "pagefault|heap-locked|gp|ud|divide|breakpoint|panic",
         help: "trigger a deliberate fault (debugging the fault reports)",
         run: cmd_debug::fault,
     },

@@ -53,6 +53,15 @@ pub unsafe fn init(start: u64, len: usize) {
     unsafe { HEAP.0.lock().init(start as *mut u8, len) };
 }
 
+/// Runs `f` with the heap lock held (and interrupts off). Only for `fault heap-locked`, which
+/// proves a fault report raised inside comes out: the report must not allocate.
+pub fn with_lock_held<R>(f: impl FnOnce() -> R) -> R {
+    crate::arch::cpu::without_interrupts(|| {
+        let _held = HEAP.0.lock();
+        f()
+    })
+}
+
 /// Current figures.
 pub fn stats() -> HeapStats {
     crate::arch::cpu::without_interrupts(|| {

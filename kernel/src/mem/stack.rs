@@ -40,10 +40,5 @@ pub fn alloc(bytes: u64) -> Result<KernelStack, VmError> {
 
 /// Unmaps a stack and frees its frames (its virtual range is not reused).
 pub fn free(stack: KernelStack) -> Result<(), VmError> {
-    let mut va = stack.bottom;
-    while va < stack.top {
-        vm::unmap_free(VirtAddr(va), PageSize::Size4K)?;
-        va += PAGE;
-    }
-    Ok(())
+    vm::unmap_free_4k_range(VirtAddr(stack.bottom), (stack.top - stack.bottom) / PAGE)
 }

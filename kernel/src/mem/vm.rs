@@ -4,6 +4,7 @@
 //! lock, then on every other online core by a shootdown IPI once the lock is released (a core
 //! spinning on this lock with interrupts off could not acknowledge it otherwise).
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use atoll_kcore::addr::{PageSize, PhysAddr, VirtAddr};
@@ -261,6 +262,31 @@ pub fn map_new(size: PageSize, prot: Protection) -> Result<(VirtAddr, PhysAddr),
 pub fn unmap_free(va: VirtAddr, size: PageSize) -> Result<(), VmError> {
     let pa = unmap(va, size)?;
     frames::free(pa, size).map_err(VmError::Frame)
+}
+
+/// Unmaps `pages` consecutive 4 KiB pages from `va` and frees their frames, with one TLB
+/// shootdown for the whole range (a thread stack is 16 pages: one round of IPIs, not 16). The
+/// frames are freed only after every core has dropped its translations, so no stale entry can
+/// reach a frame that was handed out again. Stops at the first page that fails to unmap and
+/// reports it; the pages before it are unmapped and freed.
+pub fn unmap_free_4k_range(va: VirtAddr, pages: u64) -> Result<(), VmError> {
+    let mut unmapped: Vec<PhysAddr> = Vec::with_capacity(pages as usize);
+    let result = with(|vm| {
+        for i in 0..pages {
+            let page = VirtAddr(va.0 + i * PageSize::Size4K.bytes());
+            check_region(vm, page, PageSize::Size4K)?;
+            let mut mem = DirectMap;
+            unmapped.push(Mapper::new(&mut mem, root()).unmap(page, PageSize::Size4K)?);
+            count(&mut vm.stats, PageSize::Size4K, -1);
+            flush_local(page);
+        }
+        Ok(())
+    });
+    crate::smp::ipi::shootdown_range(va.0, unmapped.len() as u64);
+    for pa in unmapped {
+        frames::free(pa, PageSize::Size4K).map_err(VmError::Frame)?;
+    }
+    result
 }
 
 /// Current figures.

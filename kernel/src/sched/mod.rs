@@ -170,32 +170,38 @@ extern "C" fn thread_start(entry: usize, arg: u64) -> ! {
     exit()
 }
 
-/// Frees the stacks of dead threads that no core runs on, and their slots.
-fn reap() {
-    let dead: Vec<usize> = with(|s| {
-        s.threads()
+/// Frees dead threads that no core runs on. Each slot is unpublished, its stack and SSE area
+/// taken, and the slot released in one critical section under the scheduler lock, so a
+/// concurrent `spawn` can never be handed a slot that is still being cleared, and two reapers
+/// can never both clear the same slot (the second would clear a fresh thread's). Stacks are
+/// unmapped after the lock is dropped. A stop-the-world callback never finds a frame on a stack
+/// being unmapped: the frame is unpublished first.
+pub fn reap() {
+    let stacks = with(|s| {
+        let dead: Vec<usize> = s
+            .threads()
             .filter(|(slot, t)| {
                 t.state == ThreadState::Dead && SLOTS[*slot].on_cpu.load(Ordering::Acquire) == 0
             })
             .map(|(slot, _)| slot)
-            .collect()
+            .collect();
+        let mut extras = EXTRAS.lock();
+        let mut stacks = Vec::with_capacity(dead.len());
+        for slot in dead {
+            if !s.reap(slot) {
+                continue;
+            }
+            SLOTS[slot].id.store(0, Ordering::Release);
+            SLOTS[slot].frame.store(0, Ordering::Release);
+            SLOTS[slot].fx.store(0, Ordering::Release);
+            drop(extras[slot].fx.take());
+            stacks.extend(extras[slot].stack.take());
+        }
+        stacks
     })
     .unwrap_or_default();
-    for slot in dead {
-        // Unpublish first (a stop-the-world callback must never find a frame on a stack that
-        // is being unmapped), then free the slot, then the stack.
-        let stack = EXTRAS.lock()[slot].stack.take();
-        SLOTS[slot].id.store(0, Ordering::Release);
-        SLOTS[slot].frame.store(0, Ordering::Release);
-        SLOTS[slot].fx.store(0, Ordering::Release);
-        drop(EXTRAS.lock()[slot].fx.take());
-        if !matches!(with(|s| s.reap(slot)), Ok(true)) {
-            EXTRAS.lock()[slot].stack = stack;
-            continue;
-        }
-        if let Some(st) = stack
-            && let Err(e) = stack::free(st)
-        {
+    for st in stacks {
+        if let Err(e) = stack::free(st) {
             log::warn!("freeing a thread stack: {e}");
         }
     }
@@ -265,11 +271,14 @@ fn spawn_on(
         ((st.top - 8) as *mut u64).write(0);
     }
     let name = String::from(name);
+    let mut stack_to_give = Some(st);
     let result = with(|s| {
-        // Queued under the lock and published before the lock is released, so no core can
-        // pick the thread before its context is in place.
+        // Queued, given its stack and published before the lock is released, so no core can
+        // pick the thread before its context is in place and no reaper can see a live slot
+        // without its stack.
         let slot = s.spawn(&name, core, idle)?;
         let id = s.info(slot).map_or(0, |t| t.id);
+        EXTRAS.lock()[slot].stack = stack_to_give.take();
         let t = &SLOTS[slot];
         t.frame.store(frame_addr, Ordering::Release);
         t.on_cpu.store(0, Ordering::Release);
@@ -281,14 +290,15 @@ fn spawn_on(
     })?;
     match result {
         Ok(slot) => {
-            EXTRAS.lock()[slot].stack = Some(st);
             if !idle {
                 kick(Kicks(1 << core.min(63)));
             }
             Ok(slot)
         }
         Err(e) => {
-            let _ = stack::free(st);
+            if let Some(st) = stack_to_give {
+                let _ = stack::free(st);
+            }
             Err(e.into())
         }
     }
@@ -395,30 +405,16 @@ pub fn current_slot() -> usize {
     percpu::current_thread()
 }
 
-fn slot_of(id: u64) -> Result<usize, ThreadError> {
+/// The scheduler slot of thread `id`.
+pub fn slot_of(id: u64) -> Result<usize, ThreadError> {
     Ok(with(|s| s.slot_of(id))??)
 }
 
-/// Waits for thread `id` to end.
+/// Waits for thread `id` to end (at once if it has ended, even if it was reaped since).
 pub fn join(id: u64) -> Result<(), ThreadError> {
-    let target = slot_of(id)?;
     let core = this_core();
-    while with(|s| s.join_current(core, target))?? {
+    while with(|s| s.join_current_id(core, id))?? {
         yield_now();
     }
     Ok(())
-}
-
-fn counter_entry(_: u64) {
-    let slot = current_slot();
-    loop {
-        SLOTS[slot].counter.fetch_add(1, Ordering::Relaxed);
-        core::hint::spin_loop();
-    }
-}
-
-/// Spawns a test thread that counts forever.
-pub fn spawn_counter(core: Option<usize>) -> Result<u64, ThreadError> {
-    let slot = spawn("counter", core, counter_entry, 0)?;
-    Ok(SLOTS[slot].id.load(Ordering::Acquire))
 }

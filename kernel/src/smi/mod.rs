@@ -81,6 +81,31 @@ impl World {
         unsafe { p.as_mut() }
     }
 
+    /// The scheduler slot of the thread parked `core` was running.
+    pub fn parked_thread(&self, core: usize) -> Option<usize> {
+        if core >= MAX_CORES || self.parked & (1 << core) == 0 {
+            return None;
+        }
+        Some(CORES[core].thread.load(Ordering::Acquire) as usize)
+    }
+
+    /// The context of the thread in `slot`, wherever it is: the interrupted frame of the parked
+    /// core it runs on, or its saved frame if it is off every core. `None` for a dead or unused
+    /// slot and for the initiator's own thread (it is running the callback).
+    ///
+    /// A parked frame may belong to an interrupt handler that was running on the thread's stack
+    /// when the NMI came (see [`TrapFrame::interrupts_were_enabled`]); the caller decides.
+    pub fn thread_context(&mut self, slot: usize) -> Option<ThreadContext<'_>> {
+        let on_core = (0..MAX_CORES).find(|c| self.parked_thread(*c) == Some(slot));
+        match on_core {
+            Some(core) => {
+                let frame = self.parked_frame(core)?;
+                Some(ThreadContext::Parked { core, frame })
+            }
+            None => self.thread_frame(slot).map(ThreadContext::Saved),
+        }
+    }
+
     /// The saved context of the thread in scheduler slot `slot`, if it is off its core.
     pub fn thread_frame(&mut self, slot: usize) -> Option<&mut TrapFrame> {
         if slot >= MAX_THREADS || SLOTS[slot].id.load(Ordering::Acquire) == 0 {
@@ -97,6 +122,28 @@ impl World {
     pub fn request_flush(&mut self, what: u32) {
         FLUSH.fetch_or(what, Ordering::AcqRel);
     }
+}
+
+/// Where [`World::thread_context`] found a thread.
+#[derive(Debug)]
+pub enum ThreadContext<'a> {
+    /// Running on `core`, which is parked: the frame the NMI interrupted.
+    Parked {
+        /// The parked core.
+        core: usize,
+        /// Its interrupted context.
+        frame: &'a mut TrapFrame,
+    },
+    /// Off every core: the frame it was switched out with.
+    Saved(&'a mut TrapFrame),
+}
+
+/// Flushes parked cores did on leaving rounds, summed over all cores.
+pub fn flush_count() -> u64 {
+    CORES
+        .iter()
+        .map(|c| c.flushes.load(Ordering::Relaxed))
+        .sum()
 }
 
 fn mask_of(cores: impl Iterator<Item = usize>) -> u64 {

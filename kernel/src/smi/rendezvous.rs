@@ -23,6 +23,10 @@ pub struct CoreRendezvous {
     pub depart_tsc: AtomicU64,
     /// The interrupted context while parked (0 otherwise).
     pub frame: AtomicU64,
+    /// The scheduler slot of the thread this core was running when it parked.
+    pub thread: AtomicU64,
+    /// Flushes (TLB or serialize) this core did on leaving a round.
+    pub flushes: AtomicU64,
     /// NMIs that were not a rendezvous (a watchdog, a late duplicate).
     pub unclaimed_nmis: AtomicU64,
     /// Rounds joined after the initiator had given up on this core.
@@ -38,6 +42,8 @@ impl CoreRendezvous {
             arrive_tsc: AtomicU64::new(0),
             depart_tsc: AtomicU64::new(0),
             frame: AtomicU64::new(0),
+            thread: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             unclaimed_nmis: AtomicU64::new(0),
             late: AtomicU64::new(0),
         }
@@ -77,6 +83,8 @@ pub fn on_nmi(frame: &mut TrapFrame) {
     }
     slot.frame
         .store(frame as *mut TrapFrame as u64, Ordering::Relaxed);
+    slot.thread
+        .store(percpu::current_thread() as u64, Ordering::Relaxed);
     slot.arrive_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
     slot.arrived.store(round, Ordering::Release);
     while RELEASED.load(Ordering::Acquire) < round {
@@ -88,6 +96,9 @@ pub fn on_nmi(frame: &mut TrapFrame) {
     }
     if work & flush::SERIALIZE != 0 {
         cpu::serialize();
+    }
+    if work != 0 {
+        slot.flushes.fetch_add(1, Ordering::Relaxed);
     }
     slot.frame.store(0, Ordering::Relaxed);
     slot.depart_tsc.store(cpu::rdtsc(), Ordering::Relaxed);

@@ -181,6 +181,23 @@ fn invlpg_remote(va: u64) {
     cpu::invlpg(va);
 }
 
+/// The most pages a range shootdown drops one by one; a larger range flushes the whole TLB.
+const RANGE_INVLPG_MAX: u64 = 32;
+/// A range shootdown's argument: the page-aligned start, with `pages - 1` in the low 12 bits.
+const RANGE_PAGES_MASK: u64 = 0xfff;
+
+fn invlpg_range_remote(arg: u64) {
+    let va = arg & !RANGE_PAGES_MASK;
+    let pages = (arg & RANGE_PAGES_MASK) + 1;
+    if pages > RANGE_INVLPG_MAX {
+        cpu::flush_tlb();
+        return;
+    }
+    for i in 0..pages {
+        cpu::invlpg(va + i * 4096);
+    }
+}
+
 /// Drops `va`'s translation on every other online core and waits for every acknowledgement.
 /// Call without holding locks other cores may spin on with interrupts off.
 pub fn shootdown(va: u64) {
@@ -189,5 +206,20 @@ pub fn shootdown(va: u64) {
     }
     if let Err(e) = call_others(invlpg_remote, va) {
         log::error!("TLB shootdown of {va:#x} incomplete: {e}");
+    }
+}
+
+/// Drops the translations of `pages` 4 KiB pages from `va` (page aligned) on every other online
+/// core with one round of IPIs, and waits for every acknowledgement. Same rules as
+/// [`shootdown`].
+pub fn shootdown_range(va: u64, pages: u64) {
+    if super::online_count() <= 1 || pages == 0 {
+        return;
+    }
+    // More pages than fit the argument's low bits are flushed whole (the remote side flushes
+    // the whole TLB beyond RANGE_INVLPG_MAX pages anyway).
+    let encoded = (va & !RANGE_PAGES_MASK) | (pages - 1).min(RANGE_PAGES_MASK);
+    if let Err(e) = call_others(invlpg_range_remote, encoded) {
+        log::error!("TLB shootdown of {pages} pages at {va:#x} incomplete: {e}");
     }
 }

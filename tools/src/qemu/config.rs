@@ -146,7 +146,30 @@ impl MachineConfig {
             cmd.arg("-no-reboot");
         }
         cmd.args(&self.extra_args);
+        die_with_parent(&mut cmd);
         cmd
+    }
+}
+
+/// Makes the child get SIGKILL when the thread that starts it exits (`PR_SET_PDEATHSIG`), so a
+/// QEMU never outlives a killed test binary or console relay. Callers start QEMU from the thread
+/// that owns the machine for its whole life (a test's thread, the relay's main thread).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls (prctl, getppid); it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nothing would signal us.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
