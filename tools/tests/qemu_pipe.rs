@@ -299,3 +299,74 @@ fn empty_chunk_image_boots_without_one() {
         }
     }
 }
+
+/// The children of process `pid` (from /proc: every thread's list).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` is still a live process (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// A QEMU never outlives a killed `run-qemu.sh` (the relay it execs): the relay is SIGKILLed at
+/// the prompt, and its QEMU must be gone within seconds.
+#[test]
+fn qemu_dies_with_a_killed_relay() {
+    let (_, mut cmd) = run_qemu_sh();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting run-qemu.sh");
+    let stdin = child.stdin.take();
+    let out = collect(child.stdout.take().unwrap());
+    let _err = collect(child.stderr.take().unwrap());
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while scan::find_prompt(&out.lock().unwrap(), 0).is_none() {
+        assert!(Instant::now() < deadline, "no prompt from run-qemu.sh");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // run-qemu.sh execs the relay, so the child is the relay and QEMU is its child.
+    let relay = child.id();
+    let qemus = children_of(relay);
+    assert_eq!(
+        qemus.len(),
+        1,
+        "the relay should have one child, QEMU: {qemus:?}"
+    );
+    let qemu = qemus[0];
+    assert!(alive(qemu), "QEMU should be running");
+    child.kill().expect("SIGKILL to the relay");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(qemu) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let survived = alive(qemu);
+    if survived {
+        // Do not leave it running for the other tests.
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(qemu.to_string())
+            .status();
+    }
+    drop(stdin);
+    assert!(!survived, "QEMU (pid {qemu}) outlived its killed relay");
+}
