@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Unstructured;
-use atoll_pae::runtime::{InstantiateError, SigRegistry};
+use atoll_pae::runtime::{InstantiateError, InvokeError, SigRegistry};
 use atoll_pae::{Options, TrapCode, Ty};
 use tools::chunkc::wast_host::{self, HostError};
 use wasmi::TrapCode as WasmiTrap;
@@ -237,9 +237,12 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
                     .map(|(&t, v)| canon(t, v))
                     .collect(),
             ),
-            Err(TrapCode::StackOverflow) => Outcome::Ignore,
-            Err(TrapCode::TableOutOfBounds) => Outcome::Trap(TrapCode::TableAccessOutOfBounds),
-            Err(code) => Outcome::Trap(code),
+            Err(InvokeError::Trap(TrapCode::StackOverflow)) => Outcome::Ignore,
+            Err(InvokeError::Trap(TrapCode::TableOutOfBounds)) => {
+                Outcome::Trap(TrapCode::TableAccessOutOfBounds)
+            }
+            Err(InvokeError::Trap(code)) => Outcome::Trap(code),
+            Err(e) => panic!("seed {seed}: export `{}`: {e}", export.name),
         };
         if expected == Outcome::Ignore || got == Outcome::Ignore {
             return Ok(Compared::Calls(compared)); // states may have diverged

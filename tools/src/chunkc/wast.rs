@@ -18,7 +18,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use atoll_pae::module::ExternalKind;
-use atoll_pae::runtime::{Extern, Instance, SigRegistry};
+use atoll_pae::runtime::{Extern, Instance, InvokeError, SigRegistry};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompileError, CompiledModule, FuncType, Options, TrapCode, Ty};
 use wast::core::{NanPattern, WastArgCore, WastRetCore};
@@ -412,7 +412,8 @@ impl Runner {
         let results = inst.module().desc.func_type(index).results.clone();
         match inst.invoke(index, &args) {
             Ok(values) => Outcome::Values(results.into_iter().zip(values).collect()),
-            Err(code) => Outcome::Trap(code),
+            Err(InvokeError::Trap(code)) => Outcome::Trap(code),
+            Err(e) => Outcome::Error(format!("`{}`: {e}", call.name)),
         }
     }
 
