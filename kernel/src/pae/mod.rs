@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use atoll_pae::runtime::{Extern, Instance, InstantiateError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
 use atoll_pae::{CompileError, CompiledModule, Options, TrapCode, Ty};
 use chunk_image::{ValType, Value};
 use spin::Mutex;
@@ -305,7 +305,7 @@ impl Prepared {
         &mut self,
         args: &[u64],
         stack_budget_bytes: usize,
-    ) -> Result<Vec<Value>, TrapCode> {
+    ) -> Result<Vec<Value>, InvokeError> {
         let instance = self
             .instances
             .get_mut(&self.chunk)
@@ -340,8 +340,8 @@ const KERNEL_STACK_RESERVE_BYTES: u64 = 48 * 1024;
 /// How a task ended, and where it ran.
 #[derive(Debug)]
 pub struct TaskOutcome {
-    /// Results, or the trap that ended it.
-    pub result: Result<Vec<Value>, TrapCode>,
+    /// Results, or the trap that ended it (or a call that did not fit the export).
+    pub result: Result<Vec<Value>, InvokeError>,
     /// The core the chunk thread ran on.
     pub core: u32,
     /// The chunk thread's id.
@@ -356,7 +356,7 @@ struct Job {
     prepared: Prepared,
     args: Vec<u64>,
     budget_bytes: usize,
-    result: Option<Result<Vec<Value>, TrapCode>>,
+    result: Option<Result<Vec<Value>, InvokeError>>,
     core: u32,
     run_cycles: u64,
     done: core::sync::atomic::AtomicBool,
@@ -403,7 +403,10 @@ pub fn run_on_thread(
             .unwrap_or(crate::sched::ThreadError::Timeout(thread)));
     }
     Ok(TaskOutcome {
-        result: job.result.take().unwrap_or(Err(TrapCode::HostError)),
+        result: job
+            .result
+            .take()
+            .unwrap_or(Err(InvokeError::Trap(TrapCode::HostError))),
         core: job.core,
         thread,
         run_cycles: job.run_cycles,
