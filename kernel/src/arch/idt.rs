@@ -4,6 +4,9 @@
 use core::mem::size_of;
 
 use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
 
 use super::gdt::{IstSlot, KERNEL_CODE};
 use super::trap::stub_address;
@@ -96,12 +99,6 @@ impl Gate {
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-#[repr(C, packed)]
-struct Idtr {
-    limit: u16,
-    base: u64,
-}
-
 static IDT: Once<Idt> = Once::new();
 
 fn ist_for(vector: u8) -> Option<IstSlot> {
@@ -123,12 +120,10 @@ pub fn load_this_core() {
         }
         Idt(gates)
     });
-    let idtr = Idtr {
+    let idtr = DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,
-        base: idt as *const Idt as u64,
+        base: VirtAddr::from_ptr(idt),
     };
     // SAFETY: the IDT is in a static `Once`, valid forever; every gate points at a stub.
-    unsafe {
-        core::arch::asm!("lidt [{}]", in(reg) &idtr, options(readonly, nostack, preserves_flags))
-    };
+    unsafe { lidt(&idtr) };
 }
