@@ -10,11 +10,8 @@ use crate::acpi::AcpiInfo;
 use crate::arch::ioapic::{self, Trigger};
 use crate::arch::mmio::MmioError;
 use crate::arch::vectors::Vector;
-use crate::arch::{apic, trap};
+use crate::arch::{apic, serial, trap};
 use crate::mem::vm::{self, VmError};
-
-/// COM1's ISA IRQ.
-const COM1_IRQ: u8 = 4;
 
 /// Why interrupt setup failed.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +74,7 @@ pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
     let io_pa = PhysAddr(u64::from(io.address));
     let io_va = vm::map_device(io_pa, SIZE_4K)?;
     ioapic::init(io_va, io_pa, io.gsi_base).map_err(IrqError::Route)?;
-    let (gsi, trigger) = isa_route(info, COM1_IRQ);
+    let (gsi, trigger) = isa_route(info, serial::COM1_ISA_IRQ);
     let bsp = apic::id() as u8;
     ioapic::route(gsi, Vector::Serial as u8, bsp, trigger).map_err(IrqError::Route)?;
     Ok(IrqSetup {
@@ -89,15 +86,8 @@ pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
 
 /// Where ISA `irq` arrives, after the MADT's overrides (ISA default: edge, active high).
 fn isa_route(info: &AcpiInfo, irq: u8) -> (u32, Trigger) {
-    let mut trigger = Trigger {
-        level: false,
-        active_low: false,
-    };
-    let Some(o) = info.overrides.iter().find(|o| o.bus == 0 && o.irq == irq) else {
-        return (u32::from(irq), trigger);
-    };
-    // MPS INTI flags: bits 0..2 polarity (3 = active low), bits 2..4 trigger (3 = level).
-    trigger.active_low = o.flags & 0b11 == 0b11;
-    trigger.level = (o.flags >> 2) & 0b11 == 0b11;
-    (o.gsi, trigger)
+    match info.overrides.iter().find(|o| o.bus == 0 && o.irq == irq) {
+        Some(o) => (o.gsi, Trigger::from_inti_flags(o.flags)),
+        None => (u32::from(irq), Trigger::ISA_DEFAULT),
+    }
 }

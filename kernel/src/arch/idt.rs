@@ -65,6 +65,30 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
+/// Page-fault error code bits.
+mod pf_bits {
+    /// The page was present (a protection violation, not a missing page).
+    pub const PRESENT: u64 = 1 << 0;
+    /// The access was a write.
+    pub const WRITE: u64 = 1 << 1;
+    /// The access was an instruction fetch.
+    pub const FETCH: u64 = 1 << 4;
+}
+
+/// What a page fault's error code says happened.
+pub fn page_fault_cause(code: u64) -> &'static str {
+    let present = code & pf_bits::PRESENT != 0;
+    let write = code & pf_bits::WRITE != 0;
+    match (present, write, code & pf_bits::FETCH != 0) {
+        (true, _, true) => "instruction fetch from a no-execute page",
+        (false, _, true) => "instruction fetch from an unmapped page",
+        (false, false, false) => "read of an unmapped page",
+        (false, true, false) => "write to an unmapped page",
+        (true, false, false) => "read refused by protection",
+        (true, true, false) => "write to a read-only page",
+    }
+}
+
 /// One 16-byte interrupt gate.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]

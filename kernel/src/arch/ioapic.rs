@@ -65,6 +65,24 @@ pub struct Trigger {
     pub active_low: bool,
 }
 
+impl Trigger {
+    /// How ISA interrupts signal unless the MADT says otherwise: edge, active high.
+    pub const ISA_DEFAULT: Self = Self {
+        level: false,
+        active_low: false,
+    };
+
+    /// The trigger an MADT interrupt source override's MPS INTI flags give: bits 0..2 polarity
+    /// (3 = active low), bits 2..4 trigger mode (3 = level); other values keep the bus default
+    /// (ISA: edge, active high).
+    pub fn from_inti_flags(flags: u16) -> Self {
+        Self {
+            active_low: flags & 0b11 == 0b11,
+            level: (flags >> 2) & 0b11 == 0b11,
+        }
+    }
+}
+
 /// Why a route could not be set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoApicError {

@@ -14,6 +14,8 @@ use uart_16550::{BaudRate, Config, Uart16550};
 
 /// COM1's base I/O port.
 const COM1_BASE: u16 = 0x3f8;
+/// COM1's ISA interrupt line (before any MADT override).
+pub const COM1_ISA_IRQ: u8 = 4;
 
 /// How many times [`emergency`] tries the lock before writing around it.
 const EMERGENCY_LOCK_TRIES: u32 = 1_000_000;

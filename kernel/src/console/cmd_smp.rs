@@ -10,6 +10,7 @@ use atoll_kcore::stats::Distribution;
 
 use super::commands::{CmdError, CmdResult};
 use crate::arch::cpu;
+use crate::arch::trap::TrapFrame;
 use crate::sched::{self, MAX_THREADS};
 use crate::smi::{self, World};
 use crate::smp::{self, ipi};
@@ -152,6 +153,12 @@ fn dist_text(what: &str, unit: &str, d: &Distribution) {
     );
 }
 
+/// Reads a context's RIP and writes it back unchanged.
+fn rewrite_rip(frame: &mut TrapFrame) {
+    let rip = frame.rip;
+    frame.rip = core::hint::black_box(rip);
+}
+
 /// What the `smi` callback does with the world stopped: read every parked core's interrupted
 /// context and every off-core thread's saved context, and write each back unchanged.
 fn touch_world(world: &mut World, frames_seen: &mut u64, flush: bool) {
@@ -160,16 +167,12 @@ fn touch_world(world: &mut World, frames_seen: &mut u64, flush: bool) {
     }
     let parked = world.parked_cores();
     for core in (0..smp::MAX_CORES).filter(|c| parked & (1 << c) != 0) {
-        if let Some(f) = world.parked_frame(core) {
-            let rip = f.rip;
-            f.rip = core::hint::black_box(rip);
+        if world.with_parked_frame(core, rewrite_rip).is_some() {
             *frames_seen += 1;
         }
     }
     for slot in 0..MAX_THREADS {
-        if let Some(f) = world.thread_frame(slot) {
-            let rip = f.rip;
-            f.rip = core::hint::black_box(rip);
+        if world.with_thread_frame(slot, rewrite_rip).is_some() {
             *frames_seen += 1;
         }
     }

@@ -70,27 +70,29 @@ impl World {
         self.parked
     }
 
-    /// The interrupted context of parked `core`.
-    pub fn parked_frame(&mut self, core: usize) -> Option<&mut TrapFrame> {
+    /// Runs `f` on the interrupted context of parked `core`.
+    pub fn with_parked_frame<R>(
+        &mut self,
+        core: usize,
+        f: impl FnOnce(&mut TrapFrame) -> R,
+    ) -> Option<R> {
         if core >= MAX_CORES || self.parked & (1 << core) == 0 {
             return None;
         }
-        let p = CORES[core].frame.load(Ordering::Acquire) as *mut TrapFrame;
-        // SAFETY: the core stored a pointer to its NMI trap frame and spins until released;
-        // the frame cannot change or go away while this `World` (borrowed mutably) exists.
-        unsafe { p.as_mut() }
+        CORES[core].frame.borrow(f)
     }
 
-    /// The saved context of the thread in scheduler slot `slot`, if it is off its core.
-    pub fn thread_frame(&mut self, slot: usize) -> Option<&mut TrapFrame> {
+    /// Runs `f` on the saved context of the thread in scheduler slot `slot`, if it is off its
+    /// core.
+    pub fn with_thread_frame<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut TrapFrame) -> R,
+    ) -> Option<R> {
         if slot >= MAX_THREADS || SLOTS[slot].id.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let p = SLOTS[slot].saved_frame();
-        // SAFETY: a thread off its core is resumed only by a scheduler, and every other core
-        // is parked; the frame lives on the thread's stack, which is mapped until it is reaped
-        // (never while the world is stopped).
-        unsafe { p.as_mut() }
+        SLOTS[slot].with_saved_frame(f)
     }
 
     /// Asks every parked core to flush (see `rendezvous::flush`) before it returns.
