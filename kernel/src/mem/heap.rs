@@ -1,6 +1,9 @@
 //! The kernel heap: a linked-list allocator over a run of physical memory reached through the
 //! direct map. Its lock is taken with interrupts off, so a thread preempted by the timer never
 //! holds it and an interrupt handler on the same core can never spin on it forever.
+//!
+//! The module may use `unsafe`: `GlobalAlloc` is an unsafe trait, and handing the allocator its
+//! memory vouches that nothing else uses that memory.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
