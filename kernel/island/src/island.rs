@@ -511,3 +511,6 @@ fn group_ranges(nfuncs: u32, grouping: Grouping<'_>) -> Result<Vec<Range<u32>>, 
     out.sort_unstable_by_key(|r| r.start);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
