@@ -259,11 +259,9 @@ fn prologue_and_epilogue_windows_are_exact() {
 
 #[test]
 fn a_window_misread_as_body_would_be_caught() {
-    // At `push rbp` the rbp is the caller's: reading [rbp+8] would skip the youngest return
-    // address. Pretend the thread is one instruction later (in the body) without the frame:
-    // the chain's first record then belongs to fib's caller frame, which is fib too, and the
-    // slot at [rsp] would be missed. The exact window classification prevents it; here we
-    // check the slot at [rsp] is among the references at the entry window.
+    // At `push rbp`, rbp is still the caller's: a walk that read [rbp+8] there would start
+    // one frame too high and miss the return address at [rsp]. It must be reported, with the
+    // slot [rsp] itself.
     let w = World::new(FIB);
     let s = deep_fib(&w, 3);
     let prep = w.prepare(w.island(0), NEW);
