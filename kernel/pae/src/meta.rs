@@ -17,8 +17,11 @@ pub enum CallTarget {
     Indirect(u32),
     /// A runtime helper.
     Libcall(Libcall),
-    /// An import (inside its thunk).
+    /// A host function bound to import `n` (the host path of its thunk).
     Import(u32),
+    /// A function of another instance bound to import `n` (the wasm path of its thunk): the
+    /// callee is generated code with its own frame, unlike a host function's.
+    ImportWasm(u32),
 }
 
 /// One call instruction.

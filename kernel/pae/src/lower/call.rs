@@ -323,7 +323,7 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
     }
     e.mov_rr(reg::VMCTX, rcx, true)?;
     e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
-    raw.calls.push((e.pos(), CallTarget::Import(index)));
+    raw.calls.push((e.pos(), CallTarget::ImportWasm(index)));
     e.ins(Instruction::with1(Code::Call_rm64, mem(rax, 0)))?;
     e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
     e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
