@@ -32,6 +32,17 @@ fn run_qemu_sh() -> (PathBuf, Command) {
     (script, cmd)
 }
 
+/// Starts `run-qemu.sh ARGS` (no build) with stdin, stdout and stderr piped.
+fn spawn_run_qemu(args: &[&str]) -> Child {
+    let (_, mut cmd) = run_qemu_sh();
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting run-qemu.sh")
+}
+
 /// Collects a child's output on a thread.
 fn collect(mut source: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
@@ -69,13 +80,7 @@ fn wait_with_deadline(child: &mut Child, out: &Mutex<Vec<u8>>, err: &Mutex<Vec<u
 
 #[test]
 fn piped_commands_run_in_order_and_poweroff_exits_0() {
-    let (_, mut cmd) = run_qemu_sh();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting run-qemu.sh");
+    let mut child = spawn_run_qemu(&[]);
     // All input at once, before the kernel is ready: the relay must hold it back.
     child
         .stdin
@@ -225,14 +230,7 @@ fn terminal_session_on_a_pty() {
 
 /// Runs `run-qemu.sh ARGS` (no build) with `input` piped in; returns (status, stdout, context).
 fn run_piped(args: &[&str], input: &[u8]) -> (i32, String, String) {
-    let (_, mut cmd) = run_qemu_sh();
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting run-qemu.sh");
+    let mut child = spawn_run_qemu(args);
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
@@ -328,13 +326,7 @@ fn alive(pid: u32) -> bool {
 /// the prompt, and its QEMU must be gone within seconds.
 #[test]
 fn qemu_dies_with_a_killed_relay() {
-    let (_, mut cmd) = run_qemu_sh();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting run-qemu.sh");
+    let mut child = spawn_run_qemu(&[]);
     let stdin = child.stdin.take();
     let out = collect(child.stdout.take().unwrap());
     let _err = collect(child.stderr.take().unwrap());

@@ -12,6 +12,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
+use tools::qemu::threads::{Thread, find, spawn_counter, threads};
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// What `smi mark` adds to a counter (`testload::MARK` in the kernel).
@@ -27,40 +28,14 @@ fn u64_of(j: &Json, key: &str) -> Option<u64> {
     j.get(key).and_then(Json::as_u64)
 }
 
-/// `threads --json` as (id, name, state, counter).
-fn threads(c: &mut Checks, m: &mut Machine) -> Vec<(u64, String, String, u64)> {
-    let out = m.command("threads --json");
-    let j = c.json("threads --json", &out);
-    let list = j
-        .get("threads")
-        .and_then(Json::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    list.iter()
-        .map(|t| {
-            (
-                c.u64("threads --json", t, "id"),
-                t.get("name").and_then(Json::as_str).unwrap_or("").into(),
-                t.get("state").and_then(Json::as_str).unwrap_or("").into(),
-                c.u64("threads --json", t, "counter"),
-            )
-        })
-        .collect()
-}
-
-fn counter_of(list: &[(u64, String, String, u64)], id: u64) -> Option<u64> {
-    list.iter().find(|t| t.0 == id).map(|t| t.3)
+fn counter_of(list: &[Thread], id: u64) -> Option<u64> {
+    find(list, id).map(|t| t.counter)
 }
 
 fn command_json(c: &mut Checks, m: &mut Machine, cmd: &str) -> (String, Json) {
     let out = m.command(cmd);
     let j = c.json(cmd, &out);
     (out, j)
-}
-
-fn spawn_counter(c: &mut Checks, m: &mut Machine, core: u32) -> u64 {
-    let cmd = format!("spawn counter --core {core} --json");
-    let (_, j) = command_json(c, m, &cmd);
-    c.u64(&cmd, &j, "id")
 }
 
 /// The parked threads' counters stand still through every held round, and the flush and
@@ -150,7 +125,10 @@ fn check_mark(
         });
     }
     // Only counters may be redirected; a bad id is an error too. The shell goes on.
-    let shell = second.iter().find(|t| t.1 == "shell").map_or(1, |t| t.0);
+    let shell = second
+        .iter()
+        .find(|t| t.name == "shell")
+        .map_or(1, |t| t.id);
     for cmd in [
         format!("smi mark {shell}"),
         "smi mark 99999".into(),
@@ -200,7 +178,7 @@ fn stop_the_world(smp: u32) {
     let mut c = Checks::new();
     check_churn(&mut c, &mut m, smp);
     let counters: Vec<u64> = (1..smp)
-        .map(|core| spawn_counter(&mut c, &mut m, core))
+        .map(|core| spawn_counter(&mut c, &mut m, u64::from(core)))
         .collect();
     // An extra counter, suspended at once: its context lives in its saved frame.
     let suspended = spawn_counter(&mut c, &mut m, 1);

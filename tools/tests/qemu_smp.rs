@@ -9,54 +9,13 @@
 use std::thread::sleep;
 use std::time::Duration;
 
+use tools::qemu::threads::{find, spawn_counter, threads};
 use tools::qemu::{Checks, Firmware, Json, Machine, Options};
 
 /// The SMI stress's round count (the issue asks for 10,000).
 const STRESS_ROUNDS: u64 = 10_000;
 /// Time for the stress command: about 100 s at 4 cores under TCG on 2 host cores.
 const STRESS_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// One thread from `threads --json`.
-#[derive(Debug, Clone)]
-struct Thread {
-    id: u64,
-    name: String,
-    core: u64,
-    state: String,
-    counter: u64,
-}
-
-fn threads(c: &mut Checks, m: &mut Machine) -> Vec<Thread> {
-    let out = m.command("threads --json");
-    let j = c.json("threads --json", &out);
-    let list = j
-        .get("threads")
-        .and_then(Json::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    c.check(!list.is_empty(), || {
-        format!("`threads --json`: no threads: {out}")
-    });
-    list.iter()
-        .map(|t| Thread {
-            id: c.u64("threads --json", t, "id"),
-            name: t.get("name").and_then(Json::as_str).unwrap_or("").into(),
-            core: c.u64("threads --json", t, "core"),
-            state: t.get("state").and_then(Json::as_str).unwrap_or("").into(),
-            counter: c.u64("threads --json", t, "counter"),
-        })
-        .collect()
-}
-
-fn find(list: &[Thread], id: u64) -> Option<&Thread> {
-    list.iter().find(|t| t.id == id)
-}
-
-fn spawn_counter(c: &mut Checks, m: &mut Machine, core: u64) -> u64 {
-    let cmd = format!("spawn counter --core {core} --json");
-    let out = m.command(&cmd);
-    let j = c.json(&cmd, &out);
-    c.u64(&cmd, &j, "id")
-}
 
 /// `cpus --json`: `online` equals the core count and every MADT entry is online with a thread.
 fn check_all_online(c: &mut Checks, m: &mut Machine, smp: u32) {

@@ -15,6 +15,7 @@ pub mod kernel_elf;
 pub mod machine;
 pub mod options;
 pub mod scan;
+pub mod threads;
 
 pub use checks::Checks;
 pub use config::{Firmware, FirmwareVars, MachineConfig, SerialMode};
