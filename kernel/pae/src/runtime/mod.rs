@@ -11,7 +11,7 @@
 pub mod libcalls;
 
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -563,9 +563,4 @@ impl Instance {
     pub(crate) fn drop_elem(&mut self, seg: u32) {
         self.elems[seg as usize] = Vec::new();
     }
-}
-
-/// A human-readable name for trap messages.
-pub fn trap_message(code: TrapCode) -> String {
-    code.message().to_string()
 }
