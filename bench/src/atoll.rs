@@ -181,8 +181,8 @@ impl World for AtollWorld {
             .ok_or(format!("no export `{chunk}.{export}`"))?;
         let raw: Vec<u64> = args.iter().map(|v| v.to_bits()).collect();
         Ok(Box::new(move || {
-            inst.invoke(index, &raw)
-                .map_err(|t| format!("trap: {}", atoll_pae::runtime::trap_message(t)))
+            // `trap: <message>` for a trap, as the other engines report it.
+            inst.invoke(index, &raw).map_err(|e| e.to_string())
         }))
     }
 }

@@ -5,39 +5,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::ptr::NonNull;
 
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, fadt::Fadt};
-use atoll_kcore::addr::PhysAddr;
+use acpi::{PhysicalMapping, fadt::Fadt};
 use atoll_kcore::s5::{S5Error, find_s5};
 use spin::Once;
 
-use crate::arch::physmem;
+use crate::arch::acpi_tables::{self, DirectMapHandler, Rsdp};
 use crate::arch::power::PowerInfo;
-
-/// Maps ACPI tables through the direct map (nothing to map or unmap).
-#[derive(Debug, Clone, Copy)]
-struct DirectMapHandler;
-
-impl AcpiHandler for DirectMapHandler {
-    unsafe fn map_physical_region<T>(&self, pa: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let va = physmem::to_virt(PhysAddr(pa as u64)).0 as *mut T;
-        // SAFETY: the direct map covers all physical memory, so `va` is valid for `size` bytes;
-        // the acpi crate's contract makes `pa` hold a `T`.
-        unsafe {
-            PhysicalMapping::new(
-                pa,
-                NonNull::new(va).expect("direct map is never null"),
-                size,
-                size,
-                *self,
-            )
-        }
-    }
-
-    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
-}
 
 /// One processor from the MADT.
 #[derive(Debug, Clone, Copy)]
@@ -130,21 +105,14 @@ pub fn info() -> Option<&'static AcpiInfo> {
     INFO.get()
 }
 
-/// Bytes 9..15 of the RSDP: OEM id; byte 15: revision.
-const RSDP_OEM: core::ops::Range<usize> = 9..15;
-const RSDP_REVISION: usize = 15;
-
 /// Reads the tables from the RSDP at `rsdp`.
-pub fn init(rsdp: Option<u64>) -> Result<&'static AcpiInfo, AcpiInitError> {
+pub fn init(rsdp: Option<Rsdp>) -> Result<&'static AcpiInfo, AcpiInitError> {
     let rsdp = rsdp.ok_or(AcpiInitError::NoRsdp)?;
-    // SAFETY: the bootloader reports the RSDP's physical address; the acpi crate validates its
-    // signature and checksum before using it.
-    let tables = unsafe { AcpiTables::from_rsdp(DirectMapHandler, rsdp as usize)? };
-    // SAFETY: the RSDP was validated above; its first 20 bytes are firmware data in RAM.
-    let raw = unsafe { physmem::bytes(PhysAddr(rsdp), 20) };
+    let firmware = acpi_tables::read(rsdp)?;
+    let tables = &firmware.tables;
     let mut info = AcpiInfo {
-        revision: raw[RSDP_REVISION],
-        oem_id: String::from_utf8_lossy(&raw[RSDP_OEM]).trim().into(),
+        revision: firmware.revision,
+        oem_id: String::from_utf8_lossy(&firmware.oem_id).trim().into(),
         tables: tables
             .headers()
             .map(|h| String::from(h.signature.as_str()))
@@ -162,16 +130,11 @@ pub fn init(rsdp: Option<u64>) -> Result<&'static AcpiInfo, AcpiInitError> {
     if let Ok(fadt) = tables.find_table::<Fadt>() {
         read_fadt(&fadt, &mut info.power);
     }
-    match tables.dsdt() {
-        Ok(dsdt) => {
-            // SAFETY: the DSDT's address and length come from the validated FADT.
-            let aml =
-                unsafe { physmem::bytes(PhysAddr(dsdt.address as u64), dsdt.length as usize) };
-            match find_s5(aml) {
-                Ok(s5) => info.power.s5 = Some(s5),
-                Err(e) => info.s5_error = Some(e),
-            }
-        }
+    match firmware.dsdt_aml() {
+        Ok(aml) => match find_s5(aml) {
+            Ok(s5) => info.power.s5 = Some(s5),
+            Err(e) => info.s5_error = Some(e),
+        },
         Err(_) => info.s5_error = Some(S5Error::NotFound),
     }
     Ok(INFO.call_once(|| info))

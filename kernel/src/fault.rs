@@ -5,13 +5,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use atoll_kcore::addr::{PhysAddr, VirtAddr};
-use atoll_kcore::paging::Mapper;
-
-use crate::arch::cpu;
-use crate::arch::idt::{Exception, exception_name};
-use crate::arch::physmem::DirectMap;
+use crate::arch::idt::{Exception, exception_name, page_fault_cause};
 use crate::arch::trap::TrapFrame;
+use crate::arch::{backtrace, cpu};
 use crate::eprintln;
 
 /// Where the kernel image was loaded (virtual), so reports can print image-relative addresses
@@ -46,36 +42,14 @@ fn describe(addr: u64) -> impl core::fmt::Display {
     )
 }
 
-/// Whether 8 bytes at `addr` can be read without faulting, judged from the live page tables.
-fn readable(addr: u64) -> bool {
-    if !addr.is_multiple_of(8) || !VirtAddr(addr).is_canonical() {
-        return false;
-    }
-    let mut mem = DirectMap;
-    let mapper = Mapper::new(&mut mem, PhysAddr(cpu::cr3() & !0xfff));
-    mapper.translate(VirtAddr(addr)).is_some()
-}
-
 /// Prints return addresses by following saved frame pointers from `rbp`.
-pub fn print_backtrace(first_rip: Option<u64>, mut rbp: u64) {
+pub fn print_backtrace(first_rip: Option<u64>, rbp: u64) {
     eprintln!("backtrace:");
     if let Some(rip) = first_rip {
         eprintln!("  {}", describe(rip));
     }
-    for _ in 0..MAX_FRAMES {
-        if rbp == 0 || !readable(rbp) || !readable(rbp + 8) {
-            break;
-        }
-        // SAFETY: both words were just found mapped; frame records are plain stack memory.
-        let (next, ret) = unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) };
-        if ret == 0 {
-            break;
-        }
+    for ret in backtrace::return_addresses(rbp).take(MAX_FRAMES) {
         eprintln!("  {}", describe(ret));
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
     }
 }
 
@@ -94,22 +68,6 @@ fn print_registers(frame: &TrapFrame) {
     }
     for row in frame.named_registers().chunks(4) {
         eprintln!("{}", Row(row));
-    }
-}
-
-fn page_fault_kind(code: u64) -> &'static str {
-    match (code & 1 != 0, code & 2 != 0, code & 16 != 0) {
-        (_, _, true) => {
-            if code & 1 != 0 {
-                "instruction fetch from a no-execute page"
-            } else {
-                "instruction fetch from an unmapped page"
-            }
-        }
-        (false, false, false) => "read of an unmapped page",
-        (false, true, false) => "write to an unmapped page",
-        (true, false, false) => "read refused by protection",
-        (true, true, false) => "write to a read-only page",
     }
 }
 
@@ -144,7 +102,7 @@ pub fn exception(frame: &mut TrapFrame) {
         eprintln!(
             "cr2: {:#018x} ({})",
             cpu::cr2(),
-            page_fault_kind(frame.error_code)
+            page_fault_cause(frame.error_code)
         );
     }
     eprintln!(

@@ -4,27 +4,27 @@
 
 use core::fmt;
 
-use atoll_kcore::addr::PhysAddr;
+use atoll_kcore::addr::{PhysAddr, SIZE_4K};
 
 use crate::acpi::AcpiInfo;
 use crate::arch::ioapic::{self, Trigger};
+use crate::arch::mmio::MmioError;
 use crate::arch::vectors::Vector;
-use crate::arch::{apic, cpu, trap};
+use crate::arch::{apic, serial, trap};
 use crate::mem::vm::{self, VmError};
-
-/// COM1's ISA IRQ.
-const COM1_IRQ: u8 = 4;
 
 /// Why interrupt setup failed.
 #[derive(Debug, Clone, Copy)]
 pub enum IrqError {
     /// Mapping APIC registers failed.
     Vm(VmError),
+    /// The local APIC's registers were not where they were mapped.
+    Mmio(MmioError),
     /// The APIC timer could not be measured.
     TimerCalibration,
     /// No I/O APIC in the MADT.
     NoIoApic,
-    /// The serial line could not be routed.
+    /// The I/O APIC could not be set up, or the serial line not routed.
     Route(ioapic::IoApicError),
 }
 
@@ -38,6 +38,7 @@ impl fmt::Display for IrqError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IrqError::Vm(e) => write!(f, "mapping APIC registers: {e}"),
+            IrqError::Mmio(e) => write!(f, "local APIC registers: {e:?}"),
             IrqError::TimerCalibration => write!(f, "the PIT did not count; APIC timer unknown"),
             IrqError::NoIoApic => write!(f, "no I/O APIC in the MADT"),
             IrqError::Route(e) => write!(f, "routing COM1: {e:?}"),
@@ -60,19 +61,20 @@ pub struct IrqSetup {
 pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
     ioapic::mask_legacy_pics();
     let lapic_pa = if info.local_apic_address != 0 {
-        info.local_apic_address
+        PhysAddr(info.local_apic_address)
     } else {
-        cpu::rdmsr(cpu::Msr::ApicBase) & 0x000f_ffff_ffff_f000
+        apic::base_address()
     };
-    let lapic = vm::map_device(PhysAddr(lapic_pa), 4096)?;
-    apic::init_boot_core(lapic.0);
+    let lapic = vm::map_device(lapic_pa, SIZE_4K)?;
+    apic::init_boot_core(lapic, lapic_pa).map_err(IrqError::Mmio)?;
     trap::set_handler(Vector::Spurious as u8, |_| {});
     let timer_hz = apic::calibrate_timer().ok_or(IrqError::TimerCalibration)?;
 
     let io = info.io_apics.first().ok_or(IrqError::NoIoApic)?;
-    let io_va = vm::map_device(PhysAddr(u64::from(io.address)), 4096)?;
-    ioapic::init(io_va.0, io.gsi_base);
-    let (gsi, trigger) = isa_route(info, COM1_IRQ);
+    let io_pa = PhysAddr(u64::from(io.address));
+    let io_va = vm::map_device(io_pa, SIZE_4K)?;
+    ioapic::init(io_va, io_pa, io.gsi_base).map_err(IrqError::Route)?;
+    let (gsi, trigger) = isa_route(info, serial::COM1_ISA_IRQ);
     let bsp = apic::id() as u8;
     ioapic::route(gsi, Vector::Serial as u8, bsp, trigger).map_err(IrqError::Route)?;
     Ok(IrqSetup {
@@ -84,15 +86,8 @@ pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
 
 /// Where ISA `irq` arrives, after the MADT's overrides (ISA default: edge, active high).
 fn isa_route(info: &AcpiInfo, irq: u8) -> (u32, Trigger) {
-    let mut trigger = Trigger {
-        level: false,
-        active_low: false,
-    };
-    let Some(o) = info.overrides.iter().find(|o| o.bus == 0 && o.irq == irq) else {
-        return (u32::from(irq), trigger);
-    };
-    // MPS INTI flags: bits 0..2 polarity (3 = active low), bits 2..4 trigger (3 = level).
-    trigger.active_low = o.flags & 0b11 == 0b11;
-    trigger.level = (o.flags >> 2) & 0b11 == 0b11;
-    (o.gsi, trigger)
+    match info.overrides.iter().find(|o| o.bus == 0 && o.irq == irq) {
+        Some(o) => (o.gsi, Trigger::from_inti_flags(o.flags)),
+        None => (u32::from(irq), Trigger::ISA_DEFAULT),
+    }
 }

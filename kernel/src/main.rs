@@ -5,25 +5,53 @@
 //! region, ACPI, the APICs (timer calibrated, serial input by interrupt), the scheduler on the
 //! boot core, every other core (INIT-SIPI-SIPI), then the shell as a thread. Everything
 //! x86-specific lives under `arch`.
+//!
+//! `unsafe` code lives in `arch`, behind safe functions and types. Every other module denies
+//! it, except these low-level ones, each of which says why at its top:
+//! - `mem::heap`: the global allocator (`GlobalAlloc` is an unsafe trait) and handing it its
+//!   memory;
+//! - `mem::stack`: lends a fresh stack's memory, so a new thread's first frame can be written;
+//! - `mem::vm_selftest`: writes machine code into pages it maps and calls it, and probes pages
+//!   it unmapped, on purpose (the `vm selftest` command);
+//! - `sched::slots`: threads' saved frames and FPU areas, reached by address while the thread
+//!   is off its core;
+//! - `pae::code`: code injection (copying generated code into pages that become read-execute);
+//! - `pae::imports`: the kernel functions generated code calls, with raw pointers into its
+//!   VM context and linear memory;
+//! - `pae::task`: hands a task's instances (which hold raw pointers) to its chunk thread.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+#[deny(unsafe_code)]
 mod acpi;
 mod arch;
+#[deny(unsafe_code)]
 mod chunks;
+#[deny(unsafe_code)]
 mod console;
+#[deny(unsafe_code)]
 mod fault;
+#[deny(unsafe_code)]
 mod irq;
+#[deny(unsafe_code)]
 mod klog;
+#[deny(unsafe_code)]
 mod mem;
+#[deny(unsafe_code)]
 mod pae;
+#[deny(unsafe_code)]
 mod platform;
+#[deny(unsafe_code)]
 mod sched;
+#[deny(unsafe_code)]
 mod smi;
+#[deny(unsafe_code)]
 mod smp;
+#[deny(unsafe_code)]
 mod testload;
+#[deny(unsafe_code)]
 mod time;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -54,6 +82,10 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         panic!("the bootloader did not map physical memory");
     };
     arch::physmem::init(phys_offset);
+    arch::trap::set_fault_handlers(arch::trap::FaultHandlers {
+        exception: fault::exception,
+        unexpected_interrupt: fault::unexpected_interrupt,
+    });
     fault::set_kernel_image(boot_info.kernel_image_offset, boot_info.kernel_len);
     match mem::init(&boot_info.memory_regions) {
         Ok((heap, bytes)) => log::info!("heap: {} MiB at {:#x}", bytes >> 20, heap.0),
@@ -77,7 +109,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         Err(e) => log::error!("no kernel virtual region: {e}"),
     }
 
-    match acpi::init(boot_info.rsdp_addr.into_option()) {
+    match acpi::init(arch::bootinfo::rsdp(boot_info)) {
         Ok(info) => log::info!(
             "ACPI {}: {} CPUs, {} I/O APICs, tables {}",
             info.revision,
@@ -91,7 +123,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     start_cores();
 
     let ramdisk_len = boot_info.ramdisk_len;
-    platform::set_ramdisk(boot_info.ramdisk_addr.into_option(), ramdisk_len);
+    platform::set_ramdisk(arch::bootinfo::ramdisk(boot_info));
     match chunks::load() {
         chunks::Loaded::Absent => log::warn!("no chunk image (ramdisk) was loaded"),
         chunks::Loaded::Invalid(e) => log::error!("chunk image rejected: {e}"),

@@ -25,7 +25,7 @@ pub struct BootFigures {
     pub prompt_tsc: u64,
 }
 
-static RAMDISK: Once<Option<Ramdisk>> = Once::new();
+static RAMDISK: Once<Option<(Ramdisk, &'static [u8])>> = Once::new();
 static BOOT: Once<BootFigures> = Once::new();
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -34,33 +34,27 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Records the ramdisk the bootloader reported.
-pub fn set_ramdisk(addr: Option<u64>, len: u64) {
+/// Records the ramdisk the bootloader loaded (see `arch::bootinfo::ramdisk`).
+pub fn set_ramdisk(bytes: Option<&'static [u8]>) {
     RAMDISK.call_once(|| {
-        let addr = addr?;
-        Some(Ramdisk {
-            addr,
-            len,
-            fnv1a: fnv1a(ramdisk_slice(addr, len)),
-        })
+        let bytes = bytes?;
+        let ramdisk = Ramdisk {
+            addr: bytes.as_ptr() as u64,
+            len: bytes.len() as u64,
+            fnv1a: fnv1a(bytes),
+        };
+        Some((ramdisk, bytes))
     });
-}
-
-fn ramdisk_slice(addr: u64, len: u64) -> &'static [u8] {
-    // SAFETY: only called with the range the bootloader reported: it mapped `len` bytes at
-    // `addr` for the kernel for good, and nothing writes them.
-    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }
 
 /// The ramdisk, if there is one.
 pub fn ramdisk() -> Option<Ramdisk> {
-    RAMDISK.get().copied().flatten()
+    RAMDISK.get().copied().flatten().map(|(r, _)| r)
 }
 
 /// The ramdisk's bytes, if there is one.
 pub fn ramdisk_bytes() -> Option<&'static [u8]> {
-    let r = ramdisk()?;
-    Some(ramdisk_slice(r.addr, r.len))
+    RAMDISK.get().copied().flatten().map(|(_, bytes)| bytes)
 }
 
 /// Records that the prompt is about to be printed.

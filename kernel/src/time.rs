@@ -3,22 +3,11 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::arch::{cpu, fwcfg, pit};
+pub use crate::arch::tsc::TscSource;
+use crate::arch::{cpu, fwcfg, tsc};
 
-static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 static ICOUNT: AtomicBool = AtomicBool::new(false);
-
-/// Where the TSC frequency came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TscSource {
-    /// CPUID leaf 0x15.
-    Cpuid,
-    /// Measured against the PIT over 50 ms.
-    Pit,
-    /// Neither worked; a nominal 1 GHz is assumed.
-    Assumed,
-}
 
 /// Records the TSC at kernel entry. Call first thing.
 pub fn mark_entry() {
@@ -27,14 +16,7 @@ pub fn mark_entry() {
 
 /// Finds the TSC frequency and whether the host runs us under `-icount`.
 pub fn init() -> TscSource {
-    let (hz, source) = match tsc_hz_from_cpuid() {
-        Some(hz) => (hz, TscSource::Cpuid),
-        None => match pit::measure_tsc_hz(50_000) {
-            Some(hz) => (hz, TscSource::Pit),
-            None => (1_000_000_000, TscSource::Assumed),
-        },
-    };
-    TSC_HZ.store(hz, Ordering::Relaxed);
+    let source = tsc::calibrate();
     let mut buf = [0u8; 8];
     if fwcfg::read_file("opt/atoll/icount", &mut buf).is_some() {
         ICOUNT.store(true, Ordering::Relaxed);
@@ -42,20 +24,9 @@ pub fn init() -> TscSource {
     source
 }
 
-fn tsc_hz_from_cpuid() -> Option<u64> {
-    if cpu::cpuid(0, 0).0 < 0x15 {
-        return None;
-    }
-    let (denominator, numerator, crystal_hz, _) = cpu::cpuid(0x15, 0);
-    if denominator == 0 || numerator == 0 || crystal_hz == 0 {
-        return None;
-    }
-    Some(u64::from(crystal_hz) * u64::from(numerator) / u64::from(denominator))
-}
-
 /// TSC ticks per second.
 pub fn tsc_hz() -> u64 {
-    TSC_HZ.load(Ordering::Relaxed)
+    tsc::hz()
 }
 
 /// The TSC when the kernel was entered.
@@ -83,10 +54,7 @@ pub fn uptime_us() -> u64 {
 
 /// Busy-waits `us` microseconds by the TSC.
 pub fn spin_us(us: u64) {
-    let end = cpu::rdtsc() + us * (tsc_hz() / 1_000_000).max(1);
-    while cpu::rdtsc() < end {
-        core::hint::spin_loop();
-    }
+    tsc::spin_us(us);
 }
 
 /// Converts microseconds to TSC ticks.

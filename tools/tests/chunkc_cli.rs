@@ -183,6 +183,57 @@ fn wast_failure_exits_nonzero_and_names_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A module the generator refuses without needing an allow-listed proposal is a failure with
+/// its file and line, in text and JSON, and the exit status says so; a module that needs one is
+/// still skipped with the proposal named.
+#[test]
+fn wast_refusal_outside_the_allow_list_fails() {
+    let file = scratch("wast-refusal").join("refused.wast");
+    std::fs::write(
+        &file,
+        r#"(module (func (result i32) (i64.const 0)))
+(module (memory 1) (memory 1))
+"#,
+    )
+    .expect("write wast");
+    let path = file.to_string_lossy();
+    let out = chunkc(&["wast", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{path}: passed 0, failed 1, skipped 1")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  FAIL {path}:1: module failed: module refused: ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  skip {path}:2: module skipped: needs multi-memory"
+        )),
+        "{text}"
+    );
+
+    let out = chunkc(&["wast", "--json", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(
+        (
+            v["passed"].as_u64(),
+            v["failed"].as_u64(),
+            v["skipped"].as_u64()
+        ),
+        (Some(0), Some(1), Some(1)),
+        "{v}"
+    );
+    let failure = v["failures"][0].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with(&format!("{path}:1: ")) && failure.contains("type mismatch"),
+        "{v}"
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let out = chunkc(&["frobnicate"]);

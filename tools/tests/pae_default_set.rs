@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use atoll_pae::runtime::{Extern, Instance, SigRegistry};
+use atoll_pae::runtime::{Extern, Instance, InvokeError, SigRegistry};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompiledModule, Options, TrapCode};
 use chunk_image::{Image, write_image};
@@ -135,7 +135,7 @@ fn run(options: Options) {
                     let want: Vec<u64> = want.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, want, "{label}: results");
                 }
-                (Outcome::Trapped(msg), Err(code)) => {
+                (Outcome::Trapped(msg), Err(InvokeError::Trap(code))) => {
                     if let Some(t) = &expect.trap {
                         assert!(
                             code.message().contains(t.as_str()),

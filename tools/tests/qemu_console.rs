@@ -1,15 +1,17 @@
 //! Console feature tests in QEMU: every console command of the foundation, on BIOS and UEFI with
-//! 1 and 4 cores, plus fault reports, reboot and `--icount`.
+//! 1 and 4 cores (including `vm selftest`, `fault breakpoint`, which returns, and the clock
+//! across a sleep), plus reboot and `--icount`. Fault reports that halt are in `qemu_faults.rs`.
 //!
 //! TCG is slow, so each boot runs a batch of commands; a batch checks everything and reports all
 //! failed checks at once, with the serial log. The images are prebuilt (`./run-tests.sh` builds
 //! them); run alone with `cargo test -p tools --release --test qemu_console -- --test-threads 2`.
 
+use tools::qemu::kernel_elf::KernelElf;
 use tools::qemu::{Checks, Firmware, Json, Machine, Options, parse_json};
 
 /// The commands `help` must list.
-const COMMANDS: [&str; 10] = [
-    "help", "mem", "cpus", "acpi", "uptime", "log", "chunks", "fault", "poweroff", "reboot",
+const COMMANDS: [&str; 11] = [
+    "help", "mem", "cpus", "acpi", "uptime", "log", "chunks", "vm", "fault", "poweroff", "reboot",
 ];
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "debug", "trace", "info"];
 
@@ -150,19 +152,146 @@ fn check_acpi(c: &mut Checks, m: &mut Machine) {
     });
 }
 
+/// How long `threads selftest` keeps the console thread asleep (`sched::sleep_us(20_000)`, then
+/// it joins sleepers of 10 ms and more).
+const SELFTEST_SLEEP_MS: u64 = 20;
+
+/// `uptime --json` twice with `threads selftest` (a guest sleep of at least
+/// [`SELFTEST_SLEEP_MS`]) in between: the uptime and the TSC must advance by at least the sleep.
 fn check_uptime(c: &mut Checks, m: &mut Machine) {
     let keys = ["uptime_ms", "tsc_hz", "tsc_cycles"];
     let first_out = m.command("uptime --json");
     let first = c.json("uptime --json", &first_out);
     let a = c.ints("uptime --json", &first, &keys);
+    let sleep_out = m.command("threads selftest --json");
+    let sleep = c.json("threads selftest --json", &sleep_out);
+    let slept_us = c.u64("threads selftest --json", &sleep, "elapsed_us");
     let second_out = m.command("uptime --json");
     let second = c.json("uptime --json", &second_out);
     let b = c.ints("uptime --json", &second, &keys);
-    c.check(a[1] > 0, || {
-        format!("`uptime --json`: tsc_hz should be > 0: {first_out}")
+    let (hz, ms) = (a[1], SELFTEST_SLEEP_MS);
+    c.check(hz > 0 && b[1] == hz, || {
+        format!("`uptime --json`: tsc_hz should be > 0 and fixed: {first_out} then {second_out}")
     });
-    c.check(b[0] >= a[0] && b[2] >= a[2], || {
-        format!("`uptime --json` should not go back: {first_out} then {second_out}")
+    c.check(slept_us >= ms * 1000, || {
+        format!("`threads selftest` sleeps {ms} ms, but says it took {slept_us} us: {sleep_out}")
+    });
+    c.check(b[0] >= a[0] + ms.max(slept_us / 1000), || {
+        format!(
+            "`uptime --json` should advance by the {slept_us} us slept in between: {first_out} \
+             then {second_out}"
+        )
+    });
+    let slept_cycles = u128::from(slept_us.max(ms * 1000)) * u128::from(hz) / 1_000_000;
+    c.check(u128::from(b[2].saturating_sub(a[2])) >= slept_cycles, || {
+        format!(
+            "`uptime --json`: tsc_cycles should advance by {slept_cycles} cycles ({slept_us} us at \
+             {hz} Hz): {first_out} then {second_out}"
+        )
+    });
+    // `uptime_ms` is read after `tsc_cycles`: never less than the cycles say.
+    for (out, v) in [(&first_out, &a), (&second_out, &b)] {
+        let from_cycles = u128::from(v[2]) * 1000 / u128::from(hz.max(1));
+        c.check(u128::from(v[0]) >= from_cycles, || {
+            format!("`uptime --json`: uptime_ms is less than tsc_cycles / tsc_hz: {out}")
+        });
+    }
+}
+
+/// `vm selftest` in text and JSON: every check passes, and the checks cover 4 KiB and 2 MiB
+/// pages, NX and W^X.
+fn check_vm_selftest(c: &mut Checks, m: &mut Machine) {
+    let out = m.command("vm selftest");
+    let mut names = Vec::new();
+    let mut summary = None;
+    for line in out.lines() {
+        if let Some(name) = line.strip_prefix("  ok   ") {
+            names.push(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("vm selftest: ") {
+            summary = Some(rest.to_string());
+        } else {
+            c.fail(format!(
+                "`vm selftest`: unexpected line {line:?} (a failed check?)"
+            ));
+        }
+    }
+    let want = format!("{} passed, 0 failed", names.len());
+    c.check(summary.as_deref() == Some(want.as_str()), || {
+        format!("`vm selftest` should end `vm selftest: {want}`, got {summary:?}")
+    });
+    c.check(names.len() >= 10, || {
+        format!(
+            "`vm selftest` should run at least 10 checks, ran {}",
+            names.len()
+        )
+    });
+    for topic in ["4K", "2M", "NX", "W^X", "unmap"] {
+        c.check(names.iter().any(|n| n.contains(topic)), || {
+            format!("`vm selftest` should check {topic}: {names:?}")
+        });
+    }
+
+    let out = m.command("vm selftest --json");
+    let j = c.json("vm selftest --json", &out);
+    let v = c.ints("vm selftest --json", &j, &["checks", "passed", "failed"]);
+    let results = j
+        .get("results")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let json_names: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.get("name").and_then(Json::as_str))
+        .collect();
+    c.check(
+        v[0] == names.len() as u64 && v[1] == v[0] && v[2] == 0 && results.len() == names.len(),
+        || {
+            format!(
+                "`vm selftest --json`: {} checks, all passed, expected: {out}",
+                names.len()
+            )
+        },
+    );
+    c.check(
+        results
+            .iter()
+            .all(|r| r.get("ok").and_then(Json::as_bool) == Some(true))
+            && json_names == names,
+        || format!("`vm selftest --json`: every result ok, the same checks as the text: {out}"),
+    );
+}
+
+/// `fault breakpoint` raises #BP, which is reported on one line and resumed: the shell goes on.
+fn check_breakpoint(c: &mut Checks, m: &mut Machine, elf: Option<&KernelElf>) {
+    let out = m.command("fault breakpoint");
+    let at = out
+        .lines()
+        .find_map(|l| l.strip_prefix("*** breakpoint at "))
+        .and_then(|rest| {
+            let (addr, rest) = rest.split_once(' ')?;
+            let offset = rest.strip_prefix("(kernel+0x")?.split_once(')')?.0;
+            let core = rest.split_once(") on core ")?.1.parse::<u32>().ok()?;
+            Some((
+                addr.strip_prefix("0x")?.len(),
+                u64::from_str_radix(offset, 16).ok()?,
+                core,
+            ))
+        });
+    c.check(
+        out.lines().count() == 1 && at.is_some_and(|(digits, _, core)| digits == 16 && core < m.options().smp),
+        || format!("`fault breakpoint` should print one line `*** breakpoint at 0x<16 digits> (kernel+0x<offset>) on core N`, got {out:?}"),
+    );
+    // The reported rip follows the int3 (a trap, not a fault).
+    if let (Some((_, offset, _)), Some(elf)) = (at, elf) {
+        let byte = offset
+            .checked_sub(1)
+            .and_then(|o| elf.bytes_at(o).ok()?.first().copied());
+        c.check(byte == Some(0xcc), || {
+            format!("`fault breakpoint`: the byte before kernel+{offset:#x} should be int3 (0xcc), got {byte:x?}")
+        });
+    }
+    let after = m.command("help");
+    c.check(is_help(&after), || {
+        format!("the shell should go on after `fault breakpoint`; `help` gave {after:?}")
     });
 }
 
@@ -290,6 +419,12 @@ fn console_batch(options: Options) {
     check_cpus(&mut c, &mut m, smp);
     check_acpi(&mut c, &mut m);
     check_uptime(&mut c, &mut m);
+    check_vm_selftest(&mut c, &mut m);
+    let elf = KernelElf::load();
+    if let Err(e) = &elf {
+        c.fail(format!("reading the kernel ELF: {e}"));
+    }
+    check_breakpoint(&mut c, &mut m, elf.as_ref().ok());
     check_chunks(&mut c, &mut m);
     check_log(&mut c, &mut m);
     check_errors(&mut c, &mut m);
@@ -322,118 +457,51 @@ fn console_uefi_smp4() {
     console_batch(Options::uefi().smp(4));
 }
 
-/// Checks an exception report: header, error code, rip, registers, backtrace, `*** halted`.
-fn fault_batch(options: Options, kind: &str, header: &str, vector: u32) {
-    let mut m = Machine::boot(options);
-    let report = m.command_expect_halt(&format!("fault {kind}"));
+/// `reboot` resets the machine: on a QEMU that resets instead of exiting (no `-no-reboot`), the
+/// kernel starts again and the new boot's shell works. A `reboot` that powered off, hung or
+/// returned to the old shell would fail here.
+#[test]
+fn reboot_boots_again() {
+    let mut m = Machine::boot(Options::bios().smp(1).allow_reboot());
     let mut c = Checks::new();
-    let lines: Vec<&str> = report.lines().collect();
-    let start = lines.iter().position(|l| l.starts_with("*** EXCEPTION: "));
-    c.check(
-        start.is_some_and(|i| {
-            lines[i].starts_with(header) && lines[i].contains(&format!("(vector {vector})"))
-        }),
-        || format!("`fault {kind}` should report `{header} (vector {vector})`"),
-    );
-    let body = &lines[start.unwrap_or(0)..];
-    for needle in ["error code: 0x", "rip: 0x", "rax=", "r15="] {
-        c.check(body.iter().any(|l| l.contains(needle)), || {
-            format!("`fault {kind}`: the report should contain `{needle}`")
-        });
-    }
-    if kind == "pagefault" || kind == "heap-locked" {
-        c.check(
-            body.iter()
-                .any(|l| l.contains("cr2: 0x") && l.to_ascii_lowercase().contains("deadbeef000")),
-            || "`fault pagefault`: `cr2: 0x...deadbeef000` expected".into(),
-        );
-    }
-    let bt = body.iter().position(|l| l.trim_end() == "backtrace:");
-    c.check(
-        bt.is_some_and(|i| body.get(i + 1).is_some_and(|l| l.starts_with("  0x"))),
-        || format!("`fault {kind}`: `backtrace:` then `  0x...` frame lines expected"),
-    );
-    c.check(lines.last() == Some(&"*** halted"), || {
-        format!("`fault {kind}`: the report should end with `*** halted`")
+    let first_boot = m.serial_log();
+    c.check(count_starts(&first_boot) == 1, || {
+        "the first boot should log `atoll ... starting` once".into()
     });
+    let second = m.reboot_and_wait();
+    let lines: Vec<&str> = second.lines().collect();
+    let rebooting = lines.iter().position(|l| l.trim_end() == "rebooting");
+    let starting = lines.iter().position(|l| is_start_line(l));
+    let ready = lines.iter().position(|l| l.starts_with("boot: ready in "));
+    c.check(rebooting.is_some() && rebooting < starting && starting < ready, || {
+        format!(
+            "after `reboot`: `rebooting`, then the kernel starting again (`atoll ... starting`), \
+             then `boot: ready in ...` before the prompt; got {second:?}"
+        )
+    });
+    check_boot_line(&mut c, &second);
+    c.check(count_starts(&m.serial_log()) == 2, || {
+        "the serial log should show exactly two kernel starts".into()
+    });
+    let out = m.command("uptime --json");
+    let up = c.json("uptime --json", &out);
+    c.ints("uptime --json (second boot)", &up, &["uptime_ms", "tsc_hz"]);
     c.finish(&m);
-}
-
-#[test]
-fn fault_pagefault_bios() {
-    fault_batch(
-        Options::bios(),
-        "pagefault",
-        "*** EXCEPTION: page fault",
-        14,
-    );
-}
-
-#[test]
-fn fault_pagefault_uefi() {
-    fault_batch(
-        Options::uefi().smp(1),
-        "pagefault",
-        "*** EXCEPTION: page fault",
-        14,
-    );
-}
-
-/// The fault comes while the faulting code holds the heap lock: a report that allocated would
-/// spin on that lock forever and never print `*** halted`.
-#[test]
-fn fault_with_heap_locked_bios() {
-    fault_batch(
-        Options::bios().smp(2),
-        "heap-locked",
-        "*** EXCEPTION: page fault",
-        14,
-    );
-}
-
-#[test]
-fn fault_gp_bios() {
-    fault_batch(
-        Options::bios().smp(1),
-        "gp",
-        "*** EXCEPTION: general protection",
-        13,
-    );
-}
-
-#[test]
-fn fault_ud_bios() {
-    fault_batch(
-        Options::bios().smp(1),
-        "ud",
-        "*** EXCEPTION: invalid opcode",
-        6,
-    );
-}
-
-#[test]
-fn fault_panic_bios() {
-    let mut m = Machine::boot(Options::bios().smp(1));
-    let report = m.command_expect_halt("fault panic");
-    let mut c = Checks::new();
-    c.check(report.lines().any(|l| l.starts_with("*** PANIC: ")), || {
-        "`fault panic` should print `*** PANIC: ...`".into()
-    });
-    c.check(report.lines().last() == Some("*** halted"), || {
-        "`fault panic` should end with `*** halted`".into()
-    });
-    c.finish(&m);
-}
-
-#[test]
-fn reboot_ends_run_under_no_reboot() {
-    let mut m = Machine::boot(Options::bios().smp(1));
-    m.send_line("reboot");
     assert_eq!(
-        m.wait_exit(tools::qemu::options::EXIT_TIMEOUT),
+        m.poweroff_and_wait(),
         0,
-        "`reboot` with -no-reboot should end QEMU with status 0"
+        "`poweroff` on the second boot should end QEMU with status 0"
     );
+}
+
+/// The kernel's first log line: `[cN T] INFO  atoll VERSION starting`.
+fn is_start_line(line: &str) -> bool {
+    line.split_once("] ")
+        .is_some_and(|(_, rest)| rest.contains("atoll ") && rest.trim_end().ends_with(" starting"))
+}
+
+fn count_starts(log: &str) -> usize {
+    log.lines().filter(|l| is_start_line(l)).count()
 }
 
 #[test]

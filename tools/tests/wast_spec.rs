@@ -1,11 +1,16 @@
 //! Every script in `../shared/wasm-spec/` passes against atoll's code generator, with all
-//! optimizations on and with all off.
+//! optimizations on and with all off, and every module skipped needs an allow-listed proposal;
+//! a generator that refuses modules it should compile makes the run fail, whatever message it
+//! gives.
 #![cfg(target_arch = "x86_64")]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use atoll_pae::Options;
-use tools::chunkc::wast::run_script;
+use atoll_pae::{CompileError, CompiledModule, Options};
+use tools::chunkc::wast::{FileReport, run_script, run_script_with};
+use tools::chunkc::wast_host::HostError;
+use tools::chunkc::wast_skip::SKIPPABLE;
 
 fn spec_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/wasm-spec");
@@ -17,6 +22,18 @@ fn spec_dir() -> PathBuf {
     dir
 }
 
+/// Every skip must name an allow-listed proposal (`chunkc::wast_skip::SKIPPABLE`).
+fn check_skips(report: &FileReport, failures: &mut Vec<String>) {
+    for s in &report.skips {
+        let needs = s
+            .split_once(": module skipped: needs ")
+            .and_then(|(_, rest)| rest.split(':').next());
+        if !needs.is_some_and(|n| SKIPPABLE.iter().any(|p| n.contains(p.name))) {
+            failures.push(format!("a skip that names no allowed proposal: {s}"));
+        }
+    }
+}
+
 fn run_all(options: Options) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(spec_dir())
         .expect("read spec dir")
@@ -26,14 +43,14 @@ fn run_all(options: Options) {
     files.sort();
     assert!(!files.is_empty(), "no .wast files found");
     let mut failures = Vec::new();
-    let mut passed = 0;
+    let (mut passed, mut skipped) = (0, 0);
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read script");
         let report = run_script(&file.display().to_string(), &text, options);
         passed += report.passed;
-        for f in &report.failures {
-            failures.push(format!("{}: {f}", file.display()));
-        }
+        skipped += report.skipped;
+        failures.extend(report.failures.iter().cloned());
+        check_skips(&report, &mut failures);
     }
     assert!(
         failures.is_empty(),
@@ -42,6 +59,7 @@ fn run_all(options: Options) {
         failures.join("\n")
     );
     assert!(passed > 10_000, "only {passed} assertions passed");
+    eprintln!("{passed} passed, {skipped} skipped (allow-listed proposals)");
 }
 
 #[test]
@@ -60,4 +78,84 @@ fn spec_scripts_pass_with_block_counters() {
         block_counters: true,
         ..Options::default()
     });
+}
+
+/// A generator that has lost an operator: refuses every module as unsupported.
+fn refuses_as_unsupported(_: &[u8], _: &Options) -> Result<Arc<CompiledModule>, HostError> {
+    Err(HostError::Compile(CompileError::Unsupported(
+        "operator I32Add".into(),
+    )))
+}
+
+/// A generator that refuses every module with the message of an allow-listed proposal.
+fn refuses_as_reference_types(_: &[u8], _: &Options) -> Result<Arc<CompiledModule>, HostError> {
+    Err(HostError::Compile(CompileError::Invalid(
+        "reference types support is not enabled (at offset 0x30)".into(),
+    )))
+}
+
+#[test]
+fn refused_supported_modules_fail_instead_of_skipping() {
+    let file = spec_dir().join("i32.wast");
+    let text = std::fs::read_to_string(&file).expect("read i32.wast");
+    let name = file.display().to_string();
+    let good = run_script(&name, &text, Options::default());
+    assert!(
+        good.failed == 0 && good.skipped == 0 && good.passed > 400,
+        "{good:?}"
+    );
+    let broken = run_script_with(&name, &text, Options::default(), refuses_as_unsupported);
+    assert_eq!(broken.skipped, 0, "{:?}", broken.skips);
+    // Every module and every assertion on one fail; only assert_invalid/assert_malformed pass.
+    assert_eq!(broken.passed + broken.failed, good.passed, "{broken:?}");
+    assert!(broken.failed > 300 && broken.passed < 100, "{broken:?}");
+    let first = &broken.failures[0];
+    assert!(
+        first.starts_with(&format!("{name}:3: module failed: "))
+            && first.contains("unsupported: operator I32Add")
+            && first.contains("must compile"),
+        "the failure should name file:line and the reason: {first}"
+    );
+}
+
+#[test]
+fn a_proposals_message_does_not_excuse_a_supported_module() {
+    let text = r#"(module (memory 1) (memory 1))
+(module (func (export "f") (result i32) (i32.const 1)))
+(assert_return (invoke "f") (i32.const 1))
+"#;
+    let good = run_script("t.wast", text, Options::default());
+    assert_eq!(
+        (good.passed, good.failed, good.skipped),
+        (2, 0, 1),
+        "{good:?}"
+    );
+    assert!(
+        good.skips[0].starts_with("t.wast:1: module skipped: needs multi-memory: "),
+        "{:?}",
+        good.skips
+    );
+    let lying = run_script_with(
+        "t.wast",
+        text,
+        Options::default(),
+        refuses_as_reference_types,
+    );
+    // The two-memory module needs multi-memory whatever the generator says: still a skip.
+    assert_eq!(lying.skipped, 1, "{lying:?}");
+    assert!(lying.skips[0].contains("needs multi-memory"), "{lying:?}");
+    // The supported module and the assertion on it fail.
+    assert_eq!((lying.passed, lying.failed), (0, 2), "{lying:?}");
+    assert!(
+        lying.failures[0].starts_with("t.wast:2: module failed: ")
+            && lying.failures[0].contains("reference types support is not enabled")
+            && lying.failures[0].contains("must compile"),
+        "{:?}",
+        lying.failures
+    );
+    assert_eq!(
+        lying.failures[1], "t.wast:3: the module at line 2 failed",
+        "{:?}",
+        lying.failures
+    );
 }

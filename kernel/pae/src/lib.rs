@@ -27,6 +27,7 @@ mod opt;
 mod regalloc;
 pub mod runtime;
 mod trampoline;
+mod trap_labels;
 pub mod vmctx;
 
 use alloc::string::{String, ToString};

@@ -14,7 +14,7 @@ use iced_x86::{Code, Instruction};
 
 use crate::CompileError;
 use crate::emit::{Emitter, R32, R64, mem, reg};
-use crate::lower::ModCx;
+use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
 
 const SAVED: [u8; 5] = [3, 12, 13, 14, 15];
@@ -106,25 +106,25 @@ pub(crate) fn emit_entry(e: &mut Emitter) -> Result<(usize, usize), CompileError
 }
 
 /// Emits one stub per trap code plus the "code in `VmContext::trap_code`" stub.
-pub(crate) fn emit_trap_stubs(cx: &mut ModCx<'_>) -> Result<(), CompileError> {
+pub(crate) fn emit_trap_stubs(e: &mut Emitter, labels: &TrapLabels) -> Result<(), CompileError> {
     for code in TrapCode::ALL {
-        let mut label = cx.trap(code);
-        cx.e.bind(&mut label)?;
-        cx.e.mov_imm(reg::RAX, false, code as u64)?;
-        cx.e.ins(Instruction::with1(
+        let mut label = labels.code(code);
+        e.bind(&mut label)?;
+        e.mov_imm(reg::RAX, false, code as u64)?;
+        e.ins(Instruction::with1(
             Code::Jmp_rm64,
             mem(reg::VMCTX, off::TRAP_EXIT),
         ))?;
     }
-    let mut label = cx.trap_vm;
-    cx.e.bind(&mut label)?;
-    cx.e.load(reg::RAX, false, mem(reg::VMCTX, off::TRAP_CODE))?;
-    cx.e.ins(Instruction::with2(
+    let mut label = labels.vm();
+    e.bind(&mut label)?;
+    e.load(reg::RAX, false, mem(reg::VMCTX, off::TRAP_CODE))?;
+    e.ins(Instruction::with2(
         Code::Mov_rm32_imm32,
         mem(reg::VMCTX, off::TRAP_CODE),
         0u32,
     ))?;
-    cx.e.ins(Instruction::with1(
+    e.ins(Instruction::with1(
         Code::Jmp_rm64,
         mem(reg::VMCTX, off::TRAP_EXIT),
     ))

@@ -1,118 +1,92 @@
-//! CPU primitives: time-stamp counter, control registers, MSRs, interrupts flag, halting.
+//! CPU primitives: time-stamp counter, control registers, MSRs, the interrupt flag, halting,
+//! TLB flushes and CPUID, through the `x86_64` crate's register and instruction types.
+//!
+//! Hand-written here, because the crate has no equivalent: reading RBP (backtraces) and the
+//! final triple fault of a reset.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use atoll_kcore::addr::PhysAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::instructions::{interrupts, tlb};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr2, Cr3, Cr4, Cr4Flags};
+use x86_64::registers::model_specific::Msr;
+use x86_64::structures::DescriptorTablePointer;
 
 /// Reads the time-stamp counter.
 #[inline]
 pub fn rdtsc() -> u64 {
-    let lo: u32;
-    let hi: u32;
-    // SAFETY: rdtsc only reads a counter.
-    unsafe {
-        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
+    // SAFETY: `rdtsc` only reads a counter (CR4.TSD is clear in ring 0).
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Reads CR0.
 pub fn cr0() -> u64 {
-    let v: u64;
-    // SAFETY: reading a control register has no side effect.
-    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    Cr0::read_raw()
 }
 
 /// Reads CR2, the faulting address of the last page fault.
 pub fn cr2() -> u64 {
-    let v: u64;
-    // SAFETY: reading a control register has no side effect.
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    Cr2::read_raw()
 }
 
-/// Reads CR3, the physical address of the current PML4 (plus flag bits).
+/// Reads CR3 as it is: the root table's physical address plus the flag bits.
 pub fn cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reading a control register has no side effect.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    let (root, flags) = Cr3::read_raw();
+    root.start_address().as_u64() | u64::from(flags)
+}
+
+/// The physical address of the current page-table root (CR3 without its flag bits).
+pub fn page_table_root() -> PhysAddr {
+    PhysAddr(Cr3::read().0.start_address().as_u64())
 }
 
 /// Reads CR4.
 pub fn cr4() -> u64 {
-    let v: u64;
-    // SAFETY: reading a control register has no side effect.
-    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    Cr4::read_raw()
 }
 
-/// Model-specific registers atoll uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Msr {
-    /// The GS segment base: per-core data.
-    GsBase = 0xc000_0101,
-    /// IA32_APIC_BASE: the local APIC's physical base and enable bits.
-    ApicBase = 0x1b,
+/// Reads the x2APIC register MSR `index` (0x800..0x8ff).
+pub(super) fn read_x2apic_msr(index: u32) -> u64 {
+    debug_assert!((0x800..0x900).contains(&index));
+    // SAFETY: only called once x2APIC mode is on, where 0x800..0x8ff are the local APIC's
+    // registers; reading them has no side effect on memory.
+    unsafe { Msr::new(index).read() }
 }
 
-/// Reads an MSR.
-pub fn rdmsr(msr: Msr) -> u64 {
-    let lo: u32;
-    let hi: u32;
-    // SAFETY: every `Msr` variant exists on x86-64 processors; reading it has no side effect.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr as u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
-    }
-    (u64::from(hi) << 32) | u64::from(lo)
-}
-
-/// Writes an MSR.
-///
-/// # Safety
-/// The value must keep the machine in a state the kernel expects (e.g. GS base pointing at this
-/// core's data).
-pub unsafe fn wrmsr(msr: Msr, value: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr as u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags));
-    }
+/// Writes the x2APIC register MSR `index` (0x800..0x8ff).
+pub(super) fn write_x2apic_msr(index: u32, value: u64) {
+    debug_assert!((0x800..0x900).contains(&index));
+    // SAFETY: as for `read_x2apic_msr`; APIC registers control interrupts, not memory.
+    unsafe { Msr::new(index).write(value) }
 }
 
 /// Flushes one page's translation from this core's TLB.
 pub fn invlpg(addr: u64) {
-    // SAFETY: invalidating a TLB entry never breaks memory safety; at worst it costs a walk.
-    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+    tlb::flush(x86_64::VirtAddr::new_truncate(addr));
 }
 
-/// Enables maskable interrupts.
+/// Enables maskable interrupts. The IDT is loaded before any caller enables them.
 pub fn enable_interrupts() {
-    // SAFETY: the IDT is loaded before any caller enables interrupts.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    interrupts::enable();
 }
 
 /// Disables maskable interrupts; returns whether they were enabled.
 pub fn disable_interrupts() -> bool {
-    let flags: u64;
-    // SAFETY: reading RFLAGS and clearing IF has no memory effect.
-    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
-    flags & (1 << 9) != 0
+    let was = interrupts::are_enabled();
+    interrupts::disable();
+    was
 }
 
 /// Runs `f` with maskable interrupts off, restoring the previous state.
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
-    let was = disable_interrupts();
-    let r = f();
-    if was {
-        enable_interrupts();
-    }
-    r
+    interrupts::without_interrupts(f)
 }
 
 /// Waits for the next interrupt.
 pub fn halt() {
-    // SAFETY: hlt only waits.
-    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) };
+    x86_64::instructions::hlt();
 }
 
 /// Stops this core for good: interrupts off, halt forever (NMIs wake it, and it halts again).
@@ -145,11 +119,7 @@ pub fn initial_apic_id() -> u32 {
 
 /// Flushes every non-global translation from this core's TLB (reloads CR3).
 pub fn flush_tlb() {
-    // SAFETY: writing CR3 back with its own value changes no mapping; it only drops cached
-    // translations.
-    unsafe {
-        asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack, preserves_flags))
-    };
+    tlb::flush_all();
 }
 
 /// Serializes the instruction stream (CPUID is architecturally serializing): code written by
@@ -158,93 +128,52 @@ pub fn serialize() {
     let _ = cpuid(0, 0);
 }
 
-/// Reads an MSR by index (register families such as the x2APIC's 0x800.. range).
-pub fn rdmsr_index(index: u32) -> u64 {
-    let lo: u32;
-    let hi: u32;
-    // SAFETY: callers pass indexes of MSRs that exist in the current mode (x2APIC registers
-    // once x2APIC is enabled); reads have no side effect.
-    unsafe {
-        asm!("rdmsr", in("ecx") index, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+/// The boot core's CR4, recorded for the application processors (0: not recorded).
+static BOOT_CR4: AtomicU64 = AtomicU64::new(0);
+
+/// Records this (the boot) core's CR4 so the other cores can adopt its features. Call before
+/// starting them.
+pub fn record_boot_core_features() {
+    BOOT_CR4.store(Cr4::read_raw(), Ordering::Release);
+}
+
+/// Gives this core the boot core's CR4 (paging extensions, global pages, ...), as recorded by
+/// [`record_boot_core_features`]. Does nothing if none was recorded.
+pub fn adopt_boot_core_features() {
+    let cr4 = BOOT_CR4.load(Ordering::Acquire);
+    if cr4 == 0 {
+        return;
     }
-    (u64::from(hi) << 32) | u64::from(lo)
+    // SAFETY: the boot core runs on the same page tables with this CR4; the trampoline has
+    // already set PAE, which the value keeps, so paging goes on exactly as it does there.
+    unsafe { Cr4::write_raw(cr4) };
 }
-
-/// Writes an MSR by index.
-///
-/// # Safety
-/// The MSR must exist and the value must keep the machine in a state the kernel expects.
-pub unsafe fn wrmsr_index(index: u32, value: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        asm!("wrmsr", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags));
-    }
-}
-
-/// Writes CR4.
-///
-/// # Safety
-/// The value must keep paging and the kernel's features working (copy the boot core's CR4).
-pub unsafe fn write_cr4(value: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
-}
-
-/// CR0.MP: WAIT/FWAIT honour TS.
-const CR0_MP: u64 = 1 << 1;
-/// CR0.EM: x87/SSE instructions fault.
-const CR0_EM: u64 = 1 << 2;
-/// CR4.OSFXSR: the OS saves SSE state with fxsave/fxrstor (enables SSE).
-const CR4_OSFXSR: u64 = 1 << 9;
-/// CR4.OSXMMEXCPT: unmasked SIMD float exceptions raise #XM.
-const CR4_OSXMMEXCPT: u64 = 1 << 10;
-/// MXCSR as WebAssembly needs it: round to nearest, every exception masked.
-const MXCSR_WASM: u32 = 0x1f80;
 
 /// Enables SSE on this core (generated code uses it; the kernel itself is soft-float).
 pub fn enable_sse() {
-    let cr0 = (cr0() & !CR0_EM) | CR0_MP;
     // SAFETY: clearing EM and setting MP/OSFXSR/OSXMMEXCPT only enables SSE instructions; the
     // kernel never uses them itself, and threads that do get their state saved on switches.
     unsafe {
-        asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
-        write_cr4(cr4() | CR4_OSFXSR | CR4_OSXMMEXCPT);
+        Cr0::update(|f| {
+            f.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+        });
+        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
     }
 }
 
-/// Resets x87/SSE state to what WebAssembly code expects (round to nearest, exceptions
-/// masked, registers cleared of the previous owner's values).
-pub fn reset_fpu_state() {
-    let mxcsr = MXCSR_WASM;
-    // SAFETY: SSE is enabled on every core; these only touch FPU/SSE registers.
+/// Resets the machine the hard way: loads an empty IDT and raises an exception, which the CPU
+/// cannot deliver (a triple fault). The last resort of a reset.
+pub fn triple_fault() -> ! {
+    let empty = DescriptorTablePointer {
+        limit: 0,
+        base: x86_64::VirtAddr::zero(),
+    };
+    // SAFETY: with interrupts off, no gate is used before the `int3`, whose delivery then fails
+    // into the reset the caller asked for.
     unsafe {
-        asm!(
-            "fninit",
-            "ldmxcsr [{m}]",
-            "xorps xmm0, xmm0", "xorps xmm1, xmm1", "xorps xmm2, xmm2", "xorps xmm3, xmm3",
-            "xorps xmm4, xmm4", "xorps xmm5, xmm5", "xorps xmm6, xmm6", "xorps xmm7, xmm7",
-            "xorps xmm8, xmm8", "xorps xmm9, xmm9", "xorps xmm10, xmm10", "xorps xmm11, xmm11",
-            "xorps xmm12, xmm12", "xorps xmm13, xmm13", "xorps xmm14, xmm14", "xorps xmm15, xmm15",
-            m = in(reg) &mxcsr,
-            options(nostack)
-        );
+        disable_interrupts();
+        lidt(&empty);
+        asm!("int3", options(noreturn));
     }
-}
-
-/// Saves x87/SSE state into `area` (512 bytes, 16-byte aligned).
-///
-/// # Safety
-/// `area` must point at 512 writable bytes aligned to 16, and SSE must be enabled.
-pub unsafe fn fxsave(area: *mut u8) {
-    // SAFETY: forwarded to the caller.
-    unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack, preserves_flags)) };
-}
-
-/// Restores x87/SSE state from `area`.
-///
-/// # Safety
-/// `area` must hold state written by [`fxsave`], aligned to 16, and SSE must be enabled.
-pub unsafe fn fxrstor(area: *const u8) {
-    // SAFETY: forwarded to the caller.
-    unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack, preserves_flags)) };
 }

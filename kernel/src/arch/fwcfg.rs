@@ -2,10 +2,15 @@
 //! instructions") that the guest cannot otherwise know. Only probed under a hypervisor.
 
 use super::cpu::cpuid;
-use super::port::Port;
+use super::port::IoPort;
 
-const SELECTOR: Port<u16> = Port::new(0x510);
-const DATA: Port<u8> = Port::new(0x511);
+// Both ports are touched only under a hypervisor (where they are QEMU's fw_cfg or unclaimed),
+// files are read only after the QEMU signature answered, and neither writes guest memory (the
+// DMA interface is not used).
+// SAFETY: fw_cfg's selector port, used as described above.
+const SELECTOR: IoPort<u16> = unsafe { IoPort::new(0x510) };
+// SAFETY: fw_cfg's data port, used as described above.
+const DATA: IoPort<u8> = unsafe { IoPort::new(0x511) };
 const SEL_SIGNATURE: u16 = 0x0000;
 const SEL_FILE_DIR: u16 = 0x0019;
 /// Bytes of one file-directory entry: size (4), select (2), reserved (2), name (56).
@@ -16,14 +21,12 @@ fn under_hypervisor() -> bool {
 }
 
 fn select(sel: u16) {
-    // SAFETY: under a hypervisor that answers the QEMU signature, 0x510 is fw_cfg's selector.
-    unsafe { SELECTOR.write(sel) }
+    SELECTOR.write(sel);
 }
 
 fn read_bytes(buf: &mut [u8]) {
     for b in buf {
-        // SAFETY: reading fw_cfg's data port only advances its read offset.
-        *b = unsafe { DATA.read() };
+        *b = DATA.read();
     }
 }
 

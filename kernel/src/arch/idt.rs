@@ -4,6 +4,9 @@
 use core::mem::size_of;
 
 use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
 
 use super::gdt::{IstSlot, KERNEL_CODE};
 use super::trap::stub_address;
@@ -62,6 +65,30 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
+/// Page-fault error code bits.
+mod pf_bits {
+    /// The page was present (a protection violation, not a missing page).
+    pub const PRESENT: u64 = 1 << 0;
+    /// The access was a write.
+    pub const WRITE: u64 = 1 << 1;
+    /// The access was an instruction fetch.
+    pub const FETCH: u64 = 1 << 4;
+}
+
+/// What a page fault's error code says happened.
+pub fn page_fault_cause(code: u64) -> &'static str {
+    let present = code & pf_bits::PRESENT != 0;
+    let write = code & pf_bits::WRITE != 0;
+    match (present, write, code & pf_bits::FETCH != 0) {
+        (true, _, true) => "instruction fetch from a no-execute page",
+        (false, _, true) => "instruction fetch from an unmapped page",
+        (false, false, false) => "read of an unmapped page",
+        (false, true, false) => "write to an unmapped page",
+        (true, false, false) => "read refused by protection",
+        (true, true, false) => "write to a read-only page",
+    }
+}
+
 /// One 16-byte interrupt gate.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,12 +123,6 @@ impl Gate {
 #[repr(C, align(16))]
 struct Idt([Gate; 256]);
 
-#[repr(C, packed)]
-struct Idtr {
-    limit: u16,
-    base: u64,
-}
-
 static IDT: Once<Idt> = Once::new();
 
 fn ist_for(vector: u8) -> Option<IstSlot> {
@@ -123,12 +144,10 @@ pub fn load_this_core() {
         }
         Idt(gates)
     });
-    let idtr = Idtr {
+    let idtr = DescriptorTablePointer {
         limit: (size_of::<Idt>() - 1) as u16,
-        base: idt as *const Idt as u64,
+        base: VirtAddr::from_ptr(idt),
     };
     // SAFETY: the IDT is in a static `Once`, valid forever; every gate points at a stub.
-    unsafe {
-        core::arch::asm!("lidt [{}]", in(reg) &idtr, options(readonly, nostack, preserves_flags))
-    };
+    unsafe { lidt(&idtr) };
 }

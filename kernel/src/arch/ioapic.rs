@@ -1,36 +1,58 @@
 //! The I/O APIC (device interrupts to local APICs) and the legacy 8259 PICs, which are masked
 //! for good once the I/O APIC takes over.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::port::Port;
+use atoll_kcore::addr::{PhysAddr, VirtAddr};
+use spin::Once;
+use volatile::map_field;
 
-/// I/O APIC register indexes (written to IOREGSEL, then read or written through IOWIN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-enum Reg {
+use super::mmio::{MmioError, Reg32, RegisterBlock};
+use super::port::IoPort;
+
+/// The I/O APIC's two MMIO registers: a register index is written to `select`, then the
+/// register is read or written through `window`.
+#[repr(C)]
+#[derive(Debug)]
+struct IoApicRegisters {
+    select: Reg32,
+    window: Reg32,
+}
+
+/// I/O APIC registers (indexes written to `select`).
+mod reg {
     /// Bits 16..24: highest redirection entry.
-    Version = 0x01,
-    /// First redirection entry (low half); entry n is at 0x10 + 2n.
-    RedirectionBase = 0x10,
+    pub const VERSION: u32 = 0x01;
+    /// Redirection entry `n`, low half (vector, delivery, trigger, mask); the high half
+    /// (destination) follows it.
+    pub const fn redirection_low(n: u32) -> u32 {
+        0x10 + 2 * n
+    }
+    /// Redirection entry `n`, high half.
+    pub const fn redirection_high(n: u32) -> u32 {
+        redirection_low(n) + 1
+    }
 }
 
-/// Offsets of the two MMIO registers.
-const IOREGSEL: u64 = 0x00;
-const IOWIN: u64 = 0x10;
-
-/// Redirection entry bits.
+/// Redirection entry bits (low half).
 mod bits {
-    pub const MASKED: u64 = 1 << 16;
-    pub const LEVEL: u64 = 1 << 15;
-    pub const ACTIVE_LOW: u64 = 1 << 13;
+    pub const MASKED: u32 = 1 << 16;
+    pub const LEVEL: u32 = 1 << 15;
+    pub const ACTIVE_LOW: u32 = 1 << 13;
+    /// High half: the destination APIC id's shift.
+    pub const DEST_SHIFT: u32 = 24;
+    /// Version register: where the highest entry's index sits.
+    pub const MAX_ENTRY_SHIFT: u32 = 16;
 }
 
-/// The legacy PICs' data (mask) ports.
-const PIC1_DATA: Port<u8> = Port::new(0x21);
-const PIC2_DATA: Port<u8> = Port::new(0xa1);
+// SAFETY: the first 8259 PIC's data (mask) port; writing it only masks lines, touching no memory.
+const PIC1_DATA: IoPort<u8> = unsafe { IoPort::new(0x21) };
+// SAFETY: as above, for the second PIC.
+const PIC2_DATA: IoPort<u8> = unsafe { IoPort::new(0xa1) };
 
-static MMIO: AtomicU64 = AtomicU64::new(0);
+/// The I/O APIC's registers. `select` then `window` is a pair: callers run with interrupts off
+/// on the boot core at setup, so no other access comes in between.
+static REGS: Once<RegisterBlock<IoApicRegisters>> = Once::new();
 static GSI_BASE: AtomicU32 = AtomicU32::new(0);
 static ENTRIES: AtomicU32 = AtomicU32::new(0);
 
@@ -43,6 +65,24 @@ pub struct Trigger {
     pub active_low: bool,
 }
 
+impl Trigger {
+    /// How ISA interrupts signal unless the MADT says otherwise: edge, active high.
+    pub const ISA_DEFAULT: Self = Self {
+        level: false,
+        active_low: false,
+    };
+
+    /// The trigger an MADT interrupt source override's MPS INTI flags give: bits 0..2 polarity
+    /// (3 = active low), bits 2..4 trigger mode (3 = level); other values keep the bus default
+    /// (ISA: edge, active high).
+    pub fn from_inti_flags(flags: u16) -> Self {
+        Self {
+            active_low: flags & 0b11 == 0b11,
+            level: (flags >> 2) & 0b11 == 0b11,
+        }
+    }
+}
+
 /// Why a route could not be set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoApicError {
@@ -50,69 +90,66 @@ pub enum IoApicError {
     NotSetUp,
     /// The GSI is not served by this I/O APIC.
     NoSuchGsi(u32),
+    /// Its registers are not mapped where the caller said.
+    Mmio(MmioError),
 }
 
-fn select(reg: u32) -> *mut u32 {
-    let base = MMIO.load(Ordering::Relaxed);
-    // SAFETY: `base` is the uncached mapping of the I/O APIC made for `init`; IOREGSEL is a
-    // 32-bit register at offset 0.
-    unsafe { ((base + IOREGSEL) as *mut u32).write_volatile(reg) };
-    (base + IOWIN) as *mut u32
+fn read(regs: &RegisterBlock<IoApicRegisters>, index: u32) -> u32 {
+    let r = regs.regs();
+    map_field!(r.select.value).write(index);
+    map_field!(r.window.value).read()
 }
 
-fn read(reg: u32) -> u32 {
-    // SAFETY: IOWIN of the mapped I/O APIC; the selected register is readable.
-    unsafe { select(reg).read_volatile() }
-}
-
-fn write(reg: u32, value: u32) {
-    // SAFETY: IOWIN of the mapped I/O APIC; the selected register is writable.
-    unsafe { select(reg).write_volatile(value) }
+fn write(regs: &RegisterBlock<IoApicRegisters>, index: u32, value: u32) {
+    let r = regs.regs();
+    map_field!(r.select.value).write(index);
+    map_field!(r.window.value).write(value);
 }
 
 /// Masks both 8259 PICs so only the APICs deliver interrupts.
 pub fn mask_legacy_pics() {
-    // SAFETY: writing 0xff to the PIC mask registers only masks their lines.
-    unsafe {
-        PIC1_DATA.write(0xff);
-        PIC2_DATA.write(0xff);
-    }
+    PIC1_DATA.write(0xff);
+    PIC2_DATA.write(0xff);
 }
 
-/// Takes over the I/O APIC mapped at `mmio` (virtual) serving GSIs from `gsi_base`: every
-/// entry masked. Returns the number of entries. Call once, on the boot core, interrupts off.
-pub fn init(mmio: u64, gsi_base: u32) -> u32 {
-    MMIO.store(mmio, Ordering::Relaxed);
+/// Takes over the I/O APIC at physical `pa`, mapped (uncached) at `mmio`, serving GSIs from
+/// `gsi_base`: every entry masked. Returns the number of entries. Call once, on the boot core,
+/// interrupts off.
+pub fn init(mmio: VirtAddr, pa: PhysAddr, gsi_base: u32) -> Result<u32, IoApicError> {
+    let regs = RegisterBlock::mapped(mmio, pa).map_err(IoApicError::Mmio)?;
+    let regs = REGS.call_once(|| regs);
     GSI_BASE.store(gsi_base, Ordering::Relaxed);
-    let entries = ((read(Reg::Version as u32) >> 16) & 0xff) + 1;
+    let entries = ((read(regs, reg::VERSION) >> bits::MAX_ENTRY_SHIFT) & 0xff) + 1;
     ENTRIES.store(entries, Ordering::Relaxed);
     for i in 0..entries {
-        write(Reg::RedirectionBase as u32 + 2 * i, bits::MASKED as u32);
-        write(Reg::RedirectionBase as u32 + 2 * i + 1, 0);
+        write(regs, reg::redirection_low(i), bits::MASKED);
+        write(regs, reg::redirection_high(i), 0);
     }
-    entries
+    Ok(entries)
 }
 
 /// Routes `gsi` to `vector` on the local APIC with id `dest` (physical destination, fixed
 /// delivery), unmasked.
 pub fn route(gsi: u32, vector: u8, dest: u8, trigger: Trigger) -> Result<(), IoApicError> {
-    let entries = ENTRIES.load(Ordering::Relaxed);
-    if entries == 0 {
+    let (Some(regs), entries @ 1..) = (REGS.get(), ENTRIES.load(Ordering::Relaxed)) else {
         return Err(IoApicError::NotSetUp);
-    }
+    };
     let index = gsi
         .checked_sub(GSI_BASE.load(Ordering::Relaxed))
         .filter(|i| *i < entries)
         .ok_or(IoApicError::NoSuchGsi(gsi))?;
-    let mut low = u64::from(vector);
+    let mut low = u32::from(vector);
     if trigger.level {
         low |= bits::LEVEL;
     }
     if trigger.active_low {
         low |= bits::ACTIVE_LOW;
     }
-    let reg = Reg::RedirectionBase as u32 + 2 * index;
-    write(reg + 1, u32::from(dest) << 24);
-    write(reg, low as u32);
+    write(
+        regs,
+        reg::redirection_high(index),
+        u32::from(dest) << bits::DEST_SHIFT,
+    );
+    write(regs, reg::redirection_low(index), low);
     Ok(())
 }

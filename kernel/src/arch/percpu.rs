@@ -7,7 +7,7 @@ use alloc::boxed::Box;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::cpu::{Msr, rdmsr, wrmsr};
+use x86_64::registers::model_specific::GsBase;
 
 /// What every core keeps about itself.
 #[repr(C)]
@@ -35,14 +35,14 @@ pub fn init(core_id: u32, apic_id: u32) {
         current_thread: AtomicUsize::new(0),
     }));
     local.self_ptr = local as *const CoreLocal;
-    // SAFETY: `local` is leaked, so it lives forever; GS base is only ever this pointer.
-    unsafe { wrmsr(Msr::GsBase, local as *const CoreLocal as u64) };
+    // `local` is leaked, so it lives forever; GS base is only ever this pointer.
+    GsBase::write(x86_64::VirtAddr::from_ptr(local as *const CoreLocal));
     CORES_SET_UP.fetch_add(1, Ordering::Release);
 }
 
 /// This core's data, if `init` has run here.
 pub fn try_current() -> Option<&'static CoreLocal> {
-    if CORES_SET_UP.load(Ordering::Acquire) == 0 || rdmsr(Msr::GsBase) == 0 {
+    if CORES_SET_UP.load(Ordering::Acquire) == 0 || GsBase::read().is_null() {
         return None;
     }
     let ptr: *const CoreLocal;

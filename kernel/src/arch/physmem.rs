@@ -4,7 +4,9 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_kcore::addr::{PhysAddr, VirtAddr};
-use atoll_kcore::paging::PhysMem;
+use atoll_kcore::paging::{Mapper, PhysMem, Translation};
+
+use super::cpu;
 
 static OFFSET: AtomicU64 = AtomicU64::new(0);
 
@@ -35,6 +37,12 @@ impl PhysMem for DirectMap {
         // SAFETY: as for `read`; the mapper only writes page-table entries it owns.
         unsafe { ptr.write_volatile(value) }
     }
+}
+
+/// Where `va` leads in the live page tables (those CR3 points at), if it is mapped.
+pub fn translate(va: VirtAddr) -> Option<Translation> {
+    let mut mem = DirectMap;
+    Mapper::new(&mut mem, cpu::page_table_root()).translate(va)
 }
 
 /// Borrows `len` bytes of physical memory starting at `pa` through the direct map.

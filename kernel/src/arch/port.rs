@@ -1,100 +1,42 @@
-//! Typed x86 I/O ports.
+//! I/O ports: the `x86_64` crate's `Port` behind a type that is unsafe to create and safe to use.
+//!
+//! Whoever makes an [`IoPort`] vouches, once, that the port belongs to a device this code drives
+//! and that reading or writing it cannot break memory safety; every access after that is safe.
+//! (`x86_64::instructions::port::Port` is the reverse: safe to make, unsafe at every access.)
 
-use core::arch::asm;
 use core::marker::PhantomData;
 
-/// A value that can move through an I/O port.
-pub trait PortValue: Copy {
-    /// # Safety
-    /// Reading `port` must have no side effect that breaks memory safety.
-    unsafe fn read_from(port: u16) -> Self;
-    /// # Safety
-    /// Writing `port` must have no side effect that breaks memory safety.
-    unsafe fn write_to(port: u16, value: Self);
-}
+use x86_64::instructions::port::{Port, PortRead, PortWrite};
 
-impl PortValue for u8 {
-    unsafe fn read_from(port: u16) -> u8 {
-        let v: u8;
-        // SAFETY: the caller vouches for the port; `in` touches no memory.
-        unsafe {
-            asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        v
-    }
-    unsafe fn write_to(port: u16, value: u8) {
-        // SAFETY: the caller vouches for the port; `out` touches no memory.
-        unsafe {
-            asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-        };
-    }
-}
-
-impl PortValue for u16 {
-    unsafe fn read_from(port: u16) -> u16 {
-        let v: u16;
-        // SAFETY: as for u8.
-        unsafe {
-            asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        v
-    }
-    unsafe fn write_to(port: u16, value: u16) {
-        // SAFETY: as for u8.
-        unsafe {
-            asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
-        };
-    }
-}
-
-impl PortValue for u32 {
-    unsafe fn read_from(port: u16) -> u32 {
-        let v: u32;
-        // SAFETY: as for u8.
-        unsafe {
-            asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        v
-    }
-    unsafe fn write_to(port: u16, value: u32) {
-        // SAFETY: as for u8.
-        unsafe {
-            asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
-        };
-    }
-}
-
-/// An I/O port carrying values of type `T`.
+/// An I/O port carrying values of type `T` (`u8`, `u16` or `u32`).
 #[derive(Debug, Clone, Copy)]
-pub struct Port<T: PortValue> {
+pub struct IoPort<T> {
     number: u16,
-    _t: PhantomData<T>,
+    _value: PhantomData<T>,
 }
 
-impl<T: PortValue> Port<T> {
-    /// A port by number.
-    pub const fn new(number: u16) -> Self {
+impl<T: PortRead + PortWrite> IoPort<T> {
+    /// The port `number`.
+    ///
+    /// # Safety
+    /// The port must belong to a device this code drives, and reading or writing it must have no
+    /// effect on memory (no DMA set-up, no remapping of memory the kernel uses).
+    pub const unsafe fn new(number: u16) -> Self {
         Self {
             number,
-            _t: PhantomData,
+            _value: PhantomData,
         }
     }
 
     /// Reads the port.
-    ///
-    /// # Safety
-    /// The port must belong to a device this code owns, and reading it must not break memory safety.
-    pub unsafe fn read(&self) -> T {
-        // SAFETY: forwarded to the caller.
-        unsafe { T::read_from(self.number) }
+    pub fn read(&self) -> T {
+        // SAFETY: `new`'s contract: the port is ours and touching it cannot break memory safety.
+        unsafe { Port::new(self.number).read() }
     }
 
     /// Writes the port.
-    ///
-    /// # Safety
-    /// The port must belong to a device this code owns, and writing it must not break memory safety.
-    pub unsafe fn write(&self, value: T) {
-        // SAFETY: forwarded to the caller.
-        unsafe { T::write_to(self.number, value) }
+    pub fn write(&self, value: T) {
+        // SAFETY: as for `read`.
+        unsafe { Port::new(self.number).write(value) }
     }
 }

@@ -1,114 +1,89 @@
-//! The 16550 UART on COM1: the console's transport.
+//! COM1, the console's transport: a 16550 UART driven by the `uart_16550` crate.
 //!
 //! Output is polled (the transmitter is fast enough for a console); input arrives by interrupt
-//! (received-data-available) once `enable_rx_interrupt` is called.
+//! (received-data-available, one byte at a time) once [`enable_rx_interrupt`] is called.
+//!
+//! Normal use takes the port's lock with interrupts off ([`locked`]). Fault and panic reports use
+//! [`emergency`], which waits only briefly for the lock and then writes through a second handle:
+//! a report must come out even when the faulting code held the lock.
 
-use super::port::Port;
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::{FifoTriggerLevel, IER};
+use uart_16550::{BaudRate, Config, Uart16550};
 
 /// COM1's base I/O port.
-pub const COM1_BASE: u16 = 0x3f8;
+const COM1_BASE: u16 = 0x3f8;
+/// COM1's ISA interrupt line (before any MADT override).
+pub const COM1_ISA_IRQ: u8 = 4;
 
-/// Line-status register bits.
-mod lsr {
-    pub const DATA_READY: u8 = 1 << 0;
-    pub const THR_EMPTY: u8 = 1 << 5;
-}
+/// How many times [`emergency`] tries the lock before writing around it.
+const EMERGENCY_LOCK_TRIES: u32 = 1_000_000;
 
-/// Interrupt-enable register bits.
-mod ier {
-    pub const RX_AVAILABLE: u8 = 1 << 0;
-}
-
-/// Line-control register bits.
-mod lcr {
-    pub const WORD_8BIT: u8 = 0b11;
-    pub const DLAB: u8 = 1 << 7;
-}
-
-/// FIFO-control register bits.
-mod fcr {
-    pub const ENABLE: u8 = 1 << 0;
-    pub const CLEAR_RX: u8 = 1 << 1;
-    pub const CLEAR_TX: u8 = 1 << 2;
-    /// Interrupt on every received byte (a console wants each keystroke at once).
-    pub const TRIGGER_1: u8 = 0b00 << 6;
-}
-
-/// Modem-control register bits.
-mod mcr {
-    pub const DTR: u8 = 1 << 0;
-    pub const RTS: u8 = 1 << 1;
-    pub const OUT2: u8 = 1 << 3;
-}
-
-/// The registers of one 16550, each a typed port.
+/// The console UART.
 #[derive(Debug)]
-pub struct Uart16550 {
-    data: Port<u8>,
-    int_enable: Port<u8>,
-    fifo_ctrl: Port<u8>,
-    line_ctrl: Port<u8>,
-    modem_ctrl: Port<u8>,
-    line_status: Port<u8>,
+pub struct Com1 {
+    uart: Uart16550<PioBackend>,
 }
 
-impl Uart16550 {
-    /// The UART at `base`.
-    ///
-    /// # Safety
-    /// `base` must be a 16550's I/O base that nothing else drives.
-    pub const unsafe fn new(base: u16) -> Self {
-        Self {
-            data: Port::new(base),
-            int_enable: Port::new(base + 1),
-            fifo_ctrl: Port::new(base + 2),
-            line_ctrl: Port::new(base + 3),
-            modem_ctrl: Port::new(base + 4),
-            line_status: Port::new(base + 5),
-        }
+/// A handle on COM1's registers. Private: this module makes one for the lock and, only when a
+/// report cannot get the lock, a second one (see [`emergency`]).
+const fn com1() -> Com1 {
+    // SAFETY: 0x3f8..0x3ff are COM1's registers, which only this module drives; UART registers
+    // touch no memory. A second handle only interleaves bytes with the first.
+    match unsafe { Uart16550::new_port(COM1_BASE) } {
+        Ok(uart) => Com1 { uart },
+        Err(_) => panic!("COM1's registers fit in the I/O space"),
     }
+}
 
-    /// Programs 115200 baud, 8N1, FIFOs on and cleared, interrupts off.
-    pub fn init(&mut self) {
-        // SAFETY: `new`'s contract says these ports are ours; UART register writes touch no memory.
-        unsafe {
-            self.int_enable.write(0);
-            self.line_ctrl.write(lcr::DLAB);
-            self.data.write(1); // divisor low: 115200 / 1
-            self.int_enable.write(0); // divisor high
-            self.line_ctrl.write(lcr::WORD_8BIT);
-            self.fifo_ctrl
-                .write(fcr::ENABLE | fcr::CLEAR_RX | fcr::CLEAR_TX | fcr::TRIGGER_1);
-            self.modem_ctrl.write(mcr::DTR | mcr::RTS | mcr::OUT2);
-        }
-    }
+static COM1: Mutex<Com1> = Mutex::new(com1());
 
-    fn status(&self) -> u8 {
-        // SAFETY: reading LSR has no side effect beyond the UART.
-        unsafe { self.line_status.read() }
-    }
-
-    /// Sends one byte, waiting for room in the transmitter.
-    pub fn send(&mut self, byte: u8) {
-        while self.status() & lsr::THR_EMPTY == 0 {
-            core::hint::spin_loop();
-        }
-        // SAFETY: the transmitter is empty; writing THR sends the byte.
-        unsafe { self.data.write(byte) }
-    }
-
-    /// Raises an interrupt whenever received data is available.
-    pub fn enable_rx_interrupt(&mut self) {
-        // SAFETY: IER bit 0 only enables the receive interrupt; the line is routed by then.
-        unsafe { self.int_enable.write(ier::RX_AVAILABLE) }
+impl Com1 {
+    /// Sends `bytes`, waiting for room in the transmitter.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.uart.send_bytes_exact(bytes);
     }
 
     /// Takes one received byte, if any.
     pub fn try_receive(&mut self) -> Option<u8> {
-        if self.status() & lsr::DATA_READY == 0 {
-            return None;
-        }
-        // SAFETY: data is ready; reading RBR pops it.
-        Some(unsafe { self.data.read() })
+        self.uart.try_receive_byte().ok()
     }
+}
+
+/// Programs 115200 baud, 8N1, FIFOs on and cleared (an interrupt per received byte: a console
+/// wants each keystroke at once), DTR/RTS/OUT2 set, interrupts off. Call once, first thing.
+pub fn init() {
+    let config = Config {
+        baud_rate: BaudRate::Baud115200,
+        fifo_trigger_level: Some(FifoTriggerLevel::One),
+        interrupts: IER::empty(),
+        ..Config::DEFAULT
+    };
+    // A UART that fails the presence check cannot report it anywhere: output is lost either way.
+    let _ = locked(|com1| com1.uart.init(config));
+}
+
+/// Runs `f` on COM1 under its lock, with interrupts held off so a handler on this core cannot
+/// deadlock on the lock.
+pub fn locked<R>(f: impl FnOnce(&mut Com1) -> R) -> R {
+    super::cpu::without_interrupts(|| f(&mut COM1.lock()))
+}
+
+/// Runs `f` on COM1 for a fault report: under the lock if it comes free soon, otherwise
+/// through a second handle, because the holder is stuck (it is the interrupted code on this
+/// core) and cannot run again while the report is written.
+pub fn emergency<R>(f: impl FnOnce(&mut Com1) -> R) -> R {
+    for _ in 0..EMERGENCY_LOCK_TRIES {
+        if let Some(mut com1) = COM1.try_lock() {
+            return f(&mut com1);
+        }
+        core::hint::spin_loop();
+    }
+    f(&mut com1())
+}
+
+/// Raises an interrupt whenever received data is available.
+pub fn enable_rx_interrupt() {
+    locked(|com1| com1.uart.enable_interrupts(IER::DATA_READY));
 }

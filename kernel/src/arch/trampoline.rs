@@ -9,7 +9,7 @@
 use core::arch::global_asm;
 use core::ptr::addr_of;
 
-use atoll_kcore::addr::PhysAddr;
+use atoll_kcore::addr::{PhysAddr, SIZE_4K, is_aligned};
 
 use super::physmem;
 
@@ -122,6 +122,9 @@ unsafe extern "C" {
     static atoll_tr_end: u8;
 }
 
+/// Real mode reaches the first MiB: a SIPI vector is 8 bits of page number.
+const REAL_MODE_LIMIT: u64 = 0x10_0000;
+
 /// Offset of a trampoline label from its start.
 fn off(label: *const u8) -> u64 {
     label as u64 - addr_of!(atoll_tr_start) as u64
@@ -132,7 +135,7 @@ fn off(label: *const u8) -> u64 {
 pub enum TrampolineError {
     /// The page is not below 1 MiB (a SIPI vector is 8 bits of page number).
     PageTooHigh(u64),
-    /// CR3 is above 4 GiB, out of reach of the 32-bit stage's `mov cr3`.
+    /// The page-table root is above 4 GiB, out of reach of the 32-bit stage's `mov cr3`.
     Cr3TooHigh(u64),
 }
 
@@ -148,11 +151,12 @@ fn poke(page: PhysAddr, offset: u64, value: u64, bytes: usize) {
 }
 
 /// Copies the trampoline into `page` (physical, below 1 MiB) and patches its absolute
-/// addresses. `cr3` is the page-table root the APs will use.
-pub fn install(page: PhysAddr, cr3: u64) -> Result<u8, TrampolineError> {
-    if page.0 >= 0x10_0000 || page.0 & 0xfff != 0 {
+/// addresses. The APs will use this core's page tables. Returns the SIPI vector of the page.
+pub fn install(page: PhysAddr) -> Result<u8, TrampolineError> {
+    if page.0 >= REAL_MODE_LIMIT || !is_aligned(page.0, SIZE_4K) {
         return Err(TrampolineError::PageTooHigh(page.0));
     }
+    let cr3 = super::cpu::page_table_root().0;
     if cr3 > u64::from(u32::MAX) {
         return Err(TrampolineError::Cr3TooHigh(cr3));
     }
@@ -183,7 +187,7 @@ pub fn install(page: PhysAddr, cr3: u64) -> Result<u8, TrampolineError> {
         4,
     );
     poke(page, off(addr_of!(atoll_tr_cr3)), cr3, 8);
-    Ok((page.0 >> 12) as u8)
+    Ok((page.0 / SIZE_4K) as u8)
 }
 
 /// Sets what the next AP started through `page` runs: `entry(arg)` on the stack `stack_top`.

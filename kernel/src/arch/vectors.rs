@@ -21,6 +21,7 @@ pub enum Vector {
 /// Enters the scheduler through the yield vector (a software interrupt pushes a trap frame
 /// like any other, so a voluntary switch looks exactly like a preemption).
 pub fn raise_yield() {
+    // Hand-written: `x86_64`'s `software_interrupt` sits behind its `asm_const` feature.
     // SAFETY: the yield vector's gate exists and its handler returns to the next instruction
     // (now, or when this thread is next scheduled).
     unsafe { core::arch::asm!("int {v}", v = const Vector::Yield as u8) };

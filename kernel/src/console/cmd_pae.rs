@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use atoll_kcore::args::{ArgError, Args};
 use atoll_kcore::json::Json;
+use atoll_pae::runtime::InvokeError;
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 use spin::Mutex;
 
@@ -47,7 +48,13 @@ pub fn run(args: &mut Args) -> CmdResult {
     let values = prepared.parse_args(&words)?;
     let done = pae::run_on_thread(prepared, values, core)
         .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
-    let (outcome, run_cycles) = (done.result, done.run_cycles);
+    let run_cycles = done.run_cycles;
+    let outcome = match done.result {
+        Ok(results) => Ok(results),
+        Err(InvokeError::Trap(trap)) => Err(trap),
+        // Nothing ran: the call did not fit the export (parse_args checks the count first).
+        Err(e) => return Err(CmdError::Failed(alloc::format!("{e}"))),
+    };
     let (text, trapped) = match &outcome {
         Ok(results) => (pae::format_results(results), false),
         Err(trap) => (alloc::format!("{trap}"), true),

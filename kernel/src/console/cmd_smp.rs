@@ -11,6 +11,7 @@ use atoll_kcore::stats::Distribution;
 
 use super::commands::{CmdError, CmdResult};
 use crate::arch::cpu;
+use crate::arch::trap::TrapFrame;
 use crate::sched::{self, MAX_THREADS};
 use crate::smi::{self, ThreadContext, World};
 use crate::smp::{self, ipi};
@@ -166,6 +167,12 @@ struct RoundCheck {
     counters_moved: u64,
 }
 
+/// Reads a context's RIP and writes it back unchanged.
+fn rewrite_rip(frame: &mut TrapFrame) {
+    let rip = frame.rip;
+    frame.rip = core::hint::black_box(rip);
+}
+
 /// What the `smi` callback does with the world stopped: note the counter of the thread on every
 /// parked core, read every parked core's interrupted context and every off-core thread's saved
 /// context and write each back unchanged, hold the world for `hold_us`, and check that no
@@ -181,16 +188,12 @@ fn touch_world(world: &mut World, check: &mut RoundCheck, flush: bool, hold_us: 
         if let Some(slot) = world.parked_thread(core) {
             before[core] = (slot, sched::SLOTS[slot].counter.load(Relaxed));
         }
-        if let Some(f) = world.parked_frame(core) {
-            let rip = f.rip;
-            f.rip = core::hint::black_box(rip);
+        if world.with_parked_frame(core, rewrite_rip).is_some() {
             check.frames_seen += 1;
         }
     }
     for slot in 0..MAX_THREADS {
-        if let Some(f) = world.thread_frame(slot) {
-            let rip = f.rip;
-            f.rip = core::hint::black_box(rip);
+        if world.with_thread_frame(slot, rewrite_rip).is_some() {
             check.frames_seen += 1;
         }
     }
@@ -493,17 +496,19 @@ fn smi_mark(id: u64, tries: u64, timeout_us: u64, json: bool) -> CmdResult {
     while place.is_none() && rounds < tries {
         rounds += 1;
         let result = smi::stop_the_world(timeout_us, &mut |w| {
-            place = match w.thread_context(slot) {
-                Some(ThreadContext::Parked { core, frame }) if frame.interrupts_were_enabled() => {
-                    frame.redirect_to(testload::marked_counter);
-                    Some(("parked", Some(core)))
-                }
-                Some(ThreadContext::Saved(frame)) => {
-                    frame.redirect_to(testload::marked_counter);
-                    Some(("saved", None))
-                }
-                _ => None,
-            };
+            place = w
+                .with_thread_context(slot, |context| match context {
+                    ThreadContext::Parked { core, frame } if frame.interrupts_were_enabled() => {
+                        frame.redirect_to(testload::marked_counter);
+                        Some(("parked", Some(core)))
+                    }
+                    ThreadContext::Saved(frame) => {
+                        frame.redirect_to(testload::marked_counter);
+                        Some(("saved", None))
+                    }
+                    ThreadContext::Parked { .. } => None,
+                })
+                .flatten();
         });
         if let Err(e) = result {
             first_error.get_or_insert(e);

@@ -1,12 +1,24 @@
 //! The kernel heap: a linked-list allocator over a run of physical memory reached through the
 //! direct map. Its lock is taken with interrupts off, so a thread preempted by the timer never
 //! holds it and an interrupt handler on the same core can never spin on it forever.
+//!
+//! The module may use `unsafe`: `GlobalAlloc` is an unsafe trait, and handing the allocator its
+//! memory vouches that nothing else uses that memory.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+use atoll_kcore::addr::{PhysAddr, SIZE_2M};
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use linked_list_allocator::Heap;
-use spin::Mutex;
+use spin::{Mutex, Once};
+
+use super::{LOW_MEMORY_END, MemInitError};
+use crate::arch::physmem;
+
+/// Heap size bounds.
+const HEAP_MIN_BYTES: u64 = 4 * 1024 * 1024;
+const HEAP_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 struct KernelHeap(Mutex<Heap>);
 
@@ -44,13 +56,34 @@ pub struct HeapStats {
     pub used_bytes: usize,
 }
 
-/// Hands `len` bytes at `start` (a direct-map address) to the allocator.
-///
-/// # Safety
-/// The range must be unused RAM that nothing else will ever touch; call once.
-pub unsafe fn init(start: u64, len: usize) {
-    // SAFETY: forwarded to the caller.
-    unsafe { HEAP.0.lock().init(start as *mut u8, len) };
+/// The heap's physical range, once placed.
+static PLACED: Once<(PhysAddr, u64)> = Once::new();
+
+/// Places the heap in a quarter of the largest usable region of the memory map (2 MiB-aligned,
+/// 4–64 MiB) and hands it to the allocator through the direct map. Returns its physical range,
+/// which `mem::init` reserves in the frame allocator. Runs once; later calls return the same
+/// range.
+pub fn init(regions: &MemoryRegions) -> Result<(PhysAddr, u64), MemInitError> {
+    let largest = regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+        .max_by_key(|r| r.end - r.start)
+        .ok_or(MemInitError::NoRoomForHeap)?;
+    let start = largest.start.max(LOW_MEMORY_END).next_multiple_of(SIZE_2M);
+    let room = largest.end.saturating_sub(start);
+    let bytes = (room / 4).clamp(HEAP_MIN_BYTES, HEAP_MAX_BYTES) & !(SIZE_2M - 1);
+    if room < bytes || bytes < HEAP_MIN_BYTES {
+        return Err(MemInitError::NoRoomForHeap);
+    }
+    Ok(*PLACED.call_once(|| {
+        let phys = PhysAddr(start);
+        let virt = physmem::to_virt(phys).0 as *mut u8;
+        // SAFETY: the range lies inside a usable region of the memory map, which nothing uses
+        // before the frame allocator exists; `mem::init` reserves it there before any frame is
+        // handed out. `PLACED` makes this happen once.
+        unsafe { HEAP.0.lock().init(virt, bytes as usize) };
+        (phys, bytes)
+    }))
 }
 
 /// Runs `f` with the heap lock held (and interrupts off). Only for `fault heap-locked`, which

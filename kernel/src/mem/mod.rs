@@ -2,23 +2,23 @@
 //! bootloader's memory map.
 
 pub mod frames;
+// The three below may use `unsafe` (each says why; the list is in `main.rs`).
+#[allow(unsafe_code)]
 pub mod heap;
+#[allow(unsafe_code)]
 pub mod stack;
 pub mod vm;
+#[allow(unsafe_code)]
+pub mod vm_selftest;
 
-use atoll_kcore::addr::{PhysAddr, SIZE_2M};
+use atoll_kcore::addr::PhysAddr;
 use atoll_kcore::frames::FrameAllocator;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::physmem;
-
 /// Below this, physical memory is kept out of the general pool (real-mode trampolines, BIOS
 /// data).
 const LOW_MEMORY_END: u64 = 0x10_0000;
-/// Heap size bounds.
-const HEAP_MIN_BYTES: u64 = 4 * 1024 * 1024;
-const HEAP_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why memory could not be set up.
 #[derive(Debug, Clone, Copy)]
@@ -28,27 +28,15 @@ pub enum MemInitError {
 }
 
 /// Sets up the heap and the frame allocator from the memory map. Returns the heap's physical
-/// range.
+/// range. The heap comes first (the frame allocator's bitmap lives in it); its range is
+/// reserved in the frame allocator before any frame is handed out.
 pub fn init(regions: &MemoryRegions) -> Result<(PhysAddr, u64), MemInitError> {
     let usable = || {
         regions
             .iter()
             .filter(|r| r.kind == MemoryRegionKind::Usable)
     };
-    // The heap takes a quarter of the largest usable region (2 MiB-aligned), within bounds.
-    let largest = usable()
-        .max_by_key(|r| r.end - r.start)
-        .ok_or(MemInitError::NoRoomForHeap)?;
-    let start = largest.start.max(LOW_MEMORY_END).next_multiple_of(SIZE_2M);
-    let room = largest.end.saturating_sub(start);
-    let heap_bytes = (room / 4).clamp(HEAP_MIN_BYTES, HEAP_MAX_BYTES) & !(SIZE_2M - 1);
-    if room < heap_bytes || heap_bytes < HEAP_MIN_BYTES {
-        return Err(MemInitError::NoRoomForHeap);
-    }
-    let heap_phys = PhysAddr(start);
-    // SAFETY: the range is inside a usable region, and the frame allocator below reserves it
-    // so nothing else will hand it out.
-    unsafe { heap::init(physmem::to_virt(heap_phys).0, heap_bytes as usize) };
+    let (heap_phys, heap_bytes) = heap::init(regions)?;
 
     let limit = usable().map(|r| r.end).max().unwrap_or(0);
     let mut alloc = FrameAllocator::new(PhysAddr(limit));

@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use atoll_kcore::addr::{PageSize, PhysAddr, VirtAddr};
+use atoll_kcore::addr::{PageSize, PhysAddr, SIZE_4K, VirtAddr};
 use atoll_kcore::frames::FrameError;
 use atoll_kcore::paging::{MapError, Mapper, Protection, Translation};
 use spin::{Mutex, Once};
@@ -79,7 +79,7 @@ static VM: Once<Mutex<Vm>> = Once::new();
 const SLOT_BYTES: u64 = 1 << 39;
 
 fn root() -> PhysAddr {
-    PhysAddr(cpu::cr3() & 0x000f_ffff_ffff_f000)
+    cpu::page_table_root()
 }
 
 /// Claims a free PML4 slot in the upper half for the kernel's region.
@@ -165,16 +165,16 @@ pub fn map(va: VirtAddr, pa: PhysAddr, size: PageSize, prot: Protection) -> Resu
 /// Maps `bytes` of device registers at physical `pa` (page aligned) uncached, read-write,
 /// never executable. Returns the virtual address of `pa`.
 pub fn map_device(pa: PhysAddr, bytes: u64) -> Result<VirtAddr, VmError> {
-    let first = pa.0 & !0xfff;
-    let pages = (pa.0 + bytes - first).div_ceil(4096);
-    let va = reserve(pages * 4096, 4096)?;
+    let first = pa.0 - pa.0 % SIZE_4K;
+    let pages = (pa.0 + bytes - first).div_ceil(SIZE_4K);
+    let va = reserve(pages * SIZE_4K, SIZE_4K)?;
     with(|vm| {
         let mut mem = DirectMap;
         for i in 0..pages {
-            let page = VirtAddr(va.0 + i * 4096);
+            let page = VirtAddr(va.0 + i * SIZE_4K);
             Mapper::new(&mut mem, root()).map_device(
                 page,
-                PhysAddr(first + i * 4096),
+                PhysAddr(first + i * SIZE_4K),
                 &mut GlobalTableFrames,
             )?;
             count(&mut vm.stats, PageSize::Size4K, 1);

@@ -1,5 +1,9 @@
 //! Executable pages for generated code: written through a read-write mapping, then switched to
 //! read-execute (never both), with every core's TLB flushed by the VM API before use.
+//!
+//! This is code injection, so the module may use `unsafe`: it copies the generated code into
+//! the pages it just mapped, reads it back, and vouches to the runtime (`CodeMemory`) that the
+//! pages hold exactly the compiled module's code.
 
 use alloc::vec::Vec;
 

@@ -1,5 +1,9 @@
 //! The kernel functions chunks import from the `atoll` module (see docs/chunk-format.md):
 //! `print(ptr, len)`, `cycles() -> i64`, `yield()`.
+//!
+//! Generated code calls these with raw pointers to its VM context and argument slots (the
+//! `HostFunc` ABI), so the module may use `unsafe`: each function checks what it reads from
+//! linear memory against the memory's size first.
 
 use core::ffi::c_void;
 

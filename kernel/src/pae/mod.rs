@@ -6,8 +6,13 @@
 //! instance). Each task gets fresh instances of its chunk and of every chunk it imports from,
 //! providers first, so tasks never see each other's linear memory.
 
+// These three may use `unsafe` (each says why; the list is in `main.rs`).
+#[allow(unsafe_code)]
 mod code;
+#[allow(unsafe_code)]
 mod imports;
+#[allow(unsafe_code)]
+mod task;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -16,13 +21,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use atoll_pae::runtime::{Extern, Instance, InstantiateError, SigRegistry, VecMemory};
-use atoll_pae::{CompileError, CompiledModule, Options, TrapCode, Ty};
+use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
+use atoll_pae::{CompileError, CompiledModule, Options, Ty};
 use chunk_image::{ValType, Value};
 use spin::Mutex;
 
 pub use code::KernelCode;
 use code::SharedCode;
+pub use task::run_on_thread;
 
 use crate::chunks::{self, Loaded};
 use crate::mem::vm::VmError;
@@ -305,7 +311,7 @@ impl Prepared {
         &mut self,
         args: &[u64],
         stack_budget_bytes: usize,
-    ) -> Result<Vec<Value>, TrapCode> {
+    ) -> Result<Vec<Value>, InvokeError> {
         let instance = self
             .instances
             .get_mut(&self.chunk)
@@ -329,83 +335,4 @@ pub fn format_results(values: &[Value]) -> String {
 /// What `atoll.yield` does: gives up the rest of the thread's time slice.
 pub fn yield_hook() {
     crate::sched::yield_now();
-}
-
-/// Smallest stack a chunk thread gets, whatever its manifest says.
-const MIN_TASK_STACK_BYTES: u64 = 64 * 1024;
-/// Stack kept back from generated code for the kernel frames around it (thread start, the
-/// entry trampoline, host functions, nested interrupt frames).
-const KERNEL_STACK_RESERVE_BYTES: u64 = 48 * 1024;
-
-/// How a task ended, and where it ran.
-#[derive(Debug)]
-pub struct TaskOutcome {
-    /// Results, or the trap that ended it.
-    pub result: Result<Vec<Value>, TrapCode>,
-    /// The core the chunk thread ran on.
-    pub core: u32,
-    /// The chunk thread's id.
-    pub thread: u64,
-    /// TSC cycles from entering generated code to leaving it.
-    pub run_cycles: u64,
-}
-
-/// A task handed to its chunk thread. The spawning thread owns it and reads it only after
-/// `done` is set (the chunk thread's last write).
-struct Job {
-    prepared: Prepared,
-    args: Vec<u64>,
-    budget_bytes: usize,
-    result: Option<Result<Vec<Value>, TrapCode>>,
-    core: u32,
-    run_cycles: u64,
-    done: core::sync::atomic::AtomicBool,
-}
-
-fn chunk_thread(arg: u64) {
-    // SAFETY: `run_on_thread` passes a pointer to a `Job` it keeps alive and does not touch
-    // until `done` is set, which is the last thing this thread does with it.
-    let job = unsafe { &mut *(arg as *mut Job) };
-    crate::sched::use_fpu();
-    job.core = crate::arch::percpu::core_id();
-    let start = crate::arch::cpu::rdtsc();
-    job.result = Some(job.prepared.invoke(&job.args, job.budget_bytes));
-    job.run_cycles = crate::arch::cpu::rdtsc() - start;
-    job.done.store(true, core::sync::atomic::Ordering::Release);
-}
-
-/// Runs a prepared task on a new chunk thread (on `core`, or the least-loaded core) with its
-/// own stack and SSE state, and waits for it.
-pub fn run_on_thread(
-    prepared: Prepared,
-    args: Vec<u64>,
-    core: Option<usize>,
-) -> Result<TaskOutcome, crate::sched::ThreadError> {
-    let stack_bytes = prepared.stack_bytes.max(MIN_TASK_STACK_BYTES) + KERNEL_STACK_RESERVE_BYTES;
-    let name = alloc::format!("task {}", prepared.task);
-    let mut job = Box::new(Job {
-        prepared,
-        args,
-        budget_bytes: (stack_bytes - KERNEL_STACK_RESERVE_BYTES) as usize,
-        result: None,
-        core: 0,
-        run_cycles: 0,
-        done: core::sync::atomic::AtomicBool::new(false),
-    });
-    let ptr = job.as_mut() as *mut Job as u64;
-    let thread = crate::sched::spawn_with_stack(&name, core, stack_bytes, chunk_thread, ptr)?;
-    let joined = crate::sched::join(thread);
-    if !job.done.load(core::sync::atomic::Ordering::Acquire) {
-        // The thread may still run (or was killed mid-task): its job must outlive it.
-        Box::leak(job);
-        return Err(joined
-            .err()
-            .unwrap_or(crate::sched::ThreadError::Timeout(thread)));
-    }
-    Ok(TaskOutcome {
-        result: job.result.take().unwrap_or(Err(TrapCode::HostError)),
-        core: job.core,
-        thread,
-        run_cycles: job.run_cycles,
-    })
 }

@@ -63,7 +63,7 @@ pub fn kill(id: u64) -> Result<(), ThreadError> {
         let kicks = s.kill(slot, Some(me))?;
         if s.info(slot).map(|t| t.state) == Some(ThreadState::Dead) {
             // Killed off-core: its saved context will never run again.
-            SLOTS[slot].frame.store(0, Ordering::Release);
+            SLOTS[slot].unpark_frame();
         }
         Ok::<_, SchedError>(kicks)
     })??);
@@ -137,14 +137,10 @@ pub fn with_suspended_frame<R>(
         if t.state != ThreadState::Suspended {
             return Err(SchedError::NotSuspended(id));
         }
-        let frame = SLOTS[slot].saved_frame();
-        // SAFETY: a suspended thread is off every core (its on-CPU flag is clear, checked by
-        // `saved_frame`), so its frame on its own stack is written by nobody else; the
-        // scheduler lock keeps it suspended until `edit` returns.
-        match unsafe { frame.as_mut() } {
-            Some(f) => Ok(edit(f)),
-            None => Err(SchedError::NotSuspended(id)),
-        }
+        // The scheduler lock keeps the thread suspended until `edit` returns.
+        SLOTS[slot]
+            .with_saved_frame(edit)
+            .ok_or(SchedError::NotSuspended(id))
     })?
     .map_err(ThreadError::from)
 }

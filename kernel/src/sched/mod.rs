@@ -6,6 +6,8 @@
 //! read without the lock is in the fixed slot table (`slots`).
 
 mod control;
+// May use `unsafe` (it says why; the list is in `main.rs`).
+#[allow(unsafe_code)]
 pub mod slots;
 mod switch;
 
@@ -21,8 +23,10 @@ use spin::{Mutex, Once};
 pub use control::{
     core_view, idle_cycles, kill, list, migrate, resume, suspend, with_suspended_frame,
 };
-pub use slots::{FxSaveArea, MAX_THREADS, SLOTS};
+pub use slots::{MAX_THREADS, SLOTS};
 
+use crate::arch::context::{self, FrameError};
+use crate::arch::fpu::{self, FxSaveArea};
 use crate::arch::trap::{TrapFrame, set_switch_handler};
 use crate::arch::vectors::Vector;
 use crate::arch::{apic, cpu, percpu};
@@ -40,11 +44,10 @@ const SLICE_TICKS: u32 = 2;
 
 static SCHED: Once<Mutex<Scheduler>> = Once::new();
 
-/// What the kernel keeps per thread beyond the policy: its stack and FPU/SSE area.
+/// What the kernel keeps per thread beyond the policy and the slot table: its stack.
 #[derive(Debug, Default)]
 struct Extra {
     stack: Option<KernelStack>,
-    fx: Option<Box<FxSaveArea>>,
 }
 
 static EXTRAS: Mutex<Vec<Extra>> = Mutex::new(Vec::new());
@@ -60,6 +63,8 @@ pub enum ThreadError {
     NotStarted,
     /// The thread did not stop within the deadline.
     Timeout(u64),
+    /// The new thread's first frame did not fit its stack.
+    Frame(FrameError),
 }
 
 impl From<SchedError> for ThreadError {
@@ -81,6 +86,7 @@ impl fmt::Display for ThreadError {
             ThreadError::Vm(e) => write!(f, "thread stack: {e}"),
             ThreadError::NotStarted => write!(f, "the scheduler is not running"),
             ThreadError::Timeout(id) => write!(f, "thread {id} did not stop in time"),
+            ThreadError::Frame(e) => write!(f, "thread stack: {e:?}"),
         }
     }
 }
@@ -162,20 +168,12 @@ fn idle_entry(_: u64) {
     idle_loop()
 }
 
-/// A thread's first code: run `entry(arg)`, then exit.
-extern "C" fn thread_start(entry: usize, arg: u64) -> ! {
-    // SAFETY: `spawn_on` stored a `fn(u64)` in RDI.
-    let entry: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(entry) };
-    entry(arg);
-    exit()
-}
-
-/// Frees dead threads that no core runs on. Each slot is unpublished, its stack and SSE area
-/// taken, and the slot released in one critical section under the scheduler lock, so a
-/// concurrent `spawn` can never be handed a slot that is still being cleared, and two reapers
-/// can never both clear the same slot (the second would clear a fresh thread's). Stacks are
-/// unmapped after the lock is dropped. A stop-the-world callback never finds a frame on a stack
-/// being unmapped: the frame is unpublished first.
+/// Frees dead threads that no core runs on. Each slot is unpublished, its context withdrawn
+/// (frame taken back, SSE area freed), its stack taken and the slot released in one critical
+/// section under the scheduler lock, so a concurrent `spawn` can never be handed a slot that is
+/// still being cleared, and two reapers can never both clear the same slot (the second would
+/// clear a fresh thread's). Stacks are unmapped after the lock is dropped; a stop-the-world
+/// callback never finds a frame on a stack being unmapped, as the frame was withdrawn first.
 pub fn reap() {
     let stacks = with(|s| {
         let dead: Vec<usize> = s
@@ -192,9 +190,7 @@ pub fn reap() {
                 continue;
             }
             SLOTS[slot].id.store(0, Ordering::Release);
-            SLOTS[slot].frame.store(0, Ordering::Release);
-            SLOTS[slot].fx.store(0, Ordering::Release);
-            drop(extras[slot].fx.take());
+            SLOTS[slot].retire();
             stacks.extend(extras[slot].stack.take());
         }
         stacks
@@ -252,24 +248,16 @@ fn spawn_on(
     if with(|s| s.threads().count())? + 4 >= MAX_THREADS {
         reap();
     }
-    let st = stack::alloc(stack_bytes)?;
-    let frame_addr = (st.top - 64 - core::mem::size_of::<TrapFrame>() as u64) & !0xf;
-    let frame = TrapFrame {
-        rip: thread_start as *const () as u64,
-        cs: u64::from(crate::arch::gdt::KERNEL_CODE),
-        ss: u64::from(crate::arch::gdt::KERNEL_DATA),
-        rflags: 0x202,
-        rsp: st.top - 8,
-        rdi: entry as *const () as u64,
-        rsi: arg,
-        ..TrapFrame::default()
+    let (st, frame) = stack::alloc_with(stack_bytes, |memory| {
+        context::new_thread_frame(memory, entry, arg, exit)
+    })?;
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(e) => {
+            let _ = stack::free(st);
+            return Err(ThreadError::Frame(e));
+        }
     };
-    // SAFETY: `frame_addr` lies inside the freshly mapped stack, 16-byte aligned, and nothing
-    // else knows this stack yet. The word at `top - 8` is the (never used) return address.
-    unsafe {
-        (frame_addr as *mut TrapFrame).write(frame);
-        ((st.top - 8) as *mut u64).write(0);
-    }
     let name = String::from(name);
     let mut stack_to_give = Some(st);
     let result = with(|s| {
@@ -280,11 +268,11 @@ fn spawn_on(
         let id = s.info(slot).map_or(0, |t| t.id);
         EXTRAS.lock()[slot].stack = stack_to_give.take();
         let t = &SLOTS[slot];
-        t.frame.store(frame_addr, Ordering::Release);
+        t.retire();
+        t.park_frame(frame);
         t.on_cpu.store(0, Ordering::Release);
         t.cpu_cycles.store(0, Ordering::Relaxed);
         t.counter.store(0, Ordering::Relaxed);
-        t.fx.store(0, Ordering::Release);
         t.id.store(id, Ordering::Release);
         Ok::<usize, SchedError>(slot)
     })?;
@@ -308,19 +296,13 @@ fn spawn_on(
 /// saved and restored whenever it leaves or enters a core. Call before running generated code.
 pub fn use_fpu() {
     let slot = current_slot();
-    if SLOTS[slot].fx.load(Ordering::Acquire) != 0 {
-        cpu::reset_fpu_state();
+    if SLOTS[slot].has_fpu() {
+        fpu::reset_state();
         return;
     }
-    let mut area = Box::new(FxSaveArea([0; 512]));
-    let ptr = area.as_mut() as *mut FxSaveArea as u64;
-    cpu::without_interrupts(|| {
-        cpu::reset_fpu_state();
-        // SAFETY: `area` is a fresh, 16-byte aligned 512-byte buffer; SSE is enabled.
-        unsafe { cpu::fxsave(ptr as *mut u8) };
-        SLOTS[slot].fx.store(ptr, Ordering::Release);
-    });
-    EXTRAS.lock()[slot].fx = Some(area);
+    // Interrupts off from the reset to the install: a switch in between would save someone
+    // else's registers into the area (this thread has none yet, so nothing saves ours).
+    cpu::without_interrupts(|| SLOTS[slot].install_fpu(Box::new(FxSaveArea::clean())));
 }
 
 /// Gives up the rest of this thread's slice.

@@ -92,19 +92,16 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
     percpu::set_current_thread(next);
     let release = match prev {
         Some(p) => {
-            // A dead thread's context is never resumed: publish none.
-            let saved = if prev_dead {
-                0
-            } else {
-                frame as *mut TrapFrame as u64
-            };
-            SLOTS[p].frame.store(saved, Ordering::Release);
+            // A dead thread's context is never resumed: park none.
+            if !prev_dead {
+                SLOTS[p].park_frame(frame);
+            }
             &SLOTS[p].on_cpu as *const AtomicU64
         }
         None => core::ptr::null(),
     };
     Resume {
-        frame: SLOTS[next].frame.load(Ordering::Acquire) as *mut TrapFrame,
+        frame: SLOTS[next].unpark_frame(),
         release,
     }
 }
@@ -114,17 +111,7 @@ pub fn switch(frame: &mut TrapFrame, core: usize) -> Resume {
 /// need nothing.
 fn swap_fpu_state(prev: Option<usize>, next: usize) {
     if let Some(p) = prev {
-        let area = SLOTS[p].fx.load(Ordering::Acquire);
-        if area != 0 {
-            // SAFETY: a nonzero `fx` is a live, 16-byte aligned `FxSaveArea` owned by thread
-            // `p` (freed only after the thread is dead and off every core).
-            unsafe { cpu::fxsave(area as *mut u8) };
-        }
+        SLOTS[p].save_fpu();
     }
-    let area = SLOTS[next].fx.load(Ordering::Acquire);
-    if area != 0 {
-        // SAFETY: as above; the area holds state saved by `fxsave` when the thread last left
-        // a core, or the clean state `use_fpu` stored.
-        unsafe { cpu::fxrstor(area as *const u8) };
-    }
+    SLOTS[next].restore_fpu();
 }

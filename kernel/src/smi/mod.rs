@@ -70,15 +70,16 @@ impl World {
         self.parked
     }
 
-    /// The interrupted context of parked `core`.
-    pub fn parked_frame(&mut self, core: usize) -> Option<&mut TrapFrame> {
+    /// Runs `f` on the interrupted context of parked `core`.
+    pub fn with_parked_frame<R>(
+        &mut self,
+        core: usize,
+        f: impl FnOnce(&mut TrapFrame) -> R,
+    ) -> Option<R> {
         if core >= MAX_CORES || self.parked & (1 << core) == 0 {
             return None;
         }
-        let p = CORES[core].frame.load(Ordering::Acquire) as *mut TrapFrame;
-        // SAFETY: the core stored a pointer to its NMI trap frame and spins until released;
-        // the frame cannot change or go away while this `World` (borrowed mutably) exists.
-        unsafe { p.as_mut() }
+        CORES[core].frame.borrow(f)
     }
 
     /// The scheduler slot of the thread parked `core` was running.
@@ -89,33 +90,36 @@ impl World {
         Some(CORES[core].thread.load(Ordering::Acquire) as usize)
     }
 
-    /// The context of the thread in `slot`, wherever it is: the interrupted frame of the parked
-    /// core it runs on, or its saved frame if it is off every core. `None` for a dead or unused
-    /// slot and for the initiator's own thread (it is running the callback).
+    /// Runs `f` on the context of the thread in `slot`, wherever it is: the interrupted frame
+    /// of the parked core it runs on, or its saved frame if it is off every core. `None` for a
+    /// dead or unused slot and for the initiator's own thread (it is running the callback).
     ///
     /// A parked frame may belong to an interrupt handler that was running on the thread's stack
-    /// when the NMI came (see [`TrapFrame::interrupts_were_enabled`]); the caller decides.
-    pub fn thread_context(&mut self, slot: usize) -> Option<ThreadContext<'_>> {
-        let on_core = (0..MAX_CORES).find(|c| self.parked_thread(*c) == Some(slot));
-        match on_core {
+    /// when the NMI came (see [`TrapFrame::interrupts_were_enabled`]); `f` decides.
+    pub fn with_thread_context<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(ThreadContext<'_>) -> R,
+    ) -> Option<R> {
+        match (0..MAX_CORES).find(|c| self.parked_thread(*c) == Some(slot)) {
             Some(core) => {
-                let frame = self.parked_frame(core)?;
-                Some(ThreadContext::Parked { core, frame })
+                self.with_parked_frame(core, |frame| f(ThreadContext::Parked { core, frame }))
             }
-            None => self.thread_frame(slot).map(ThreadContext::Saved),
+            None => self.with_thread_frame(slot, |frame| f(ThreadContext::Saved(frame))),
         }
     }
 
-    /// The saved context of the thread in scheduler slot `slot`, if it is off its core.
-    pub fn thread_frame(&mut self, slot: usize) -> Option<&mut TrapFrame> {
+    /// Runs `f` on the saved context of the thread in scheduler slot `slot`, if it is off its
+    /// core.
+    pub fn with_thread_frame<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut TrapFrame) -> R,
+    ) -> Option<R> {
         if slot >= MAX_THREADS || SLOTS[slot].id.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let p = SLOTS[slot].saved_frame();
-        // SAFETY: a thread off its core is resumed only by a scheduler, and every other core
-        // is parked; the frame lives on the thread's stack, which is mapped until it is reaped
-        // (never while the world is stopped).
-        unsafe { p.as_mut() }
+        SLOTS[slot].with_saved_frame(f)
     }
 
     /// Asks every parked core to flush (see `rendezvous::flush`) before it returns.

@@ -4,6 +4,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::arch::context::LentFrame;
 use crate::arch::trap::TrapFrame;
 use crate::arch::{cpu, percpu};
 use crate::smp::MAX_CORES;
@@ -21,11 +22,11 @@ pub struct CoreRendezvous {
     pub arrive_tsc: AtomicU64,
     /// TSC at departure.
     pub depart_tsc: AtomicU64,
-    /// The interrupted context while parked (0 otherwise).
-    pub frame: AtomicU64,
+    /// The interrupted context, lent to the initiator while parked.
+    pub frame: LentFrame,
     /// The scheduler slot of the thread this core was running when it parked.
     pub thread: AtomicU64,
-    /// Flushes (TLB or serialize) this core did on leaving a round.
+    /// Rounds this core left with a flush (TLB or serialize) requested.
     pub flushes: AtomicU64,
     /// NMIs that were not a rendezvous (a watchdog, a late duplicate).
     pub unclaimed_nmis: AtomicU64,
@@ -41,7 +42,7 @@ impl CoreRendezvous {
             departed: AtomicU64::new(0),
             arrive_tsc: AtomicU64::new(0),
             depart_tsc: AtomicU64::new(0),
-            frame: AtomicU64::new(0),
+            frame: LentFrame::new(),
             thread: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             unclaimed_nmis: AtomicU64::new(0),
@@ -81,26 +82,27 @@ pub fn on_nmi(frame: &mut TrapFrame) {
         slot.departed.store(round, Ordering::Release);
         return;
     }
-    slot.frame
-        .store(frame as *mut TrapFrame as u64, Ordering::Relaxed);
+    // The frame is lent only while this core is parked; taking it back waits out a borrow the
+    // initiator's callback still has (none: the callback ends before the release).
     slot.thread
         .store(percpu::current_thread() as u64, Ordering::Relaxed);
-    slot.arrive_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
-    slot.arrived.store(round, Ordering::Release);
-    while RELEASED.load(Ordering::Acquire) < round {
-        core::hint::spin_loop();
-    }
-    let work = FLUSH.load(Ordering::Acquire);
-    if work & flush::TLB != 0 {
-        cpu::flush_tlb();
-    }
-    if work & flush::SERIALIZE != 0 {
-        cpu::serialize();
-    }
-    if work != 0 {
-        slot.flushes.fetch_add(1, Ordering::Relaxed);
-    }
-    slot.frame.store(0, Ordering::Relaxed);
+    slot.frame.lend_while(frame, || {
+        slot.arrive_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
+        slot.arrived.store(round, Ordering::Release);
+        while RELEASED.load(Ordering::Acquire) < round {
+            core::hint::spin_loop();
+        }
+        let work = FLUSH.load(Ordering::Acquire);
+        if work & flush::TLB != 0 {
+            cpu::flush_tlb();
+        }
+        if work & flush::SERIALIZE != 0 {
+            cpu::serialize();
+        }
+        if work != 0 {
+            slot.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+    });
     slot.depart_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
     slot.departed.store(round, Ordering::Release);
 }

@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::apic::{self, Delivery};
 use crate::arch::trampoline::{self, TrampolineError};
@@ -20,7 +20,6 @@ const ARRIVE_TIMEOUT_US: u64 = 1_000_000;
 const ONLINE_TIMEOUT_US: u64 = 2_000_000;
 
 static ARRIVED: AtomicBool = AtomicBool::new(false);
-static BSP_CR4: AtomicU64 = AtomicU64::new(0);
 
 /// Why bring-up could not start at all.
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +88,8 @@ pub fn start_aps() -> Result<BringUpReport, BringUpError> {
         return Ok(report);
     }
     let page = mem::trampoline_page().ok_or(BringUpError::NoLowPage)?;
-    let cr3 = cpu::cr3() & !0xfff;
-    let vector = trampoline::install(page, cr3).map_err(BringUpError::Trampoline)?;
-    BSP_CR4.store(cpu::cr4(), Ordering::Relaxed);
+    let vector = trampoline::install(page).map_err(BringUpError::Trampoline)?;
+    cpu::record_boot_core_features();
     crate::mem::vm::map_identity(page).map_err(BringUpError::Vm)?;
     for core in 1..super::known_cores() {
         let apic = super::apic_id(core);
@@ -133,8 +131,7 @@ fn start_one(page: atoll_kcore::addr::PhysAddr, vector: u8, core: usize) -> Resu
 
 /// Where each AP enters Rust, on its own stack, with paging and long mode on.
 extern "C" fn ap_entry(core: u64) -> ! {
-    // SAFETY: the boot core's CR4 describes the same page tables and features this core uses.
-    unsafe { cpu::write_cr4(BSP_CR4.load(Ordering::Relaxed)) };
+    cpu::adopt_boot_core_features();
     percpu::init(core as u32, cpu::initial_apic_id());
     ARRIVED.store(true, Ordering::Release);
     cpu::enable_sse();

@@ -8,7 +8,9 @@
 //! deadlock even with interrupts off.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use spin::Mutex;
 
 use super::{MAX_CORES, apic_id, is_online, online_cores};
 use crate::arch::apic::{self, Delivery};
@@ -25,8 +27,10 @@ pub type RemoteFn = fn(u64);
 #[derive(Debug)]
 struct Mailbox {
     busy: AtomicBool,
-    func: AtomicUsize,
-    arg: AtomicU64,
+    /// The call: written by the sender holding `busy`, read by the target after `request`
+    /// moved. The lock is never contended for long (one store or one load) and is taken with
+    /// interrupts off on both sides.
+    call: Mutex<Option<(RemoteFn, u64)>>,
     request: AtomicU64,
     ack: AtomicU64,
 }
@@ -35,8 +39,7 @@ impl Mailbox {
     const fn new() -> Self {
         Self {
             busy: AtomicBool::new(false),
-            func: AtomicUsize::new(0),
-            arg: AtomicU64::new(0),
+            call: Mutex::new(None),
             request: AtomicU64::new(0),
             ack: AtomicU64::new(0),
         }
@@ -90,11 +93,11 @@ fn serve_own_irqs_off() {
     let mb = &MAILBOXES[me];
     let req = mb.request.load(Ordering::Acquire);
     if req != mb.ack.load(Ordering::Relaxed) {
-        let f = mb.func.load(Ordering::Acquire);
-        // SAFETY: `func` was stored from a `RemoteFn` by `post` before `request` was bumped
-        // (release), and read after it (acquire).
-        let f: RemoteFn = unsafe { core::mem::transmute::<usize, RemoteFn>(f) };
-        f(mb.arg.load(Ordering::Relaxed));
+        // Posted before `request` was bumped (release), read after it (acquire).
+        let call = *mb.call.lock();
+        if let Some((f, arg)) = call {
+            f(arg);
+        }
         mb.ack.store(req, Ordering::Release);
     }
 }
@@ -121,8 +124,7 @@ fn post(core: usize, f: RemoteFn, arg: u64) -> Result<u64, IpiError> {
         }
         core::hint::spin_loop();
     }
-    mb.func.store(f as usize, Ordering::Relaxed);
-    mb.arg.store(arg, Ordering::Relaxed);
+    cpu::without_interrupts(|| *mb.call.lock() = Some((f, arg)));
     let seq = mb.request.load(Ordering::Relaxed) + 1;
     mb.request.store(seq, Ordering::Release);
     cpu::without_interrupts(|| apic::send_ipi(apic_id(core), Delivery::Fixed, Vector::Call as u8));

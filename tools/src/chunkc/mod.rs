@@ -17,6 +17,8 @@ mod rust_build;
 pub mod wast;
 #[cfg(target_arch = "x86_64")]
 pub mod wast_host;
+#[cfg(target_arch = "x86_64")]
+pub mod wast_skip;
 
 use std::io::Write;
 use std::path::Path;

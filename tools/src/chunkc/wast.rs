@@ -2,24 +2,31 @@
 //! x86-64 code generator, executing the generated code natively on the host.
 //!
 //! Modules are compiled with `atoll_pae` and instantiated in-process; the `spectest` module is
-//! provided (no-op `print*` functions, the `global_*` globals). A module that fails to compile
-//! because it needs an unsupported feature is *skipped* with the reason, and so is every
-//! assertion that targets it. `assert_invalid`/`assert_malformed` check that encoding or
-//! validation (with atoll's feature set) fails; `assert_unlinkable` that linking fails.
+//! provided (no-op `print*` functions, the `global_*` globals).
+//!
+//! A module the generator refuses is *skipped* only when it needs a proposal on the allow-list
+//! in [`super::wast_skip`] (the reason names the proposal), and so is every assertion that
+//! targets it. Any other refusal is a failure, and so is every assertion on a module that
+//! failed, a directive the runner does not handle, or a result of the wrong type.
+//! `assert_invalid`/`assert_malformed` check that encoding or validation (with atoll's feature
+//! set) fails; `assert_unlinkable` that linking fails.
+//!
+//! Failures and skips read `FILE:LINE: why`.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use atoll_pae::module::ExternalKind;
-use atoll_pae::runtime::{Extern, Instance, SigRegistry};
+use atoll_pae::runtime::{Extern, Instance, InvokeError, SigRegistry};
 use atoll_pae::vmctx::VmContext;
-use atoll_pae::{CompileError, FuncType, Options, TrapCode, Ty};
+use atoll_pae::{CompileError, CompiledModule, FuncType, Options, TrapCode, Ty};
 use wast::core::{NanPattern, WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet};
 
 use super::wast_host::{self, HostError};
+use super::wast_skip;
 
 /// Results for one script.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,9 +39,9 @@ pub struct FileReport {
     pub failed: u32,
     /// Modules and assertions skipped.
     pub skipped: u32,
-    /// `line: what went wrong`.
+    /// `FILE:LINE: what went wrong`.
     pub failures: Vec<String>,
-    /// `line: why skipped`.
+    /// `FILE:LINE: why skipped` (the proposal the module needs).
     pub skips: Vec<String>,
 }
 
@@ -57,30 +64,55 @@ impl FileReport {
 const STACK_BUDGET_BYTES: usize = 4 << 20;
 const RUNNER_STACK_BYTES: usize = 32 << 20;
 
+/// How the runner compiles a module: [`wast_host::compile`], or in tests of the runner itself a
+/// deliberately broken generator.
+pub type CompileFn = fn(&[u8], &Options) -> Result<Arc<CompiledModule>, HostError>;
+
 /// Runs the script `file` (its text in `text`) with `options`, on a thread with a stack large
 /// enough for the stack budget.
 pub fn run_script(file: &str, text: &str, options: Options) -> FileReport {
-    let (file, text) = (file.to_string(), text.to_string());
+    run_script_with(file, text, options, wast_host::compile)
+}
+
+/// [`run_script`] with the generator `compile`.
+pub fn run_script_with(file: &str, text: &str, options: Options, compile: CompileFn) -> FileReport {
+    let (name, text) = (file.to_string(), text.to_string());
     let handle = std::thread::Builder::new()
         .stack_size(RUNNER_STACK_BYTES)
-        .spawn(move || Runner::new(options).run(&file, &text));
+        .spawn(move || Runner::new(options, compile).run(&name, &text));
     match handle.map(|h| h.join()) {
         Ok(Ok(report)) => report,
         _ => FileReport {
+            file: file.to_string(),
             failed: 1,
-            failures: vec!["the runner thread panicked".into()],
+            failures: vec![format!("{file}: the runner thread panicked")],
             ..FileReport::default()
         },
     }
 }
 
+/// A module directive's instance, or why there is none.
 enum Slot {
     Live(Box<Instance>),
+    /// Skipped: needs a proposal on the allow-list (the reason).
     Skipped(String),
+    /// Refused or failed to instantiate: assertions on it fail too.
+    Failed(String),
+}
+
+/// Why a module has no instance.
+enum NotLive {
+    /// The module needs an allow-listed proposal: skip it and what targets it.
+    Skip(String),
+    /// An import is missing or does not match (what `assert_unlinkable` expects).
+    Link(String),
+    /// Anything else: a failure.
+    Fail(String),
 }
 
 struct Runner {
     options: Options,
+    compile: CompileFn,
     sigs: SigRegistry,
     instances: Vec<Slot>,
     current: Option<usize>,
@@ -96,6 +128,15 @@ enum Outcome {
     Trap(TrapCode),
     Skip(String),
     Error(String),
+}
+
+impl From<NotLive> for Outcome {
+    fn from(n: NotLive) -> Self {
+        match n {
+            NotLive::Skip(why) => Outcome::Skip(why),
+            NotLive::Link(msg) | NotLive::Fail(msg) => Outcome::Error(msg),
+        }
+    }
 }
 
 unsafe extern "C" fn spectest_print(_: *mut VmContext, _: *mut c_void, _: *mut u64) -> u32 {
@@ -147,9 +188,17 @@ fn arg_bits(arg: &WastArg<'_>) -> Option<u64> {
     }
 }
 
-fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u64) -> Option<bool> {
-    let WastRet::Core(ret) = ret else { return None };
-    Some(match (ret, ty) {
+/// Whether a result of type `ty` with `bits` is what `ret` expects. Expected values of another
+/// type (references, vectors) never match: a module that compiled has none.
+fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u64) -> bool {
+    let WastRet::Core(ret) = ret else {
+        return false;
+    };
+    matches_core(ret, ty, bits)
+}
+
+fn matches_core(ret: &WastRetCore<'_>, ty: Ty, bits: u64) -> bool {
+    match (ret, ty) {
         (WastRetCore::I32(v), Ty::I32) => bits as u32 == *v as u32,
         (WastRetCore::I64(v), Ty::I64) => bits == *v as u64,
         (WastRetCore::F32(p), Ty::F32) => {
@@ -169,8 +218,9 @@ fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u64) -> Option<bool> {
                 NanPattern::Value(v) => bits == v.bits,
             }
         }
-        _ => return None,
-    })
+        (WastRetCore::Either(any), _) => any.iter().any(|r| matches_core(r, ty, bits)),
+        _ => false,
+    }
 }
 
 fn trap_matches(code: TrapCode, expected: &str) -> bool {
@@ -179,9 +229,10 @@ fn trap_matches(code: TrapCode, expected: &str) -> bool {
 }
 
 impl Runner {
-    fn new(options: Options) -> Self {
+    fn new(options: Options, compile: CompileFn) -> Self {
         Self {
             options,
+            compile,
             sigs: SigRegistry::default(),
             instances: Vec::new(),
             current: None,
@@ -198,14 +249,14 @@ impl Runner {
 
     fn fail(&mut self, why: impl std::fmt::Display) {
         self.report.failed += 1;
-        self.report
-            .failures
-            .push(format!("line {}: {why}", self.line));
+        let at = format!("{}:{}", self.report.file, self.line);
+        self.report.failures.push(format!("{at}: {why}"));
     }
 
     fn skip(&mut self, why: impl std::fmt::Display) {
         self.report.skipped += 1;
-        self.report.skips.push(format!("line {}: {why}", self.line));
+        let at = format!("{}:{}", self.report.file, self.line);
+        self.report.skips.push(format!("{at}: {why}"));
     }
 
     fn run(mut self, file: &str, text: &str) -> FileReport {
@@ -231,38 +282,42 @@ impl Runner {
         self.report
     }
 
-    /// Compiles and instantiates; `Err(Ok(reason))` = skipped, `Err(Err(msg))` = failed.
-    fn instantiate(&mut self, bytes: &[u8]) -> Result<Box<Instance>, Result<String, String>> {
-        let module = match wast_host::compile(bytes, &self.options) {
+    /// Compiles and instantiates. A refusal is a skip only when [`wast_skip::classify`] finds
+    /// an allow-listed proposal the module needs.
+    fn instantiate(&mut self, bytes: &[u8]) -> Result<Box<Instance>, NotLive> {
+        let module = match (self.compile)(bytes, &self.options) {
             Ok(m) => m,
-            Err(HostError::Compile(CompileError::Invalid(m) | CompileError::Unsupported(m))) => {
-                return Err(Ok(format!("module skipped: {m}")));
+            Err(HostError::Compile(
+                e @ (CompileError::Invalid(_) | CompileError::Unsupported(_)),
+            )) => {
+                return Err(match wast_skip::classify(bytes, &e.to_string()) {
+                    Ok(why) => NotLive::Skip(why),
+                    Err(msg) => NotLive::Fail(msg),
+                });
             }
-            Err(e) => return Err(Err(e.to_string())),
+            Err(e) => return Err(NotLive::Fail(e.to_string())),
         };
         let imports = self.resolve(&module)?;
         let mut instance = match wast_host::instantiate(module, &imports, &mut self.sigs) {
             Ok(i) => i,
             Err(HostError::Instantiate(atoll_pae::runtime::InstantiateError::Link(m))) => {
-                return Err(Err(format!("link: {m}")));
+                return Err(NotLive::Link(format!("link: {m}")));
             }
-            Err(e) => return Err(Err(e.to_string())),
+            Err(e) => return Err(NotLive::Fail(e.to_string())),
         };
         instance.stack_budget_bytes = STACK_BUDGET_BYTES;
         Ok(instance)
     }
 
-    fn resolve(
-        &mut self,
-        module: &Arc<atoll_pae::CompiledModule>,
-    ) -> Result<Vec<Extern>, Result<String, String>> {
+    fn resolve(&mut self, module: &Arc<CompiledModule>) -> Result<Vec<Extern>, NotLive> {
         let desc = &module.desc;
         let mut imports = Vec::new();
         for import in &desc.imports {
             use atoll_pae::module::ImportKind;
             if matches!(import.kind, ImportKind::Memory | ImportKind::Table) {
-                return Err(Ok(format!(
-                    "module skipped: imports a memory or table (`{}.{}`), which chunks cannot",
+                // Core wasm, not a proposal: not on the allow-list.
+                return Err(NotLive::Fail(format!(
+                    "imports a memory or table (`{}.{}`), which the runtime does not support",
                     import.module, import.name
                 )));
             }
@@ -275,14 +330,15 @@ impl Runner {
                     .map(|&i| &mut self.instances[i])
                 {
                     Some(Slot::Live(inst)) => export_extern(inst, &import.name, &import.kind, desc),
-                    Some(Slot::Skipped(why)) => return Err(Ok(why.clone())),
+                    Some(Slot::Skipped(why)) => return Err(NotLive::Skip(why.clone())),
+                    Some(Slot::Failed(why)) => return Err(NotLive::Fail(why.clone())),
                     None => None,
                 }
             };
             match ext {
                 Some(e) => imports.push(e),
                 None => {
-                    return Err(Err(format!(
+                    return Err(NotLive::Link(format!(
                         "unknown import `{}.{}`",
                         import.module, import.name
                     )));
@@ -312,44 +368,43 @@ impl Runner {
                 self.add_instance(name.as_deref(), Slot::Live(inst));
                 self.pass();
             }
-            Err(Ok(why)) => {
+            Err(NotLive::Skip(why)) => {
                 self.skip(&why);
                 self.add_instance(name.as_deref(), Slot::Skipped(why));
             }
-            Err(Err(msg)) => {
+            Err(NotLive::Link(msg) | NotLive::Fail(msg)) => {
                 self.fail(format!("module failed: {msg}"));
-                self.add_instance(
-                    name.as_deref(),
-                    Slot::Skipped(format!("module failed: {msg}")),
-                );
+                let why = format!("the module at line {} failed", self.line);
+                self.add_instance(name.as_deref(), Slot::Failed(why));
             }
         }
     }
 
-    fn target(
-        &mut self,
-        module: Option<&str>,
-    ) -> Result<&mut Box<Instance>, Result<String, String>> {
+    fn target(&mut self, module: Option<&str>) -> Result<&mut Box<Instance>, NotLive> {
         let index = match module {
             Some(n) => self.named.get(n).copied(),
             None => self.current,
         };
         match index.map(|i| &mut self.instances[i]) {
             Some(Slot::Live(inst)) => Ok(inst),
-            Some(Slot::Skipped(why)) => Err(Ok(why.clone())),
-            None => Err(Err("no module".into())),
+            Some(Slot::Skipped(why)) => Err(NotLive::Skip(why.clone())),
+            Some(Slot::Failed(why)) => Err(NotLive::Fail(why.clone())),
+            None => Err(NotLive::Fail("no module".into())),
         }
     }
 
     fn invoke(&mut self, call: &WastInvoke<'_>) -> Outcome {
-        let args: Option<Vec<u64>> = call.args.iter().map(arg_bits).collect();
-        let Some(args) = args else {
-            return Outcome::Skip("reference-typed argument".into());
-        };
         let inst = match self.target(call.module.map(|id| id.name())) {
             Ok(i) => i,
-            Err(Ok(why)) => return Outcome::Skip(why),
-            Err(Err(msg)) => return Outcome::Error(msg),
+            Err(n) => return n.into(),
+        };
+        // A module that compiled has no reference- or vector-typed parameters.
+        let args: Option<Vec<u64>> = call.args.iter().map(arg_bits).collect();
+        let Some(args) = args else {
+            return Outcome::Error(format!(
+                "`{}`: an argument is not i32/i64/f32/f64",
+                call.name
+            ));
         };
         let Some(index) = inst.module().desc.export_func(call.name) else {
             return Outcome::Error(format!("no export `{}`", call.name));
@@ -357,7 +412,8 @@ impl Runner {
         let results = inst.module().desc.func_type(index).results.clone();
         match inst.invoke(index, &args) {
             Ok(values) => Outcome::Values(results.into_iter().zip(values).collect()),
-            Err(code) => Outcome::Trap(code),
+            Err(InvokeError::Trap(code)) => Outcome::Trap(code),
+            Err(e) => Outcome::Error(format!("`{}`: {e}", call.name)),
         }
     }
 
@@ -367,8 +423,7 @@ impl Runner {
             WastExecute::Get { module, global, .. } => {
                 let inst = match self.target(module.map(|id| id.name())) {
                     Ok(i) => i,
-                    Err(Ok(why)) => return Outcome::Skip(why),
-                    Err(Err(msg)) => return Outcome::Error(msg),
+                    Err(n) => return n.into(),
                 };
                 let desc = &inst.module().desc;
                 let Some(e) = desc
@@ -388,11 +443,11 @@ impl Runner {
                 };
                 match self.instantiate(&bytes) {
                     Ok(_) => Outcome::Values(Vec::new()),
-                    Err(Ok(why)) => Outcome::Skip(why),
-                    Err(Err(msg)) => match msg.strip_prefix("trap during instantiation: ") {
-                        Some(_) => Outcome::Trap(trap_from_message(&msg)),
-                        None => Outcome::Error(msg),
-                    },
+                    Err(NotLive::Skip(why)) => Outcome::Skip(why),
+                    Err(NotLive::Fail(msg)) if msg.starts_with("trap during instantiation: ") => {
+                        Outcome::Trap(trap_from_message(&msg))
+                    }
+                    Err(n) => n.into(),
                 }
             }
         }
@@ -430,14 +485,10 @@ impl Runner {
                         ));
                     }
                     for (i, (ret, &(ty, bits))) in results.iter().zip(&values).enumerate() {
-                        match matches_ret(ret, ty, bits) {
-                            Some(true) => {}
-                            Some(false) => {
-                                return self.fail(format!(
-                                    "result {i}: got {ty:?} {bits:#x}, expected {ret:?}"
-                                ));
-                            }
-                            None => return self.skip("reference-typed result"),
+                        if !matches_ret(ret, ty, bits) {
+                            return self.fail(format!(
+                                "result {i}: got {ty:?} {bits:#x}, expected {ret:?}"
+                            ));
                         }
                     }
                     self.pass();
@@ -481,7 +532,7 @@ impl Runner {
                 let Ok(bytes) = module.encode() else {
                     return self.pass();
                 };
-                match atoll_pae::compile(&bytes, &self.options) {
+                match (self.compile)(&bytes, &self.options) {
                     Err(_) => self.pass(),
                     Ok(_) => self.fail(format!("module compiled, expected `{message}`")),
                 }
@@ -497,8 +548,11 @@ impl Runner {
                 };
                 match self.instantiate(&bytes) {
                     Ok(_) => self.fail(format!("module linked, expected `{message}`")),
-                    Err(Ok(why)) => self.skip(why),
-                    Err(Err(_)) => self.pass(),
+                    Err(NotLive::Skip(why)) => self.skip(why),
+                    Err(NotLive::Link(_)) => self.pass(),
+                    Err(NotLive::Fail(msg)) => {
+                        self.fail(format!("expected a link error (`{message}`), got: {msg}"))
+                    }
                 }
             }
             other => {
@@ -508,7 +562,7 @@ impl Runner {
                     .next()
                     .unwrap_or("directive")
                     .to_string();
-                self.skip(format!("`{what}` is not supported by the runner"));
+                self.fail(format!("`{what}` is not supported by the runner"));
             }
         }
     }

@@ -96,7 +96,7 @@ impl Machine {
         config.smp = options.smp;
         config.mem = options.mem.clone();
         config.icount = options.icount;
-        config.no_reboot = true;
+        config.no_reboot = !options.allow_reboot;
         config.extra_args = options.extra_args.iter().map(Into::into).collect();
         let vars = match options.firmware {
             Firmware::Uefi => {
@@ -245,6 +245,22 @@ impl Machine {
         }
         self.send_line("poweroff");
         self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Types `reboot` and waits, with the boot timeout, for the next prompt, which is the first
+    /// prompt of the new boot if the machine really reset; returns the text from after the
+    /// echoed `reboot` to that prompt (the kernel's start-up log of the new boot), for the test
+    /// to check. Needs [`Options::allow_reboot`]: without it QEMU exits on the reset and this
+    /// fails, as it does when the machine powers off instead.
+    #[track_caller]
+    pub fn reboot_and_wait(&mut self) -> String {
+        if !self.at_prompt {
+            self.wait_prompt();
+        }
+        self.send_line("reboot");
+        let timeout = self.options.boot_timeout();
+        let text = self.wait_prompt_within("the first prompt after `reboot`", timeout);
+        scan::command_output(&text)
     }
 
     /// Waits for QEMU to exit and returns its status (128 + signal if it was killed).

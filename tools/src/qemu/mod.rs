@@ -4,11 +4,14 @@
 //! - [`checks`]: collecting a boot's failed checks, reported at once with the serial log.
 //! - [`scan`]: reading the serial console (prompts, fault reports, command output).
 //! - [`options`]: what a test machine boots (options, prebuilt image paths, timeouts).
+//! - [`kernel_elf`]: the kernel ELF behind the images, to check the addresses a fault report
+//!   prints.
 //! - [`machine`]: the test harness, [`Machine`], which boots prebuilt images and drives the
 //!   console with a deadline on every wait.
 
 pub mod checks;
 pub mod config;
+pub mod kernel_elf;
 pub mod machine;
 pub mod options;
 pub mod scan;

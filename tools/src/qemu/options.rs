@@ -65,6 +65,9 @@ pub struct Options {
     pub chunks: Option<PathBuf>,
     /// Run with `-icount shift=0`.
     pub icount: bool,
+    /// Reset the machine on a guest reboot, as a real PC does. Off by default: QEMU then runs
+    /// with `-no-reboot` and exits on a reset, so a kernel that resets by accident ends the test.
+    pub allow_reboot: bool,
     /// Further QEMU arguments.
     pub extra_args: Vec<String>,
 }
@@ -88,6 +91,7 @@ impl Options {
             mem: "1G".into(),
             chunks: None,
             icount: false,
+            allow_reboot: false,
             extra_args: Vec::new(),
         }
     }
@@ -113,6 +117,14 @@ impl Options {
     /// Counts guest instructions (`-icount shift=0`).
     pub fn icount(mut self) -> Self {
         self.icount = true;
+        self
+    }
+
+    /// Lets a guest reboot reset the machine (no `-no-reboot`): see [`Machine::reboot_and_wait`].
+    ///
+    /// [`Machine::reboot_and_wait`]: super::Machine::reboot_and_wait
+    pub fn allow_reboot(mut self) -> Self {
+        self.allow_reboot = true;
         self
     }
 
@@ -142,6 +154,9 @@ impl Options {
         let mut label = format!("{}, smp {}, mem {}", self.firmware, self.smp, self.mem);
         if self.icount {
             label.push_str(", icount");
+        }
+        if self.allow_reboot {
+            label.push_str(", reboots allowed");
         }
         label
     }

@@ -226,7 +226,7 @@ impl Func<'_, '_> {
                 mem(reg::VMCTX, off::TRAP_CODE),
                 0i32,
             ))?;
-            let label = self.cx.trap_vm;
+            let label = self.cx.traps.vm();
             self.cx.e.jcc(Cond::Ne, label)?;
         }
         self.reload_membase()?;

@@ -21,6 +21,7 @@ use crate::emit::{Cond, Emitter, R32, R64, mem, reg};
 use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 use crate::module::{ModuleDesc, Ty};
 use crate::regalloc::{GPRS, Pool, XMMS};
+use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
 use crate::{CompileError, CompiledModule, Options, trampoline};
 
@@ -59,9 +60,7 @@ pub(crate) struct ModCx<'m> {
     pub m: &'m ModuleDesc,
     pub opts: Options,
     pub func_labels: Vec<CodeLabel>,
-    pub traps: [CodeLabel; 11],
-    /// Trap with the code a libcall or host function stored in `VmContext::trap_code`.
-    pub trap_vm: CodeLabel,
+    pub traps: TrapLabels,
     pub counters: Vec<CounterSlot>,
     /// `(instruction index of sub rsp, frame bytes)`.
     pub patches: Vec<(usize, u32)>,
@@ -69,7 +68,7 @@ pub(crate) struct ModCx<'m> {
 
 impl ModCx<'_> {
     pub fn trap(&self, code: TrapCode) -> CodeLabel {
-        self.traps[code as usize - 1]
+        self.traps.code(code)
     }
 }
 
@@ -113,15 +112,13 @@ pub(crate) fn compile_module(
     let now = || clock.map_or(0, |c| c());
     let mut e = Emitter::new()?;
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
-    let traps = core::array::from_fn(|_| e.label());
-    let trap_vm = e.label();
+    let traps = TrapLabels::new(&mut e);
     let mut cx = ModCx {
         e,
         m: &desc,
         opts,
         func_labels,
         traps,
-        trap_vm,
         counters: Vec::new(),
         patches: Vec::new(),
     };
@@ -143,7 +140,7 @@ pub(crate) fn compile_module(
         raws.push(raw);
         ticks.push(now().wrapping_sub(start));
     }
-    trampoline::emit_trap_stubs(&mut cx)?;
+    trampoline::emit_trap_stubs(&mut cx.e, &cx.traps)?;
     let encode_start = now();
     let patches = core::mem::take(&mut cx.patches);
     let counters = core::mem::take(&mut cx.counters);

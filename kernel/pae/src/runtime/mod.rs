@@ -4,8 +4,9 @@
 //! [`VecMemory`] works everywhere).
 //!
 //! [`Instance::new`] sets up the VM context, globals, table, imports, applies element and data
-//! segments and runs the start function; [`Instance::invoke`] calls a function through the
-//! entry trampoline and returns its results or the [`TrapCode`].
+//! segments and runs the start function; [`Instance::invoke`] checks the function index and
+//! argument count, calls the function through the entry trampoline and returns its results or
+//! an [`InvokeError`] (the [`TrapCode`] that ended it, or the bad call).
 
 pub mod libcalls;
 
@@ -130,6 +131,56 @@ impl fmt::Display for InstantiateError {
         }
     }
 }
+
+/// Why [`Instance::invoke`] returned no results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeError {
+    /// The function ran and trapped.
+    Trap(TrapCode),
+    /// The module has no function with this index (nothing ran).
+    UnknownFunction {
+        /// The index asked for.
+        index: u32,
+        /// How many functions the module has (imports included).
+        count: usize,
+    },
+    /// The number of arguments is not the function's parameter count (nothing ran).
+    ArgCount {
+        /// The function's index.
+        index: u32,
+        /// Its parameter count.
+        expected: usize,
+        /// The arguments given.
+        got: usize,
+    },
+}
+
+impl From<TrapCode> for InvokeError {
+    fn from(code: TrapCode) -> Self {
+        Self::Trap(code)
+    }
+}
+
+impl fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Trap(t) => write!(f, "trap: {t}"),
+            Self::UnknownFunction { index, count } => {
+                write!(f, "no function {index} (the module has {count})")
+            }
+            Self::ArgCount {
+                index,
+                expected,
+                got,
+            } => write!(
+                f,
+                "function {index} takes {expected} argument(s), {got} given"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for InvokeError {}
 
 type EntryFn = unsafe extern "C" fn(*mut VmContext, usize, *mut u64, u64) -> u32;
 
@@ -300,7 +351,8 @@ impl Instance {
             }
         }
         if let Some(start) = desc.start {
-            inst.invoke(start, &[]).map_err(InstantiateError::Trap)?;
+            // Validation guarantees a start function of type [] -> [].
+            inst.call(start, &[]).map_err(InstantiateError::Trap)?;
         }
         Ok(inst)
     }
@@ -375,14 +427,32 @@ impl Instance {
         &self.counters
     }
 
-    /// Calls function `index` with `args` (raw bits, i32/f32 zero-extended) and returns its
-    /// results, or the trap that ended it. Generated code runs on the current stack, using at
+    /// Calls function `index` with `args` (raw bits, i32/f32 zero-extended; exactly one per
+    /// parameter) and returns its results, or why not: the trap that ended it, or a bad index or
+    /// argument count (then nothing runs). Generated code runs on the current stack, using at
     /// most `stack_budget_bytes` below this call before trapping with `StackOverflow`.
-    pub fn invoke(&mut self, index: u32, args: &[u64]) -> Result<Vec<u64>, TrapCode> {
+    pub fn invoke(&mut self, index: u32, args: &[u64]) -> Result<Vec<u64>, InvokeError> {
+        let desc = &self.module.desc;
+        let count = desc.funcs.len();
+        if index as usize >= count {
+            return Err(InvokeError::UnknownFunction { index, count });
+        }
+        let expected = desc.func_type(index).params.len();
+        if args.len() != expected {
+            return Err(InvokeError::ArgCount {
+                index,
+                expected,
+                got: args.len(),
+            });
+        }
+        Ok(self.call(index, args)?)
+    }
+
+    /// [`Instance::invoke`] once `index` and `args` are known to fit.
+    fn call(&mut self, index: u32, args: &[u64]) -> Result<Vec<u64>, TrapCode> {
         let ty = self.module.desc.func_type(index).clone();
         let mut slots = vec![0u64; ty.slots().max(1)];
-        slots[..args.len().min(ty.params.len())]
-            .copy_from_slice(&args[..args.len().min(ty.params.len())]);
+        slots[..args.len()].copy_from_slice(args);
         let here = &slots as *const _ as usize;
         self.vmctx.stack_limit = here.saturating_sub(self.stack_budget_bytes) as u64;
         self.vmctx.trap_code = 0;

@@ -1,0 +1,143 @@
+//! Running a prepared task on a chunk thread of its own (its own stack and SSE state) and
+//! waiting for it.
+//!
+//! The task's instances travel to the chunk thread and back through a job the two threads
+//! share; only one of them uses the instances at a time.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use atoll_pae::TrapCode;
+use atoll_pae::runtime::InvokeError;
+use chunk_image::Value;
+use spin::Mutex;
+
+use super::Prepared;
+use crate::arch::{cpu, percpu};
+use crate::sched::{self, ThreadError};
+
+/// Smallest stack a chunk thread gets, whatever its manifest says.
+const MIN_TASK_STACK_BYTES: u64 = 64 * 1024;
+/// Stack kept back from generated code for the kernel frames around it (thread start, the
+/// entry trampoline, host functions, nested interrupt frames).
+const KERNEL_STACK_RESERVE_BYTES: u64 = 48 * 1024;
+
+/// How a task ended, and where it ran.
+#[derive(Debug)]
+pub struct TaskOutcome {
+    /// Results, or the trap that ended it (or a call that did not fit the export).
+    pub result: Result<Vec<Value>, InvokeError>,
+    /// The core the chunk thread ran on.
+    pub core: u32,
+    /// The chunk thread's id.
+    pub thread: u64,
+    /// TSC cycles from entering generated code to leaving it.
+    pub run_cycles: u64,
+}
+
+/// What the chunk thread runs: the prepared task and its arguments.
+struct Work {
+    prepared: Prepared,
+    args: Vec<u64>,
+    budget_bytes: usize,
+}
+
+// SAFETY: `Prepared` is not `Send` only because its instances hold raw pointers (the VM
+// context, linear memory, code) into memory they own. The job hands the whole task over: the
+// spawning thread stops using it when it posts the job and uses it again only after the chunk
+// thread handed it back, so no two threads ever use the instances at once.
+unsafe impl Send for Work {}
+
+/// What the chunk thread reports.
+struct Ran {
+    result: Result<Vec<Value>, InvokeError>,
+    core: u32,
+    run_cycles: u64,
+}
+
+/// One task, shared by the spawning thread and its chunk thread.
+struct Job {
+    /// The work: taken by the chunk thread, put back when it is done (so the spawning thread
+    /// drops the instances, as it made them).
+    work: Mutex<Option<Work>>,
+    ran: Mutex<Option<Ran>>,
+    /// Set last by the chunk thread.
+    done: AtomicBool,
+}
+
+/// Jobs posted for chunk threads that have not started yet, by ticket (the thread's argument).
+static POSTED: Mutex<BTreeMap<u64, Arc<Job>>> = Mutex::new(BTreeMap::new());
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
+
+fn chunk_thread(ticket: u64) {
+    let Some(job) = POSTED.lock().remove(&ticket) else {
+        return;
+    };
+    let Some(mut work) = job.work.lock().take() else {
+        return;
+    };
+    sched::use_fpu();
+    let core = percpu::core_id();
+    let start = cpu::rdtsc();
+    let result = work.prepared.invoke(&work.args, work.budget_bytes);
+    let run_cycles = cpu::rdtsc() - start;
+    *job.ran.lock() = Some(Ran {
+        result,
+        core,
+        run_cycles,
+    });
+    *job.work.lock() = Some(work);
+    job.done.store(true, Ordering::Release);
+}
+
+/// Runs a prepared task on a new chunk thread (on `core`, or the least-loaded core) with its
+/// own stack and SSE state, and waits for it.
+pub fn run_on_thread(
+    prepared: Prepared,
+    args: Vec<u64>,
+    core: Option<usize>,
+) -> Result<TaskOutcome, ThreadError> {
+    let stack_bytes = prepared.stack_bytes.max(MIN_TASK_STACK_BYTES) + KERNEL_STACK_RESERVE_BYTES;
+    let name = alloc::format!("task {}", prepared.task);
+    let job = Arc::new(Job {
+        work: Mutex::new(Some(Work {
+            prepared,
+            args,
+            budget_bytes: (stack_bytes - KERNEL_STACK_RESERVE_BYTES) as usize,
+        })),
+        ran: Mutex::new(None),
+        done: AtomicBool::new(false),
+    });
+    let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
+    POSTED.lock().insert(ticket, job.clone());
+    let thread = match sched::spawn_with_stack(&name, core, stack_bytes, chunk_thread, ticket) {
+        Ok(thread) => thread,
+        Err(e) => {
+            POSTED.lock().remove(&ticket);
+            return Err(e);
+        }
+    };
+    let joined = sched::join(thread);
+    if !job.done.load(Ordering::Acquire) {
+        // The thread may still run (or was killed mid-task, its share of the job lost with its
+        // stack): the job stays with it.
+        return Err(joined.err().unwrap_or(ThreadError::Timeout(thread)));
+    }
+    let ran = job.ran.lock().take();
+    Ok(match ran {
+        Some(ran) => TaskOutcome {
+            result: ran.result,
+            core: ran.core,
+            thread,
+            run_cycles: ran.run_cycles,
+        },
+        None => TaskOutcome {
+            result: Err(InvokeError::Trap(TrapCode::HostError)),
+            core: 0,
+            thread,
+            run_cycles: 0,
+        },
+    })
+}
