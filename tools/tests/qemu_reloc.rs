@@ -8,7 +8,9 @@
 //!   (a run that never caught a thread inside the island would prove nothing);
 //! - `islands --json` shows the island at its last new address, in 4 KiB pages, with its moves
 //!   and calls counted; a new task after the moves enters the moved copy (entry cell);
-//! - bad input is refused with `error: ...` and the kernel goes on.
+//! - bad input is refused with `error: ...` and the kernel goes on;
+//! - a deliberate jump into a copy the island left faults, and the report names the island
+//!   (unmapped pages after later moves; `int3` after the first, in a boot of its own).
 //!
 //! Run alone with `cargo test -p tools --release --test qemu_reloc -- --test-threads 2` after
 //! `scripts/build.sh --firmware all --console`.
@@ -182,5 +184,109 @@ fn relocating_a_running_recursive_island() {
     c.check(!m.serial_log().contains("*** "), || {
         "a fault or panic was reported".into()
     });
+    // The copy the last move left is unmapped: a jump there page-faults, naming the island.
+    check_probe(&mut c, &mut m, id, "page fault");
+    c.finish(&m);
+}
+
+/// `relocate --probe-old ID` jumps into the island's last old copy: the fault report must name
+/// the island (and the fault must be `fault`: int3 for a copy in its module's shared pages, a
+/// page fault for a copy whose own pages were unmapped).
+fn check_probe(c: &mut Checks, m: &mut Machine, id: u64, fault: &str) {
+    let cmd = format!("relocate --probe-old {id}");
+    let report = m.command_expect_halt(&cmd);
+    c.check(
+        report.contains("*** STALE CODE: ")
+            && report.contains(&format!("island {id} (fib.fib_rec,")),
+        || format!("`{cmd}`: no stale-code line naming island {id}: {report}"),
+    );
+    c.check(report.contains(&format!("*** EXCEPTION: {fault}")), || {
+        format!("`{cmd}`: expected a `{fault}` report: {report}")
+    });
+}
+
+/// The first move leaves the island's original bytes in its module's pages, filled with
+/// `int3`: a stale jump there stops at the first byte with a report naming the island.
+#[test]
+fn a_stale_jump_into_the_first_old_copy_faults_naming_the_island() {
+    let mut m = Machine::boot(Options::bios().smp(2));
+    let mut c = Checks::new();
+    let out = m.command("run fib.fib_rec 10");
+    c.check(out.trim() == "55", || {
+        format!("`run fib.fib_rec 10`: {out:?}")
+    });
+    let Some(island) = fib_rec_island(&mut c, &mut m) else {
+        c.fail("`islands fib --json` has no fib_rec island".into());
+        return c.finish(&m);
+    };
+    let id = u64_of(&island, "id");
+    let cmd = format!("relocate --probe-old {id}");
+    let out = m.command(&cmd);
+    c.error_line(&cmd, &out);
+    let cmd = format!("relocate {id} small --json");
+    let out = m.command(&cmd);
+    let j = c.json(&cmd, &out);
+    c.check(
+        j.get("old_copy").and_then(Json::as_str) == Some("int3"),
+        || format!("`{cmd}`: the first move's old copy is filled with int3: {out}"),
+    );
+    let out = m.command("run fib.fib_rec 15");
+    c.check(out.trim() == fib(15).to_string(), || {
+        format!("`run fib.fib_rec 15` after the move: {out:?}")
+    });
+    check_probe(&mut c, &mut m, id, "breakpoint");
+    c.finish(&m);
+}
+
+/// Pause figures under `-icount shift=0` (guest instructions, deterministic per schedule), 4
+/// cores, a 4 KiB island with tasks recursing through it: printed for the README and checked
+/// to be there and ordered.
+#[test]
+fn pause_figures_under_icount() {
+    let smp = 4;
+    let mut m = Machine::boot(Options::bios().smp(smp).icount());
+    let mut c = Checks::new();
+    let out = m.command("run fib.fib_rec 10");
+    c.check(out.trim() == "55", || {
+        format!("`run fib.fib_rec 10`: {out:?}")
+    });
+    let Some(island) = fib_rec_island(&mut c, &mut m) else {
+        c.fail("`islands fib --json` has no fib_rec island".into());
+        return c.finish(&m);
+    };
+    let id = u64_of(&island, "id");
+    for core in 1..smp {
+        m.command(&format!("run fib.fib_rec 40 --core {core} --background"));
+    }
+    let mut insns = Vec::new();
+    for _ in 0..20 {
+        let cmd = format!("relocate {id} small --json");
+        let out = m.command(&cmd);
+        let j = c.json(&cmd, &out);
+        let figures = c.ints(
+            &cmd,
+            &j,
+            &[
+                "pause_instructions",
+                "rendezvous_instructions",
+                "callback_instructions",
+            ],
+        );
+        c.check(figures[1] + figures[2] <= figures[0], || {
+            format!("`{cmd}`: rendezvous and callback are parts of the pause: {out}")
+        });
+        insns.push(figures);
+    }
+    // The bare rendezvous under the same load, for comparison (no callback work).
+    let smi = m.command("smi --count 20 --flush --json");
+    eprintln!("smi under the same load: {smi}");
+    let out = m.command("reloc-stats --json");
+    let s = c.json("reloc-stats --json", &out);
+    let d = c.distribution("reloc-stats --json", &s, "pause_instructions");
+    eprintln!(
+        "relocate pause, guest instructions (min/median/p99/max): {d:?}; \
+         per move [pause, rendezvous, callback]: {insns:?}"
+    );
+    eprintln!("reloc-stats: {out}");
     c.finish(&m);
 }

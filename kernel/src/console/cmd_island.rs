@@ -73,9 +73,15 @@ pub fn islands(args: &mut Args) -> CmdResult {
 
 pub fn relocate(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
+    let probe = args.flag("--probe-old");
     let id = args.required("island id")?;
     let id = u32::try_from(parse_u64(&id, "island id")?)
         .map_err(|_| CmdError::Failed(alloc::format!("no island {id}")))?;
+    if probe {
+        args.finish()?;
+        island::probe_old(id)?;
+        return Ok(());
+    }
     let target = args.required("target environment (small)")?;
     args.finish()?;
     if target != "small" {
@@ -107,10 +113,19 @@ pub fn relocate(args: &mut Args) -> CmdResult {
             .u64("cells_retargeted", u64::from(r.cells_retargeted))
             .u64("retries", u64::from(r.retries))
             .u64("pause_cycles", r.pause_cycles)
+            .u64("rendezvous_cycles", r.rendezvous_cycles)
             .u64("callback_cycles", r.callback_cycles)
             .str("old_copy", old);
         if let Some(n) = reloc::instructions(r.pause_cycles) {
-            j.u64("pause_instructions", n);
+            j.u64("pause_instructions", n)
+                .u64(
+                    "rendezvous_instructions",
+                    reloc::instructions(r.rendezvous_cycles).unwrap_or(0),
+                )
+                .u64(
+                    "callback_instructions",
+                    reloc::instructions(r.callback_cycles).unwrap_or(0),
+                );
         }
         if let Some(why) = r.first_retry {
             j.str("first_retry", &alloc::format!("{why:?}"));
@@ -133,8 +148,16 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         r.retries
     );
     match reloc::instructions(r.pause_cycles) {
-        Some(n) => println!("pause: {} cycles ({n} guest instructions)", r.pause_cycles),
-        None => println!("pause: {} cycles", r.pause_cycles),
+        Some(n) => println!(
+            "pause: {} cycles ({n} guest instructions; rendezvous {}, callback {})",
+            r.pause_cycles,
+            reloc::instructions(r.rendezvous_cycles).unwrap_or(0),
+            reloc::instructions(r.callback_cycles).unwrap_or(0)
+        ),
+        None => println!(
+            "pause: {} cycles (rendezvous {}, callback {})",
+            r.pause_cycles, r.rendezvous_cycles, r.callback_cycles
+        ),
     }
     Ok(())
 }

@@ -222,8 +222,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "relocate",
-        usage: "<island-id> small [--json]",
-        help: "move a running island to fresh 4 KiB pages with the world stopped; prints what was rewritten and the pause",
+        usage: "<island-id> small [--json] | --probe-old <island-id>",
+        help: "move a running island to fresh 4 KiB pages with the world stopped; prints what was rewritten and the pause (`--probe-old`: jump into its old copy, which must fault naming it)",
         run: cmd_island::relocate,
     },
     Command {

@@ -195,3 +195,15 @@ impl StackMemory for ThreadStack {
         Some(unsafe { (addr as *const u64).read_volatile() })
     }
 }
+
+/// Jumps into `addr`, code an island has left (filled with `int3`, or unmapped), for the
+/// `relocate --probe-old` debug command: the first instruction fetched there traps, and the
+/// fault report names the island and halts the core. `super::probe_old` checks that `addr` is
+/// such code (vacated by an island, inside no island or anchor now) before it calls this.
+pub(super) fn execute_stale(addr: u64) -> ! {
+    // SAFETY: `addr` is the start of a range an island left (checked by the caller): every
+    // byte there is `int3` or unmapped, so the call traps at its first instruction and the
+    // fault handler halts this core; no code runs there and nothing returns.
+    let stale = unsafe { core::mem::transmute::<usize, extern "C" fn() -> !>(addr as usize) };
+    stale()
+}

@@ -237,5 +237,28 @@ pub fn report_stale(addr: u64) -> bool {
     true
 }
 
+/// Jumps into the copy island `id` left last (debug: a stale reference must fault, and the
+/// report must name the island). Returns only if there is no such copy.
+pub fn probe_old(id: u32) -> Result<core::convert::Infallible, reloc::RelocError> {
+    let addr = with(|k| {
+        let island = k
+            .set
+            .island(IslandId(id))
+            .ok_or(reloc::RelocError::NoSuchIsland(id))?;
+        let from = island
+            .history
+            .iter()
+            .last()
+            .map(|m| m.from.address)
+            .ok_or(reloc::RelocError::NeverMoved(id))?;
+        match (k.set.locate(from), k.set.vacated_by(from)) {
+            (atoll_island::Location::Foreign, Some(_)) => Ok(from),
+            _ => Err(reloc::RelocError::NeverMoved(id)),
+        }
+    })?;
+    crate::println!("jumping into the old copy of island {id} at {addr:#x}");
+    memory::execute_stale(addr)
+}
+
 /// Bytes of a 4 KiB page, for figures.
 pub const SMALL_PAGE_BYTES: u64 = PageSize::Size4K.bytes();

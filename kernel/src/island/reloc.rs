@@ -57,6 +57,8 @@ pub enum RelocError {
     TooManyRetries(RetryWhy),
     /// A call site does not hold the displacement the plan expects.
     CallSiteChanged(u64),
+    /// The island has no old copy to probe (it never moved, or its old place is code again).
+    NeverMoved(u32),
 }
 
 impl From<IslandError> for RelocError {
@@ -87,6 +89,7 @@ impl fmt::Display for RelocError {
                 )
             }
             Self::CallSiteChanged(a) => write!(f, "call site at {a:#x} changed"),
+            Self::NeverMoved(id) => write!(f, "island {id} has no old copy to probe"),
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct MoveReport {
     pub first_retry: Option<RetryWhy>,
     /// Trigger to all cores resumed, in TSC cycles (0 if the round's figures were lost).
     pub pause_cycles: u64,
+    /// Trigger to all cores parked (part of the pause).
+    pub rendezvous_cycles: u64,
     /// Cycles the callback itself took (walks, rewrites, commit).
     pub callback_cycles: u64,
     /// What became of the old copy.
@@ -312,13 +317,17 @@ fn relocate_locked(
         me: sched::current_slot(),
     };
     let mut first_retry = None;
-    let (counts, pause_cycles) = loop {
+    let (counts, pause_cycles, rendezvous_cycles) = loop {
         let mut outcome = Pause::NotRun;
         let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
             outcome = pause(world, &mut k.set, &mut plan);
         });
         match (outcome, figures) {
-            (Pause::Done(c), f) => break (c, f.map_or(0, |f| f.pause_cycles)),
+            (Pause::Done(c), f) => {
+                let (pause, rendezvous) =
+                    f.map_or((0, 0), |f| (f.pause_cycles, f.rendezvous_cycles));
+                break (c, pause, rendezvous);
+            }
             (Pause::Retry(why), _) => {
                 first_retry.get_or_insert(why);
                 *retries += 1;
@@ -368,6 +377,7 @@ fn relocate_locked(
         retries: *retries,
         first_retry,
         pause_cycles,
+        rendezvous_cycles,
         callback_cycles: counts.callback_cycles,
         old_copy,
     })
