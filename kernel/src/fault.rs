@@ -74,7 +74,14 @@ fn print_registers(frame: &TrapFrame) {
 /// Handles a CPU exception that no hook claimed.
 pub fn exception(frame: &mut TrapFrame) {
     let vector = frame.vector;
-    if vector == Exception::Breakpoint as u64 {
+    // A jump into code an island has left (filled with `int3`, or unmapped): never go on.
+    let fetched = if vector == Exception::Breakpoint as u64 {
+        frame.rip.wrapping_sub(1)
+    } else {
+        frame.rip
+    };
+    let stale = crate::island::report_stale(fetched);
+    if vector == Exception::Breakpoint as u64 && !stale {
         eprintln!(
             "*** breakpoint at {} on core {}",
             describe(frame.rip),

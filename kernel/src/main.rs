@@ -8,6 +8,8 @@
 //!
 //! `unsafe` code lives in `arch`, behind safe functions and types. Every other module denies
 //! it, except these low-level ones, each of which says why at its top:
+//! - `island::memory`: writes relocated code into fresh frames and into code mapped
+//!   read-execute (through the direct map), and reads and rewrites stopped threads' stacks;
 //! - `mem::heap`: the global allocator (`GlobalAlloc` is an unsafe trait) and handing it its
 //!   memory;
 //! - `mem::stack`: lends a fresh stack's memory, so a new thread's first frame can be written;
@@ -35,6 +37,8 @@ mod console;
 mod fault;
 #[deny(unsafe_code)]
 mod irq;
+#[deny(unsafe_code)]
+mod island;
 #[deny(unsafe_code)]
 mod klog;
 #[deny(unsafe_code)]

@@ -1,9 +1,12 @@
 //! The entry trampoline (Rust to generated code) and the trap stubs.
 //!
-//! `entry(vmctx: rdi, func: rsi, slots: rdx, nslots: rcx) -> eax` saves the SysV callee-saved
-//! registers, records its stack pointer in `VmContext::entry_rsp`, copies the argument slots to
-//! an outgoing area, calls `func` with the internal convention and copies the results back; it
-//! returns 0. A trap stub loads a trap code into `eax` and jumps to `VmContext::trap_exit`,
+//! `entry(vmctx: rdi, func_cell: rsi, slots: rdx, nslots: rcx) -> eax` saves the SysV
+//! callee-saved registers, records its stack pointer in `VmContext::entry_rsp`, copies the
+//! argument slots to an outgoing area, calls the function whose address is in `*func_cell`
+//! (`call [rax]`: the address is read by the call itself, so an embedder that moves functions
+//! and rewrites the cell while the world is stopped can never have a thread holding the old
+//! address between reading it and calling it) with the internal convention and copies the
+//! results back; it returns 0. A trap stub loads a trap code into `eax` and jumps to `VmContext::trap_exit`,
 //! which restores `rsp`/`rbp` from `entry_rsp` and leaves through the same epilogue, so a trap
 //! unwinds every wasm frame at once.
 //!
@@ -73,7 +76,7 @@ pub(crate) fn emit_entry(e: &mut Emitter) -> Result<(usize, usize), CompileError
     e.mov_rr(rsi, rdx, true)?;
     e.mov_rr(rdi, rsp, true)?;
     e.ins(Instruction::with_rep_movsq(64))?;
-    e.ins(Instruction::with1(Code::Call_rm64, R64[rax as usize]))?;
+    e.ins(Instruction::with1(Code::Call_rm64, mem(rax, 0)))?;
     e.load(rcx, true, mem(rbp, -72))?;
     e.load(rdi, true, mem(rbp, -64))?;
     e.mov_rr(rsi, rsp, true)?;

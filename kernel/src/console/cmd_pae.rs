@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use atoll_kcore::args::{ArgError, Args};
 use atoll_kcore::json::Json;
 use atoll_pae::runtime::InvokeError;
+use core::sync::atomic::{AtomicU64, Ordering};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 use spin::Mutex;
 
@@ -35,8 +36,65 @@ static TASKS: Mutex<Vec<TaskRecord>> = Mutex::new(Vec::new());
 /// How many finished tasks `tasks` remembers.
 const TASK_HISTORY: usize = 64;
 
+static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A task started with `run --background`, not collected yet.
+#[derive(Debug)]
+struct Background {
+    id: u64,
+    task: String,
+    started: pae::Started,
+}
+
+static RUNNING: Mutex<Vec<Background>> = Mutex::new(Vec::new());
+
+/// Records a finished task; returns its outcome text and whether it trapped, or the error of
+/// a call that did not fit the export (nothing ran).
+fn record(id: u64, task: &str, done: &pae::TaskOutcome) -> Result<(String, bool), CmdError> {
+    let (text, trapped) = match &done.result {
+        Ok(results) => (pae::format_results(results), false),
+        Err(InvokeError::Trap(trap)) => (alloc::format!("{trap}"), true),
+        // Nothing ran: the call did not fit the export (parse_args checks the count first).
+        Err(e) => return Err(CmdError::Failed(alloc::format!("{e}"))),
+    };
+    let mut tasks = TASKS.lock();
+    if tasks.len() == TASK_HISTORY {
+        tasks.remove(0);
+    }
+    tasks.push(TaskRecord {
+        id,
+        task: task.into(),
+        core: done.core,
+        thread: done.thread,
+        outcome: text.clone(),
+        trapped,
+        run_cycles: done.run_cycles,
+    });
+    Ok((text, trapped))
+}
+
+/// Records every background task that has finished.
+fn collect_background() {
+    let finished: Vec<Background> = {
+        let mut running = RUNNING.lock();
+        let (done, still): (Vec<_>, Vec<_>) = running.drain(..).partition(|b| b.started.is_done());
+        *running = still;
+        done
+    };
+    for b in finished {
+        let outcome = b.started.wait();
+        match outcome {
+            Ok(done) => {
+                let _ = record(b.id, &b.task, &done);
+            }
+            Err(e) => println!("task {} ({}): {e}", b.id, b.task),
+        }
+    }
+}
+
 pub fn run(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
+    let background = args.flag("--background");
     let core = args.flag_u64("--core")?.map(|c| c as usize);
     let task = args.required("task (CHUNK.EXPORT)")?;
     let mut words = Vec::new();
@@ -46,39 +104,37 @@ pub fn run(args: &mut Args) -> CmdResult {
     args.finish()?;
     let prepared = pae::prepare(&task)?;
     let values = prepared.parse_args(&words)?;
+    let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
+    if background {
+        let started = pae::start_on_thread(prepared, values, core)
+            .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
+        let thread = started.thread();
+        RUNNING.lock().push(Background {
+            id,
+            task: task.clone(),
+            started,
+        });
+        if json {
+            let mut j = Json::new();
+            j.begin_object()
+                .u64("task_id", id)
+                .str("task", &task)
+                .u64("thread", thread)
+                .end_object();
+            println!("{}", j.finish());
+        } else {
+            println!("task {id} ({task}) started on thread {thread}");
+        }
+        return Ok(());
+    }
     let done = pae::run_on_thread(prepared, values, core)
         .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
     let run_cycles = done.run_cycles;
-    let outcome = match done.result {
-        Ok(results) => Ok(results),
-        Err(InvokeError::Trap(trap)) => Err(trap),
-        // Nothing ran: the call did not fit the export (parse_args checks the count first).
-        Err(e) => return Err(CmdError::Failed(alloc::format!("{e}"))),
-    };
-    let (text, trapped) = match &outcome {
-        Ok(results) => (pae::format_results(results), false),
-        Err(trap) => (alloc::format!("{trap}"), true),
-    };
-    {
-        let mut tasks = TASKS.lock();
-        let id = tasks.last().map_or(1, |t| t.id + 1);
-        if tasks.len() == TASK_HISTORY {
-            tasks.remove(0);
-        }
-        tasks.push(TaskRecord {
-            id,
-            task: task.clone(),
-            core: done.core,
-            thread: done.thread,
-            outcome: text.clone(),
-            trapped,
-            run_cycles,
-        });
-    }
+    let (text, trapped) = record(id, &task, &done)?;
     if json {
         let mut j = Json::new();
         j.begin_object().str("task", &task);
-        match &outcome {
+        match &done.result {
             Ok(results) => {
                 j.array("results");
                 for r in results {
@@ -86,9 +142,10 @@ pub fn run(args: &mut Args) -> CmdResult {
                 }
                 j.end_array();
             }
-            Err(trap) => {
+            Err(InvokeError::Trap(trap)) => {
                 j.str("trap", trap.message());
             }
+            Err(_) => {}
         }
         j.u64("core", u64::from(done.core))
             .u64("thread", done.thread)
@@ -107,7 +164,13 @@ pub fn run(args: &mut Args) -> CmdResult {
 pub fn tasks(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     args.finish()?;
+    collect_background();
     let tasks = TASKS.lock().clone();
+    let running: Vec<(u64, String, u64)> = RUNNING
+        .lock()
+        .iter()
+        .map(|b| (b.id, b.task.clone(), b.started.thread()))
+        .collect();
     if json {
         let mut j = Json::new();
         j.begin_object().array("tasks");
@@ -120,6 +183,14 @@ pub fn tasks(args: &mut Args) -> CmdResult {
                 .str("state", if t.trapped { "trapped" } else { "done" })
                 .str("outcome", &t.outcome)
                 .u64("run_cycles", t.run_cycles)
+                .end_object();
+        }
+        for (id, task, thread) in &running {
+            j.begin_object()
+                .u64("id", *id)
+                .str("task", task)
+                .u64("thread", *thread)
+                .str("state", "running")
                 .end_object();
         }
         j.end_array().end_object();
@@ -139,6 +210,12 @@ pub fn tasks(args: &mut Args) -> CmdResult {
             if t.trapped { "trapped" } else { "done" },
             t.run_cycles,
             t.outcome
+        );
+    }
+    for (id, task, thread) in &running {
+        println!(
+            "  {id:<4} {task:<28} {:<5} {:<8} (thread {thread})",
+            "-", "running"
         );
     }
     Ok(())

@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_pae, cmd_smp, cmd_system};
+use super::{cmd_debug, cmd_island, cmd_pae, cmd_smp, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -192,8 +192,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--json]",
-        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome)",
         run: cmd_pae::run,
     },
     Command {
@@ -213,6 +213,24 @@ pub static COMMANDS: &[Command] = &[
         usage: "[CHUNK] [--json]",
         help: "assembly engine: chunks assembled, code bytes, assembly time (per function with CHUNK)",
         run: cmd_pae::pae_stats,
+    },
+    Command {
+        name: "islands",
+        usage: "[CHUNK] [--json]",
+        help: "code islands (one per assembled function): address, size, page size, core, calls, sampled cycles, moves",
+        run: cmd_island::islands,
+    },
+    Command {
+        name: "relocate",
+        usage: "<island-id> small [--json] | --probe-old <island-id>",
+        help: "move a running island to fresh 4 KiB pages with the world stopped; prints what was rewritten and the pause (`--probe-old`: jump into its old copy, which must fault naming it)",
+        run: cmd_island::relocate,
+    },
+    Command {
+        name: "reloc-stats",
+        usage: "[--json]",
+        help: "relocations: count, failures, retries, rewrites, pause distribution, bytes moved",
+        run: cmd_island::reloc_stats,
     },
     Command {
         name: "vm",

@@ -5,6 +5,7 @@
 //! goes on.
 
 mod cmd_debug;
+mod cmd_island;
 mod cmd_pae;
 mod cmd_smp;
 mod cmd_system;

@@ -5,7 +5,9 @@
 //! the pages it just mapped, reads it back, and vouches to the runtime (`CodeMemory`) that the
 //! pages hold exactly the compiled module's code.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicUsize;
 
 use atoll_kcore::addr::{PageSize, SIZE_4K, VirtAddr};
 use atoll_kcore::paging::Protection;
@@ -14,17 +16,21 @@ use atoll_pae::runtime::CodeMemory;
 use crate::mem::vm::VmError;
 use crate::mem::{frames, vm};
 
-/// A module's code, mapped read-execute in the kernel's region.
+/// A module's code, mapped read-execute in the kernel's region, with one address cell per
+/// function: where the entry trampoline finds the function now (islands move functions; see
+/// `crate::island`).
 #[derive(Debug)]
 pub struct KernelCode {
     base: VirtAddr,
     pages: usize,
     len: usize,
+    func_cells: Box<[AtomicUsize]>,
 }
 
 impl KernelCode {
-    /// Copies `code` into fresh pages and maps them read-execute.
-    pub fn new(code: &[u8]) -> Result<Self, VmError> {
+    /// Copies `code` into fresh pages and maps them read-execute; function `i` starts at
+    /// `func_offsets[i]`.
+    pub fn new(code: &[u8], func_offsets: &[u32]) -> Result<Self, VmError> {
         let pages = code.len().div_ceil(SIZE_4K as usize).max(1);
         let base = vm::reserve(pages as u64 * SIZE_4K, SIZE_4K)?;
         let mut mapped: Vec<VirtAddr> = Vec::with_capacity(pages);
@@ -50,6 +56,10 @@ impl KernelCode {
                 base,
                 pages,
                 len: code.len(),
+                func_cells: func_offsets
+                    .iter()
+                    .map(|&o| AtomicUsize::new(base.0 as usize + o as usize))
+                    .collect(),
             }),
             Err(e) => {
                 for va in mapped {
@@ -63,6 +73,13 @@ impl KernelCode {
     /// The code's address.
     pub fn base(&self) -> u64 {
         self.base.0
+    }
+
+    /// The cell holding function `index`'s current address. Written only by the relocation
+    /// engine while the world is stopped, always with the address of an executable copy of
+    /// the function.
+    pub fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
+        self.func_cells.get(index as usize)
     }
 
     /// The code as bytes (readable: R-X).
@@ -86,8 +103,14 @@ pub struct SharedCode(pub alloc::sync::Arc<KernelCode>);
 
 // SAFETY: `KernelCode::new` copies exactly the compiled module's code and maps it read-execute,
 // not writable; the Arc keeps the mapping alive as long as any instance holds it.
+// The function cells start at the module's own functions and are rewritten only by the
+// relocation engine, with the world stopped, to a relocated copy it mapped read-execute.
 unsafe impl CodeMemory for SharedCode {
     fn base(&self) -> usize {
         self.0.base() as usize
+    }
+
+    fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
+        self.0.func_cell(index)
     }
 }

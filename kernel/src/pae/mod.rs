@@ -28,7 +28,7 @@ use spin::Mutex;
 
 pub use code::KernelCode;
 use code::SharedCode;
-pub use task::run_on_thread;
+pub use task::{Started, TaskOutcome, run_on_thread, start_on_thread};
 
 use crate::chunks::{self, Loaded};
 use crate::mem::vm::VmError;
@@ -120,9 +120,14 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
     }
     let start = crate::arch::cpu::rdtsc();
     let clock = || crate::arch::cpu::rdtsc();
-    let module = atoll_pae::compile_timed(view.module, &Options::default(), Some(&clock))
+    // Block counters on: they feed the islands' call and block counts.
+    let options = Options {
+        block_counters: true,
+        ..Options::default()
+    };
+    let module = atoll_pae::compile_timed(view.module, &options, Some(&clock))
         .map_err(|e| PaeError::Compile(chunk.into(), e))?;
-    let code = KernelCode::new(&module.code)?;
+    let code = KernelCode::new(&module.code, &module.func_offsets)?;
     let assembled = Arc::new(Assembled {
         chunk: chunk.into(),
         module: Arc::new(module),
@@ -130,8 +135,32 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
         assemble_cycles: crate::arch::cpu::rdtsc() - start,
         wasm_bytes: view.module.len(),
     });
+    if let Err(e) = crate::island::register(&assembled, movable(image, chunk, &assembled.module)) {
+        log::warn!("chunk {chunk}: no islands ({e:?}); its code cannot be relocated");
+    }
     CACHE.lock().insert(chunk.into(), assembled.clone());
     Ok(assembled)
+}
+
+/// Whether `chunk`'s functions may move: code pointers to them held by value elsewhere
+/// (funcref table entries, exports bound into other chunks' import tables) are not yet
+/// re-targeted by the relocation engine, so modules that have them are refused.
+fn movable(
+    image: &chunk_image::Image<'_>,
+    chunk: &str,
+    module: &CompiledModule,
+) -> Result<(), &'static str> {
+    if !module.desc.elems.is_empty() {
+        return Err("its functions are in funcref tables");
+    }
+    let provider = image
+        .chunks()
+        .iter()
+        .any(|c| c.manifest.chunk_dependencies().contains(&chunk));
+    if provider {
+        return Err("other chunks import its functions");
+    }
+    Ok(())
 }
 
 /// The chunks `chunk` needs, providers before their users, `chunk` last.
@@ -304,6 +333,13 @@ impl Prepared {
                     })
             })
             .collect()
+    }
+
+    /// Each instance's block counters, by chunk name.
+    pub fn counters(&self) -> impl Iterator<Item = (&str, &[u64])> {
+        self.instances
+            .iter()
+            .map(|(name, inst)| (name.as_str(), inst.counters()))
     }
 
     /// Runs the export on the current stack, allowing generated code `stack_budget_bytes`.

@@ -83,6 +83,9 @@ fn chunk_thread(ticket: u64) {
     let start = cpu::rdtsc();
     let result = work.prepared.invoke(&work.args, work.budget_bytes);
     let run_cycles = cpu::rdtsc() - start;
+    for (chunk, counters) in work.prepared.counters() {
+        crate::island::add_counters(chunk, counters);
+    }
     *job.ran.lock() = Some(Ran {
         result,
         core,
@@ -99,6 +102,68 @@ pub fn run_on_thread(
     args: Vec<u64>,
     core: Option<usize>,
 ) -> Result<TaskOutcome, ThreadError> {
+    start_on_thread(prepared, args, core)?.wait()
+}
+
+/// A task running on its chunk thread.
+pub struct Started {
+    job: Arc<Job>,
+    thread: u64,
+}
+
+impl core::fmt::Debug for Started {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Started")
+            .field("thread", &self.thread)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Started {
+    /// The chunk thread's id.
+    pub fn thread(&self) -> u64 {
+        self.thread
+    }
+
+    /// Whether the task has finished (then [`Started::wait`] returns at once).
+    pub fn is_done(&self) -> bool {
+        self.job.done.load(Ordering::Acquire)
+    }
+
+    /// Waits for the task and returns how it ended.
+    pub fn wait(self) -> Result<TaskOutcome, ThreadError> {
+        let (job, thread) = (self.job, self.thread);
+        let joined = sched::join(thread);
+        if !job.done.load(Ordering::Acquire) {
+            // The thread may still run (or was killed mid-task, its share of the job lost with
+            // its stack): the job stays with it.
+            return Err(joined.err().unwrap_or(ThreadError::Timeout(thread)));
+        }
+        let ran = job.ran.lock().take();
+        Ok(match ran {
+            Some(ran) => TaskOutcome {
+                result: ran.result,
+                core: ran.core,
+                thread,
+                run_cycles: ran.run_cycles,
+            },
+            None => TaskOutcome {
+                result: Err(InvokeError::Trap(TrapCode::HostError)),
+                core: 0,
+                thread,
+                run_cycles: 0,
+            },
+        })
+    }
+}
+
+/// Starts a prepared task on a new chunk thread (on `core`, or the least-loaded core) with its
+/// own stack and SSE state, without waiting for it.
+pub fn start_on_thread(
+    prepared: Prepared,
+    args: Vec<u64>,
+    core: Option<usize>,
+) -> Result<Started, ThreadError> {
     let stack_bytes = prepared.stack_bytes.max(MIN_TASK_STACK_BYTES) + KERNEL_STACK_RESERVE_BYTES;
     let name = alloc::format!("task {}", prepared.task);
     let job = Arc::new(Job {
@@ -119,25 +184,5 @@ pub fn run_on_thread(
             return Err(e);
         }
     };
-    let joined = sched::join(thread);
-    if !job.done.load(Ordering::Acquire) {
-        // The thread may still run (or was killed mid-task, its share of the job lost with its
-        // stack): the job stays with it.
-        return Err(joined.err().unwrap_or(ThreadError::Timeout(thread)));
-    }
-    let ran = job.ran.lock().take();
-    Ok(match ran {
-        Some(ran) => TaskOutcome {
-            result: ran.result,
-            core: ran.core,
-            thread,
-            run_cycles: ran.run_cycles,
-        },
-        None => TaskOutcome {
-            result: Err(InvokeError::Trap(TrapCode::HostError)),
-            core: 0,
-            thread,
-            run_cycles: 0,
-        },
-    })
+    Ok(Started { job, thread })
 }

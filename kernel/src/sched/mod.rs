@@ -266,8 +266,12 @@ fn spawn_on(
         // without its stack.
         let slot = s.spawn(&name, core, idle)?;
         let id = s.info(slot).map_or(0, |t| t.id);
-        EXTRAS.lock()[slot].stack = stack_to_give.take();
         let t = &SLOTS[slot];
+        if let Some(st) = &stack_to_give {
+            t.stack_bottom.store(st.bottom, Ordering::Relaxed);
+            t.stack_top.store(st.top, Ordering::Relaxed);
+        }
+        EXTRAS.lock()[slot].stack = stack_to_give.take();
         t.retire();
         t.park_frame(frame);
         t.on_cpu.store(0, Ordering::Release);

@@ -35,6 +35,10 @@ pub struct ThreadSlot {
     pub cpu_cycles: AtomicU64,
     /// A counter the thread may bump (the `spawn counter` test threads do).
     pub counter: AtomicU64,
+    /// Lowest address of the thread's stack (0: not known, e.g. the boot thread's).
+    pub stack_bottom: AtomicU64,
+    /// One past its highest address. Both are stored before `id` is published.
+    pub stack_top: AtomicU64,
     /// The thread's FPU/SSE area when it runs SSE code (null: it does not). Owned by the slot
     /// (made from a `Box`); the switch path saves into it when the thread leaves a core and
     /// restores from it when the thread enters one, without locks.
@@ -49,8 +53,20 @@ impl ThreadSlot {
             on_cpu: AtomicU64::new(0),
             cpu_cycles: AtomicU64::new(0),
             counter: AtomicU64::new(0),
+            stack_bottom: AtomicU64::new(0),
+            stack_top: AtomicU64::new(0),
             fpu: AtomicPtr::new(core::ptr::null_mut()),
         }
+    }
+
+    /// The thread's stack `[bottom, top)`, if known. Read after `id` (acquire) to get the
+    /// bounds of the thread that id names.
+    pub fn stack_bounds(&self) -> Option<(u64, u64)> {
+        let (bottom, top) = (
+            self.stack_bottom.load(Ordering::Relaxed),
+            self.stack_top.load(Ordering::Relaxed),
+        );
+        (bottom != 0 && top > bottom).then_some((bottom, top))
     }
 
     /// Runs `f` on the thread's saved context, if the thread is off its core with a context

@@ -34,6 +34,9 @@ pub fn on_timer(frame: &mut TrapFrame) -> Resume {
     let Some(sched) = SCHED.get() else {
         return Resume::same(frame);
     };
+    if frame.interrupts_were_enabled() {
+        crate::island::sample_tick(core, frame.rip, now);
+    }
     let (resched, kicks) = sched.lock().tick(core, now);
     for c in kicks.others(core) {
         ipi::send_reschedule(c);

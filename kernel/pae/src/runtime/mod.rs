@@ -17,6 +17,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::module::{ConstInit, FuncType, ImportKind};
 use crate::vmctx::{
@@ -32,9 +33,21 @@ pub const PAGE_BYTES: usize = 65536;
 /// # Safety
 /// [`CodeMemory::base`] must return the address of an executable (and not writable) copy of
 /// exactly the `CompiledModule::code` the instance is built from, valid as long as `self`.
+/// [`CodeMemory::func_cell`], when it returns a cell, must keep in it the address of an
+/// executable copy of function `index` (relocated so it behaves exactly as the original),
+/// valid while any thread may call it.
 pub unsafe trait CodeMemory {
     /// Address of the first code byte.
     fn base(&self) -> usize;
+
+    /// Where the current address of function `index` is kept, when the embedder may move
+    /// functions (the entry trampoline calls through the cell, reading it at the call; the
+    /// embedder rewrites it only while no thread runs). `None` (the default): functions stay
+    /// at `base() + CompiledModule::func_offsets[index]`.
+    fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
+        let _ = index;
+        None
+    }
 }
 
 /// Linear memory bytes. Implementations may move the bytes when growing.
@@ -365,10 +378,18 @@ impl Instance {
         }
     }
 
+    /// Where function `index` is now (its cell, when the code memory moves functions).
+    fn func_addr(&self, index: u32) -> usize {
+        match self._code.func_cell(index) {
+            Some(cell) => cell.load(Ordering::Acquire),
+            None => self.code_base + self.module.func_offsets[index as usize] as usize,
+        }
+    }
+
     fn entry_for(&self, func: u32) -> TableEntry {
         let ty = self.module.desc.funcs[func as usize];
         TableEntry {
-            code: self.code_base + self.module.func_offsets[func as usize] as usize,
+            code: self.func_addr(func),
             sig_id: u64::from(self.sig_ids[ty as usize]),
         }
     }
@@ -401,7 +422,7 @@ impl Instance {
     /// An [`Extern`] for function `index`, to import it into another instance.
     pub fn func_ref(&mut self, index: u32) -> Extern {
         Extern::Wasm {
-            code: self.code_base + self.module.func_offsets[index as usize] as usize,
+            code: self.func_addr(index),
             vmctx: self.vmctx_ptr(),
         }
     }
@@ -457,16 +478,18 @@ impl Instance {
         self.vmctx.stack_limit = here.saturating_sub(self.stack_budget_bytes) as u64;
         self.vmctx.trap_code = 0;
         self.refresh();
-        let func = self.code_base + self.module.func_offsets[index as usize] as usize;
+        let local = AtomicUsize::new(self.func_addr(index));
+        let func_cell: *const AtomicUsize = self._code.func_cell(index).unwrap_or(&local);
         let entry = self.code_base + self.module.entry_offset as usize;
         // SAFETY: CodeMemory guarantees `code_base` maps this module's code, so `entry` is the
-        // trampoline with the EntryFn signature; the VM context is fully initialized and
+        // trampoline with the EntryFn signature, and that `func_cell` (the embedder's cell or
+        // `local`, alive until the call returns) holds the address of function `index`; the VM context is fully initialized and
         // points at live parts of this instance; `slots` has room for params and results.
         let code = unsafe {
             let entry: EntryFn = core::mem::transmute::<usize, EntryFn>(entry);
             entry(
                 &mut self.vmctx,
-                func,
+                func_cell as usize,
                 slots.as_mut_ptr(),
                 slots.len() as u64,
             )

@@ -1,0 +1,264 @@
+//! Code islands in the kernel: every assembled chunk's functions are registered as islands
+//! (one per function) in one kernel-wide [`IslandSet`], fed with block counters (when a task
+//! ends) and timer-tick RIP samples, and moved by the relocation engine ([`reloc`]).
+//!
+//! The set sits behind one lock. The timer tick only `try_lock`s it (a sample is dropped when
+//! the lock is busy), so a holder never needs interrupts off; the relocation engine holds the
+//! lock from preparing a move to releasing the world, so the stop-the-world callback reaches
+//! the set without taking a lock a parked core could hold. Protocol: `docs/relocation.md`.
+
+#[allow(unsafe_code)]
+mod memory;
+pub mod reloc;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use atoll_island::{Grouping, IslandError, IslandId, IslandSet, ModuleId, PageSize};
+use spin::Mutex;
+
+use crate::pae::Assembled;
+use crate::smp::MAX_CORES;
+
+/// One registered chunk module.
+#[derive(Debug)]
+struct ModuleInfo {
+    chunk: String,
+    assembled: Arc<Assembled>,
+    /// Block counters summed over every finished task's instance.
+    counters: Vec<u64>,
+    /// Why its islands may not move, if they may not.
+    unmovable: Option<&'static str>,
+}
+
+/// The kernel's islands and the relocation engine's state.
+#[derive(Debug, Default)]
+struct KernelIslands {
+    set: IslandSet,
+    modules: Vec<ModuleInfo>,
+    /// Code pages of islands that have moved out of their module's pages, by island.
+    regions: BTreeMap<IslandId, memory::CodeRegion>,
+    stats: reloc::RelocStats,
+}
+
+static ISLANDS: Mutex<Option<KernelIslands>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut KernelIslands) -> R) -> R {
+    let mut guard = ISLANDS.lock();
+    f(guard.get_or_insert_with(KernelIslands::default))
+}
+
+/// Registers an assembled chunk's functions as islands (one per function). `movable` says
+/// whether the relocation engine may move them.
+pub fn register(
+    assembled: &Arc<Assembled>,
+    movable: Result<(), &'static str>,
+) -> Result<ModuleId, IslandError> {
+    with(|k| {
+        let id = k.set.add_module(
+            &assembled.module,
+            assembled.code.base(),
+            Grouping::PerFunction,
+        )?;
+        k.modules.push(ModuleInfo {
+            chunk: assembled.chunk.clone(),
+            assembled: assembled.clone(),
+            counters: alloc::vec![0; assembled.module.counter_slots.len()],
+            unmovable: movable.err(),
+        });
+        Ok(id)
+    })
+}
+
+/// Adds a finished task's block counters of `chunk` to the module's totals and updates its
+/// islands' calls and block counts.
+pub fn add_counters(chunk: &str, counters: &[u64]) {
+    with(|k| {
+        let Some(m) = k.modules.iter().position(|m| m.chunk == chunk) else {
+            return;
+        };
+        let info = &mut k.modules[m];
+        for (total, c) in info.counters.iter_mut().zip(counters) {
+            *total = total.wrapping_add(*c);
+        }
+        k.set.feed_counters(ModuleId(m as u32), &info.counters);
+    })
+}
+
+static LAST_TICK_TSC: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+static SAMPLES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The timer tick on `core` interrupted code at `rip` at TSC `now`: the cycles since the
+/// previous tick go to the island holding `rip`. Never waits: a busy set drops the sample.
+pub fn sample_tick(core: usize, rip: u64, now: u64) {
+    let Some(last) = LAST_TICK_TSC.get(core) else {
+        return;
+    };
+    let prev = last.swap(now, Ordering::Relaxed);
+    if prev == 0 {
+        return;
+    }
+    match ISLANDS.try_lock() {
+        Some(mut guard) => {
+            if let Some(k) = guard.as_mut() {
+                k.set.record_sample(rip, now.saturating_sub(prev));
+            }
+        }
+        None => {
+            SAMPLES_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One island as `islands` shows it.
+#[derive(Debug, Clone)]
+pub struct IslandView {
+    /// Its id.
+    pub id: u32,
+    /// Its chunk.
+    pub chunk: String,
+    /// Its function(s).
+    pub function: String,
+    /// Its first byte.
+    pub address: u64,
+    /// Its length.
+    pub size_bytes: u32,
+    /// Page size of its code, from the page tables.
+    pub page_bytes: u64,
+    /// Home core, when it has one.
+    pub core: Option<u32>,
+    /// Calls (entry counters, from finished tasks).
+    pub calls: u64,
+    /// Block executions.
+    pub blocks: u64,
+    /// Cycles attributed by timer samples.
+    pub sampled_cycles: u64,
+    /// Moves committed.
+    pub moves: u64,
+    /// Why it may not move, if it may not.
+    pub unmovable: Option<&'static str>,
+}
+
+/// Every island (of `chunk`, if given).
+pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
+    with(|k| {
+        k.set
+            .islands()
+            .iter()
+            .filter_map(|i| {
+                let m = &k.modules[i.module.0 as usize];
+                if chunk.is_some_and(|c| c != m.chunk) {
+                    return None;
+                }
+                let function = i
+                    .func_indices()
+                    .map(|f| func_name(m, f))
+                    .collect::<Vec<_>>()
+                    .join("+");
+                let page_bytes =
+                    crate::arch::physmem::translate(atoll_kcore::addr::VirtAddr(i.base()))
+                        .map_or(0, |t| t.page_bytes);
+                Some(IslandView {
+                    id: i.id.0,
+                    chunk: m.chunk.clone(),
+                    function,
+                    address: i.base(),
+                    size_bytes: i.layout.len,
+                    page_bytes,
+                    core: i.env.core,
+                    calls: i.profile.calls,
+                    blocks: i.profile.block_count,
+                    sampled_cycles: i.profile.sampled_cycles,
+                    moves: i.history.total(),
+                    unmovable: m.unmovable,
+                })
+            })
+            .collect()
+    })
+}
+
+fn func_name(m: &ModuleInfo, index: u32) -> String {
+    let module = &m.assembled.module;
+    if let Some(name) = module
+        .funcs
+        .get(index as usize)
+        .and_then(|f| f.name.clone())
+    {
+        return name;
+    }
+    module
+        .desc
+        .exports
+        .iter()
+        .find(|e| e.index == index && e.kind == atoll_pae::module::ExternalKind::Func)
+        .map_or_else(|| alloc::format!("func{index}"), |e| e.name.clone())
+}
+
+/// If `addr` lies in code an island has left, prints a line naming the island and returns
+/// `true` (for fault reports). Never waits for the lock and allocates nothing: a fault may come
+/// while either is held.
+pub fn report_stale(addr: u64) -> bool {
+    let Some(guard) = ISLANDS.try_lock() else {
+        return false;
+    };
+    let Some(k) = guard.as_ref() else {
+        return false;
+    };
+    let Some(island) = k.set.vacated_by(addr).and_then(|id| k.set.island(id)) else {
+        return false;
+    };
+    let m = &k.modules[island.module.0 as usize];
+    let func = island.layout.funcs.first().map_or(0, |f| f.index);
+    let name = m
+        .assembled
+        .module
+        .funcs
+        .get(func as usize)
+        .and_then(|f| f.name.as_deref())
+        .or_else(|| {
+            m.assembled
+                .module
+                .desc
+                .exports
+                .iter()
+                .find(|e| e.index == func && e.kind == atoll_pae::module::ExternalKind::Func)
+                .map(|e| e.name.as_str())
+        })
+        .unwrap_or("?");
+    crate::eprintln!(
+        "*** STALE CODE: {addr:#x} was left by island {} ({}.{name}, function {func}), now at {:#x}",
+        island.id.0,
+        m.chunk,
+        island.base()
+    );
+    true
+}
+
+/// Jumps into the copy island `id` left last (debug: a stale reference must fault, and the
+/// report must name the island). Returns only if there is no such copy.
+pub fn probe_old(id: u32) -> Result<core::convert::Infallible, reloc::RelocError> {
+    let addr = with(|k| {
+        let island = k
+            .set
+            .island(IslandId(id))
+            .ok_or(reloc::RelocError::NoSuchIsland(id))?;
+        let from = island
+            .history
+            .iter()
+            .last()
+            .map(|m| m.from.address)
+            .ok_or(reloc::RelocError::NeverMoved(id))?;
+        match (k.set.locate(from), k.set.vacated_by(from)) {
+            (atoll_island::Location::Foreign, Some(_)) => Ok(from),
+            _ => Err(reloc::RelocError::NeverMoved(id)),
+        }
+    })?;
+    crate::println!("jumping into the old copy of island {id} at {addr:#x}");
+    memory::execute_stale(addr)
+}
+
+/// Bytes of a 4 KiB page, for figures.
+pub const SMALL_PAGE_BYTES: u64 = PageSize::Size4K.bytes();

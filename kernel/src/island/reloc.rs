@@ -1,0 +1,543 @@
+//! The relocation engine: moves one island to fresh 4 KiB code pages while it runs.
+//!
+//! Outside the pause (may allocate): reserve pages, `prepare_move` (re-encode for the new
+//! address), write the copy through the direct map and map it read-execute, translate every
+//! call site to patch (a [`CodeAlias`]), allocate the reference buffer. Inside the pause (no
+//! allocation, no lock, no printing): walk every thread (`find_references`), and only if no
+//! thread needs a retry, rewrite RIPs and return-address slots, patch call sites through the
+//! aliases, re-point the entry cells, `commit_move`, request TLB flush and serialization. A
+//! retry changes nothing; the round is run again (bounded, counted). After the release: the
+//! old copy becomes `int3` (first move: it shares its module's pages) or is unmapped (later
+//! moves: its own pages), so a missed reference faults instead of running stale code.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use atoll_island::{
+    Environment, IslandError, IslandId, IslandSet, Location, MoveStats, PageSize, PreparedMove,
+    RefKind, Reference, RetryReason, ThreadContext, Translation, Walk, find_references,
+};
+
+use super::memory::{self, CodeAlias, CodeRegion, ThreadStack};
+use super::{ISLANDS, KernelIslands};
+use crate::arch::cpu;
+use crate::arch::trap::TrapFrame;
+use crate::mem::vm::VmError;
+use crate::pae::KernelCode;
+use crate::sched::{self, MAX_THREADS, SLOTS};
+use crate::smi::rendezvous::flush;
+use crate::smi::{self, SmiError, World};
+use crate::smp::MAX_CORES;
+use crate::time;
+
+/// Rounds a move may retry before it gives up.
+pub const MAX_RETRIES: u32 = 1000;
+/// Frames one walk follows at most.
+const MAX_FRAMES: usize = 4096;
+/// References one round can hold (all threads together).
+const REF_CAPACITY: usize = 16 * 1024;
+/// Wait between a retried round and the next, for threads to leave their windows.
+const RETRY_WAIT_US: u64 = 200;
+
+/// Why a move did not happen. Nothing was changed in any case.
+#[derive(Debug)]
+pub enum RelocError {
+    /// No island with this id.
+    NoSuchIsland(u32),
+    /// Its module's functions are referenced in ways the engine does not re-target yet.
+    Unmovable(&'static str),
+    /// The island crate refused (layout, copy, patch, overlap).
+    Island(IslandError),
+    /// Pages for the copy could not be had.
+    Vm(VmError),
+    /// The island's code (or a call site) is not mapped.
+    Unmapped(u64),
+    /// The rendezvous failed.
+    Smi(SmiError),
+    /// Every round needed a retry; the last reason.
+    TooManyRetries(RetryWhy),
+    /// A call site does not hold the displacement the plan expects.
+    CallSiteChanged(u64),
+    /// The island has no old copy to probe (it never moved, or its old place is code again).
+    NeverMoved(u32),
+}
+
+impl From<IslandError> for RelocError {
+    fn from(e: IslandError) -> Self {
+        Self::Island(e)
+    }
+}
+
+impl From<VmError> for RelocError {
+    fn from(e: VmError) -> Self {
+        Self::Vm(e)
+    }
+}
+
+impl fmt::Display for RelocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchIsland(id) => write!(f, "no island {id}"),
+            Self::Unmovable(why) => write!(f, "island cannot move: {why}"),
+            Self::Island(e) => write!(f, "island: {e:?}"),
+            Self::Vm(e) => write!(f, "code pages: {e}"),
+            Self::Unmapped(a) => write!(f, "code at {a:#x} is not mapped"),
+            Self::Smi(e) => write!(f, "stop-the-world: {e}"),
+            Self::TooManyRetries(why) => {
+                write!(
+                    f,
+                    "gave up after {MAX_RETRIES} retried rounds (last: {why:?})"
+                )
+            }
+            Self::CallSiteChanged(a) => write!(f, "call site at {a:#x} changed"),
+            Self::NeverMoved(id) => write!(f, "island {id} has no old copy to probe"),
+        }
+    }
+}
+
+/// Why a round was retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryWhy {
+    /// The walk of the thread in `slot` could not tell.
+    Walk {
+        /// Scheduler slot.
+        slot: usize,
+        /// The walk's reason.
+        reason: RetryReason,
+    },
+    /// The thread's core was stopped in an interrupt handler (or with interrupts off): its
+    /// own context is a trap frame further up, not walked yet.
+    InHandler {
+        /// Scheduler slot.
+        slot: usize,
+    },
+    /// The thread is live but neither parked nor saved (a core is switching it).
+    Unreachable {
+        /// Scheduler slot.
+        slot: usize,
+    },
+    /// The thread's stack bounds are unknown and it is in generated code.
+    NoStack {
+        /// Scheduler slot.
+        slot: usize,
+    },
+}
+
+/// What happened to the copy the island left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldCopy {
+    /// Filled with `int3` (it shares its pages with the rest of its module).
+    Int3,
+    /// Its own pages were unmapped and freed.
+    Unmapped,
+}
+
+/// What one move did.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveReport {
+    /// The island.
+    pub island: u32,
+    /// Old and new first byte.
+    pub from: u64,
+    /// New first byte.
+    pub to: u64,
+    /// Bytes of the new copy.
+    pub bytes: u32,
+    /// Threads whose saved RIP was inside and was rewritten.
+    pub rips_rewritten: u32,
+    /// Return-address slots rewritten.
+    pub return_addresses_rewritten: u32,
+    /// `call rel32` sites in other islands re-targeted.
+    pub call_sites_patched: u32,
+    /// Entry cells re-pointed.
+    pub cells_retargeted: u32,
+    /// Threads walked in the successful round.
+    pub threads_walked: u32,
+    /// Rounds retried before it.
+    pub retries: u32,
+    /// First retry reason, if any.
+    pub first_retry: Option<RetryWhy>,
+    /// Trigger to all cores resumed, in TSC cycles (0 if the round's figures were lost).
+    pub pause_cycles: u64,
+    /// Trigger to all cores parked (part of the pause).
+    pub rendezvous_cycles: u64,
+    /// Cycles the callback itself took (walks, rewrites, commit).
+    pub callback_cycles: u64,
+    /// What became of the old copy.
+    pub old_copy: OldCopy,
+}
+
+/// Figures over every move, for `reloc-stats`.
+#[derive(Debug, Clone, Default)]
+pub struct RelocStats {
+    /// Moves completed.
+    pub count: u64,
+    /// Moves refused or failed.
+    pub failures: u64,
+    /// Rounds retried (completed and failed moves).
+    pub retries: u64,
+    /// Saved RIPs rewritten.
+    pub rips_rewritten: u64,
+    /// Return addresses rewritten.
+    pub return_addresses_rewritten: u64,
+    /// Call sites patched.
+    pub call_sites_patched: u64,
+    /// Bytes of code moved.
+    pub bytes_moved: u64,
+    /// Pause of every completed move, in TSC cycles.
+    pub pause_cycles: Vec<u64>,
+}
+
+/// A snapshot of the figures.
+pub fn stats() -> RelocStats {
+    super::with(|k| k.stats.clone())
+}
+
+/// Moves island `island` to freshly allocated 4 KiB pages in the kernel's code area.
+pub fn relocate_small(island: u32) -> Result<MoveReport, RelocError> {
+    let mut guard = ISLANDS.lock();
+    let k = guard.get_or_insert_with(KernelIslands::default);
+    let mut retries = 0;
+    let result = relocate_locked(k, IslandId(island), &mut retries);
+    let s = &mut k.stats;
+    s.retries += u64::from(retries);
+    match &result {
+        Ok(r) => {
+            s.count += 1;
+            s.rips_rewritten += u64::from(r.rips_rewritten);
+            s.return_addresses_rewritten += u64::from(r.return_addresses_rewritten);
+            s.call_sites_patched += u64::from(r.call_sites_patched);
+            s.bytes_moved += u64::from(r.bytes);
+            s.pause_cycles.push(r.pause_cycles);
+        }
+        // Asking for an island that does not exist is bad input, not a failed move.
+        Err(RelocError::NoSuchIsland(_)) => {}
+        Err(_) => s.failures += 1,
+    }
+    result
+}
+
+/// What one round's callback decided.
+#[derive(Debug, Clone, Copy)]
+enum Pause {
+    NotRun,
+    Retry(RetryWhy),
+    Abort(u64),
+    Done(Counts),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    rips: u32,
+    return_addresses: u32,
+    call_sites: u32,
+    cells: u32,
+    threads: u32,
+    callback_cycles: u64,
+}
+
+/// The references of one thread in the shared buffer.
+#[derive(Debug, Clone, Copy)]
+struct ThreadRefs {
+    slot: usize,
+    start: usize,
+    count: usize,
+    stack: ThreadStack,
+}
+
+/// What the pause works on, all prepared before it.
+struct Plan<'a> {
+    prep: PreparedMove,
+    code: &'a KernelCode,
+    funcs: Vec<u32>,
+    patches: Vec<(i32, i32, CodeAlias)>,
+    refs: Vec<Reference>,
+    threads: Vec<ThreadRefs>,
+    me: usize,
+}
+
+fn relocate_locked(
+    k: &mut KernelIslands,
+    id: IslandId,
+    retries: &mut u32,
+) -> Result<MoveReport, RelocError> {
+    let island = k.set.island(id).ok_or(RelocError::NoSuchIsland(id.0))?;
+    let module = &k.modules[island.module.0 as usize];
+    if let Some(why) = module.unmovable {
+        return Err(RelocError::Unmovable(why));
+    }
+    let assembled = module.assembled.clone();
+    let (old_base, old_len) = (island.base(), island.layout.len as usize);
+    let funcs: Vec<u32> = island.func_indices().collect();
+    let core = island.env.core;
+    let code = memory::read_code(old_base, old_len).ok_or(RelocError::Unmapped(old_base))?;
+    // Re-encoding may lengthen branches; twice the size (and a little) always suffices.
+    let mut region = CodeRegion::reserve(old_len as u64 * 2 + 64)?;
+    let to = Environment {
+        core,
+        page_size: PageSize::Size4K,
+        address: region.base(),
+        numa_node: None,
+    };
+    let prepared = k
+        .set
+        .prepare_move(id, &code, to)
+        .map_err(RelocError::from)
+        .and_then(|p| {
+            region
+                .install(&p.code)
+                .map(|()| p)
+                .map_err(RelocError::from)
+        })
+        .and_then(|p| {
+            let patches = p
+                .calls
+                .iter()
+                .map(|c| {
+                    CodeAlias::new(c.disp_addr, 4)
+                        .map(|a| (c.old_rel32, c.new_rel32, a))
+                        .ok_or(RelocError::Unmapped(c.disp_addr))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((p, patches))
+        });
+    let (prep, patches) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            region.free();
+            return Err(e);
+        }
+    };
+    let mut plan = Plan {
+        prep,
+        code: &assembled.code,
+        funcs,
+        patches,
+        refs: alloc::vec![Reference::EMPTY; REF_CAPACITY],
+        threads: Vec::with_capacity(MAX_THREADS),
+        me: sched::current_slot(),
+    };
+    let mut first_retry = None;
+    let (counts, pause_cycles, rendezvous_cycles) = loop {
+        let mut outcome = Pause::NotRun;
+        let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
+            outcome = pause(world, &mut k.set, &mut plan);
+        });
+        match (outcome, figures) {
+            (Pause::Done(c), f) => {
+                let (pause, rendezvous) =
+                    f.map_or((0, 0), |f| (f.pause_cycles, f.rendezvous_cycles));
+                break (c, pause, rendezvous);
+            }
+            (Pause::Retry(why), _) => {
+                first_retry.get_or_insert(why);
+                *retries += 1;
+                if *retries >= MAX_RETRIES {
+                    region.free();
+                    return Err(RelocError::TooManyRetries(why));
+                }
+                sched::sleep_us(RETRY_WAIT_US);
+            }
+            (Pause::Abort(addr), _) => {
+                region.free();
+                return Err(RelocError::CallSiteChanged(addr));
+            }
+            (Pause::NotRun, Err(e)) => {
+                region.free();
+                return Err(RelocError::Smi(e));
+            }
+            (Pause::NotRun, Ok(_)) => unreachable!("a round that succeeded ran its callback"),
+        }
+    };
+    cpu::serialize();
+    // Nothing refers to the old copy any more: make it fault if something still jumps there.
+    let old_copy = match k.regions.remove(&id) {
+        Some(old) => {
+            old.free();
+            OldCopy::Unmapped
+        }
+        None => {
+            if let Some(alias) = CodeAlias::new(old_base, old_len) {
+                alias.write(0, &alloc::vec![0xCC; old_len]);
+            }
+            OldCopy::Int3
+        }
+    };
+    let new_base = region.base();
+    k.regions.insert(id, region);
+    Ok(MoveReport {
+        island: id.0,
+        from: old_base,
+        to: new_base,
+        bytes: plan.prep.code.len() as u32,
+        rips_rewritten: counts.rips,
+        return_addresses_rewritten: counts.return_addresses,
+        call_sites_patched: counts.call_sites,
+        cells_retargeted: counts.cells,
+        threads_walked: counts.threads,
+        retries: *retries,
+        first_retry,
+        pause_cycles,
+        rendezvous_cycles,
+        callback_cycles: counts.callback_cycles,
+        old_copy,
+    })
+}
+
+/// No parked core runs this slot's thread.
+const NO_CORE: u8 = u8::MAX;
+
+/// Runs `f` on the context of the thread in `slot` (as `World::with_thread_context` does,
+/// without scanning every core per thread): the parked frame of the core `core_of` names, with
+/// whether it is the thread's own context (interrupts were on), or the saved frame.
+fn with_context<R>(
+    world: &mut World,
+    core_of: &[u8; MAX_THREADS],
+    slot: usize,
+    f: impl FnOnce(&mut TrapFrame, bool) -> R,
+) -> Option<R> {
+    match core_of[slot] {
+        NO_CORE => world.with_thread_frame(slot, |frame| f(frame, true)),
+        core => world.with_parked_frame(usize::from(core), |frame| {
+            let own = frame.interrupts_were_enabled();
+            f(frame, own)
+        }),
+    }
+}
+
+/// The stop-the-world callback: no allocation, no lock, no printing.
+fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
+    let t0 = cpu::rdtsc();
+    let mut core_of = [NO_CORE; MAX_THREADS];
+    for core in 0..MAX_CORES {
+        if let Some(slot) = world.parked_thread(core).filter(|s| *s < MAX_THREADS) {
+            core_of[slot] = core as u8;
+        }
+    }
+    plan.threads.clear();
+    let mut used = 0;
+    let mut walked = 0;
+    // Step 4: every thread's references, before anything is written.
+    for (slot, t) in SLOTS.iter().enumerate() {
+        if slot == plan.me || t.id.load(core::sync::atomic::Ordering::Acquire) == 0 {
+            continue;
+        }
+        let bounds = t.stack_bounds();
+        let (prep, refs) = (&plan.prep, &mut plan.refs[used..]);
+        let found = with_context(world, &core_of, slot, |frame, own| {
+            if !own {
+                return Err(RetryWhy::InHandler { slot });
+            }
+            let ctx = ThreadContext {
+                rip: frame.rip,
+                rsp: frame.rsp,
+                rbp: frame.rbp,
+            };
+            let Some((bottom, top)) = bounds else {
+                return match set.locate(ctx.rip) {
+                    Location::Foreign => Ok((0, None)),
+                    _ => Err(RetryWhy::NoStack { slot }),
+                };
+            };
+            let stack = ThreadStack { bottom, top };
+            match find_references(set, prep, ctx, &stack, MAX_FRAMES, refs) {
+                Walk::Complete { found, .. } => Ok((found, Some(stack))),
+                Walk::Retry(reason) => Err(RetryWhy::Walk { slot, reason }),
+            }
+        });
+        match found {
+            Some(Ok((count, stack))) => {
+                walked += 1;
+                if let (true, Some(stack)) = (count > 0, stack) {
+                    plan.threads.push(ThreadRefs {
+                        slot,
+                        start: used,
+                        count,
+                        stack,
+                    });
+                    used += count;
+                }
+            }
+            Some(Err(why)) => return Pause::Retry(why),
+            // Live, not parked, not saved: a core is in the middle of switching it.
+            None if t.on_cpu.load(core::sync::atomic::Ordering::Acquire) != 0 => {
+                return Pause::Retry(RetryWhy::Unreachable { slot });
+            }
+            // Dead: its frame was withdrawn and it will never run again.
+            None => {}
+        }
+    }
+    for (old, _, alias) in &plan.patches {
+        let mut now = [0u8; 4];
+        for (i, b) in now.iter_mut().enumerate() {
+            *b = alias.read(i).unwrap_or(0);
+        }
+        if i32::from_le_bytes(now) != *old {
+            return Pause::Abort(alias_addr(alias));
+        }
+    }
+    for &f in &plan.funcs {
+        if let Some(cell) = plan.code.func_cell(f) {
+            let addr = cell.load(core::sync::atomic::Ordering::Acquire) as u64;
+            if plan.prep.translate(addr) == Translation::OffBoundary {
+                return Pause::Abort(addr);
+            }
+        }
+    }
+    // Steps 5 and 6: nothing can fail from here on.
+    let mut c = Counts {
+        threads: walked,
+        ..Counts::default()
+    };
+    for tr in &plan.threads {
+        for r in &plan.refs[tr.start..tr.start + tr.count] {
+            match r.kind {
+                RefKind::Rip => {
+                    let done = with_context(world, &core_of, tr.slot, |frame, _| {
+                        let hit = frame.rip == r.old_addr;
+                        if hit {
+                            frame.rip = r.new_addr;
+                        }
+                        hit
+                    });
+                    c.rips += u32::from(done == Some(true));
+                }
+                RefKind::ReturnAddress { slot_addr } => {
+                    c.return_addresses += u32::from(tr.stack.write_u64(slot_addr, r.new_addr));
+                }
+            }
+        }
+    }
+    for (_, new, alias) in &plan.patches {
+        c.call_sites += u32::from(alias.write(0, &new.to_le_bytes()));
+    }
+    for &f in &plan.funcs {
+        if let Some(cell) = plan.code.func_cell(f) {
+            let addr = cell.load(core::sync::atomic::Ordering::Acquire) as u64;
+            if let Translation::Moved(n) = plan.prep.translate(addr) {
+                cell.store(n as usize, core::sync::atomic::Ordering::Release);
+                c.cells += 1;
+            }
+        }
+    }
+    c.callback_cycles = cpu::rdtsc() - t0;
+    let stats = MoveStats {
+        rips_rewritten: c.rips,
+        return_addresses_rewritten: c.return_addresses,
+        pause_cycles: c.callback_cycles,
+    };
+    // The set was locked since the plan was made, so it cannot be stale.
+    let _ = set.commit_move(&mut plan.prep, stats);
+    // Step 8: every parked core drops its TLB and serializes before it resumes.
+    world.request_flush(flush::TLB | flush::SERIALIZE);
+    Pause::Done(c)
+}
+
+fn alias_addr(alias: &CodeAlias) -> u64 {
+    alias.addr()
+}
+
+/// Guest instructions for a cycle count, under `-icount` (else `None`).
+pub fn instructions(cycles: u64) -> Option<u64> {
+    time::icount().then(|| time::cycles_to_instructions(cycles))
+}
