@@ -50,6 +50,21 @@ fn fib_rec_island(c: &mut Checks, m: &mut Machine) -> Option<Json> {
         .cloned()
 }
 
+/// Runs `fib.fib_rec 10` once (assembling the chunk) and returns the `fib_rec` island with its
+/// id; `None` (with the failure recorded) if it did not run right or has no island.
+fn assemble_fib(c: &mut Checks, m: &mut Machine) -> Option<(Json, u64)> {
+    let out = m.command("run fib.fib_rec 10");
+    c.check(out.trim() == "55", || {
+        format!("`run fib.fib_rec 10`: {out:?}")
+    });
+    let Some(island) = fib_rec_island(c, m) else {
+        c.fail("`islands fib --json` has no fib_rec island".into());
+        return None;
+    };
+    let id = u64_of(&island, "id");
+    Some((island, id))
+}
+
 /// `tasks --json` entries of the given ids: (state, outcome).
 fn task_states(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
     let out = m.command("tasks --json");
@@ -78,15 +93,9 @@ fn relocating_a_running_recursive_island() {
     let mut m = Machine::boot(Options::bios().smp(smp));
     let mut c = Checks::new();
     // Assemble fib and check the island exists before anything runs.
-    let out = m.command("run fib.fib_rec 10");
-    c.check(out.trim() == "55", || {
-        format!("`run fib.fib_rec 10`: {out:?}")
-    });
-    let Some(island) = fib_rec_island(&mut c, &mut m) else {
-        c.fail("`islands fib --json` has no fib_rec island".into());
+    let Some((island, id)) = assemble_fib(&mut c, &mut m) else {
         return c.finish(&m);
     };
-    let id = u64_of(&island, "id");
 
     // Bad input is refused, the kernel goes on.
     for bad in [
@@ -211,15 +220,9 @@ fn check_probe(c: &mut Checks, m: &mut Machine, id: u64, fault: &str) {
 fn a_stale_jump_into_the_first_old_copy_faults_naming_the_island() {
     let mut m = Machine::boot(Options::bios().smp(2));
     let mut c = Checks::new();
-    let out = m.command("run fib.fib_rec 10");
-    c.check(out.trim() == "55", || {
-        format!("`run fib.fib_rec 10`: {out:?}")
-    });
-    let Some(island) = fib_rec_island(&mut c, &mut m) else {
-        c.fail("`islands fib --json` has no fib_rec island".into());
+    let Some((_, id)) = assemble_fib(&mut c, &mut m) else {
         return c.finish(&m);
     };
-    let id = u64_of(&island, "id");
     let cmd = format!("relocate --probe-old {id}");
     let out = m.command(&cmd);
     c.error_line(&cmd, &out);
@@ -246,15 +249,9 @@ fn pause_figures_under_icount() {
     let smp = 4;
     let mut m = Machine::boot(Options::bios().smp(smp).icount());
     let mut c = Checks::new();
-    let out = m.command("run fib.fib_rec 10");
-    c.check(out.trim() == "55", || {
-        format!("`run fib.fib_rec 10`: {out:?}")
-    });
-    let Some(island) = fib_rec_island(&mut c, &mut m) else {
-        c.fail("`islands fib --json` has no fib_rec island".into());
+    let Some((_, id)) = assemble_fib(&mut c, &mut m) else {
         return c.finish(&m);
     };
-    let id = u64_of(&island, "id");
     for core in 1..smp {
         m.command(&format!("run fib.fib_rec 40 --core {core} --background"));
     }
