@@ -72,9 +72,7 @@ impl CodeRegion {
     /// Unmaps the pages and frees their frames (the virtual range is never handed out again,
     /// so a stale jump there faults as not present).
     pub fn free(self) {
-        for i in 0..self.frames.len() {
-            let _ = vm::unmap_free(VirtAddr(self.base + i as u64 * SIZE_4K), PageSize::Size4K);
-        }
+        let _ = vm::unmap_free_4k_range(VirtAddr(self.base), self.frames.len() as u64);
     }
 }
 

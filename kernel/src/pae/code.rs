@@ -62,9 +62,8 @@ impl KernelCode {
                     .collect(),
             }),
             Err(e) => {
-                for va in mapped {
-                    let _ = vm::unmap_free(va, PageSize::Size4K);
-                }
+                // The pages mapped so far are the first `mapped.len()` from `base`.
+                let _ = vm::unmap_free_4k_range(base, mapped.len() as u64);
                 Err(e)
             }
         }
@@ -91,9 +90,7 @@ impl KernelCode {
 
 impl Drop for KernelCode {
     fn drop(&mut self) {
-        for i in 0..self.pages {
-            let _ = vm::unmap_free(VirtAddr(self.base.0 + i as u64 * SIZE_4K), PageSize::Size4K);
-        }
+        let _ = vm::unmap_free_4k_range(self.base, self.pages as u64);
     }
 }
 
