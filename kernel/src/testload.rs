@@ -105,7 +105,7 @@ const CHURN_BATCH: usize = 4;
 /// One churner: `rounds` times, spawn a batch of short threads on its own core, join them,
 /// reap.
 fn churner(rounds: u64) {
-    let core = Some(cpu_core());
+    let core = Some(crate::arch::percpu::core_id() as usize);
     for _ in 0..rounds {
         let mut batch = [0u64; CHURN_BATCH];
         for id in &mut batch {
@@ -124,10 +124,6 @@ fn churner(rounds: u64) {
         }
         sched::reap();
     }
-}
-
-fn cpu_core() -> usize {
-    crate::arch::percpu::core_id() as usize
 }
 
 /// What `churn` saw.

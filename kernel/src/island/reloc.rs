@@ -26,8 +26,7 @@ use crate::mem::vm::VmError;
 use crate::pae::KernelCode;
 use crate::sched::{self, MAX_THREADS, SLOTS};
 use crate::smi::rendezvous::flush;
-use crate::smi::{self, SmiError, World};
-use crate::smp::MAX_CORES;
+use crate::smi::{self, SmiError, ThreadContext as SmiContext, World};
 use crate::time;
 
 /// Rounds a move may retry before it gives up.
@@ -384,36 +383,26 @@ fn relocate_locked(
     })
 }
 
-/// No parked core runs this slot's thread.
-const NO_CORE: u8 = u8::MAX;
-
-/// Runs `f` on the context of the thread in `slot` (as `World::with_thread_context` does,
-/// without scanning every core per thread): the parked frame of the core `core_of` names, with
-/// whether it is the thread's own context (interrupts were on), or the saved frame.
+/// Runs `f` on the context of the thread in `slot` (`World::with_thread_context`), with whether
+/// it is the thread's own context: a saved frame always is; a parked frame is when interrupts
+/// were on (else an interrupt handler was running on the thread's stack).
 fn with_context<R>(
     world: &mut World,
-    core_of: &[u8; MAX_THREADS],
     slot: usize,
     f: impl FnOnce(&mut TrapFrame, bool) -> R,
 ) -> Option<R> {
-    match core_of[slot] {
-        NO_CORE => world.with_thread_frame(slot, |frame| f(frame, true)),
-        core => world.with_parked_frame(usize::from(core), |frame| {
+    world.with_thread_context(slot, |context| match context {
+        SmiContext::Saved(frame) => f(frame, true),
+        SmiContext::Parked { frame, .. } => {
             let own = frame.interrupts_were_enabled();
             f(frame, own)
-        }),
-    }
+        }
+    })
 }
 
 /// The stop-the-world callback: no allocation, no lock, no printing.
 fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
     let t0 = cpu::rdtsc();
-    let mut core_of = [NO_CORE; MAX_THREADS];
-    for core in 0..MAX_CORES {
-        if let Some(slot) = world.parked_thread(core).filter(|s| *s < MAX_THREADS) {
-            core_of[slot] = core as u8;
-        }
-    }
     plan.threads.clear();
     let mut used = 0;
     let mut walked = 0;
@@ -424,7 +413,7 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
         }
         let bounds = t.stack_bounds();
         let (prep, refs) = (&plan.prep, &mut plan.refs[used..]);
-        let found = with_context(world, &core_of, slot, |frame, own| {
+        let found = with_context(world, slot, |frame, own| {
             if !own {
                 return Err(RetryWhy::InHandler { slot });
             }
@@ -493,7 +482,7 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
         for r in &plan.refs[tr.start..tr.start + tr.count] {
             match r.kind {
                 RefKind::Rip => {
-                    let done = with_context(world, &core_of, tr.slot, |frame, _| {
+                    let done = with_context(world, tr.slot, |frame, _| {
                         let hit = frame.rip == r.old_addr;
                         if hit {
                             frame.rip = r.new_addr;

@@ -62,9 +62,27 @@ pub struct RoundFigures {
 #[derive(Debug)]
 pub struct World {
     parked: u64,
+    /// The parked core running each thread slot (`NO_CORE`: none), built once per round so
+    /// finding a thread's context costs no scan of the cores.
+    core_of: [u8; MAX_THREADS],
 }
 
+/// No parked core runs this thread slot.
+const NO_CORE: u8 = u8::MAX;
+
 impl World {
+    /// The stopped world of a round whose `parked` cores (bit n = core n) all arrived.
+    fn new(parked: u64) -> Self {
+        let mut core_of = [NO_CORE; MAX_THREADS];
+        for core in (0..MAX_CORES).filter(|c| parked & (1 << c) != 0) {
+            let slot = CORES[core].thread.load(Ordering::Acquire) as usize;
+            if let Some(entry) = core_of.get_mut(slot) {
+                *entry = core as u8;
+            }
+        }
+        Self { parked, core_of }
+    }
+
     /// Cores parked at the rendezvous (bit n = core n).
     pub fn parked_cores(&self) -> u64 {
         self.parked
@@ -101,11 +119,13 @@ impl World {
         slot: usize,
         f: impl FnOnce(ThreadContext<'_>) -> R,
     ) -> Option<R> {
-        match (0..MAX_CORES).find(|c| self.parked_thread(*c) == Some(slot)) {
+        match self.core_of.get(slot).copied() {
+            None => None,
+            Some(NO_CORE) => self.with_thread_frame(slot, |frame| f(ThreadContext::Saved(frame))),
             Some(core) => {
+                let core = usize::from(core);
                 self.with_parked_frame(core, |frame| f(ThreadContext::Parked { core, frame }))
             }
-            None => self.with_thread_frame(slot, |frame| f(ThreadContext::Saved(frame))),
         }
     }
 
@@ -198,7 +218,7 @@ fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundF
     }
     let t_arrived = cpu::rdtsc();
     if missing == 0 {
-        callback(&mut World { parked: targets });
+        callback(&mut World::new(targets));
     }
     RELEASED.store(round, Ordering::Release);
     let parked = targets & !missing;
