@@ -13,6 +13,8 @@ IMAGE_TOOL_DIR="target/boot"
 IMAGE_TOOL="$IMAGE_TOOL_DIR/release/atoll-image"
 DEFAULT_CHUNKS="target/chunks/default.img"
 IMAGES_DIR="target/images"
+# The kernel as the disk images carry it: KERNEL_ELF without debug sections (scripts/build.sh).
+BOOT_KERNEL_ELF="$IMAGES_DIR/atoll-kernel.boot.elf"
 CONSOLE_BIN="target/release/atoll-console"
 OVMF_CODE="${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}"
 OVMF_VARS="${OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}"

@@ -254,10 +254,11 @@ fn empty_chunk_image_boots_without_one() {
     std::fs::create_dir_all(&dir).unwrap();
     let empty = dir.join("empty.img");
     std::fs::write(&empty, b"").unwrap();
-    // The disk images run-qemu.sh boots for it (scripts/build.sh names them the same way).
+    // The disk images run-qemu.sh boots for it (scripts/build.sh names them the same way and puts
+    // the kernel without debug sections beside them).
     let made = Command::new(root.join("target/boot/release/atoll-image"))
         .arg("--kernel")
-        .arg(root.join("target/x86_64-unknown-none/release/atoll-kernel"))
+        .arg(root.join("target/images/atoll-kernel.boot.elf"))
         .arg("--ramdisk")
         .arg(&empty)
         .arg("--bios")
