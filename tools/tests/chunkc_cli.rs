@@ -42,7 +42,7 @@ fn default_image() -> &'static str {
             image.to_str().expect("utf-8 path"),
         ]);
         assert!(out.status.success(), "build failed: {}", stderr(&out));
-        assert!(stdout(&out).contains("12 chunks"), "{}", stdout(&out));
+        assert!(stdout(&out).contains("13 chunks"), "{}", stdout(&out));
         image.to_string_lossy().into_owned()
     })
 }

@@ -91,6 +91,7 @@ fn default_image_shape() {
         "hello",
         "pipeline",
         "traps",
+        "hot",
     ] {
         assert!(names.contains(&want), "missing chunk {want}");
     }

@@ -119,6 +119,31 @@ impl Args {
         Ok(None)
     }
 
+    /// Takes a flag with a text value (`--cores 1,2` or `--cores=1,2`).
+    pub fn flag_str(&mut self, name: &str) -> Result<Option<String>, ArgError> {
+        for i in 0..self.words.len() {
+            if self.used[i] {
+                continue;
+            }
+            if self.words[i] == name {
+                self.used[i] = true;
+                let Some(v) = self.words.get(i + 1) else {
+                    return Err(ArgError::FlagNeedsValue(String::from(name)));
+                };
+                self.used[i + 1] = true;
+                return Ok(Some(v.clone()));
+            }
+            if let Some(v) = self.words[i]
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                self.used[i] = true;
+                return Ok(Some(String::from(v)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Takes the next unused positional word (not starting with `--`).
     pub fn positional(&mut self) -> Option<String> {
         for (w, used) in self.words.iter().zip(self.used.iter_mut()) {
@@ -165,6 +190,25 @@ pub fn parse_u64(s: &str, what: &'static str) -> Result<u64, ArgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_flags_take_their_value_in_either_form() {
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let mut a = Args::new(words("fib.fib_rec --cores 1,2 30 --json"));
+        assert_eq!(a.flag_str("--cores").unwrap().as_deref(), Some("1,2"));
+        assert!(a.flag("--json"));
+        assert_eq!(a.positional().as_deref(), Some("fib.fib_rec"));
+        assert_eq!(a.positional().as_deref(), Some("30"));
+        a.finish().unwrap();
+        let mut b = Args::new(words("--cores=3"));
+        assert_eq!(b.flag_str("--cores").unwrap().as_deref(), Some("3"));
+        assert_eq!(b.flag_str("--cores").unwrap(), None);
+        let mut c = Args::new(words("x --cores"));
+        assert!(matches!(
+            c.flag_str("--cores"),
+            Err(ArgError::FlagNeedsValue(_))
+        ));
+    }
 
     fn words(s: &str) -> Vec<String> {
         split_words(s).unwrap()

@@ -1,11 +1,16 @@
-//! Island commands: `islands`, `relocate`, `reloc-stats`.
+//! Island commands: `islands`, `relocate`, `reloc-stats`, `reloc-stress`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use atoll_kcore::args::{ArgError, Args, parse_u64};
 use atoll_kcore::json::Json;
 use atoll_kcore::stats::Distribution;
 
 use super::commands::{CmdError, CmdResult};
-use crate::island::reloc::{self, OldCopy, RelocError};
+use crate::island::place::{OldCopy, Target};
+use crate::island::reloc::{self, RETRY_REASONS, RelocError};
+use crate::island::stress::{self, StressSpec};
 use crate::{island, println, time};
 
 impl From<RelocError> for CmdError {
@@ -82,18 +87,31 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         island::probe_old(id)?;
         return Ok(());
     }
-    let target = args.required("target environment (small)")?;
+    let kind = args.required("target (small, large, core N or node N)")?;
+    let n = match kind.as_str() {
+        "core" | "node" => {
+            let n = args.required("core or node number")?;
+            Some(
+                u32::try_from(parse_u64(&n, "core or node number")?).map_err(|_| {
+                    CmdError::Args(ArgError::Invalid {
+                        what: "core or node number",
+                        value: n,
+                    })
+                })?,
+            )
+        }
+        _ => None,
+    };
     args.finish()?;
-    if target != "small" {
-        return Err(CmdError::Args(ArgError::Invalid {
-            what: "target (only `small`, fresh 4 KiB pages, exists)",
-            value: target,
-        }));
-    }
-    let r = reloc::relocate_small(id)?;
+    let target = Target::parse(&kind, n).ok_or(CmdError::Args(ArgError::Invalid {
+        what: "target (small, large, core N or node N)",
+        value: kind,
+    }))?;
+    let r = reloc::relocate(id, target)?;
     let old = match r.old_copy {
         OldCopy::Int3 => "int3",
         OldCopy::Unmapped => "unmapped",
+        OldCopy::LargePageFreed => "int3, 2 MiB page freed",
     };
     if json {
         let mut j = Json::new();
@@ -102,7 +120,10 @@ pub fn relocate(args: &mut Args) -> CmdResult {
             .u64("from", r.from)
             .u64("to", r.to)
             .u64("bytes", u64::from(r.bytes))
-            .u64("page_bytes", island::SMALL_PAGE_BYTES)
+            .u64("page_bytes", r.page_bytes);
+        opt_u32(&mut j, "core", r.core);
+        opt_u32(&mut j, "node", r.node);
+        j.u64("threads_migrated", u64::from(r.threads_migrated))
             .u64("threads_walked", u64::from(r.threads_walked))
             .u64("rips_rewritten", u64::from(r.rips_rewritten))
             .u64(
@@ -134,10 +155,24 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         println!("{}", j.finish());
         return Ok(());
     }
+    let home = r
+        .core
+        .map_or_else(String::new, |c| alloc::format!("; home core {c}"));
     println!(
-        "island {}: {} bytes {:#x} -> {:#x} (4 KiB pages); old copy {old}",
-        r.island, r.bytes, r.from, r.to
+        "island {}: {} bytes {:#x} -> {:#x} ({} KiB pages{home}); old copy {old}",
+        r.island,
+        r.bytes,
+        r.from,
+        r.to,
+        r.page_bytes / 1024
     );
+    if r.threads_migrated > 0 {
+        println!(
+            "moved {} threads to core {}",
+            r.threads_migrated,
+            r.core.unwrap_or(0)
+        );
+    }
     println!(
         "rewrote {} RIPs and {} return addresses over {} threads; {} call sites, {} entry cells; {} retries",
         r.rips_rewritten,
@@ -162,6 +197,128 @@ pub fn relocate(args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+fn opt_u32(j: &mut Json, key: &str, v: Option<u32>) {
+    match v {
+        Some(v) => j.u64(key, u64::from(v)),
+        None => j.null(key),
+    };
+}
+
+fn pause_json(j: &mut Json, cycles: &[u64]) {
+    let mut sorted = cycles.to_vec();
+    let p = Distribution::of(&mut sorted);
+    j.object("pause_cycles")
+        .u64("min", p.min)
+        .u64("median", p.median)
+        .u64("p99", p.p99)
+        .u64("max", p.max)
+        .end_object();
+    if time::icount() {
+        let q = Distribution::of_mapped(cycles, time::cycles_to_instructions);
+        j.object("pause_instructions")
+            .u64("min", q.min)
+            .u64("median", q.median)
+            .u64("p99", q.p99)
+            .u64("max", q.max)
+            .end_object();
+    }
+}
+
+pub fn reloc_stress(args: &mut Args) -> CmdResult {
+    let json = args.flag("--json");
+    let count = args.flag_u64("--count")?.unwrap_or(100);
+    let cores = match args.flag_str("--cores")? {
+        Some(list) => list
+            .split(',')
+            .map(|c| {
+                parse_u64(c, "core")
+                    .ok()
+                    .and_then(|c| u32::try_from(c).ok())
+                    .ok_or(CmdError::Args(ArgError::Invalid {
+                        what: "core list (e.g. 1,2,3)",
+                        value: list.clone(),
+                    }))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => crate::smp::online_cores()
+            .filter(|c| *c != crate::arch::percpu::core_id() as usize)
+            .map(|c| c as u32)
+            .collect(),
+    };
+    let task = args.required("task (CHUNK.EXPORT)")?;
+    let mut words = Vec::new();
+    while let Some(w) = args.positional() {
+        words.push(w);
+    }
+    args.finish()?;
+    let spec = StressSpec {
+        task,
+        words,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        cores,
+    };
+    let r = stress::run(&spec).map_err(|e| CmdError::Failed(alloc::format!("{e}")))?;
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .str("task", &spec.task)
+            .u64("moves", u64::from(r.moves))
+            .u64("failures", u64::from(r.failures))
+            .u64("to_large", u64::from(r.to_large))
+            .u64("to_small", u64::from(r.to_small))
+            .u64("core_moves", u64::from(r.core_moves))
+            .u64("retries", u64::from(r.retries))
+            .u64("rips_rewritten", r.rips_rewritten)
+            .u64("return_addresses_rewritten", r.return_addresses_rewritten)
+            .u64("call_sites_patched", r.call_sites_patched)
+            .u64("threads_migrated", r.threads_migrated)
+            .u64(
+                "moves_with_threads_inside",
+                u64::from(r.moves_with_threads_inside),
+            )
+            .u64("runs", u64::from(r.runs))
+            .u64("lost", u64::from(r.lost));
+        j.array("islands");
+        for id in &r.islands {
+            j.u64_value(u64::from(*id));
+        }
+        j.end_array().array("results");
+        for (value, n) in &r.results {
+            j.begin_object()
+                .str("value", value)
+                .u64("runs", u64::from(*n))
+                .end_object();
+        }
+        j.end_array();
+        match &r.first_failure {
+            Some(f) => j.str("first_failure", f),
+            None => j.null("first_failure"),
+        };
+        pause_json(&mut j, &r.pause_cycles);
+        j.end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    println!(
+        "{} moves ({} to 2 MiB, {} to 4 KiB, {} to another core), {} failed, {} retried rounds",
+        r.moves, r.to_large, r.to_small, r.core_moves, r.failures, r.retries
+    );
+    println!(
+        "rewritten: {} RIPs, {} return addresses, {} call sites; {} threads moved with their island",
+        r.rips_rewritten, r.return_addresses_rewritten, r.call_sites_patched, r.threads_migrated
+    );
+    for (value, n) in &r.results {
+        println!("result {value}: {n} runs");
+    }
+    if r.lost > 0 {
+        println!("{} runs lost or trapped", r.lost);
+    }
+    if let Some(f) = &r.first_failure {
+        println!("first failure: {f}");
+    }
+    Ok(())
+}
+
 pub fn reloc_stats(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     args.finish()?;
@@ -177,22 +334,16 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
             .u64("rips_rewritten", s.rips_rewritten)
             .u64("return_addresses_rewritten", s.return_addresses_rewritten)
             .u64("call_sites_patched", s.call_sites_patched)
+            .u64("threads_migrated", s.threads_migrated)
+            .u64("to_large", s.to_large)
+            .u64("to_small", s.to_small)
             .u64("bytes_moved", s.bytes_moved);
-        j.object("pause_cycles")
-            .u64("min", p.min)
-            .u64("median", p.median)
-            .u64("p99", p.p99)
-            .u64("max", p.max)
-            .end_object();
-        if time::icount() {
-            let q = Distribution::of_mapped(&s.pause_cycles, time::cycles_to_instructions);
-            j.object("pause_instructions")
-                .u64("min", q.min)
-                .u64("median", q.median)
-                .u64("p99", q.p99)
-                .u64("max", q.max)
-                .end_object();
+        j.object("retries_by_reason");
+        for (name, n) in RETRY_REASONS.iter().zip(s.retries_by_reason) {
+            j.u64(name, n);
         }
+        j.end_object();
+        pause_json(&mut j, &s.pause_cycles);
         j.end_object();
         println!("{}", j.finish());
         return Ok(());
@@ -202,8 +353,19 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
         s.count, s.failures, s.retries, s.bytes_moved
     );
     println!(
-        "rewritten: {} RIPs, {} return addresses, {} call sites",
-        s.rips_rewritten, s.return_addresses_rewritten, s.call_sites_patched
+        "rewritten: {} RIPs, {} return addresses, {} call sites; {} threads moved with their island",
+        s.rips_rewritten, s.return_addresses_rewritten, s.call_sites_patched, s.threads_migrated
+    );
+    println!(
+        "moves to 2 MiB pages {}, to 4 KiB pages {}; retried rounds by reason: {}",
+        s.to_large,
+        s.to_small,
+        RETRY_REASONS
+            .iter()
+            .zip(s.retries_by_reason)
+            .map(|(n, c)| alloc::format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "pause cycles: min {} / median {} / p99 {} / max {}",

@@ -222,9 +222,15 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "relocate",
-        usage: "<island-id> small [--json] | --probe-old <island-id>",
-        help: "move a running island to fresh 4 KiB pages with the world stopped; prints what was rewritten and the pause (`--probe-old`: jump into its old copy, which must fault naming it)",
+        usage: "<island-id> small | large | core <n> | node <n> [--json] | --probe-old <island-id>",
+        help: "move a running island with the world stopped: to fresh 4 KiB pages, into a shared 2 MiB page, to core n (its threads follow) or to node n's memory; prints what was rewritten and the pause (`--probe-old`: jump into its old copy, which must fault naming it)",
         run: cmd_island::relocate,
+    },
+    Command {
+        name: "reloc-stress",
+        usage: "<chunk.export> [ARGS...] [--count N] [--cores 1,2,3] [--json]",
+        help: "run the task on each core, again and again, while N moves of its islands alternate between 4 KiB/2 MiB pages and cores; prints moves, rewrites and every run's result",
+        run: cmd_island::reloc_stress,
     },
     Command {
         name: "reloc-stats",

@@ -1,6 +1,6 @@
-//! The memory the relocation engine touches: fresh code pages for a relocated island, writes
-//! into code that is mapped read-execute (through the direct map, RW), and reads and writes of a
-//! stopped thread's stack.
+//! The memory the relocation engine touches: fresh code pages for a relocated island (4 KiB
+//! pages of its own, or a slot in a shared 2 MiB page), writes into code that is mapped
+//! read-execute (through the direct map, RW), and reads and writes of a stopped thread's stack.
 //!
 //! This module may use `unsafe` (it is in the list in `main.rs`): it dereferences addresses of
 //! code pages and thread stacks. Each operation first checks the address against what it was
@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 
 use atoll_island::StackMemory;
-use atoll_kcore::addr::{PageSize, PhysAddr, SIZE_4K, VirtAddr};
+use atoll_kcore::addr::{PageSize, PhysAddr, SIZE_2M, SIZE_4K, VirtAddr};
 use atoll_kcore::paging::Protection;
 
 use crate::arch::physmem;
@@ -44,14 +44,19 @@ impl CodeRegion {
         self.base
     }
 
-    /// Writes `code` at the region's start and maps it read-execute.
-    pub fn install(&mut self, code: &[u8]) -> Result<(), VmError> {
+    /// Writes `code` at the region's start and maps it read-execute, in frames from
+    /// `alloc_frame` (the whole machine's, or one NUMA node's).
+    pub fn install(
+        &mut self,
+        code: &[u8],
+        alloc_frame: impl Fn(PageSize) -> Option<PhysAddr>,
+    ) -> Result<(), VmError> {
         let pages = (code.len() as u64).div_ceil(SIZE_4K).max(1);
         if pages > self.reserved_pages || !self.frames.is_empty() {
             return Err(VmError::OutOfVirtualSpace);
         }
         for (i, chunk) in code.chunks(SIZE_4K as usize).enumerate() {
-            let pa = frames::alloc(PageSize::Size4K).ok_or(VmError::OutOfFrames)?;
+            let pa = alloc_frame(PageSize::Size4K).ok_or(VmError::OutOfFrames)?;
             let dst = physmem::to_virt(pa).0 as *mut u8;
             // SAFETY: `pa` is a frame just allocated for us alone; the direct map covers it
             // read-write; `chunk` is at most one page. The rest of the page becomes `int3`.
@@ -73,6 +78,110 @@ impl CodeRegion {
     /// so a stale jump there faults as not present).
     pub fn free(self) {
         let _ = vm::unmap_free_4k_range(VirtAddr(self.base), self.frames.len() as u64);
+    }
+}
+
+/// One 2 MiB page of code, mapped read-execute with a single 2 MiB entry, into which islands
+/// are packed one after the other (each slot starts on a 64-byte line). Written only through
+/// the direct map; a slot an island left is filled with `int3` and never handed out again.
+#[derive(Debug)]
+pub struct LargePage {
+    base: u64,
+    phys: PhysAddr,
+    /// Offset of the first free byte.
+    next: u64,
+    /// Islands living in it.
+    live: u32,
+}
+
+/// Slots in a [`LargePage`] start on this boundary.
+const SLOT_ALIGN: u64 = 64;
+
+impl LargePage {
+    /// A fresh 2 MiB frame from `alloc_frame`, all `int3`, mapped read-execute at a 2 MiB
+    /// aligned address with one page-directory entry.
+    pub fn new(alloc_frame: impl Fn(PageSize) -> Option<PhysAddr>) -> Result<Self, VmError> {
+        let phys = alloc_frame(PageSize::Size2M).ok_or(VmError::OutOfFrames)?;
+        let dst = physmem::to_virt(phys).0 as *mut u8;
+        // SAFETY: `phys` is a 2 MiB frame just allocated for us alone and the direct map covers
+        // it read-write; nothing else can see it yet.
+        unsafe { core::ptr::write_bytes(dst, 0xCC, SIZE_2M as usize) };
+        let mapped = vm::reserve(SIZE_2M, SIZE_2M)
+            .and_then(|va| vm::map(va, phys, PageSize::Size2M, Protection::READ_EXEC).map(|()| va));
+        match mapped {
+            Ok(va) => Ok(Self {
+                base: va.0,
+                phys,
+                next: 0,
+                live: 0,
+            }),
+            Err(e) => {
+                let _ = frames::free(phys, PageSize::Size2M);
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the next slot would start, if `max_bytes` fit there.
+    pub fn next_slot(&self, max_bytes: u64) -> Option<u64> {
+        (self.next + max_bytes <= SIZE_2M).then_some(self.base + self.next)
+    }
+
+    /// Whether `addr` lies in this page.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr - self.base < SIZE_2M
+    }
+
+    /// Islands living in it.
+    pub fn live(&self) -> u32 {
+        self.live
+    }
+
+    /// Writes `code` at `addr`, which must be [`LargePage::next_slot`]; the slot is taken.
+    pub fn install(&mut self, addr: u64, code: &[u8]) -> bool {
+        let len = code.len() as u64;
+        if addr != self.base + self.next || self.next + len > SIZE_2M {
+            return false;
+        }
+        let dst = physmem::to_virt(PhysAddr(self.phys.0 + self.next)).0 as *mut u8;
+        // SAFETY: the slot lies inside our 2 MiB frame (checked above), is still `int3` and
+        // not reachable by any thread (it is handed out only now); the direct map is writable.
+        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), dst, code.len()) };
+        self.next = (self.next + len.max(1)).next_multiple_of(SLOT_ALIGN);
+        self.live += 1;
+        true
+    }
+
+    /// An island left `len` bytes at `addr`: they become `int3` (nothing refers to them any
+    /// more; a missed reference traps and the report names the island).
+    pub fn vacate(&mut self, addr: u64, len: u64) {
+        if !self.contains(addr) || addr - self.base + len > SIZE_2M {
+            return;
+        }
+        let dst = physmem::to_virt(PhysAddr(self.phys.0 + (addr - self.base))).0 as *mut u8;
+        // SAFETY: inside our frame (checked), through the writable direct map; nothing refers
+        // to these bytes any more and every core serialized after the move.
+        unsafe { core::ptr::write_bytes(dst, 0xCC, len as usize) };
+        self.live = self.live.saturating_sub(1);
+    }
+
+    /// Unmaps the page (one shootdown) and frees its frame; its virtual range is never reused.
+    pub fn free(self) {
+        let _ = vm::unmap_free(VirtAddr(self.base), PageSize::Size2M);
+    }
+}
+
+/// Counter `i` of a running instance's block counters at `addr` (registered with
+/// `begin_counters`), read while its generated code may be incrementing it.
+pub fn read_counter(addr: usize, i: usize) -> u64 {
+    let p = (addr as *const u64).wrapping_add(i);
+    // SAFETY: `addr` is the start of a live instance's counter vector with more than `i`
+    // entries: the caller holds the islands lock, and the instance is unregistered under that
+    // lock before it is dropped. The counter is an aligned u64 that generated code updates with
+    // single stores, so an atomic load sees either the old or the new value.
+    unsafe {
+        core::sync::atomic::AtomicU64::from_ptr(p.cast_mut())
+            .load(core::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -9,7 +9,9 @@
 
 #[allow(unsafe_code)]
 mod memory;
+pub mod place;
 pub mod reloc;
+pub mod stress;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -17,7 +19,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use atoll_island::{Grouping, IslandError, IslandId, IslandSet, ModuleId, PageSize};
+use atoll_island::{Grouping, IslandError, IslandId, IslandSet, ModuleId};
 use spin::Mutex;
 
 use crate::pae::Assembled;
@@ -39,9 +41,33 @@ struct ModuleInfo {
 struct KernelIslands {
     set: IslandSet,
     modules: Vec<ModuleInfo>,
-    /// Code pages of islands that have moved out of their module's pages, by island.
-    regions: BTreeMap<IslandId, memory::CodeRegion>,
+    /// Where islands that have moved out of their module's pages live, by island.
+    places: BTreeMap<IslandId, place::Place>,
+    /// 2 MiB code pages (with the node their frame is on); `None` once freed, so indices in
+    /// `places` stay valid.
+    large: Vec<Option<(Option<u32>, memory::LargePage)>>,
     stats: reloc::RelocStats,
+    /// Counters of instances running now (their tasks have not ended).
+    live: Vec<LiveCounters>,
+}
+
+/// The block counters of one running instance: `len` `u64`s at `addr`, written by its
+/// generated code. Registered when its task starts and removed (under the islands lock) when it
+/// ends, before the instance can be dropped, so they are readable while registered.
+#[derive(Debug)]
+struct LiveCounters {
+    key: u64,
+    module: usize,
+    addr: usize,
+    len: usize,
+}
+
+static NEXT_LIVE_KEY: AtomicU64 = AtomicU64::new(1);
+
+impl KernelIslands {
+    fn large_page(&mut self, index: usize) -> Option<&mut memory::LargePage> {
+        self.large.get_mut(index)?.as_mut().map(|(_, page)| page)
+    }
 }
 
 static ISLANDS: Mutex<Option<KernelIslands>> = Mutex::new(None);
@@ -73,10 +99,31 @@ pub fn register(
     })
 }
 
-/// Adds a finished task's block counters of `chunk` to the module's totals and updates its
-/// islands' calls and block counts.
-pub fn add_counters(chunk: &str, counters: &[u64]) {
+/// A task is about to run an instance of `chunk` whose block counters are `counters`: they are
+/// read live (by `islands`) until [`end_counters`] with the returned key. The caller keeps the
+/// counters where they are (the instance alive, its counter vector unchanged in size) until then.
+pub fn begin_counters(chunk: &str, counters: &[u64]) -> Option<u64> {
     with(|k| {
+        let module = k.modules.iter().position(|m| m.chunk == chunk)?;
+        let key = NEXT_LIVE_KEY.fetch_add(1, Ordering::Relaxed);
+        k.live.push(LiveCounters {
+            key,
+            module,
+            addr: counters.as_ptr() as usize,
+            len: counters.len(),
+        });
+        Some(key)
+    })
+}
+
+/// The task's instance of `chunk` is done: its final `counters` join the module's totals and
+/// stop being read live (`key` from [`begin_counters`], if it had one), in one step, so a
+/// reader never counts them twice or not at all.
+pub fn end_counters(key: Option<u64>, chunk: &str, counters: &[u64]) {
+    with(|k| {
+        if let Some(key) = key {
+            k.live.retain(|l| l.key != key);
+        }
         let Some(m) = k.modules.iter().position(|m| m.chunk == chunk) else {
             return;
         };
@@ -86,6 +133,20 @@ pub fn add_counters(chunk: &str, counters: &[u64]) {
         }
         k.set.feed_counters(ModuleId(m as u32), &info.counters);
     })
+}
+
+/// Feeds every module's islands with its finished tasks' totals plus its running instances'
+/// counters as they are now.
+fn feed_live(k: &mut KernelIslands) {
+    for (m, info) in k.modules.iter().enumerate() {
+        let mut sum = info.counters.clone();
+        for l in k.live.iter().filter(|l| l.module == m) {
+            for (i, total) in sum.iter_mut().enumerate().take(l.len) {
+                *total = total.wrapping_add(memory::read_counter(l.addr, i));
+            }
+        }
+        k.set.feed_counters(ModuleId(m as u32), &sum);
+    }
 }
 
 static LAST_TICK_TSC: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
@@ -145,6 +206,7 @@ pub struct IslandView {
 /// Every island (of `chunk`, if given).
 pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
     with(|k| {
+        feed_live(k);
         k.set
             .islands()
             .iter()
@@ -260,5 +322,11 @@ pub fn probe_old(id: u32) -> Result<core::convert::Infallible, reloc::RelocError
     memory::execute_stale(addr)
 }
 
-/// Bytes of a 4 KiB page, for figures.
-pub const SMALL_PAGE_BYTES: u64 = PageSize::Size4K.bytes();
+/// Page size of island `id`'s environment (0 if there is no such island).
+pub fn page_bytes_of(id: u32) -> u64 {
+    with(|k| {
+        k.set
+            .island(IslandId(id))
+            .map_or(0, |i| i.env.page_size.bytes())
+    })
+}

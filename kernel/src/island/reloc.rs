@@ -1,14 +1,16 @@
-//! The relocation engine: moves one island to fresh 4 KiB code pages while it runs.
+//! The relocation engine: moves one island, while it runs, to fresh 4 KiB pages, to a slot in a
+//! 2 MiB page, to another NUMA node's memory, or to another core (whose threads follow it).
 //!
-//! Outside the pause (may allocate): reserve pages, `prepare_move` (re-encode for the new
-//! address), write the copy through the direct map and map it read-execute, translate every
-//! call site to patch (a [`CodeAlias`]), allocate the reference buffer. Inside the pause (no
-//! allocation, no lock, no printing): walk every thread (`find_references`), and only if no
-//! thread needs a retry, rewrite RIPs and return-address slots, patch call sites through the
-//! aliases, re-point the entry cells, `commit_move`, request TLB flush and serialization. A
-//! retry changes nothing; the round is run again (bounded, counted). After the release: the
-//! old copy becomes `int3` (first move: it shares its module's pages) or is unmapped (later
-//! moves: its own pages), so a missed reference faults instead of running stale code.
+//! Outside the pause (may allocate): reserve the new place (`place::Dest`), `prepare_move`
+//! (re-encode for the new address), write the copy through the direct map (mapped read-execute),
+//! translate every call site to patch (a [`CodeAlias`]), allocate the reference buffer. Inside
+//! the pause (no allocation, no lock, no printing): walk every thread (`find_references`), and
+//! only if no thread needs a retry, rewrite RIPs and return-address slots, patch call sites
+//! through the aliases, re-point the entry cells, `commit_move`, request TLB flush and
+//! serialization. A retry changes nothing; the round is run again (bounded, counted). After the
+//! release: the old copy becomes `int3` (it shares its pages) or is unmapped (its own pages), so
+//! a missed reference faults instead of running stale code; then the island's threads move to
+//! its new home core, if the move named one.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -18,7 +20,8 @@ use atoll_island::{
     RefKind, Reference, RetryReason, ThreadContext, Translation, Walk, find_references,
 };
 
-use super::memory::{self, CodeAlias, CodeRegion, ThreadStack};
+use super::memory::{self, CodeAlias, ThreadStack};
+use super::place::{self, Dest, OldCopy, Target};
 use super::{ISLANDS, KernelIslands};
 use crate::arch::cpu;
 use crate::arch::trap::TrapFrame;
@@ -59,6 +62,10 @@ pub enum RelocError {
     CallSiteChanged(u64),
     /// The island has no old copy to probe (it never moved, or its old place is code again).
     NeverMoved(u32),
+    /// `core N` names a core that is not online.
+    NoSuchCore(u32),
+    /// `node N` names a node the machine does not have.
+    NoSuchNode(u32),
 }
 
 impl From<IslandError> for RelocError {
@@ -90,6 +97,10 @@ impl fmt::Display for RelocError {
             }
             Self::CallSiteChanged(a) => write!(f, "call site at {a:#x} changed"),
             Self::NeverMoved(id) => write!(f, "island {id} has no old copy to probe"),
+            Self::NoSuchCore(c) => write!(f, "core {c} is not online"),
+            Self::NoSuchNode(n) => {
+                write!(f, "no NUMA node {n} (nodes: {})", place::numa_nodes())
+            }
         }
     }
 }
@@ -122,24 +133,38 @@ pub enum RetryWhy {
     },
 }
 
-/// What happened to the copy the island left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OldCopy {
-    /// Filled with `int3` (it shares its pages with the rest of its module).
-    Int3,
-    /// Its own pages were unmapped and freed.
-    Unmapped,
+impl RetryWhy {
+    /// Index into [`RelocStats::retries_by_reason`].
+    fn index(self) -> usize {
+        match self {
+            Self::Walk { .. } => 0,
+            Self::InHandler { .. } => 1,
+            Self::Unreachable { .. } => 2,
+            Self::NoStack { .. } => 3,
+        }
+    }
 }
+
+/// Names of the retry reasons, in [`RelocStats::retries_by_reason`] order.
+pub const RETRY_REASONS: [&str; 4] = ["walk", "in_handler", "unreachable", "no_stack"];
 
 /// What one move did.
 #[derive(Debug, Clone, Copy)]
 pub struct MoveReport {
     /// The island.
     pub island: u32,
-    /// Old and new first byte.
+    /// Old first byte.
     pub from: u64,
     /// New first byte.
     pub to: u64,
+    /// Page size of the new copy.
+    pub page_bytes: u64,
+    /// Home core after the move.
+    pub core: Option<u32>,
+    /// NUMA node of the new copy's memory, when placed on one.
+    pub node: Option<u32>,
+    /// Threads moved to the home core after the release.
+    pub threads_migrated: u32,
     /// Bytes of the new copy.
     pub bytes: u32,
     /// Threads whose saved RIP was inside and was rewritten.
@@ -175,6 +200,14 @@ pub struct RelocStats {
     pub failures: u64,
     /// Rounds retried (completed and failed moves).
     pub retries: u64,
+    /// The same, by reason ([`RETRY_REASONS`]).
+    pub retries_by_reason: [u64; 4],
+    /// Threads moved to an island's new home core.
+    pub threads_migrated: u64,
+    /// Moves into a 2 MiB page.
+    pub to_large: u64,
+    /// Moves into 4 KiB pages.
+    pub to_small: u64,
     /// Saved RIPs rewritten.
     pub rips_rewritten: u64,
     /// Return addresses rewritten.
@@ -192,28 +225,75 @@ pub fn stats() -> RelocStats {
     super::with(|k| k.stats.clone())
 }
 
-/// Moves island `island` to freshly allocated 4 KiB pages in the kernel's code area.
-pub fn relocate_small(island: u32) -> Result<MoveReport, RelocError> {
+/// Moves island `island` to `target` while it runs.
+pub fn relocate(island: u32, target: Target) -> Result<MoveReport, RelocError> {
     let mut guard = ISLANDS.lock();
     let k = guard.get_or_insert_with(KernelIslands::default);
-    let mut retries = 0;
-    let result = relocate_locked(k, IslandId(island), &mut retries);
-    let s = &mut k.stats;
-    s.retries += u64::from(retries);
-    match &result {
+    let mut retries = Retries::default();
+    let result = relocate_locked(k, IslandId(island), target, &mut retries);
+    drop(guard);
+    // The island's threads follow it to its new home core (outside the lock: migrating
+    // kicks other cores and may wait).
+    let result = result.map(|(mut report, threads)| {
+        if let Some(core) = report.core.filter(|_| threads.migrate) {
+            for &id in &threads.ids[..threads.count] {
+                report.threads_migrated += u32::from(sched::migrate(id, core as usize).is_ok());
+            }
+        }
+        report
+    });
+    super::with(|k| {
+        let s = &mut k.stats;
+        s.retries += u64::from(retries.total);
+        for (all, n) in s.retries_by_reason.iter_mut().zip(retries.by_reason) {
+            *all += u64::from(n);
+        }
+        record(s, &result);
+    });
+    result
+}
+
+/// Retried rounds of one move.
+#[derive(Debug, Default)]
+struct Retries {
+    total: u32,
+    by_reason: [u32; 4],
+}
+
+/// The threads a move found in the island, to migrate after the release.
+#[derive(Debug)]
+struct Followers {
+    migrate: bool,
+    ids: [u64; MAX_FOLLOWERS],
+    count: usize,
+}
+
+/// Threads a move migrates at most (the rest stay where they are).
+const MAX_FOLLOWERS: usize = 64;
+
+fn record(s: &mut RelocStats, result: &Result<MoveReport, RelocError>) {
+    match result {
         Ok(r) => {
             s.count += 1;
+            s.threads_migrated += u64::from(r.threads_migrated);
+            if r.page_bytes == PageSize::Size2M.bytes() {
+                s.to_large += 1;
+            } else {
+                s.to_small += 1;
+            }
             s.rips_rewritten += u64::from(r.rips_rewritten);
             s.return_addresses_rewritten += u64::from(r.return_addresses_rewritten);
             s.call_sites_patched += u64::from(r.call_sites_patched);
             s.bytes_moved += u64::from(r.bytes);
             s.pause_cycles.push(r.pause_cycles);
         }
-        // Asking for an island that does not exist is bad input, not a failed move.
-        Err(RelocError::NoSuchIsland(_)) => {}
+        // Asking for an island, core or node that does not exist is bad input, not a failed
+        // move.
+        Err(
+            RelocError::NoSuchIsland(_) | RelocError::NoSuchCore(_) | RelocError::NoSuchNode(_),
+        ) => {}
         Err(_) => s.failures += 1,
     }
-    result
 }
 
 /// What one round's callback decided.
@@ -258,33 +338,33 @@ struct Plan<'a> {
 fn relocate_locked(
     k: &mut KernelIslands,
     id: IslandId,
-    retries: &mut u32,
-) -> Result<MoveReport, RelocError> {
+    target: Target,
+    retries: &mut Retries,
+) -> Result<(MoveReport, Followers), RelocError> {
     let island = k.set.island(id).ok_or(RelocError::NoSuchIsland(id.0))?;
     let module = &k.modules[island.module.0 as usize];
     if let Some(why) = module.unmovable {
         return Err(RelocError::Unmovable(why));
     }
+    let resolved = place::resolve(target, &island.env)?;
     let assembled = module.assembled.clone();
     let (old_base, old_len) = (island.base(), island.layout.len as usize);
     let funcs: Vec<u32> = island.func_indices().collect();
-    let core = island.env.core;
     let code = memory::read_code(old_base, old_len).ok_or(RelocError::Unmapped(old_base))?;
     // Re-encoding may lengthen branches; twice the size (and a little) always suffices.
-    let mut region = CodeRegion::reserve(old_len as u64 * 2 + 64)?;
+    let mut dest = Dest::reserve(k, &resolved, old_len as u64 * 2 + 64)?;
     let to = Environment {
-        core,
-        page_size: PageSize::Size4K,
-        address: region.base(),
-        numa_node: None,
+        core: resolved.core,
+        page_size: resolved.page,
+        address: dest.address(),
+        numa_node: resolved.node,
     };
     let prepared = k
         .set
         .prepare_move(id, &code, to)
         .map_err(RelocError::from)
         .and_then(|p| {
-            region
-                .install(&p.code)
+            dest.install(k, resolved.node, &p.code)
                 .map(|()| p)
                 .map_err(RelocError::from)
         })
@@ -303,7 +383,7 @@ fn relocate_locked(
     let (prep, patches) = match prepared {
         Ok(x) => x,
         Err(e) => {
-            region.free();
+            dest.abandon(k);
             return Err(e);
         }
     };
@@ -319,8 +399,9 @@ fn relocate_locked(
     let mut first_retry = None;
     let (counts, pause_cycles, rendezvous_cycles) = loop {
         let mut outcome = Pause::NotRun;
+        let set = &mut k.set;
         let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
-            outcome = pause(world, &mut k.set, &mut plan);
+            outcome = pause(world, set, &mut plan);
         });
         match (outcome, figures) {
             (Pause::Done(c), f) => {
@@ -330,19 +411,20 @@ fn relocate_locked(
             }
             (Pause::Retry(why), _) => {
                 first_retry.get_or_insert(why);
-                *retries += 1;
-                if *retries >= MAX_RETRIES {
-                    region.free();
+                retries.total += 1;
+                retries.by_reason[why.index()] += 1;
+                if retries.total >= MAX_RETRIES {
+                    dest.abandon(k);
                     return Err(RelocError::TooManyRetries(why));
                 }
                 sched::sleep_us(RETRY_WAIT_US);
             }
             (Pause::Abort(addr), _) => {
-                region.free();
+                dest.abandon(k);
                 return Err(RelocError::CallSiteChanged(addr));
             }
             (Pause::NotRun, Err(e)) => {
-                region.free();
+                dest.abandon(k);
                 return Err(RelocError::Smi(e));
             }
             (Pause::NotRun, Ok(_)) => unreachable!("a round that succeeded ran its callback"),
@@ -350,37 +432,46 @@ fn relocate_locked(
     };
     cpu::serialize();
     // Nothing refers to the old copy any more: make it fault if something still jumps there.
-    let old_copy = match k.regions.remove(&id) {
-        Some(old) => {
-            old.free();
-            OldCopy::Unmapped
-        }
-        None => {
-            if let Some(alias) = CodeAlias::new(old_base, old_len) {
-                alias.write(0, &alloc::vec![0xCC; old_len]);
-            }
-            OldCopy::Int3
-        }
+    let new_base = dest.address();
+    let old_place = k.places.remove(&id);
+    k.places.insert(id, dest.into_place());
+    let old_copy = place::retire(k, old_place, old_base, old_len);
+    let mut followers = Followers {
+        migrate: resolved.migrate,
+        ids: [0; MAX_FOLLOWERS],
+        count: 0,
     };
-    let new_base = region.base();
-    k.regions.insert(id, region);
-    Ok(MoveReport {
+    for tr in plan.threads.iter().take(MAX_FOLLOWERS) {
+        let tid = SLOTS[tr.slot]
+            .id
+            .load(core::sync::atomic::Ordering::Acquire);
+        if tid != 0 {
+            followers.ids[followers.count] = tid;
+            followers.count += 1;
+        }
+    }
+    let report = MoveReport {
         island: id.0,
         from: old_base,
         to: new_base,
+        page_bytes: resolved.page.bytes(),
+        core: resolved.core,
+        node: resolved.node,
+        threads_migrated: 0,
         bytes: plan.prep.code.len() as u32,
         rips_rewritten: counts.rips,
         return_addresses_rewritten: counts.return_addresses,
         call_sites_patched: counts.call_sites,
         cells_retargeted: counts.cells,
         threads_walked: counts.threads,
-        retries: *retries,
+        retries: retries.total,
         first_retry,
         pause_cycles,
         rendezvous_cycles,
         callback_cycles: counts.callback_cycles,
         old_copy,
-    })
+    };
+    Ok((report, followers))
 }
 
 /// Runs `f` on the context of the thread in `slot` (`World::with_thread_context`), with whether

@@ -80,11 +80,17 @@ fn chunk_thread(ticket: u64) {
     };
     sched::use_fpu();
     let core = percpu::core_id();
+    // The instances' counters are read live by `islands` while the task runs.
+    let live: Vec<Option<u64>> = work
+        .prepared
+        .counters()
+        .map(|(chunk, counters)| crate::island::begin_counters(chunk, counters))
+        .collect();
     let start = cpu::rdtsc();
     let result = work.prepared.invoke(&work.args, work.budget_bytes);
     let run_cycles = cpu::rdtsc() - start;
-    for (chunk, counters) in work.prepared.counters() {
-        crate::island::add_counters(chunk, counters);
+    for ((chunk, counters), key) in work.prepared.counters().zip(live) {
+        crate::island::end_counters(key, chunk, counters);
     }
     *job.ran.lock() = Some(Ran {
         result,

@@ -49,12 +49,14 @@ impl fmt::Display for SmiError {
     }
 }
 
-/// One round's figures, in TSC cycles from the first NMI sent.
+/// One round's figures, in TSC cycles from the first NMI sent, from the TSC stamps each core
+/// takes as it arrives and as it leaves (not from when the initiator notices: under TCG a
+/// resumed vCPU may run for a whole time slice before the initiator's vCPU runs again).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundFigures {
-    /// Until every core had arrived.
+    /// Until the last core had arrived.
     pub rendezvous_cycles: u64,
-    /// Until every core had left (the whole pause).
+    /// Until the last core had left, the initiator's release included (the whole pause).
     pub pause_cycles: u64,
 }
 
@@ -220,6 +222,7 @@ fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundF
     if missing == 0 {
         callback(&mut World::new(targets));
     }
+    let t_release = cpu::rdtsc();
     RELEASED.store(round, Ordering::Release);
     let parked = targets & !missing;
     let departed_field = |c: usize| CORES[c].departed.load(Ordering::Acquire);
@@ -236,9 +239,18 @@ fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundF
     if stuck != 0 {
         return Err(SmiError::NotDeparted(stuck, timeout_us));
     }
+    let last = |field: fn(&rendezvous::CoreRendezvous) -> u64| {
+        (0..64)
+            .filter(|c| parked & (1 << c) != 0)
+            .map(|c| field(&CORES[c]))
+            .max()
+            .unwrap_or(t0)
+    };
+    let arrived = last(|c| c.arrive_tsc.load(Ordering::Relaxed)).clamp(t0, t_arrived);
+    let departed = last(|c| c.depart_tsc.load(Ordering::Relaxed)).clamp(t_release, t_end);
     Ok(RoundFigures {
-        rendezvous_cycles: t_arrived - t0,
-        pause_cycles: t_end - t0,
+        rendezvous_cycles: arrived - t0,
+        pause_cycles: departed - t0,
     })
 }
 

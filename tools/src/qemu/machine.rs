@@ -206,6 +206,18 @@ impl Machine {
     /// follows the (redrawn) command line up to the next prompt.
     #[track_caller]
     pub fn command_raw(&mut self, keys: &[u8]) -> String {
+        self.command_raw_within(keys, COMMAND_TIMEOUT)
+    }
+
+    /// Runs a command that may take longer than [`COMMAND_TIMEOUT`] (a stress run), waiting up
+    /// to `timeout` for its prompt.
+    #[track_caller]
+    pub fn command_within(&mut self, line: &str, timeout: Duration) -> String {
+        self.command_raw_within(line.as_bytes(), timeout)
+    }
+
+    #[track_caller]
+    fn command_raw_within(&mut self, keys: &[u8], timeout: Duration) -> String {
         if !self.at_prompt {
             self.wait_prompt();
         }
@@ -216,7 +228,7 @@ impl Machine {
             "the prompt after `{}`",
             scan::printable(keys).replace('\n', "\\n")
         );
-        let text = self.wait_prompt_within(&what, scaled(COMMAND_TIMEOUT));
+        let text = self.wait_prompt_within(&what, scaled(timeout));
         scan::command_output(&text)
     }
 

@@ -1,0 +1,35 @@
+;; Hot code for the relocation tests: three functions that keep calling and returning across
+;; each other, so a running thread has RIPs and return addresses in each of them, and moving one
+;; of them re-targets `call` sites in the others.
+(module
+  ;; One mixing step: (x * 0x9e3779b1) rotated left by 5, xor n.
+  (func $mix (param $x i32) (param $n i32) (result i32)
+    (i32.xor
+      (i32.rotl (i32.mul (local.get $x) (i32.const 0x9e3779b1)) (i32.const 5))
+      (local.get $n)))
+
+  ;; Tree recursion like fib_rec, mixing at every node.
+  (func $tree (export "tree") (param $n i32) (result i32)
+    (if (result i32) (i32.lt_s (local.get $n) (i32.const 2))
+      (then (call $mix (local.get $n) (i32.const 7)))
+      (else
+        (call $mix
+          (i32.add
+            (call $tree (i32.sub (local.get $n) (i32.const 1)))
+            (call $tree (i32.sub (local.get $n) (i32.const 2))))
+          (local.get $n)))))
+
+  ;; `rounds` trees of `depth`, chained.
+  (func $spin (export "spin") (param $rounds i32) (param $depth i32) (result i32)
+    (local $acc i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $rounds)))
+        (local.set $acc
+          (call $mix
+            (i32.add (local.get $acc) (call $tree (local.get $depth)))
+            (local.get $rounds)))
+        (local.set $rounds (i32.sub (local.get $rounds) (i32.const 1)))
+        (br $next)))
+    (local.get $acc))
+)

@@ -1,0 +1,274 @@
+//! Where a relocated island's code goes: the target environments `relocate` accepts, and the
+//! memory each one means (fresh 4 KiB pages of the island's own, or a slot in a shared 2 MiB
+//! page; frames from one NUMA node when a node is asked for or implied by a core).
+
+use atoll_island::{Environment, PageSize};
+use atoll_kcore::addr::PhysAddr;
+
+use super::KernelIslands;
+use super::memory::{CodeRegion, LargePage};
+use super::reloc::RelocError;
+use crate::mem::frames;
+use crate::mem::vm::VmError;
+use crate::smp;
+
+/// What a move asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Fresh 4 KiB pages of the island's own (home core and node kept).
+    Small,
+    /// A slot in a 2 MiB page shared with other hot islands (home core and node kept).
+    Large,
+    /// Memory of core `n`'s node, same page size; the island's threads move to core `n`.
+    Core(u32),
+    /// Memory of NUMA node `n`, same page size and home core.
+    Node(u32),
+}
+
+impl Target {
+    /// Parses `small`, `large`, `core N` or `node N` (the words after the island id).
+    pub fn parse(kind: &str, n: Option<u32>) -> Option<Self> {
+        match (kind, n) {
+            ("small", None) => Some(Self::Small),
+            ("large", None) => Some(Self::Large),
+            ("core", Some(n)) => Some(Self::Core(n)),
+            ("node", Some(n)) => Some(Self::Node(n)),
+            _ => None,
+        }
+    }
+}
+
+/// A target made concrete for one island.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved {
+    /// Page size of the new copy.
+    pub page: PageSize,
+    /// Home core afterwards.
+    pub core: Option<u32>,
+    /// Node whose memory holds the copy (`None`: any memory).
+    pub node: Option<u32>,
+    /// Whether the island's threads move to `core`.
+    pub migrate: bool,
+}
+
+/// Resolves `target` for an island now in `env`.
+pub fn resolve(target: Target, env: &Environment) -> Result<Resolved, RelocError> {
+    let keep = Resolved {
+        page: env.page_size,
+        core: env.core,
+        node: env.numa_node,
+        migrate: false,
+    };
+    Ok(match target {
+        Target::Small => Resolved {
+            page: PageSize::Size4K,
+            ..keep
+        },
+        Target::Large => Resolved {
+            page: PageSize::Size2M,
+            ..keep
+        },
+        Target::Core(n) => {
+            if !smp::is_online(n as usize) {
+                return Err(RelocError::NoSuchCore(n));
+            }
+            Resolved {
+                core: Some(n),
+                node: numa_node_of_core(n as usize),
+                migrate: true,
+                ..keep
+            }
+        }
+        Target::Node(n) => {
+            if n >= numa_nodes() {
+                return Err(RelocError::NoSuchNode(n));
+            }
+            Resolved {
+                node: Some(n),
+                ..keep
+            }
+        }
+    })
+}
+
+/// NUMA nodes the machine has (1 when it says nothing about them).
+pub fn numa_nodes() -> u32 {
+    1
+}
+
+/// The node of `core`, when the machine says.
+pub fn numa_node_of_core(_core: usize) -> Option<u32> {
+    None
+}
+
+/// Frames from `node`'s memory (any memory for `None`).
+pub fn frame_source(node: Option<u32>) -> impl Fn(PageSize) -> Option<PhysAddr> {
+    // One node until the machine's SRAT is read: every frame is on it.
+    let _ = node;
+    frames::alloc
+}
+
+/// Where an island that has left its module's pages lives.
+#[derive(Debug)]
+pub enum Place {
+    /// 4 KiB pages of its own.
+    Small(CodeRegion),
+    /// A slot in `KernelIslands::large[index]`.
+    Large(usize),
+}
+
+/// The new copy's memory while a move is prepared.
+#[derive(Debug)]
+pub enum Dest {
+    /// Reserved 4 KiB pages (mapped by `install`).
+    Small(CodeRegion),
+    /// A slot at `addr` in large page `index`; `taken` once the code is written.
+    Large {
+        /// The page.
+        index: usize,
+        /// The slot.
+        addr: u64,
+        /// Bytes written there, once installed.
+        taken: Option<u64>,
+    },
+}
+
+impl Dest {
+    /// Room for up to `max_bytes` of code as `r` asks.
+    pub(super) fn reserve(
+        k: &mut KernelIslands,
+        r: &Resolved,
+        max_bytes: u64,
+    ) -> Result<Self, VmError> {
+        match r.page {
+            PageSize::Size4K => CodeRegion::reserve(max_bytes).map(Self::Small),
+            PageSize::Size2M => {
+                let found = k.large.iter().enumerate().rev().find_map(|(i, p)| {
+                    let (node, page) = p.as_ref()?;
+                    (*node == r.node)
+                        .then(|| page.next_slot(max_bytes))
+                        .flatten()
+                        .map(|addr| (i, addr))
+                });
+                let (index, addr) = match found {
+                    Some(x) => x,
+                    None => {
+                        let page = LargePage::new(frame_source(r.node))?;
+                        let addr = page
+                            .next_slot(max_bytes)
+                            .ok_or(VmError::OutOfVirtualSpace)?;
+                        k.large.push(Some((r.node, page)));
+                        (k.large.len() - 1, addr)
+                    }
+                };
+                Ok(Self::Large {
+                    index,
+                    addr,
+                    taken: None,
+                })
+            }
+        }
+    }
+
+    /// The first byte of the new copy.
+    pub fn address(&self) -> u64 {
+        match self {
+            Self::Small(r) => r.base(),
+            Self::Large { addr, .. } => *addr,
+        }
+    }
+
+    /// Writes the copy and makes it executable (not writable through that mapping).
+    pub(super) fn install(
+        &mut self,
+        k: &mut KernelIslands,
+        node: Option<u32>,
+        code: &[u8],
+    ) -> Result<(), VmError> {
+        match self {
+            Self::Small(r) => r.install(code, frame_source(node)),
+            Self::Large { index, addr, taken } => {
+                let page = k.large_page(*index).ok_or(VmError::OutOfVirtualSpace)?;
+                if !page.install(*addr, code) {
+                    return Err(VmError::OutOfVirtualSpace);
+                }
+                *taken = Some(code.len() as u64);
+                Ok(())
+            }
+        }
+    }
+
+    /// The move did not happen: give the memory back (nothing refers to it).
+    pub(super) fn abandon(self, k: &mut KernelIslands) {
+        match self {
+            Self::Small(r) => r.free(),
+            Self::Large {
+                index,
+                addr,
+                taken: Some(len),
+            } => {
+                if let Some(page) = k.large_page(index) {
+                    page.vacate(addr, len);
+                }
+            }
+            Self::Large { taken: None, .. } => {}
+        }
+    }
+
+    /// The move happened: this is where the island lives now.
+    pub fn into_place(self) -> Place {
+        match self {
+            Self::Small(r) => Place::Small(r),
+            Self::Large { index, .. } => Place::Large(index),
+        }
+    }
+}
+
+/// What became of the copy an island left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldCopy {
+    /// Filled with `int3` (it shares its pages with other code).
+    Int3,
+    /// Its own pages were unmapped and freed.
+    Unmapped,
+    /// Filled with `int3`, and its 2 MiB page, left empty, was unmapped and freed.
+    LargePageFreed,
+}
+
+/// Makes the copy an island left at `addr` (`len` bytes, living in `place`, or in its module's
+/// pages for `None`) unusable: a missed reference traps instead of running stale code.
+pub(super) fn retire(
+    k: &mut KernelIslands,
+    place: Option<Place>,
+    addr: u64,
+    len: usize,
+) -> OldCopy {
+    match place {
+        Some(Place::Small(region)) => {
+            region.free();
+            OldCopy::Unmapped
+        }
+        Some(Place::Large(index)) => {
+            // An empty page other than the newest one is given back (the newest keeps
+            // taking slots).
+            let newest = index + 1 == k.large.len();
+            let Some(page) = k.large_page(index) else {
+                return OldCopy::Int3;
+            };
+            page.vacate(addr, len as u64);
+            if page.live() == 0 && !newest {
+                if let Some((_, page)) = k.large[index].take() {
+                    page.free();
+                }
+                return OldCopy::LargePageFreed;
+            }
+            OldCopy::Int3
+        }
+        None => {
+            if let Some(alias) = super::memory::CodeAlias::new(addr, len) {
+                alias.write(0, &alloc::vec![0xCC; len]);
+            }
+            OldCopy::Int3
+        }
+    }
+}
