@@ -396,13 +396,19 @@ impl IslandSet {
             pause_cycles: stats.pause_cycles,
         });
         let (start, end) = (island.base(), island.range().end);
-        for s in &mut self.spans {
-            if s.kind == SpanKind::Island(prep.island) {
-                s.start = start;
-                s.end = end;
-            }
+        // Only this island's span moved: take it out and put it back at its sorted place
+        // (the others stay sorted; the vector keeps its capacity, so nothing is allocated).
+        if let Some(i) = self
+            .spans
+            .iter()
+            .position(|s| s.kind == SpanKind::Island(prep.island))
+        {
+            let mut span = self.spans.remove(i);
+            span.start = start;
+            span.end = end;
+            let j = self.spans.partition_point(|s| s.start < start);
+            self.spans.insert(j, span);
         }
-        self.spans.sort_unstable_by_key(|s| s.start);
         self.generation += 1;
         Ok(())
     }

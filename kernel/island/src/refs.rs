@@ -175,6 +175,20 @@ struct Walker<'a, M: ?Sized> {
     mem: &'a M,
     out: &'a mut [Reference],
     found: usize,
+    /// The last return addresses classified, most recent first: deep recursion repeats the
+    /// same one or two return addresses frame after frame, and their owner, code and
+    /// translation depend on the address alone (the set does not change during a walk).
+    memo: [Option<Classified>; 2],
+}
+
+/// What a return address is: the owner of the record holding it, the code it returns into,
+/// and where it goes in the moved copy.
+#[derive(Debug, Clone, Copy)]
+struct Classified {
+    r: u64,
+    owner: Owner,
+    next: Here,
+    translation: Translation,
 }
 
 /// Finds every reference of the thread `ctx` into the island `prep` moves, writing them to
@@ -194,6 +208,7 @@ pub fn find_references<M: StackMemory + ?Sized>(
         mem,
         out,
         found: 0,
+        memo: [None; 2],
     };
     match w.run(ctx, max_frames) {
         Ok(frames) => Walk::Complete {
@@ -212,7 +227,16 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
     }
 
     fn report(&mut self, kind: RefKind, old_addr: u64) -> Result<(), RetryReason> {
-        let new_addr = match self.prep.translate(old_addr) {
+        self.report_as(kind, old_addr, self.prep.translate(old_addr))
+    }
+
+    fn report_as(
+        &mut self,
+        kind: RefKind,
+        old_addr: u64,
+        translation: Translation,
+    ) -> Result<(), RetryReason> {
+        let new_addr = match translation {
             Translation::Outside => return Ok(()),
             Translation::OffBoundary => {
                 return Err(RetryReason::NotAtInstructionBoundary { addr: old_addr });
@@ -298,6 +322,22 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
         })
     }
 
+    /// [`Walker::owner_of`] and the translation of `r`, remembered for the next frames.
+    fn classify(&mut self, r: u64, slot_addr: u64) -> Result<Classified, RetryReason> {
+        if let Some(c) = self.memo.iter().flatten().find(|c| c.r == r) {
+            return Ok(*c);
+        }
+        let (owner, next) = self.owner_of(r, slot_addr)?;
+        let c = Classified {
+            r,
+            owner,
+            next,
+            translation: self.prep.translate(r),
+        };
+        self.memo = [Some(c), self.memo[0]];
+        Ok(c)
+    }
+
     fn run(&mut self, ctx: ThreadContext, max_frames: usize) -> Result<usize, RetryReason> {
         if self.prep.generation() != self.set.generation() {
             return Err(RetryReason::StalePlan);
@@ -314,7 +354,12 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
                 return Err(RetryReason::TooDeep);
             }
             let r = self.read(slot)?;
-            let (owner, next) = self.owner_of(r, slot)?;
+            let Classified {
+                owner,
+                next,
+                translation,
+                ..
+            } = self.classify(r, slot)?;
             let fits = match (owner, here) {
                 // A trap stub is jumped to from a function body: its frame is that function's.
                 (Owner::Func(..) | Owner::Generated, Here::Anchor) => youngest,
@@ -329,7 +374,7 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
             if !fits {
                 return Err(RetryReason::InconsistentFrame { slot_addr: slot });
             }
-            self.report(RefKind::ReturnAddress { slot_addr: slot }, r)?;
+            self.report_as(RefKind::ReturnAddress { slot_addr: slot }, r, translation)?;
             if caller_fp == 0 {
                 return if next == Here::Foreign {
                     Ok(frames)

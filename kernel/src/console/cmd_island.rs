@@ -136,6 +136,7 @@ pub fn relocate(args: &mut Args) -> CmdResult {
             .u64("pause_cycles", r.pause_cycles)
             .u64("rendezvous_cycles", r.rendezvous_cycles)
             .u64("callback_cycles", r.callback_cycles)
+            .u64("walk_cycles", r.walk_cycles)
             .str("old_copy", old);
         if let Some(n) = reloc::instructions(r.pause_cycles) {
             j.u64("pause_instructions", n)
@@ -146,6 +147,10 @@ pub fn relocate(args: &mut Args) -> CmdResult {
                 .u64(
                     "callback_instructions",
                     reloc::instructions(r.callback_cycles).unwrap_or(0),
+                )
+                .u64(
+                    "walk_instructions",
+                    reloc::instructions(r.walk_cycles).unwrap_or(0),
                 );
         }
         if let Some(why) = r.first_retry {

@@ -34,6 +34,8 @@ use crate::time;
 
 /// Rounds a move may retry before it gives up.
 pub const MAX_RETRIES: u32 = 1000;
+/// Rendezvous timeouts a move sits out before it gives up (each costs the SMI deadline).
+pub const MAX_TIMEOUTS: u32 = 5;
 /// Frames one walk follows at most.
 const MAX_FRAMES: usize = 4096;
 /// References one round can hold (all threads together).
@@ -131,6 +133,9 @@ pub enum RetryWhy {
         /// Scheduler slot.
         slot: usize,
     },
+    /// Some core did not reach the rendezvous in time (under TCG a busy host can keep a vCPU
+    /// off its host core for a second): the round changed nothing.
+    Timeout,
 }
 
 impl RetryWhy {
@@ -141,12 +146,19 @@ impl RetryWhy {
             Self::InHandler { .. } => 1,
             Self::Unreachable { .. } => 2,
             Self::NoStack { .. } => 3,
+            Self::Timeout => 4,
         }
     }
 }
 
 /// Names of the retry reasons, in [`RelocStats::retries_by_reason`] order.
-pub const RETRY_REASONS: [&str; 4] = ["walk", "in_handler", "unreachable", "no_stack"];
+pub const RETRY_REASONS: [&str; 5] = [
+    "walk",
+    "in_handler",
+    "unreachable",
+    "no_stack",
+    "rendezvous_timeout",
+];
 
 /// What one move did.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +199,8 @@ pub struct MoveReport {
     pub rendezvous_cycles: u64,
     /// Cycles the callback itself took (walks, rewrites, commit).
     pub callback_cycles: u64,
+    /// The part of it spent finding references (every thread walked, call sites checked).
+    pub walk_cycles: u64,
     /// What became of the old copy.
     pub old_copy: OldCopy,
 }
@@ -201,7 +215,7 @@ pub struct RelocStats {
     /// Rounds retried (completed and failed moves).
     pub retries: u64,
     /// The same, by reason ([`RETRY_REASONS`]).
-    pub retries_by_reason: [u64; 4],
+    pub retries_by_reason: [u64; 5],
     /// Threads moved to an island's new home core.
     pub threads_migrated: u64,
     /// Moves into a 2 MiB page.
@@ -257,7 +271,7 @@ pub fn relocate(island: u32, target: Target) -> Result<MoveReport, RelocError> {
 #[derive(Debug, Default)]
 struct Retries {
     total: u32,
-    by_reason: [u32; 4],
+    by_reason: [u32; 5],
 }
 
 /// The threads a move found in the island, to migrate after the release.
@@ -313,6 +327,7 @@ struct Counts {
     cells: u32,
     threads: u32,
     callback_cycles: u64,
+    walk_cycles: u64,
 }
 
 /// The references of one thread in the shared buffer.
@@ -423,6 +438,17 @@ fn relocate_locked(
                 dest.abandon(k);
                 return Err(RelocError::CallSiteChanged(addr));
             }
+            // A core did not arrive: the callback did not run, nothing changed; try again a
+            // few times (the late core counts itself late and leaves).
+            (Pause::NotRun, Err(e @ SmiError::NotArrived(..))) => {
+                first_retry.get_or_insert(RetryWhy::Timeout);
+                retries.total += 1;
+                retries.by_reason[RetryWhy::Timeout.index()] += 1;
+                if retries.by_reason[RetryWhy::Timeout.index()] >= MAX_TIMEOUTS {
+                    dest.abandon(k);
+                    return Err(RelocError::Smi(e));
+                }
+            }
             (Pause::NotRun, Err(e)) => {
                 dest.abandon(k);
                 return Err(RelocError::Smi(e));
@@ -469,6 +495,7 @@ fn relocate_locked(
         pause_cycles,
         rendezvous_cycles,
         callback_cycles: counts.callback_cycles,
+        walk_cycles: counts.walk_cycles,
         old_copy,
     };
     Ok((report, followers))
@@ -567,6 +594,7 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
     // Steps 5 and 6: nothing can fail from here on.
     let mut c = Counts {
         threads: walked,
+        walk_cycles: cpu::rdtsc() - t0,
         ..Counts::default()
     };
     for tr in &plan.threads {

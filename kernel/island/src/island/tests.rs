@@ -362,3 +362,54 @@ fn thunk_call_sites_say_which_path_calls_generated_code() {
         );
     }
 }
+
+/// Moves keep the address index sorted (each commit re-places only the moved island's span):
+/// after islands hop below, between and above each other, every island's first and last byte
+/// locate to it, the module's old range to nothing, and the spans are in address order.
+#[test]
+fn the_index_stays_sorted_as_islands_hop_around() {
+    let m = compile(LOOP);
+    let (mut set, _) = set_of(&m, Grouping::PerFunction);
+    let ids: Vec<IslandId> = set.islands().iter().map(|i| i.id).collect();
+    assert!(ids.len() >= 2, "LOOP has several functions");
+    let module_end = BASE + m.code.len() as u64;
+    // Each island's current code, to move it again.
+    let mut code: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|&id| {
+            let r = set.island(id).unwrap().range();
+            m.code[(r.start - BASE) as usize..(r.end - BASE) as usize].to_vec()
+        })
+        .collect();
+    let places = [
+        BASE - 0x10_0000,
+        module_end + 0x1000,
+        NEW,
+        BASE - 0x20_0000,
+        NEW + 0x10_0000,
+    ];
+    for (n, place) in places.iter().enumerate() {
+        // Alternate the order so islands overtake each other.
+        let order: Vec<usize> = if n % 2 == 0 {
+            (0..ids.len()).collect()
+        } else {
+            (0..ids.len()).rev().collect()
+        };
+        for k in order {
+            let to = Environment::at(place + k as u64 * 0x1000);
+            let mut prep = set.prepare_move(ids[k], &code[k], to).unwrap();
+            set.commit_move(&mut prep, MoveStats::default()).unwrap();
+            code[k] = prep.code.clone();
+        }
+        assert!(
+            set.spans.windows(2).all(|w| w[0].start <= w[1].start),
+            "spans sorted after round {n}"
+        );
+        for island in set.islands() {
+            let r = island.range();
+            assert_eq!(r.start, place + u64::from(island.id.0) * 0x1000);
+            assert_eq!(set.island_at(r.start), Some(island.id));
+            assert_eq!(set.island_at(r.end - 1), Some(island.id));
+        }
+    }
+}
