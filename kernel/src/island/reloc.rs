@@ -133,6 +133,11 @@ pub enum RetryWhy {
         /// Scheduler slot.
         slot: usize,
     },
+    /// The thread is in foreign code called from generated code, where `rbp` is not trusted.
+    InForeignCode {
+        /// Scheduler slot.
+        slot: usize,
+    },
     /// Some core did not reach the rendezvous in time (under TCG a busy host can keep a vCPU
     /// off its host core for a second): the round changed nothing.
     Timeout,
@@ -147,17 +152,19 @@ impl RetryWhy {
             Self::Unreachable { .. } => 2,
             Self::NoStack { .. } => 3,
             Self::Timeout => 4,
+            Self::InForeignCode { .. } => 5,
         }
     }
 }
 
 /// Names of the retry reasons, in [`RelocStats::retries_by_reason`] order.
-pub const RETRY_REASONS: [&str; 5] = [
+pub const RETRY_REASONS: [&str; 6] = [
     "walk",
     "in_handler",
     "unreachable",
     "no_stack",
     "rendezvous_timeout",
+    "in_foreign_code",
 ];
 
 /// What one move did.
@@ -215,7 +222,7 @@ pub struct RelocStats {
     /// Rounds retried (completed and failed moves).
     pub retries: u64,
     /// The same, by reason ([`RETRY_REASONS`]).
-    pub retries_by_reason: [u64; 5],
+    pub retries_by_reason: [u64; 6],
     /// Threads moved to an island's new home core.
     pub threads_migrated: u64,
     /// Moves into a 2 MiB page.
@@ -271,7 +278,7 @@ pub fn relocate(island: u32, target: Target) -> Result<MoveReport, RelocError> {
 #[derive(Debug, Default)]
 struct Retries {
     total: u32,
-    by_reason: [u32; 5],
+    by_reason: [u32; 6],
 }
 
 /// The threads a move found in the island, to migrate after the release.
@@ -530,8 +537,13 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
             continue;
         }
         let bounds = t.stack_bounds();
+        // Only a thread inside a call into generated code can hold references into an island.
+        let in_generated = t.in_generated.load(core::sync::atomic::Ordering::Acquire);
         let (prep, refs) = (&plan.prep, &mut plan.refs[used..]);
         let found = with_context(world, slot, |frame, own| {
+            if !in_generated {
+                return Ok((0, None));
+            }
             if !own {
                 return Err(RetryWhy::InHandler { slot });
             }
@@ -540,11 +552,15 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
                 rsp: frame.rsp,
                 rbp: frame.rbp,
             };
+            // In foreign code (a libcall, a host function, the kernel around the trampoline)
+            // `rbp` is only as good as that code: precompiled `core` routines may use it as a
+            // plain register. Nothing read through it is trusted: the thread leaves within the
+            // call, and the round is retried.
+            if matches!(set.locate(ctx.rip), Location::Foreign) {
+                return Err(RetryWhy::InForeignCode { slot });
+            }
             let Some((bottom, top)) = bounds else {
-                return match set.locate(ctx.rip) {
-                    Location::Foreign => Ok((0, None)),
-                    _ => Err(RetryWhy::NoStack { slot }),
-                };
+                return Err(RetryWhy::NoStack { slot });
             };
             let stack = ThreadStack { bottom, top };
             match find_references(set, prep, ctx, &stack, MAX_FRAMES, refs) {

@@ -87,7 +87,9 @@ fn chunk_thread(ticket: u64) {
         .map(|(chunk, counters)| crate::island::begin_counters(chunk, counters))
         .collect();
     let start = cpu::rdtsc();
+    sched::set_in_generated(true);
     let result = work.prepared.invoke(&work.args, work.budget_bytes);
+    sched::set_in_generated(false);
     let run_cycles = cpu::rdtsc() - start;
     for ((chunk, counters), key) in work.prepared.counters().zip(live) {
         crate::island::end_counters(key, chunk, counters);

@@ -270,6 +270,7 @@ fn spawn_on(
         if let Some(st) = &stack_to_give {
             t.stack_bottom.store(st.bottom, Ordering::Relaxed);
             t.stack_top.store(st.top, Ordering::Relaxed);
+            t.in_generated.store(false, Ordering::Relaxed);
         }
         EXTRAS.lock()[slot].stack = stack_to_give.take();
         t.retire();
@@ -389,6 +390,14 @@ pub fn switch_from_irq(frame: &mut TrapFrame) -> crate::arch::trap::Resume {
 /// The current thread's slot.
 pub fn current_slot() -> usize {
     percpu::current_thread()
+}
+
+/// Marks whether the current thread is inside a call into generated code
+/// (`ThreadSlot::in_generated`; the relocation pause reads it).
+pub fn set_in_generated(inside: bool) {
+    if let Some(slot) = SLOTS.get(current_slot()) {
+        slot.in_generated.store(inside, Ordering::SeqCst);
+    }
 }
 
 /// The scheduler slot of thread `id`.

@@ -12,7 +12,7 @@
 //!   dead and off every core (`retire` again).
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::arch::context::LentFrame;
 use crate::arch::fpu::FxSaveArea;
@@ -39,6 +39,10 @@ pub struct ThreadSlot {
     pub stack_bottom: AtomicU64,
     /// One past its highest address. Both are stored before `id` is published.
     pub stack_top: AtomicU64,
+    /// Set while the thread is inside a call into generated code (from entering the
+    /// trampoline to returning from it, host functions and libcalls it calls included): only
+    /// then can its stack hold return addresses into code islands.
+    pub in_generated: AtomicBool,
     /// The thread's FPU/SSE area when it runs SSE code (null: it does not). Owned by the slot
     /// (made from a `Box`); the switch path saves into it when the thread leaves a core and
     /// restores from it when the thread enters one, without locks.
@@ -55,6 +59,7 @@ impl ThreadSlot {
             counter: AtomicU64::new(0),
             stack_bottom: AtomicU64::new(0),
             stack_top: AtomicU64::new(0),
+            in_generated: AtomicBool::new(false),
             fpu: AtomicPtr::new(core::ptr::null_mut()),
         }
     }

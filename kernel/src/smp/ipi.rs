@@ -103,8 +103,17 @@ fn serve_own_irqs_off() {
 }
 
 fn deadline() -> u64 {
-    cpu::rdtsc() + time::us_to_cycles(CALL_TIMEOUT_US)
+    deadline_in(CALL_TIMEOUT_US)
 }
+
+fn deadline_in(us: u64) -> u64 {
+    cpu::rdtsc() + time::us_to_cycles(us)
+}
+
+/// How long a TLB shootdown waits for every acknowledgement. Its caller frees frames right
+/// after, so it must not give up early: under TCG on a busy host a vCPU can be off its host
+/// core for seconds (seen: more than 1 s with 4 vCPUs and two builds on 2 host cores).
+const SHOOTDOWN_TIMEOUT_US: u64 = 30_000_000;
 
 /// Claims `core`'s mailbox and posts `f(arg)`; returns the request sequence.
 fn post(core: usize, f: RemoteFn, arg: u64) -> Result<u64, IpiError> {
@@ -133,8 +142,13 @@ fn post(core: usize, f: RemoteFn, arg: u64) -> Result<u64, IpiError> {
 
 /// Waits for `core` to acknowledge `seq`, then frees its mailbox.
 fn complete(core: usize, seq: u64) -> Result<(), IpiError> {
+    complete_within(core, seq, CALL_TIMEOUT_US)
+}
+
+/// [`complete`] with its own deadline.
+fn complete_within(core: usize, seq: u64, timeout_us: u64) -> Result<(), IpiError> {
     let mb = &MAILBOXES[core];
-    let end = deadline();
+    let end = deadline_in(timeout_us);
     let mut result = Ok(());
     while mb.ack.load(Ordering::Acquire) < seq {
         serve_own();
@@ -160,6 +174,11 @@ pub fn call_on(core: usize, f: RemoteFn, arg: u64) -> Result<(), IpiError> {
 
 /// Runs `f(arg)` on every other online core at once and waits for all of them.
 pub fn call_others(f: RemoteFn, arg: u64) -> Result<(), IpiError> {
+    call_others_within(f, arg, CALL_TIMEOUT_US)
+}
+
+/// [`call_others`], waiting up to `timeout_us` for the acknowledgements.
+fn call_others_within(f: RemoteFn, arg: u64, timeout_us: u64) -> Result<(), IpiError> {
     let me = percpu::core_id() as usize;
     let mut posted = [0u64; MAX_CORES];
     let mut first_err = None;
@@ -171,7 +190,7 @@ pub fn call_others(f: RemoteFn, arg: u64) -> Result<(), IpiError> {
     }
     for (core, seq) in posted.iter().enumerate() {
         if *seq != 0
-            && let Err(e) = complete(core, *seq)
+            && let Err(e) = complete_within(core, *seq, timeout_us)
         {
             first_err = first_err.or(Some(e));
         }
@@ -206,7 +225,7 @@ pub fn shootdown(va: u64) {
     if super::online_count() <= 1 {
         return;
     }
-    if let Err(e) = call_others(invlpg_remote, va) {
+    if let Err(e) = call_others_within(invlpg_remote, va, SHOOTDOWN_TIMEOUT_US) {
         log::error!("TLB shootdown of {va:#x} incomplete: {e}");
     }
 }
@@ -221,7 +240,7 @@ pub fn shootdown_range(va: u64, pages: u64) {
     // More pages than fit the argument's low bits are flushed whole (the remote side flushes
     // the whole TLB beyond RANGE_INVLPG_MAX pages anyway).
     let encoded = (va & !RANGE_PAGES_MASK) | (pages - 1).min(RANGE_PAGES_MASK);
-    if let Err(e) = call_others(invlpg_range_remote, encoded) {
+    if let Err(e) = call_others_within(invlpg_range_remote, encoded, SHOOTDOWN_TIMEOUT_US) {
         log::error!("TLB shootdown of {pages} pages at {va:#x} incomplete: {e}");
     }
 }
