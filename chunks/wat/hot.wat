@@ -1,7 +1,11 @@
-;; Hot code for the relocation tests: three functions that keep calling and returning across
-;; each other, so a running thread has RIPs and return addresses in each of them, and moving one
-;; of them re-targets `call` sites in the others.
+;; Hot code for the relocation tests: functions that keep calling and returning across each
+;; other, so a running thread has RIPs and return addresses in each of them, and moving one of
+;; them re-targets `call` sites in the others (and, for `$mix`, a funcref table entry).
 (module
+  (type $mixer (func (param i32 i32) (result i32)))
+  (table 1 funcref)
+  (elem (i32.const 0) $mix)
+
   ;; One mixing step: (x * 0x9e3779b1) rotated left by 5, xor n.
   (func $mix (param $x i32) (param $n i32) (result i32)
     (i32.xor
@@ -29,6 +33,21 @@
           (call $mix
             (i32.add (local.get $acc) (call $tree (local.get $depth)))
             (local.get $rounds)))
+        (local.set $rounds (i32.sub (local.get $rounds) (i32.const 1)))
+        (br $next)))
+    (local.get $acc))
+
+  ;; `spin` with the chaining step called through the table.
+  (func (export "spin_indirect") (param $rounds i32) (param $depth i32) (result i32)
+    (local $acc i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $rounds)))
+        (local.set $acc
+          (call_indirect (type $mixer)
+            (i32.add (local.get $acc) (call $tree (local.get $depth)))
+            (local.get $rounds)
+            (i32.const 0)))
         (local.set $rounds (i32.sub (local.get $rounds) (i32.const 1)))
         (br $next)))
     (local.get $acc))

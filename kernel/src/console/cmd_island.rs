@@ -43,7 +43,6 @@ pub fn islands(args: &mut Args) -> CmdResult {
                 .u64("blocks", v.blocks)
                 .u64("sampled_cycles", v.sampled_cycles)
                 .u64("moves", v.moves)
-                .bool("movable", v.unmovable.is_none())
                 .end_object();
         }
         j.end_array().end_object();
@@ -57,7 +56,7 @@ pub fn islands(args: &mut Args) -> CmdResult {
     for v in &views {
         let core = v.core.map_or_else(|| "-".into(), |c| alloc::format!("{c}"));
         println!(
-            "  {:<4} {:<28} {:#018x} {:>6} {:>4}K {:<4} {:>10} {:>12} {:>5}{}",
+            "  {:<4} {:<28} {:#018x} {:>6} {:>4}K {:<4} {:>10} {:>12} {:>5}",
             v.id,
             alloc::format!("{}.{}", v.chunk, v.function),
             v.address,
@@ -67,7 +66,6 @@ pub fn islands(args: &mut Args) -> CmdResult {
             v.calls,
             v.sampled_cycles,
             v.moves,
-            v.unmovable.map_or("", |_| "  (pinned)")
         );
     }
     if views.is_empty() {
@@ -132,6 +130,10 @@ pub fn relocate(args: &mut Args) -> CmdResult {
             )
             .u64("call_sites_patched", u64::from(r.call_sites_patched))
             .u64("cells_retargeted", u64::from(r.cells_retargeted))
+            .u64(
+                "code_pointers_retargeted",
+                u64::from(r.code_pointers_retargeted),
+            )
             .u64("retries", u64::from(r.retries))
             .u64("pause_cycles", r.pause_cycles)
             .u64("rendezvous_cycles", r.rendezvous_cycles)
@@ -179,12 +181,13 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         );
     }
     println!(
-        "rewrote {} RIPs and {} return addresses over {} threads; {} call sites, {} entry cells; {} retries",
+        "rewrote {} RIPs and {} return addresses over {} threads; {} call sites, {} entry cells, {} code addresses in instances; {} retries",
         r.rips_rewritten,
         r.return_addresses_rewritten,
         r.threads_walked,
         r.call_sites_patched,
         r.cells_retargeted,
+        r.code_pointers_retargeted,
         r.retries
     );
     match reloc::instructions(r.pause_cycles) {
@@ -250,6 +253,7 @@ pub fn reloc_stress(args: &mut Args) -> CmdResult {
             .map(|c| c as u32)
             .collect(),
     };
+    let islands_of = args.flag_str("--islands")?;
     let task = args.required("task (CHUNK.EXPORT)")?;
     let mut words = Vec::new();
     while let Some(w) = args.positional() {
@@ -261,6 +265,7 @@ pub fn reloc_stress(args: &mut Args) -> CmdResult {
         words,
         count: u32::try_from(count).unwrap_or(u32::MAX),
         cores,
+        islands_of,
     };
     let r = stress::run(&spec).map_err(|e| CmdError::Failed(alloc::format!("{e}")))?;
     if json {
@@ -276,6 +281,7 @@ pub fn reloc_stress(args: &mut Args) -> CmdResult {
             .u64("rips_rewritten", r.rips_rewritten)
             .u64("return_addresses_rewritten", r.return_addresses_rewritten)
             .u64("call_sites_patched", r.call_sites_patched)
+            .u64("code_pointers_retargeted", r.code_pointers_retargeted)
             .u64("threads_migrated", r.threads_migrated)
             .u64(
                 "moves_with_threads_inside",
@@ -339,6 +345,7 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
             .u64("rips_rewritten", s.rips_rewritten)
             .u64("return_addresses_rewritten", s.return_addresses_rewritten)
             .u64("call_sites_patched", s.call_sites_patched)
+            .u64("code_pointers_retargeted", s.code_pointers_retargeted)
             .u64("threads_migrated", s.threads_migrated)
             .u64("to_large", s.to_large)
             .u64("to_small", s.to_small)

@@ -228,8 +228,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "reloc-stress",
-        usage: "<chunk.export> [ARGS...] [--count N] [--cores 1,2,3] [--json]",
-        help: "run the task on each core, again and again, while N moves of its islands alternate between 4 KiB/2 MiB pages and cores; prints moves, rewrites and every run's result",
+        usage: "<chunk.export> [ARGS...] [--count N] [--cores 1,2,3] [--islands CHUNK] [--json]",
+        help: "run the task on each core, again and again, while N moves of its islands (or CHUNK's) alternate between 4 KiB/2 MiB pages and cores; prints moves, rewrites and every run's result",
         run: cmd_island::reloc_stress,
     },
     Command {

@@ -171,6 +171,31 @@ impl LargePage {
     }
 }
 
+/// Visits every code address the instance at `addr` holds by value (tables, passive element
+/// segments, imports bound to other instances), with the world stopped: `f` gets each value
+/// and returns the value to store (or `None` to leave it).
+pub fn retarget_instance(addr: usize, f: &mut dyn FnMut(u64) -> Option<u64>) {
+    let mut visit = |slot: *mut usize| {
+        // SAFETY: `slot` is one of the instance's code-address slots, handed out by
+        // `visit_code_pointers` for this call only; aligned and live.
+        let now = unsafe { slot.read() } as u64;
+        if let Some(new) = f(now) {
+            // SAFETY: as above; the world is stopped and the value is a code address.
+            unsafe { slot.write(new as usize) };
+        }
+    };
+    // SAFETY: `addr` is a registered instance (alive until it is unregistered under the islands
+    // lock, which the relocation engine holds); the world is stopped, and no thread is inside
+    // a runtime helper (a thread in foreign code called from generated code makes the round a
+    // retry before this runs), so nothing else touches its tables or imports now.
+    unsafe {
+        atoll_pae::runtime::Instance::visit_code_pointers(
+            addr as *mut atoll_pae::runtime::Instance,
+            &mut visit,
+        );
+    }
+}
+
 /// Counter `i` of a running instance's block counters at `addr` (registered with
 /// `begin_counters`), read while its generated code may be incrementing it.
 pub fn read_counter(addr: usize, i: usize) -> u64 {

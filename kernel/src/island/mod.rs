@@ -32,8 +32,6 @@ struct ModuleInfo {
     assembled: Arc<Assembled>,
     /// Block counters summed over every finished task's instance.
     counters: Vec<u64>,
-    /// Why its islands may not move, if they may not.
-    unmovable: Option<&'static str>,
 }
 
 /// The kernel's islands and the relocation engine's state.
@@ -49,6 +47,10 @@ struct KernelIslands {
     stats: reloc::RelocStats,
     /// Counters of instances running now (their tasks have not ended).
     live: Vec<LiveCounters>,
+    /// Every instance alive (from instantiation to drop), by key: the code addresses they
+    /// hold by value (tables, element segments, imports bound to other instances) are
+    /// re-targeted when an island moves.
+    instances: Vec<(u64, usize)>,
 }
 
 /// The block counters of one running instance: `len` `u64`s at `addr`, written by its
@@ -64,6 +66,38 @@ struct LiveCounters {
 
 static NEXT_LIVE_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// Registers instances while no move can be in progress (see [`instantiating`]).
+#[derive(Debug)]
+pub struct Registrar<'a> {
+    k: &'a mut KernelIslands,
+}
+
+impl Registrar<'_> {
+    /// Registers the instance at `addr` (a `pae::runtime::Instance` in a `Box`, alive until
+    /// [`unregister_instances`] is called with the returned key).
+    pub fn register_instance(&mut self, addr: usize) -> u64 {
+        let key = NEXT_LIVE_KEY.fetch_add(1, Ordering::Relaxed);
+        self.k.instances.push((key, addr));
+        key
+    }
+}
+
+/// Runs `f` (instantiating modules and registering the instances) with the islands lock held:
+/// no move is in progress or starts meanwhile, so the entry cells `f` reads stay current until
+/// its instances are registered, and later moves re-target what they hold. `f` must not call
+/// any other function of this module.
+pub fn instantiating<R>(f: impl FnOnce(&mut Registrar<'_>) -> R) -> R {
+    with(|k| f(&mut Registrar { k }))
+}
+
+/// The instances registered under `keys` are about to be dropped.
+pub fn unregister_instances(keys: &[u64]) {
+    if keys.is_empty() {
+        return;
+    }
+    with(|k| k.instances.retain(|(key, _)| !keys.contains(key)));
+}
+
 impl KernelIslands {
     fn large_page(&mut self, index: usize) -> Option<&mut memory::LargePage> {
         self.large.get_mut(index)?.as_mut().map(|(_, page)| page)
@@ -77,12 +111,8 @@ fn with<R>(f: impl FnOnce(&mut KernelIslands) -> R) -> R {
     f(guard.get_or_insert_with(KernelIslands::default))
 }
 
-/// Registers an assembled chunk's functions as islands (one per function). `movable` says
-/// whether the relocation engine may move them.
-pub fn register(
-    assembled: &Arc<Assembled>,
-    movable: Result<(), &'static str>,
-) -> Result<ModuleId, IslandError> {
+/// Registers an assembled chunk's functions as islands (one per function).
+pub fn register(assembled: &Arc<Assembled>) -> Result<ModuleId, IslandError> {
     with(|k| {
         let id = k.set.add_module(
             &assembled.module,
@@ -93,7 +123,6 @@ pub fn register(
             chunk: assembled.chunk.clone(),
             assembled: assembled.clone(),
             counters: alloc::vec![0; assembled.module.counter_slots.len()],
-            unmovable: movable.err(),
         });
         Ok(id)
     })
@@ -199,8 +228,6 @@ pub struct IslandView {
     pub sampled_cycles: u64,
     /// Moves committed.
     pub moves: u64,
-    /// Why it may not move, if it may not.
-    pub unmovable: Option<&'static str>,
 }
 
 /// Every island (of `chunk`, if given).
@@ -235,7 +262,6 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
                     blocks: i.profile.block_count,
                     sampled_cycles: i.profile.sampled_cycles,
                     moves: i.history.total(),
-                    unmovable: m.unmovable,
                 })
             })
             .collect()

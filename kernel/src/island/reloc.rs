@@ -48,8 +48,6 @@ const RETRY_WAIT_US: u64 = 200;
 pub enum RelocError {
     /// No island with this id.
     NoSuchIsland(u32),
-    /// Its module's functions are referenced in ways the engine does not re-target yet.
-    Unmovable(&'static str),
     /// The island crate refused (layout, copy, patch, overlap).
     Island(IslandError),
     /// Pages for the copy could not be had.
@@ -86,7 +84,6 @@ impl fmt::Display for RelocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoSuchIsland(id) => write!(f, "no island {id}"),
-            Self::Unmovable(why) => write!(f, "island cannot move: {why}"),
             Self::Island(e) => write!(f, "island: {e:?}"),
             Self::Vm(e) => write!(f, "code pages: {e}"),
             Self::Unmapped(a) => write!(f, "code at {a:#x} is not mapped"),
@@ -194,6 +191,8 @@ pub struct MoveReport {
     pub call_sites_patched: u32,
     /// Entry cells re-pointed.
     pub cells_retargeted: u32,
+    /// Code addresses held by instances (table entries, imports) re-pointed.
+    pub code_pointers_retargeted: u32,
     /// Threads walked in the successful round.
     pub threads_walked: u32,
     /// Rounds retried before it.
@@ -235,6 +234,8 @@ pub struct RelocStats {
     pub return_addresses_rewritten: u64,
     /// Call sites patched.
     pub call_sites_patched: u64,
+    /// Code addresses held by instances re-pointed.
+    pub code_pointers_retargeted: u64,
     /// Bytes of code moved.
     pub bytes_moved: u64,
     /// Pause of every completed move, in TSC cycles.
@@ -305,6 +306,7 @@ fn record(s: &mut RelocStats, result: &Result<MoveReport, RelocError>) {
             s.rips_rewritten += u64::from(r.rips_rewritten);
             s.return_addresses_rewritten += u64::from(r.return_addresses_rewritten);
             s.call_sites_patched += u64::from(r.call_sites_patched);
+            s.code_pointers_retargeted += u64::from(r.code_pointers_retargeted);
             s.bytes_moved += u64::from(r.bytes);
             s.pause_cycles.push(r.pause_cycles);
         }
@@ -332,6 +334,7 @@ struct Counts {
     return_addresses: u32,
     call_sites: u32,
     cells: u32,
+    code_pointers: u32,
     threads: u32,
     callback_cycles: u64,
     walk_cycles: u64,
@@ -365,9 +368,6 @@ fn relocate_locked(
 ) -> Result<(MoveReport, Followers), RelocError> {
     let island = k.set.island(id).ok_or(RelocError::NoSuchIsland(id.0))?;
     let module = &k.modules[island.module.0 as usize];
-    if let Some(why) = module.unmovable {
-        return Err(RelocError::Unmovable(why));
-    }
     let resolved = place::resolve(target, &island.env)?;
     let assembled = module.assembled.clone();
     let (old_base, old_len) = (island.base(), island.layout.len as usize);
@@ -421,9 +421,9 @@ fn relocate_locked(
     let mut first_retry = None;
     let (counts, pause_cycles, rendezvous_cycles) = loop {
         let mut outcome = Pause::NotRun;
-        let set = &mut k.set;
+        let (set, instances) = (&mut k.set, &k.instances);
         let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
-            outcome = pause(world, set, &mut plan);
+            outcome = pause(world, set, instances, &mut plan);
         });
         match (outcome, figures) {
             (Pause::Done(c), f) => {
@@ -496,6 +496,7 @@ fn relocate_locked(
         return_addresses_rewritten: counts.return_addresses,
         call_sites_patched: counts.call_sites,
         cells_retargeted: counts.cells,
+        code_pointers_retargeted: counts.code_pointers,
         threads_walked: counts.threads,
         retries: retries.total,
         first_retry,
@@ -526,7 +527,12 @@ fn with_context<R>(
 }
 
 /// The stop-the-world callback: no allocation, no lock, no printing.
-fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
+fn pause(
+    world: &mut World,
+    set: &mut IslandSet,
+    instances: &[(u64, usize)],
+    plan: &mut Plan<'_>,
+) -> Pause {
     let t0 = cpu::rdtsc();
     plan.threads.clear();
     let mut used = 0;
@@ -607,6 +613,20 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
             }
         }
     }
+    // Code addresses held by value in instances: every one into the island must be an
+    // instruction start (a function's), or nothing is written.
+    let mut off_boundary = None;
+    for &(_, inst) in instances {
+        memory::retarget_instance(inst, &mut |addr| {
+            if plan.prep.translate(addr) == Translation::OffBoundary {
+                off_boundary.get_or_insert(addr);
+            }
+            None
+        });
+    }
+    if let Some(addr) = off_boundary {
+        return Pause::Abort(addr);
+    }
     // Steps 5 and 6: nothing can fail from here on.
     let mut c = Counts {
         threads: walked,
@@ -643,6 +663,15 @@ fn pause(world: &mut World, set: &mut IslandSet, plan: &mut Plan<'_>) -> Pause {
                 c.cells += 1;
             }
         }
+    }
+    for &(_, inst) in instances {
+        memory::retarget_instance(inst, &mut |addr| match plan.prep.translate(addr) {
+            Translation::Moved(n) => {
+                c.code_pointers += 1;
+                Some(n)
+            }
+            _ => None,
+        });
     }
     c.callback_cycles = cpu::rdtsc() - t0;
     let stats = MoveStats {

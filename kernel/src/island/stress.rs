@@ -24,6 +24,9 @@ pub struct StressSpec {
     pub count: u32,
     /// Cores that run the task (and that core moves rotate over).
     pub cores: Vec<u32>,
+    /// The chunk whose islands move (the task's own by default; a provider it imports from,
+    /// to re-target import bindings).
+    pub islands_of: Option<String>,
 }
 
 /// What a stress run did.
@@ -49,6 +52,8 @@ pub struct StressReport {
     pub return_addresses_rewritten: u64,
     /// Call sites patched.
     pub call_sites_patched: u64,
+    /// Code addresses held by instances re-pointed.
+    pub code_pointers_retargeted: u64,
     /// Threads moved with their island.
     pub threads_migrated: u64,
     /// Moves that found at least one thread inside the island.
@@ -82,7 +87,7 @@ impl core::fmt::Display for StressError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Task(e) => write!(f, "{e}"),
-            Self::NothingToMove(chunk) => write!(f, "chunk {chunk} has no movable island"),
+            Self::NothingToMove(chunk) => write!(f, "chunk {chunk} has no island"),
             Self::NoSuchCore(c) => write!(f, "core {c} is not online"),
             Self::Thread(e) => write!(f, "chunk thread: {e}"),
         }
@@ -141,14 +146,13 @@ pub fn run(spec: &StressSpec) -> Result<StressReport, StressError> {
     {
         return Err(StressError::NoSuchCore(bad));
     }
-    // Preparing assembles the chunk, which registers its islands.
+    // Preparing assembles the chunk and its providers, which registers their islands.
     drop(pae::prepare(&spec.task).map_err(StressError::Task)?);
-    let chunk = spec.task.split_once('.').map_or("", |(c, _)| c);
-    let islands: Vec<u32> = super::views(Some(chunk))
-        .iter()
-        .filter(|v| v.unmovable.is_none())
-        .map(|v| v.id)
-        .collect();
+    let chunk = spec
+        .islands_of
+        .as_deref()
+        .unwrap_or_else(|| spec.task.split_once('.').map_or("", |(c, _)| c));
+    let islands: Vec<u32> = super::views(Some(chunk)).iter().map(|v| v.id).collect();
     if islands.is_empty() {
         return Err(StressError::NothingToMove(chunk.into()));
     }
@@ -185,6 +189,7 @@ pub fn run(spec: &StressSpec) -> Result<StressReport, StressError> {
                 report.rips_rewritten += u64::from(r.rips_rewritten);
                 report.return_addresses_rewritten += u64::from(r.return_addresses_rewritten);
                 report.call_sites_patched += u64::from(r.call_sites_patched);
+                report.code_pointers_retargeted += u64::from(r.code_pointers_retargeted);
                 report.threads_migrated += u64::from(r.threads_migrated);
                 report.moves_with_threads_inside +=
                     u32::from(r.rips_rewritten + r.return_addresses_rewritten > 0);

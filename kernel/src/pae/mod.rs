@@ -135,99 +135,20 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
         assemble_cycles: crate::arch::cpu::rdtsc() - start,
         wasm_bytes: view.module.len(),
     });
-    if let Err(e) = crate::island::register(&assembled, movable(image, chunk, &assembled.module)) {
+    if let Err(e) = crate::island::register(&assembled) {
         log::warn!("chunk {chunk}: no islands ({e:?}); its code cannot be relocated");
     }
     CACHE.lock().insert(chunk.into(), assembled.clone());
     Ok(assembled)
 }
 
-/// Whether `chunk`'s functions may move: code pointers to them held by value elsewhere
-/// (funcref table entries, exports bound into other chunks' import tables) are not yet
-/// re-targeted by the relocation engine, so modules that have them are refused.
-fn movable(
-    image: &chunk_image::Image<'_>,
-    chunk: &str,
-    module: &CompiledModule,
-) -> Result<(), &'static str> {
-    if !module.desc.elems.is_empty() {
-        return Err("its functions are in funcref tables");
-    }
-    let provider = image
-        .chunks()
-        .iter()
-        .any(|c| c.manifest.chunk_dependencies().contains(&chunk));
-    if provider {
-        return Err("other chunks import its functions");
-    }
-    Ok(())
-}
-
-/// The chunks `chunk` needs, providers before their users, `chunk` last.
-pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
-    let Loaded::Ready { image, .. } = chunks::loaded() else {
-        return Err(PaeError::NoImage);
-    };
-    let mut order = Vec::new();
-    fn visit(
-        image: &chunk_image::Image<'_>,
-        name: &str,
-        depth: usize,
-        order: &mut Vec<String>,
-    ) -> Result<(), PaeError> {
-        if order.iter().any(|n| n == name) {
-            return Ok(());
-        }
-        if depth > 64 {
-            return Err(PaeError::DependencyCycle(name.into()));
-        }
-        let view = image
-            .chunk(name)
-            .ok_or_else(|| PaeError::NoChunk(name.into()))?;
-        for dep in view.manifest.chunk_dependencies() {
-            visit(image, dep, depth + 1, order)?;
-        }
-        order.push(name.into());
-        Ok(())
-    }
-    visit(image, chunk, 0, &mut order)?;
-    Ok(order)
-}
-
-fn val_type(ty: Ty) -> ValType {
-    match ty {
-        Ty::I32 => ValType::I32,
-        Ty::I64 => ValType::I64,
-        Ty::F32 => ValType::F32,
-        Ty::F64 => ValType::F64,
-    }
-}
-
-/// A task ready to run: instances of the chunk and its providers, and the export to call.
-#[derive(Debug)]
-pub struct Prepared {
-    /// `chunk.export`.
-    pub task: String,
-    /// Instances by chunk name (providers are referenced by their users' import tables).
-    instances: BTreeMap<String, Box<Instance>>,
-    chunk: String,
-    func: u32,
-    params: Vec<Ty>,
-    results: Vec<Ty>,
-    /// Native stack the chunk's manifest asks for.
-    stack_bytes: u64,
-}
-
-/// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
-pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
-    let (chunk, export) = task
-        .split_once('.')
-        .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
-    let order = dependency_order(chunk)?;
+/// Instantiates `assembled` (providers before their users) and links them.
+fn instantiate_all(
+    assembled: &[(String, Arc<Assembled>)],
+) -> Result<BTreeMap<String, Box<Instance>>, PaeError> {
     let mut sigs = SigRegistry::default();
     let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
-    for name in &order {
-        let assembled = assemble(name)?;
+    for (name, assembled) in assembled {
         let mut externs = Vec::new();
         for import in &assembled.module.desc.imports {
             let ext = if import.module == chunk_image::KERNEL_MODULE {
@@ -282,6 +203,88 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         .map_err(|e| PaeError::Instantiate(name.clone(), e))?;
         instances.insert(name.clone(), instance);
     }
+    Ok(instances)
+}
+
+/// The chunks `chunk` needs, providers before their users, `chunk` last.
+pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
+    let Loaded::Ready { image, .. } = chunks::loaded() else {
+        return Err(PaeError::NoImage);
+    };
+    let mut order = Vec::new();
+    fn visit(
+        image: &chunk_image::Image<'_>,
+        name: &str,
+        depth: usize,
+        order: &mut Vec<String>,
+    ) -> Result<(), PaeError> {
+        if order.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        if depth > 64 {
+            return Err(PaeError::DependencyCycle(name.into()));
+        }
+        let view = image
+            .chunk(name)
+            .ok_or_else(|| PaeError::NoChunk(name.into()))?;
+        for dep in view.manifest.chunk_dependencies() {
+            visit(image, dep, depth + 1, order)?;
+        }
+        order.push(name.into());
+        Ok(())
+    }
+    visit(image, chunk, 0, &mut order)?;
+    Ok(order)
+}
+
+fn val_type(ty: Ty) -> ValType {
+    match ty {
+        Ty::I32 => ValType::I32,
+        Ty::I64 => ValType::I64,
+        Ty::F32 => ValType::F32,
+        Ty::F64 => ValType::F64,
+    }
+}
+
+/// A task ready to run: instances of the chunk and its providers, and the export to call.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `chunk.export`.
+    pub task: String,
+    /// Instances by chunk name (providers are referenced by their users' import tables).
+    instances: BTreeMap<String, Box<Instance>>,
+    /// Their keys in the islands' instance registry (unregistered before they are dropped).
+    registered: Vec<u64>,
+    chunk: String,
+    func: u32,
+    params: Vec<Ty>,
+    results: Vec<Ty>,
+    /// Native stack the chunk's manifest asks for.
+    stack_bytes: u64,
+}
+
+/// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
+pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
+    let (chunk, export) = task
+        .split_once('.')
+        .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
+    let order = dependency_order(chunk)?;
+    // Assemble first (that registers islands), then instantiate and register the instances
+    // with the islands locked: no move happens between reading entry cells and registering
+    // the instances that copied them, and every later move re-targets what they hold.
+    let assembled = order
+        .iter()
+        .map(|name| assemble(name).map(|a| (name.clone(), a)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (instances, registered) = crate::island::instantiating(|reg| {
+        let instances = instantiate_all(&assembled)?;
+        let mut instances = instances;
+        let keys = instances
+            .values_mut()
+            .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
+            .collect::<Vec<u64>>();
+        Ok::<_, PaeError>((instances, keys))
+    })?;
     let main = instances
         .get(chunk)
         .ok_or_else(|| PaeError::NoChunk(chunk.into()))?;
@@ -301,11 +304,18 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         stack_bytes,
         task: task.into(),
         instances,
+        registered,
         chunk: chunk.into(),
         func,
         params: ty.params,
         results: ty.results,
     })
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        crate::island::unregister_instances(&self.registered);
+    }
 }
 
 impl Prepared {

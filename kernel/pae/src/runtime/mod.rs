@@ -394,6 +394,33 @@ impl Instance {
         }
     }
 
+    /// Every code address this instance holds by value, as a raw slot: each non-null table
+    /// entry's, each passive element segment entry's, and each import bound to another
+    /// instance's function. Generated code reads them only with the `call` that uses them
+    /// (`call [entry]`), so a relocation engine that rewrites them while no thread of the
+    /// instance is between instructions of a runtime helper re-targets every such call.
+    ///
+    /// # Safety
+    ///
+    /// `this` points to a live instance that no other thread is using while `f` runs (its
+    /// threads are stopped, none inside a runtime helper that touches its tables), and `f`
+    /// writes only code addresses (or nothing) through the slots.
+    pub unsafe fn visit_code_pointers(this: *mut Instance, f: &mut dyn FnMut(*mut usize)) {
+        // SAFETY: by the contract above, nothing else touches the instance while we look at it.
+        let inst = unsafe { &mut *this };
+        for e in inst.table.iter_mut().filter(|e| e.sig_id != 0) {
+            f(&mut e.code);
+        }
+        for seg in &mut inst.elems {
+            for e in seg.iter_mut().filter(|e| e.sig_id != 0) {
+                f(&mut e.code);
+            }
+        }
+        for i in inst.imports.iter_mut().filter(|i| i.kind == IMPORT_WASM) {
+            f(&mut i.code);
+        }
+    }
+
     /// Re-points the VM context at this instance's (possibly moved) parts.
     fn refresh(&mut self) {
         let this: *mut Instance = self;
