@@ -61,5 +61,6 @@ pub use island::{
     PreparedMove, Translation,
 };
 pub use refs::{
-    RefKind, Reference, RetryReason, StackMemory, ThreadContext, Walk, find_references,
+    RefKind, Reference, RetryReason, StackMemory, ThreadContext, Walk, WalkEnd, find_references,
+    find_references_to,
 };

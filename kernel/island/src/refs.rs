@@ -29,6 +29,17 @@ use atoll_pae::CallTarget;
 use crate::island::{IslandSet, Location, ModuleId, PreparedMove, Translation};
 use crate::layout::Window;
 
+/// Where a walk ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// At the thread's first frame (`rbp == 0`).
+    FirstFrame,
+    /// At the entry trampoline's frame, when foreign code called it: for a caller that knows
+    /// generated code is entered once per stack (host functions never call back into it), the
+    /// older frames are foreign code only and hold no reference into an island.
+    Entry,
+}
+
 /// The registers of a stopped thread the walk needs (from its parked or saved trap frame: the
 /// thread's own frame, not an interrupt handler's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +186,7 @@ struct Walker<'a, M: ?Sized> {
     mem: &'a M,
     out: &'a mut [Reference],
     found: usize,
+    end: WalkEnd,
     /// The last return addresses classified, most recent first: deep recursion repeats the
     /// same one or two return addresses frame after frame, and their owner, code and
     /// translation depend on the address alone (the set does not change during a walk).
@@ -202,12 +214,26 @@ pub fn find_references<M: StackMemory + ?Sized>(
     max_frames: usize,
     out: &mut [Reference],
 ) -> Walk {
+    find_references_to(set, prep, ctx, mem, max_frames, out, WalkEnd::FirstFrame)
+}
+
+/// [`find_references`], ending where `end` says.
+pub fn find_references_to<M: StackMemory + ?Sized>(
+    set: &IslandSet,
+    prep: &PreparedMove,
+    ctx: ThreadContext,
+    mem: &M,
+    max_frames: usize,
+    out: &mut [Reference],
+    end: WalkEnd,
+) -> Walk {
     let mut w = Walker {
         set,
         prep,
         mem,
         out,
         found: 0,
+        end,
         memo: [None; 2],
     };
     match w.run(ctx, max_frames) {
@@ -375,6 +401,11 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
                 return Err(RetryReason::InconsistentFrame { slot_addr: slot });
             }
             self.report_as(RefKind::ReturnAddress { slot_addr: slot }, r, translation)?;
+            if self.end == WalkEnd::Entry && here == Here::Anchor && next == Here::Foreign {
+                // The trampoline's own frame, called by foreign code: generated code was
+                // entered here, and nothing older can refer to an island.
+                return Ok(frames);
+            }
             if caller_fp == 0 {
                 return if next == Here::Foreign {
                     Ok(frames)

@@ -123,6 +123,7 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         opt_u32(&mut j, "node", r.node);
         j.u64("threads_migrated", u64::from(r.threads_migrated))
             .u64("threads_walked", u64::from(r.threads_walked))
+            .u64("frames_walked", u64::from(r.frames_walked))
             .u64("rips_rewritten", u64::from(r.rips_rewritten))
             .u64(
                 "return_addresses_rewritten",

@@ -17,7 +17,7 @@ use core::fmt;
 
 use atoll_island::{
     Environment, IslandError, IslandId, IslandSet, Location, MoveStats, PageSize, PreparedMove,
-    RefKind, Reference, RetryReason, ThreadContext, Translation, Walk, find_references,
+    RefKind, Reference, RetryReason, ThreadContext, Translation, Walk, WalkEnd, find_references_to,
 };
 
 use super::memory::{self, CodeAlias, ThreadStack};
@@ -195,6 +195,8 @@ pub struct MoveReport {
     pub code_pointers_retargeted: u32,
     /// Threads walked in the successful round.
     pub threads_walked: u32,
+    /// Stack frames their walks followed.
+    pub frames_walked: u32,
     /// Rounds retried before it.
     pub retries: u32,
     /// First retry reason, if any.
@@ -336,6 +338,7 @@ struct Counts {
     cells: u32,
     code_pointers: u32,
     threads: u32,
+    frames: u32,
     callback_cycles: u64,
     walk_cycles: u64,
 }
@@ -498,6 +501,7 @@ fn relocate_locked(
         cells_retargeted: counts.cells,
         code_pointers_retargeted: counts.code_pointers,
         threads_walked: counts.threads,
+        frames_walked: counts.frames,
         retries: retries.total,
         first_retry,
         pause_cycles,
@@ -537,6 +541,7 @@ fn pause(
     plan.threads.clear();
     let mut used = 0;
     let mut walked = 0;
+    let mut frames_walked = 0u32;
     // Step 4: every thread's references, before anything is written.
     for (slot, t) in SLOTS.iter().enumerate() {
         if slot == plan.me || t.id.load(core::sync::atomic::Ordering::Acquire) == 0 {
@@ -548,7 +553,7 @@ fn pause(
         let (prep, refs) = (&plan.prep, &mut plan.refs[used..]);
         let found = with_context(world, slot, |frame, own| {
             if !in_generated {
-                return Ok((0, None));
+                return Ok((0, 0, None));
             }
             if !own {
                 return Err(RetryWhy::InHandler { slot });
@@ -569,14 +574,18 @@ fn pause(
                 return Err(RetryWhy::NoStack { slot });
             };
             let stack = ThreadStack { bottom, top };
-            match find_references(set, prep, ctx, &stack, MAX_FRAMES, refs) {
-                Walk::Complete { found, .. } => Ok((found, Some(stack))),
+            // Generated code is entered once per stack (through `invoke`; host functions never
+            // call back into it), so the walk ends at the trampoline's frame: the kernel frames
+            // older than it hold no reference into an island.
+            match find_references_to(set, prep, ctx, &stack, MAX_FRAMES, refs, WalkEnd::Entry) {
+                Walk::Complete { found, frames } => Ok((found, frames, Some(stack))),
                 Walk::Retry(reason) => Err(RetryWhy::Walk { slot, reason }),
             }
         });
         match found {
-            Some(Ok((count, stack))) => {
+            Some(Ok((count, frames, stack))) => {
                 walked += 1;
+                frames_walked += frames as u32;
                 if let (true, Some(stack)) = (count > 0, stack) {
                     plan.threads.push(ThreadRefs {
                         slot,
@@ -630,6 +639,7 @@ fn pause(
     // Steps 5 and 6: nothing can fail from here on.
     let mut c = Counts {
         threads: walked,
+        frames: frames_walked,
         walk_cycles: cpu::rdtsc() - t0,
         ..Counts::default()
     };

@@ -471,3 +471,67 @@ fn broken_states_are_retries_not_guesses() {
     );
     let _ = &mut w;
 }
+
+/// Ending at the entry trampoline finds the same references as walking to the first frame,
+/// in fewer frames, and does not read the frames below the trampoline: a thread whose kernel
+/// frames below it are unreadable still completes.
+#[test]
+fn a_walk_can_end_at_the_entry_trampoline() {
+    let w = World::new(FIB);
+    let mut s = deep_fib(&w, 20);
+    s.frame(w.frame_bytes(0));
+    s.rip = w.insn(0, 3);
+    let prep = w.prepare(w.island(0), NEW);
+    let mut all = vec![Reference::EMPTY; 256];
+    let mut to_entry = vec![Reference::EMPTY; 256];
+    let full = find_references(&w.set, &prep, s.ctx(), &s, 1000, &mut all);
+    let short = find_references_to(
+        &w.set,
+        &prep,
+        s.ctx(),
+        &s,
+        1000,
+        &mut to_entry,
+        WalkEnd::Entry,
+    );
+    let (
+        Walk::Complete {
+            found: n,
+            frames: f,
+        },
+        Walk::Complete {
+            found: m,
+            frames: g,
+        },
+    ) = (full, short)
+    else {
+        panic!("{full:?} {short:?}");
+    };
+    assert_eq!((n, &all[..n]), (m, &to_entry[..m]), "the same references");
+    assert!(g < f, "fewer frames: {g} vs {f}");
+    // Break the chain below the trampoline (the kernel frames): the full walk cannot tell,
+    // the walk that ends at the entry never reads there.
+    let mut broken = s.clone();
+    let mut fp = broken.rbp;
+    while broken.mem[&(fp + 8)] != INVOKE + 0x20 {
+        fp = broken.mem[&fp];
+    }
+    let invoke_fp = broken.mem[&fp];
+    broken.mem.insert(invoke_fp, 3);
+    assert!(matches!(
+        find_references(&w.set, &prep, broken.ctx(), &broken, 1000, &mut all),
+        Walk::Retry(_)
+    ));
+    assert_eq!(
+        find_references_to(
+            &w.set,
+            &prep,
+            broken.ctx(),
+            &broken,
+            1000,
+            &mut to_entry,
+            WalkEnd::Entry
+        ),
+        short
+    );
+}
