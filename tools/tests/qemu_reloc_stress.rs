@@ -109,6 +109,18 @@ fn move_and_check(
                     format!("after `{cmd}` the island's home core is {j}")
                 });
             }
+            c.check(u64_of(j, "env_page_bytes") == page_bytes, || {
+                format!("after `{cmd}` the environment records {j}")
+            });
+            let last = j["history"].as_array().and_then(|h| h.last());
+            c.check(
+                last.is_some_and(|h| {
+                    u64_of(h, "to") == u64_of(&r, "to")
+                        && u64_of(h, "from") == u64_of(&r, "from")
+                        && u64_of(h, "page_bytes") == page_bytes
+                }),
+                || format!("after `{cmd}` the history's last move is not this one: {j}"),
+            );
         }
         None => c.fail(format!("island {id} gone after `{cmd}`")),
     }
@@ -248,6 +260,33 @@ fn stress(options: Options) {
                 format!("tree: sampled cycles should grow while the task runs: {b:?} -> {a:?}")
             });
         }
+    }
+    // The rates of the last window (closed by `islands`, at least a second long) and the
+    // dependencies from the call sites.
+    let ids: Vec<u64> = ["mix", "tree", "spin"]
+        .iter()
+        .map(|f| island(&after, f).map_or(u64::MAX, |j| u64_of(j, "id")))
+        .collect();
+    if let Some(t) = island(&after, "tree") {
+        c.check(
+            u64_of(t, "calls_per_second") > 0 && u64_of(t, "priority") > 0,
+            || format!("tree runs: its calls per second and priority should be nonzero: {t}"),
+        );
+        let deps = |key: &str| -> Vec<u64> {
+            t["dependencies"][key]
+                .as_array()
+                .map(|l| l.iter().filter_map(Json::as_u64).collect())
+                .unwrap_or_default()
+        };
+        c.check(
+            deps("calls") == [ids[0]] && deps("called_by") == [ids[2]],
+            || {
+                format!(
+                    "tree calls mix ({}) and is called by spin ({}): {t}",
+                    ids[0], ids[2]
+                )
+            },
+        );
     }
     move_and_check(&mut c, &mut m, tree, "large", 2 << 20, None);
     let r = move_and_check(&mut c, &mut m, tree, "core 3", 2 << 20, Some(3));

@@ -43,7 +43,39 @@ pub fn islands(args: &mut Args) -> CmdResult {
                 .u64("blocks", v.blocks)
                 .u64("sampled_cycles", v.sampled_cycles)
                 .u64("moves", v.moves)
-                .end_object();
+                .u64("env_page_bytes", v.env_page_bytes);
+            opt_u32(&mut j, "node", v.node);
+            j.u64("calls_per_second", v.calls_per_second)
+                .u64("cycles_per_second", v.cycles_per_second);
+            match v.cycles_per_call {
+                Some(c) => j.u64("cycles_per_call", c),
+                None => j.null("cycles_per_call"),
+            };
+            j.u64("priority", v.priority).object("dependencies");
+            for (key, list) in [
+                ("calls", &v.calls_islands),
+                ("called_by", &v.called_by),
+                ("imports", &v.imports),
+            ] {
+                j.array(key);
+                for id in list {
+                    j.u64_value(u64::from(*id));
+                }
+                j.end_array();
+            }
+            j.u64("libcalls", u64::from(v.libcalls))
+                .bool("indirect_calls", v.indirect_calls)
+                .end_object()
+                .array("history");
+            for &(from, to, page, core, pause) in &v.history {
+                j.begin_object()
+                    .u64("from", from)
+                    .u64("to", to)
+                    .u64("page_bytes", page);
+                opt_u32(&mut j, "core", core);
+                j.u64("pause_cycles", pause).end_object();
+            }
+            j.end_array().end_object();
         }
         j.end_array().end_object();
         println!("{}", j.finish());

@@ -47,6 +47,8 @@ struct KernelIslands {
     stats: reloc::RelocStats,
     /// Counters of instances running now (their tasks have not ended).
     live: Vec<LiveCounters>,
+    /// TSC when the profile's measurement window last closed.
+    window_start: u64,
     /// Every instance alive (from instantiation to drop), by key: the code addresses they
     /// hold by value (tables, element segments, imports bound to other instances) are
     /// re-targeted when an island moves.
@@ -228,12 +230,45 @@ pub struct IslandView {
     pub sampled_cycles: u64,
     /// Moves committed.
     pub moves: u64,
+    /// Page size its environment records (the page tables' answer is `page_bytes`).
+    pub env_page_bytes: u64,
+    /// NUMA node of its memory, when placed on one.
+    pub node: Option<u32>,
+    /// Calls per second over the last closed window.
+    pub calls_per_second: u64,
+    /// Sampled cycles per second over the last closed window.
+    pub cycles_per_second: u64,
+    /// Sampled cycles per call.
+    pub cycles_per_call: Option<u64>,
+    /// Relocation priority (`Profile::priority`).
+    pub priority: u64,
+    /// Islands it calls directly.
+    pub calls_islands: Vec<u32>,
+    /// Islands that call it directly.
+    pub called_by: Vec<u32>,
+    /// Imports it calls (kernel functions or other chunks' exports), by import index.
+    pub imports: Vec<u32>,
+    /// Runtime helpers it calls.
+    pub libcalls: u32,
+    /// Whether it makes `call_indirect` calls.
+    pub indirect_calls: bool,
+    /// Its last moves, oldest first: (from, to, page bytes after, core after, pause cycles).
+    pub history: Vec<(u64, u64, u64, Option<u32>, u64)>,
 }
 
 /// Every island (of `chunk`, if given).
 pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
     with(|k| {
         feed_live(k);
+        // Rates cover the time since the last window closed, at least a second.
+        let now = crate::arch::cpu::rdtsc();
+        let hz = crate::time::tsc_hz();
+        if k.window_start == 0 {
+            k.window_start = now;
+        } else if now.saturating_sub(k.window_start) >= hz {
+            k.set.close_window(now - k.window_start, hz);
+            k.window_start = now;
+        }
         k.set
             .islands()
             .iter()
@@ -262,6 +297,30 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
                     blocks: i.profile.block_count,
                     sampled_cycles: i.profile.sampled_cycles,
                     moves: i.history.total(),
+                    env_page_bytes: i.env.page_size.bytes(),
+                    node: i.env.numa_node,
+                    calls_per_second: i.profile.calls_per_second,
+                    cycles_per_second: i.profile.cycles_per_second,
+                    cycles_per_call: i.profile.cycles_per_call(),
+                    priority: i.profile.priority(),
+                    calls_islands: i.deps.calls.iter().map(|d| d.0).collect(),
+                    called_by: i.deps.called_by.iter().map(|d| d.0).collect(),
+                    imports: i.deps.imports.clone(),
+                    libcalls: i.deps.libcalls.count_ones(),
+                    indirect_calls: i.deps.indirect_calls,
+                    history: i
+                        .history
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.from.address,
+                                h.to.address,
+                                h.to.page_size.bytes(),
+                                h.to.core,
+                                h.pause_cycles,
+                            )
+                        })
+                        .collect(),
                 })
             })
             .collect()
