@@ -159,12 +159,35 @@ fn numa_batch(options: Options, n: u32) {
         });
     }
 
+    // Distances: QEMU's SLIT from the layout's `-numa dist` options (none for one node).
+    c.check(j.get("slit").and_then(Json::as_bool) == Some(n > 1), || {
+        format!("`{cmd}`: a SLIT is expected exactly when there are several nodes: {out}")
+    });
+    if n > 1 {
+        for (k, node) in nodes.iter().enumerate() {
+            let want: Vec<u64> = (0..n)
+                .map(|to| u64::from(layout.distance(k as u32, to)))
+                .collect();
+            let got = u64s(node, "distances");
+            c.check(got == want, || {
+                format!("`{cmd}`: node {k}'s distances should be {want:?}, got {got:?}")
+            });
+        }
+    }
+
     // Cores: QEMU put socket s on node s; a core's socket is its APIC id / cores per socket.
     let apics = apic_ids(&mut c, &mut m);
     c.check(apics.len() == options_smp(&layout), || {
         format!(
             "`cpus --json`: {} cores expected, got APIC ids {apics:?}",
             options_smp(&layout)
+        )
+    });
+    let dense = apics.iter().copied().eq(0..apics.len() as u64);
+    c.check(layout.cores_per_node.is_power_of_two() || !dense, || {
+        format!(
+            "with {} cores per socket QEMU should leave gaps in the APIC ids: {apics:?}",
+            layout.cores_per_node
         )
     });
     let per = u64::from(layout.cores_per_node).next_power_of_two();
@@ -208,6 +231,13 @@ fn two_nodes_bios_smp4() {
 #[test]
 fn two_nodes_uefi_smp4() {
     numa_batch(Options::uefi().smp(4), 2);
+}
+
+/// Three cores per socket: QEMU numbers APIC ids by socket in steps of 4 (0 1 2, 4 5 6), so
+/// core 3 has APIC id 4; a kernel that confused core ids with APIC ids would misplace it.
+#[test]
+fn two_nodes_bios_smp6_sparse_apic_ids() {
+    numa_batch(Options::bios().smp(6), 2);
 }
 
 #[test]

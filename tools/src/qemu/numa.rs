@@ -4,10 +4,16 @@
 //! for new machine types), so each node gets `-object memory-backend-ram,id=numa-memK,size=S`
 //! and `-numa node,nodeid=K,memdev=numa-memK`; the backends' sizes must add up to `-m`. The
 //! topology is made explicit (`-smp N,sockets=NODES,cores=N/NODES,threads=1`) so that node K
-//! is socket K: `-numa cpu,node-id=K,socket-id=K`. QEMU then builds the SRAT (and, with `dist`
-//! options, a SLIT; we add none) that the kernel reads.
+//! is socket K: `-numa cpu,node-id=K,socket-id=K`. With more than one node, every pair of
+//! nodes gets `-numa dist,src=I,dst=J,val=20` (QEMU mirrors it; local is 10), as a two-socket
+//! PC reports. QEMU then builds the SRAT and the SLIT that the kernel reads.
 
 use std::fmt;
+
+/// The SLIT distance between two different nodes (10 is local).
+pub const REMOTE_DISTANCE: u8 = 20;
+/// The SLIT distance of a node to itself.
+pub const LOCAL_DISTANCE: u8 = 10;
 
 /// Node memory must be a whole number of these, so node-local 2 MiB frames exist.
 pub const NODE_MEM_ALIGN_BYTES: u64 = 2 * 1024 * 1024;
@@ -136,7 +142,22 @@ impl NumaLayout {
             args.push("-numa".into());
             args.push(format!("cpu,node-id={node},socket-id={node}"));
         }
+        for src in 0..self.nodes {
+            for dst in src + 1..self.nodes {
+                args.push("-numa".into());
+                args.push(format!("dist,src={src},dst={dst},val={REMOTE_DISTANCE}"));
+            }
+        }
         args
+    }
+
+    /// The SLIT distance QEMU reports from node `from` to node `to`.
+    pub fn distance(&self, from: u32, to: u32) -> u8 {
+        if from == to {
+            LOCAL_DISTANCE
+        } else {
+            REMOTE_DISTANCE
+        }
     }
 }
 
@@ -167,7 +188,20 @@ mod tests {
             "-object memory-backend-ram,id=numa-mem0,size=536870912 \
              -numa node,nodeid=0,memdev=numa-mem0 -numa cpu,node-id=0,socket-id=0 \
              -object memory-backend-ram,id=numa-mem1,size=536870912 \
-             -numa node,nodeid=1,memdev=numa-mem1 -numa cpu,node-id=1,socket-id=1"
+             -numa node,nodeid=1,memdev=numa-mem1 -numa cpu,node-id=1,socket-id=1 \
+             -numa dist,src=0,dst=1,val=20"
+        );
+        assert_eq!((l.distance(1, 1), l.distance(1, 0)), (10, 20));
+        let three = NumaLayout::new(3, 3, "6M").unwrap().args().join(" ");
+        assert!(three.ends_with(
+            "dist,src=0,dst=1,val=20 -numa dist,src=0,dst=2,val=20 -numa dist,src=1,dst=2,val=20"
+        ));
+        assert!(
+            !NumaLayout::new(1, 2, "1G")
+                .unwrap()
+                .args()
+                .join(" ")
+                .contains("dist")
         );
     }
 
