@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Boots atoll in QEMU with the serial console on stdin/stdout.
 #
-# usage: ./run-qemu.sh [--bios|--uefi] [--smp N] [--mem SIZE] [--chunks IMAGE] [--icount]
-#                      [--gdb] [--kvm] [-- QEMU-ARGS...]
+# usage: ./run-qemu.sh [--bios|--uefi] [--smp N] [--mem SIZE] [--numa N] [--chunks IMAGE]
+#                      [--icount] [--gdb] [--kvm] [-- QEMU-ARGS...]
 #
 #   --bios / --uefi   firmware (default: BIOS)
 #   --smp N           number of cores (default: 2)
 #   --mem SIZE        guest memory, QEMU syntax (default: 1G)
+#   --numa N          N NUMA nodes (one socket each): cores and memory split evenly, refused
+#                     when they do not split (cores a multiple of N, memory whole 2 MiB parts)
 #   --chunks IMAGE    chunk image to boot with (default: target/chunks/default.img)
 #   --icount          count guest instructions (-icount shift=0); boot figures are then repeatable
 #   --gdb             wait for gdb on localhost:1234 before starting (prints the gdb command line)
@@ -23,7 +25,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/lib.sh"
 
 usage() {
-    sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit "${1:-0}"
 }
 
@@ -34,7 +36,7 @@ while (($#)); do
     case "$1" in
     --bios) firmware=bios ;;
     --uefi) firmware=uefi ;;
-    --smp | --mem)
+    --smp | --mem | --numa)
         [[ $# -ge 2 ]] || die "$1 needs a value"
         console_args+=("$1" "$2")
         shift

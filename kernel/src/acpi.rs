@@ -1,6 +1,7 @@
 //! ACPI: finds the RSDP the bootloader reported, walks the tables with the `acpi` crate, and
-//! keeps what the kernel needs: CPUs, I/O APICs and interrupt overrides from the MADT, and the
-//! power-control facts from the FADT and the DSDT's `\_S5`.
+//! keeps what the kernel needs: CPUs, I/O APICs and interrupt overrides from the MADT, the
+//! power-control facts from the FADT and the DSDT's `\_S5`, and the NUMA affinity tables (SRAT,
+//! SLIT; the crate has no types for them, so `atoll_kcore::srat` decodes their bytes).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,9 +10,10 @@ use core::fmt;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{PhysicalMapping, fadt::Fadt};
 use atoll_kcore::s5::{S5Error, find_s5};
+use atoll_kcore::srat::{Slit, Srat, SratError, parse_slit, parse_srat};
 use spin::Once;
 
-use crate::arch::acpi_tables::{self, DirectMapHandler, Rsdp};
+use crate::arch::acpi_tables::{self, DirectMapHandler, FirmwareTables, RawTable, Rsdp};
 use crate::arch::power::PowerInfo;
 
 /// One processor from the MADT.
@@ -72,6 +74,30 @@ pub struct AcpiInfo {
     pub power: PowerInfo,
     /// Why `\_S5` could not be read, if it could not.
     pub s5_error: Option<S5Error>,
+    /// The SRAT, if the firmware has a valid one.
+    pub srat: Option<Srat>,
+    /// The SLIT, if the firmware has a valid one.
+    pub slit: Option<Slit>,
+    /// Why a SRAT or SLIT present in the firmware could not be used.
+    pub affinity_errors: Vec<AffinityError>,
+}
+
+/// Why an affinity table (SRAT or SLIT) was left out.
+#[derive(Debug, Clone, Copy)]
+pub enum AffinityError {
+    /// The `acpi` crate could not map or validate it.
+    Unreadable(RawTable),
+    /// Its contents are malformed.
+    Malformed(RawTable, SratError),
+}
+
+impl fmt::Display for AffinityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AffinityError::Unreadable(t) => write!(f, "{t:?}: unreadable"),
+            AffinityError::Malformed(t, e) => write!(f, "{t:?}: {e}"),
+        }
+    }
 }
 
 /// Why ACPI could not be read.
@@ -123,10 +149,25 @@ pub fn init(rsdp: Option<Rsdp>) -> Result<&'static AcpiInfo, AcpiInitError> {
         local_apic_address: 0,
         power: PowerInfo::default(),
         s5_error: None,
+        srat: None,
+        slit: None,
+        affinity_errors: Vec::new(),
     };
     if let Ok(madt) = tables.find_table::<Madt>() {
         read_madt(&madt, &mut info);
     }
+    info.srat = read_affinity(
+        &firmware,
+        RawTable::Srat,
+        parse_srat,
+        &mut info.affinity_errors,
+    );
+    info.slit = read_affinity(
+        &firmware,
+        RawTable::Slit,
+        parse_slit,
+        &mut info.affinity_errors,
+    );
     if let Ok(fadt) = tables.find_table::<Fadt>() {
         read_fadt(&fadt, &mut info.power);
     }
@@ -138,6 +179,26 @@ pub fn init(rsdp: Option<Rsdp>) -> Result<&'static AcpiInfo, AcpiInitError> {
         Err(_) => info.s5_error = Some(S5Error::NotFound),
     }
     Ok(INFO.call_once(|| info))
+}
+
+/// Reads and decodes one affinity table; a table that is present but bad is recorded in
+/// `errors` and left out.
+fn read_affinity<T>(
+    firmware: &FirmwareTables,
+    table: RawTable,
+    parse: fn(&[u8]) -> Result<T, SratError>,
+    errors: &mut Vec<AffinityError>,
+) -> Option<T> {
+    let bytes = match firmware.raw_table(table) {
+        Ok(bytes) => bytes?,
+        Err(_) => {
+            errors.push(AffinityError::Unreadable(table));
+            return None;
+        }
+    };
+    parse(bytes)
+        .map_err(|e| errors.push(AffinityError::Malformed(table, e)))
+        .ok()
 }
 
 fn read_madt(madt: &PhysicalMapping<DirectMapHandler, Madt>, info: &mut AcpiInfo) {

@@ -123,6 +123,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         ),
         Err(e) => log::error!("ACPI: {e}"),
     }
+    log_numa();
 
     start_cores();
 
@@ -188,5 +189,26 @@ fn start_cores() {
             );
         }
         Err(e) => log::error!("AP bring-up: {e}"),
+    }
+}
+
+/// Builds the NUMA topology from the SRAT and says what it found.
+fn log_numa() {
+    if let Some(info) = acpi::info() {
+        for e in &info.affinity_errors {
+            log::error!("ACPI affinity table ignored: {e}");
+        }
+    }
+    match mem::numa::init() {
+        Some(t) => log::info!(
+            "NUMA: {} nodes from the SRAT{}",
+            t.nodes().len(),
+            if t.has_distances() {
+                ", SLIT distances"
+            } else {
+                ""
+            }
+        ),
+        None => log::info!("NUMA: no SRAT, one node"),
     }
 }

@@ -363,3 +363,43 @@ fn qemu_dies_with_a_killed_relay() {
     drop(stdin);
     assert!(!survived, "QEMU (pid {qemu}) outlived its killed relay");
 }
+
+/// `run-qemu.sh --numa N` reaches QEMU (through `atoll-console`): the kernel finds N nodes with
+/// the cores split evenly; a split that does not divide is refused with `error:` before QEMU
+/// starts.
+#[test]
+fn numa_option_splits_the_machine_and_refuses_bad_splits() {
+    let (status, stdout, context) =
+        run_piped(&["--smp", "4", "--numa", "2"], b"numa --json\npoweroff\n");
+    assert_eq!(status, 0, "should boot and power off\n{context}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"srat\""))
+        .unwrap_or_else(|| panic!("no `numa --json` output\n{context}"));
+    let j = tools::qemu::parse_json(line).unwrap_or_else(|e| panic!("{e}\n{context}"));
+    assert_eq!(j["node_count"], 2, "{context}");
+    assert_eq!(
+        j["nodes"][0]["cores"],
+        serde_json::json!([0, 1]),
+        "{context}"
+    );
+    assert_eq!(
+        j["nodes"][1]["cores"],
+        serde_json::json!([2, 3]),
+        "{context}"
+    );
+
+    for bad in [
+        &["--smp", "4", "--numa", "3"][..],
+        &["--numa", "0"],
+        &["--numa", "two"],
+    ] {
+        let (status, stdout, context) = run_piped(bad, b"");
+        assert_ne!(status, 0, "should be refused\n{context}");
+        assert!(stdout.is_empty(), "QEMU should not start\n{context}");
+        assert!(
+            context.contains("error: --numa"),
+            "should say `error: --numa ...`\n{context}"
+        );
+    }
+}

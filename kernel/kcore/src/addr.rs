@@ -80,6 +80,27 @@ pub const fn is_aligned(value: u64, align: u64) -> bool {
     value & (align - 1) == 0
 }
 
+/// One half-open physical range `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysRange {
+    /// First byte.
+    pub start: PhysAddr,
+    /// One past the last byte.
+    pub end: PhysAddr,
+}
+
+impl PhysRange {
+    /// Its size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.end.0 - self.start.0
+    }
+
+    /// Whether `pa` lies inside.
+    pub fn contains(&self, pa: PhysAddr) -> bool {
+        self.start.0 <= pa.0 && pa.0 < self.end.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The physical frame allocator: a bitmap over every 4 KiB frame up to the highest usable
-//! address, with single-frame, 2 MiB-aligned and contiguous allocations.
+//! address, with single-frame, 2 MiB-aligned and contiguous allocations, anywhere or only
+//! inside a set of physical ranges (a NUMA node's memory).
 //!
 //! Invariant: a bit is clear exactly when its frame is usable RAM that nobody holds. Frames
 //! outside usable regions are set from the start and never freed.
@@ -8,7 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::addr::{PageSize, PhysAddr, SIZE_2M, SIZE_4K, is_aligned};
+use crate::addr::{PageSize, PhysAddr, PhysRange, SIZE_2M, SIZE_4K, is_aligned};
 
 const FRAMES_PER_2M: usize = (SIZE_2M / SIZE_4K) as usize;
 
@@ -101,6 +102,11 @@ impl FrameAllocator {
         }
     }
 
+    /// One past the highest physical address the allocator tracks.
+    pub fn limit(&self) -> PhysAddr {
+        PhysAddr(self.frames as u64 * SIZE_4K)
+    }
+
     /// Counts for reports.
     pub fn stats(&self) -> FrameStats {
         FrameStats {
@@ -137,13 +143,74 @@ impl FrameAllocator {
         None
     }
 
+    /// Allocates one frame of `size`, aligned to its size, lying wholly inside one of `ranges`.
+    pub fn alloc_in(&mut self, size: PageSize, ranges: &[PhysRange]) -> Option<PhysAddr> {
+        let count = (size.bytes() / SIZE_4K) as usize;
+        ranges.iter().find_map(|r| {
+            let (first, last) = self.frames_within(r);
+            match size {
+                PageSize::Size4K => self.alloc_4k_between(first, last),
+                PageSize::Size2M => self.alloc_contiguous_between(count, count, first, last),
+            }
+        })
+    }
+
+    /// Free frames wholly inside `ranges` (ranges that overlap count their common frames twice).
+    pub fn free_in(&self, ranges: &[PhysRange]) -> u64 {
+        ranges
+            .iter()
+            .map(|r| {
+                let (first, last) = self.frames_within(r);
+                (first..last).filter(|f| !self.is_set(*f)).count() as u64
+            })
+            .sum()
+    }
+
+    /// The frame numbers `[first, last)` wholly inside `r` and tracked by the allocator.
+    fn frames_within(&self, r: &PhysRange) -> (usize, usize) {
+        let first = r.start.0.div_ceil(SIZE_4K).min(self.frames as u64) as usize;
+        let last = (r.end.0 / SIZE_4K).min(self.frames as u64) as usize;
+        (first, last.max(first))
+    }
+
+    fn alloc_4k_between(&mut self, first: usize, last: usize) -> Option<PhysAddr> {
+        let mut frame = first;
+        while frame < last {
+            let w = frame / 64;
+            // Free bits of this word at or after `frame`.
+            let free = !self.bits[w] & (u64::MAX << (frame % 64));
+            if free != 0 {
+                let found = w * 64 + free.trailing_zeros() as usize;
+                if found >= last {
+                    return None;
+                }
+                self.set(found);
+                self.free -= 1;
+                return Some(PhysAddr(found as u64 * SIZE_4K));
+            }
+            frame = (w + 1) * 64;
+        }
+        None
+    }
+
     /// Allocates `count` contiguous frames starting at a multiple of `align_frames` frames.
     pub fn alloc_contiguous(&mut self, count: usize, align_frames: usize) -> Option<PhysAddr> {
+        self.alloc_contiguous_between(count, align_frames, 0, self.frames)
+    }
+
+    /// Like `alloc_contiguous`, with every frame inside `[first, last)`.
+    fn alloc_contiguous_between(
+        &mut self,
+        count: usize,
+        align_frames: usize,
+        first: usize,
+        last: usize,
+    ) -> Option<PhysAddr> {
         if count == 0 || align_frames == 0 || !align_frames.is_power_of_two() {
             return None;
         }
-        let mut start = 0;
-        while start + count <= self.frames {
+        let mut start = first.next_multiple_of(align_frames);
+        while start + count <= last {
             match (start..start + count).rev().find(|f| self.is_set(*f)) {
                 None => {
                     for f in start..start + count {
@@ -292,5 +359,80 @@ mod tests {
         assert_eq!(a.alloc_contiguous(0, 1), None);
         assert_eq!(a.alloc_contiguous(2, 3), None);
         a.free_contiguous(r, 4).unwrap();
+    }
+    fn range(start: u64, end: u64) -> PhysRange {
+        PhysRange {
+            start: PhysAddr(start),
+            end: PhysAddr(end),
+        }
+    }
+
+    #[test]
+    fn allocation_inside_ranges_stays_inside() {
+        // Two "nodes": [0, 8) MiB and [8, 16) MiB; node 1's frames are all usable.
+        let mut a = alloc_with(&[(0, 16 * MIB)], 16 * MIB);
+        let node1 = [range(8 * MIB, 16 * MIB)];
+        assert_eq!(a.free_in(&node1), 2048);
+        let mut seen = HashSet::new();
+        while let Some(f) = a.alloc_in(PageSize::Size4K, &node1) {
+            assert!((8 * MIB..16 * MIB).contains(&f.0), "{:#x}", f.0);
+            assert!(seen.insert(f.0));
+        }
+        assert_eq!(seen.len(), 2048);
+        assert_eq!(a.free_in(&node1), 0);
+        // Node 0 is untouched.
+        assert_eq!(a.free_in(&[range(0, 8 * MIB)]), 2048);
+        assert_eq!(a.stats().free, 2048);
+        assert_eq!(a.alloc_in(PageSize::Size2M, &node1), None);
+        for f in seen {
+            a.free(PhysAddr(f), PageSize::Size4K).unwrap();
+        }
+        assert_eq!(a.free_in(&node1), 2048);
+    }
+
+    #[test]
+    fn ranges_with_unaligned_and_unusable_edges() {
+        // Usable [1 MiB, 6 MiB); the node is [0x1800, 5 MiB + 0x800): only whole frames count,
+        // and frames outside the usable map never come out.
+        let mut a = alloc_with(&[(MIB, 6 * MIB)], 6 * MIB);
+        let node = [range(0x1800, 5 * MIB + 0x800)];
+        assert_eq!(a.free_in(&node), 4 * 256);
+        let f = a.alloc_in(PageSize::Size4K, &node).unwrap();
+        assert_eq!(f, PhysAddr(MIB));
+        // 2 MiB frames: [2,4) MiB fits, [4,6) does not end inside the node.
+        assert_eq!(a.alloc_in(PageSize::Size2M, &node), Some(PhysAddr(2 * MIB)));
+        assert_eq!(a.alloc_in(PageSize::Size2M, &node), None);
+        // A range beyond the tracked memory, or empty, or reversed, yields nothing.
+        assert_eq!(
+            a.alloc_in(PageSize::Size4K, &[range(64 * MIB, 65 * MIB)]),
+            None
+        );
+        assert_eq!(
+            a.alloc_in(PageSize::Size4K, &[range(3 * MIB, 3 * MIB)]),
+            None
+        );
+        assert_eq!(
+            a.alloc_in(PageSize::Size4K, &[range(5 * MIB, 4 * MIB)]),
+            None
+        );
+        assert_eq!(a.free_in(&[range(5 * MIB, 4 * MIB)]), 0);
+        assert_eq!(a.alloc_in(PageSize::Size4K, &[]), None);
+    }
+
+    #[test]
+    fn later_ranges_are_used_when_earlier_ones_are_full() {
+        let mut a = alloc_with(&[(0, 8 * MIB)], 8 * MIB);
+        let ranges = [range(0, 0x2000), range(6 * MIB, 8 * MIB)];
+        let got: Vec<u64> = (0..3)
+            .map(|_| a.alloc_in(PageSize::Size4K, &ranges).unwrap().0)
+            .collect();
+        assert_eq!(got, vec![0, 0x1000, 6 * MIB]);
+        // The only 2 MiB frame inside the ranges, [6, 8) MiB, holds a 4 KiB frame.
+        assert_eq!(a.alloc_in(PageSize::Size2M, &ranges), None);
+        a.free(PhysAddr(6 * MIB), PageSize::Size4K).unwrap();
+        assert_eq!(
+            a.alloc_in(PageSize::Size2M, &ranges),
+            Some(PhysAddr(6 * MIB))
+        );
     }
 }

@@ -3,7 +3,8 @@
 
 use core::ptr::NonNull;
 
-use acpi::{AcpiError, AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::sdt::{SdtHeader, Signature};
+use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use atoll_kcore::addr::PhysAddr;
 
 use super::physmem;
@@ -85,5 +86,61 @@ impl FirmwareTables {
         // SAFETY: the DSDT's address and length come from the validated FADT; the table is
         // firmware data that nothing writes.
         Ok(unsafe { physmem::bytes(PhysAddr(dsdt.address as u64), dsdt.length as usize) })
+    }
+}
+
+/// A table the `acpi` crate has no type for, read as raw bytes (only its header is typed).
+#[repr(C, packed)]
+struct Untyped<const KIND: u8> {
+    header: SdtHeader,
+}
+
+/// Tables read as raw bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawTable {
+    /// The System Resource Affinity Table (NUMA nodes).
+    Srat,
+    /// The System Locality Information Table (NUMA distances).
+    Slit,
+}
+
+const KIND_SRAT: u8 = 0;
+const KIND_SLIT: u8 = 1;
+
+// SAFETY: `Untyped` is exactly an SDT header, so it never extends past a table; the signature
+// selects the table kind it stands for.
+unsafe impl<const KIND: u8> AcpiTable for Untyped<KIND> {
+    const SIGNATURE: Signature = match KIND {
+        KIND_SRAT => Signature::SRAT,
+        _ => Signature::SLIT,
+    };
+
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
+fn untyped_bytes<const KIND: u8>(
+    tables: &AcpiTables<DirectMapHandler>,
+) -> Result<Option<&'static [u8]>, AcpiError> {
+    let mapping = match tables.find_table::<Untyped<KIND>>() {
+        Ok(m) => m,
+        Err(AcpiError::TableMissing(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let length = { mapping.get().header.length } as usize;
+    let pa = PhysAddr(mapping.physical_start() as u64);
+    // SAFETY: the acpi crate validated the table's signature and checksum over `length`
+    // bytes at `pa`; firmware tables are never written.
+    Ok(Some(unsafe { physmem::bytes(pa, length) }))
+}
+
+impl FirmwareTables {
+    /// The bytes of `table` (header included), or `None` when the firmware has none.
+    pub fn raw_table(&self, table: RawTable) -> Result<Option<&'static [u8]>, AcpiError> {
+        match table {
+            RawTable::Srat => untyped_bytes::<KIND_SRAT>(&self.tables),
+            RawTable::Slit => untyped_bytes::<KIND_SLIT>(&self.tables),
+        }
     }
 }

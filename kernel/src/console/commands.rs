@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_island, cmd_pae, cmd_smp, cmd_system};
+use super::{cmd_debug, cmd_island, cmd_numa, cmd_pae, cmd_smp, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -99,6 +99,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[--json]",
         help: "physical frames free/used and heap use",
         run: cmd_system::mem,
+    },
+    Command {
+        name: "numa",
+        usage: "[--probe-alloc] [--json]",
+        help: "NUMA nodes (SRAT): memory ranges, cores, free frames, SLIT distances; `--probe-alloc` takes and frees a frame on each node",
+        run: cmd_numa::numa,
     },
     Command {
         name: "cpus",

@@ -1,6 +1,6 @@
 //! The global frame allocator: `atoll_kcore::frames::FrameAllocator` behind a lock.
 
-use atoll_kcore::addr::{PageSize, PhysAddr};
+use atoll_kcore::addr::{PageSize, PhysAddr, PhysRange};
 use atoll_kcore::frames::{FrameAllocator, FrameError, FrameStats};
 use atoll_kcore::paging::TableFrames;
 use spin::{Mutex, Once};
@@ -20,6 +20,21 @@ fn with<R>(f: impl FnOnce(&mut FrameAllocator) -> R) -> R {
 /// Allocates a frame of `size`.
 pub fn alloc(size: PageSize) -> Option<PhysAddr> {
     with(|a| a.alloc(size))
+}
+
+/// Allocates a frame of `size` lying wholly inside one of `ranges`.
+pub fn alloc_in(size: PageSize, ranges: &[PhysRange]) -> Option<PhysAddr> {
+    with(|a| a.alloc_in(size, ranges))
+}
+
+/// Free 4 KiB frames inside `ranges`.
+pub fn free_in(ranges: &[PhysRange]) -> u64 {
+    with(|a| a.free_in(ranges))
+}
+
+/// One past the highest physical address the allocator tracks.
+pub fn limit() -> PhysAddr {
+    with(|a| a.limit())
 }
 
 /// Frees a frame of `size`.

@@ -2,6 +2,7 @@
 //! bootloader's memory map.
 
 pub mod frames;
+pub mod numa;
 // The three below may use `unsafe` (each says why; the list is in `main.rs`).
 #[allow(unsafe_code)]
 pub mod heap;

@@ -24,7 +24,7 @@ use tools::qemu::machine::exit_code;
 use tools::qemu::scan::ConsoleScanner;
 
 const USAGE: &str = "usage: atoll-console --image DISK-IMAGE [--firmware bios|uefi] [--kernel ELF] \
-[--smp N] [--mem SIZE] [--icount] [--gdb] [--kvm] [--no-reboot] [-- QEMU-ARGS...]";
+[--smp N] [--mem SIZE] [--numa N] [--icount] [--gdb] [--kvm] [--no-reboot] [-- QEMU-ARGS...]";
 
 #[derive(Debug)]
 struct Args {
@@ -38,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
     let mut kernel = None;
     let mut smp = 2;
     let mut mem = String::from("1G");
+    let mut numa = None;
     let (mut icount, mut gdb, mut kvm, mut no_reboot) = (false, false, false, false);
     let mut extra = Vec::new();
     let mut it = std::env::args_os().skip(1);
@@ -61,6 +62,13 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--smp needs a core count, not `{n}`"))?;
             }
             "--mem" => mem = value()?.to_string_lossy().into_owned(),
+            "--numa" => {
+                let n = value()?.to_string_lossy().into_owned();
+                numa = Some(
+                    n.parse::<u32>()
+                        .map_err(|_| format!("error: --numa needs a node count, not `{n}`"))?,
+                );
+            }
             "--icount" => icount = true,
             "--gdb" => gdb = true,
             "--kvm" => kvm = true,
@@ -84,6 +92,9 @@ fn parse_args() -> Result<Args, String> {
     config.gdb = gdb;
     config.kvm = kvm;
     config.no_reboot = no_reboot;
+    if let Some(nodes) = numa {
+        config.set_numa(nodes).map_err(|e| format!("error: {e}"))?;
+    }
     config.extra_args = extra;
     Ok(Args { config, kernel })
 }

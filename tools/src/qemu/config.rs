@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::numa::{NumaError, NumaLayout};
+
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 /// OVMF's code image (read-only pflash); `OVMF_CODE` in the environment overrides it.
@@ -80,6 +82,8 @@ pub struct MachineConfig {
     pub kvm: bool,
     /// End QEMU instead of resetting on a guest reboot or triple fault (`-no-reboot`).
     pub no_reboot: bool,
+    /// NUMA nodes (`-numa`), set with [`MachineConfig::set_numa`]; `None`: no SRAT.
+    pub numa: Option<NumaLayout>,
     /// Further QEMU arguments, appended last.
     pub extra_args: Vec<OsString>,
 }
@@ -96,8 +100,15 @@ impl MachineConfig {
             gdb: false,
             kvm: false,
             no_reboot: false,
+            numa: None,
             extra_args: Vec::new(),
         }
+    }
+
+    /// Splits this machine's cores and memory (as set now) evenly over `nodes` NUMA nodes.
+    pub fn set_numa(&mut self, nodes: u32) -> Result<(), NumaError> {
+        self.numa = Some(NumaLayout::new(nodes, self.smp, &self.mem)?);
+        Ok(())
     }
 
     /// The QEMU command line for this machine. `vars` is the run's writable copy of the UEFI
@@ -111,7 +122,10 @@ impl MachineConfig {
             cmd.args(["-cpu", "max"]);
         }
         cmd.arg("-m").arg(&self.mem);
-        cmd.arg("-smp").arg(self.smp.to_string());
+        match &self.numa {
+            Some(numa) => cmd.arg("-smp").arg(numa.smp_arg()).args(numa.args()),
+            None => cmd.arg("-smp").arg(self.smp.to_string()),
+        };
         cmd.args(["-display", "none"]);
         match serial {
             SerialMode::Terminal => cmd.args(["-serial", "mon:stdio"]),
@@ -253,5 +267,17 @@ mod tests {
         assert!(a.contains("if=pflash,format=raw,readonly=on,file="));
         assert!(a.contains("-icount shift=0 -fw_cfg name=opt/atoll/icount,string=1"));
         assert!(a.contains("-s -S") && a.contains("-no-reboot") && a.contains("-smp 4"));
+        assert!(!a.contains("-numa"));
+    }
+
+    #[test]
+    fn numa_nodes() {
+        let mut cfg = MachineConfig::new("x.img", Firmware::Bios);
+        cfg.smp = 4;
+        cfg.set_numa(2).unwrap();
+        let a = args(&cfg.command(SerialMode::Pipe, None)).join(" ");
+        assert!(a.contains("-m 1G -smp 4,sockets=2,cores=2,threads=1 -object memory-backend-ram"));
+        assert!(a.contains("-numa node,nodeid=1,memdev=numa-mem1 -numa cpu,node-id=1,socket-id=1"));
+        assert!(cfg.set_numa(3).is_err());
     }
 }

@@ -97,6 +97,11 @@ impl Machine {
         config.mem = options.mem.clone();
         config.icount = options.icount;
         config.no_reboot = !options.allow_reboot;
+        if let Some(nodes) = options.numa {
+            config
+                .set_numa(nodes)
+                .unwrap_or_else(|e| panic!("{}: {e}", options.label()));
+        }
         config.extra_args = options.extra_args.iter().map(Into::into).collect();
         let vars = match options.firmware {
             Firmware::Uefi => {

@@ -1,6 +1,7 @@
 //! Running atoll in QEMU from the host.
 //!
 //! - [`config`]: the QEMU machine (one description for `run-qemu.sh` and the tests).
+//! - [`numa`]: splitting the machine into NUMA nodes (`--numa N`, [`Options::numa`]).
 //! - [`checks`]: collecting a boot's failed checks, reported at once with the serial log.
 //! - [`scan`]: reading the serial console (prompts, fault reports, command output).
 //! - [`options`]: what a test machine boots (options, prebuilt image paths, timeouts).
@@ -13,6 +14,7 @@ pub mod checks;
 pub mod config;
 pub mod kernel_elf;
 pub mod machine;
+pub mod numa;
 pub mod options;
 pub mod scan;
 pub mod threads;

@@ -68,6 +68,8 @@ pub struct Options {
     /// Reset the machine on a guest reboot, as a real PC does. Off by default: QEMU then runs
     /// with `-no-reboot` and exits on a reset, so a kernel that resets by accident ends the test.
     pub allow_reboot: bool,
+    /// NUMA nodes to split cores and memory over (`None`: no SRAT).
+    pub numa: Option<u32>,
     /// Further QEMU arguments.
     pub extra_args: Vec<String>,
 }
@@ -92,6 +94,7 @@ impl Options {
             chunks: None,
             icount: false,
             allow_reboot: false,
+            numa: None,
             extra_args: Vec::new(),
         }
     }
@@ -128,6 +131,13 @@ impl Options {
         self
     }
 
+    /// Splits the cores and memory evenly over `nodes` NUMA nodes (as `run-qemu.sh --numa`);
+    /// the split is checked when the machine starts.
+    pub fn numa(mut self, nodes: u32) -> Self {
+        self.numa = Some(nodes);
+        self
+    }
+
     /// Adds a QEMU argument.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.into());
@@ -154,6 +164,9 @@ impl Options {
         let mut label = format!("{}, smp {}, mem {}", self.firmware, self.smp, self.mem);
         if self.icount {
             label.push_str(", icount");
+        }
+        if let Some(n) = self.numa {
+            label.push_str(&format!(", numa {n}"));
         }
         if self.allow_reboot {
             label.push_str(", reboots allowed");
