@@ -45,6 +45,7 @@ pub fn islands(args: &mut Args) -> CmdResult {
                 .u64("moves", v.moves)
                 .u64("env_page_bytes", v.env_page_bytes);
             opt_u32(&mut j, "node", v.node);
+            opt_u32(&mut j, "memory_node", v.memory_node);
             j.u64("calls_per_second", v.calls_per_second)
                 .u64("cycles_per_second", v.cycles_per_second);
             match v.cycles_per_call {
@@ -366,7 +367,7 @@ pub fn reloc_stress(args: &mut Args) -> CmdResult {
 pub fn reloc_stats(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     args.finish()?;
-    let s = reloc::stats();
+    let (s, instances) = reloc::stats();
     let mut pauses = s.pause_cycles.clone();
     let p = Distribution::of(&mut pauses);
     if json {
@@ -382,7 +383,8 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
             .u64("threads_migrated", s.threads_migrated)
             .u64("to_large", s.to_large)
             .u64("to_small", s.to_small)
-            .u64("bytes_moved", s.bytes_moved);
+            .u64("bytes_moved", s.bytes_moved)
+            .u64("instances_registered", instances as u64);
         j.object("retries_by_reason");
         for (name, n) in RETRY_REASONS.iter().zip(s.retries_by_reason) {
             j.u64(name, n);

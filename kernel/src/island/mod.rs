@@ -232,8 +232,10 @@ pub struct IslandView {
     pub moves: u64,
     /// Page size its environment records (the page tables' answer is `page_bytes`).
     pub env_page_bytes: u64,
-    /// NUMA node of its memory, when placed on one.
+    /// NUMA node its environment records, when placed on one.
     pub node: Option<u32>,
+    /// NUMA node of the memory its first byte is in, from the page tables and the SRAT.
+    pub memory_node: Option<u32>,
     /// Calls per second over the last closed window.
     pub calls_per_second: u64,
     /// Sampled cycles per second over the last closed window.
@@ -282,9 +284,10 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
                     .map(|f| func_name(m, f))
                     .collect::<Vec<_>>()
                     .join("+");
-                let page_bytes =
-                    crate::arch::physmem::translate(atoll_kcore::addr::VirtAddr(i.base()))
-                        .map_or(0, |t| t.page_bytes);
+                let translation =
+                    crate::arch::physmem::translate(atoll_kcore::addr::VirtAddr(i.base()));
+                let page_bytes = translation.map_or(0, |t| t.page_bytes);
+                let memory_node = translation.and_then(|t| crate::mem::numa::node_of_addr(t.phys));
                 Some(IslandView {
                     id: i.id.0,
                     chunk: m.chunk.clone(),
@@ -299,6 +302,7 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
                     moves: i.history.total(),
                     env_page_bytes: i.env.page_size.bytes(),
                     node: i.env.numa_node,
+                    memory_node,
                     calls_per_second: i.profile.calls_per_second,
                     cycles_per_second: i.profile.cycles_per_second,
                     cycles_per_call: i.profile.cycles_per_call(),

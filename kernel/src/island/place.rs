@@ -8,8 +8,8 @@ use atoll_kcore::addr::PhysAddr;
 use super::KernelIslands;
 use super::memory::{CodeRegion, LargePage};
 use super::reloc::RelocError;
-use crate::mem::frames;
 use crate::mem::vm::VmError;
+use crate::mem::{frames, numa};
 use crate::smp;
 
 /// What a move asks for.
@@ -91,21 +91,22 @@ pub fn resolve(target: Target, env: &Environment) -> Result<Resolved, RelocError
     })
 }
 
-/// NUMA nodes the machine has (1 when it says nothing about them).
+/// NUMA nodes the machine has (1 when its ACPI tables say nothing about them).
 pub fn numa_nodes() -> u32 {
-    1
+    numa::node_count()
 }
 
-/// The node of `core`, when the machine says.
-pub fn numa_node_of_core(_core: usize) -> Option<u32> {
-    None
+/// The node of `core`, when the machine says (no SRAT: none, any memory will do).
+pub fn numa_node_of_core(core: usize) -> Option<u32> {
+    numa::topology().and(numa::node_of_core(core))
 }
 
 /// Frames from `node`'s memory (any memory for `None`).
 pub fn frame_source(node: Option<u32>) -> impl Fn(PageSize) -> Option<PhysAddr> {
-    // One node until the machine's SRAT is read: every frame is on it.
-    let _ = node;
-    frames::alloc
+    move |size| match node {
+        Some(n) => numa::alloc_on_node(n, size),
+        None => frames::alloc(size),
+    }
 }
 
 /// Where an island that has left its module's pages lives.

@@ -244,9 +244,9 @@ pub struct RelocStats {
     pub pause_cycles: Vec<u64>,
 }
 
-/// A snapshot of the figures.
-pub fn stats() -> RelocStats {
-    super::with(|k| k.stats.clone())
+/// A snapshot of the figures, and how many instances are registered now.
+pub fn stats() -> (RelocStats, usize) {
+    super::with(|k| (k.stats.clone(), k.instances.len()))
 }
 
 /// Moves island `island` to `target` while it runs.

@@ -276,30 +276,33 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         .iter()
         .map(|name| assemble(name).map(|a| (name.clone(), a)))
         .collect::<Result<Vec<_>, _>>()?;
-    let (instances, registered) = crate::island::instantiating(|reg| {
-        let instances = instantiate_all(&assembled)?;
-        let mut instances = instances;
-        let keys = instances
-            .values_mut()
-            .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
-            .collect::<Vec<u64>>();
-        Ok::<_, PaeError>((instances, keys))
-    })?;
-    let main = instances
-        .get(chunk)
+    // Everything that can fail without instances first: once they are registered, nothing
+    // returns early before the `Prepared` that unregisters them exists.
+    let main = assembled
+        .iter()
+        .find(|(name, _)| name == chunk)
+        .map(|(_, a)| a.clone())
         .ok_or_else(|| PaeError::NoChunk(chunk.into()))?;
     let func = main
-        .module()
+        .module
         .desc
         .export_func(export)
         .ok_or_else(|| PaeError::NoExport(task.into()))?;
-    let ty = main.module().desc.func_type(func).clone();
+    let ty = main.module.desc.func_type(func).clone();
     let stack_bytes = match chunks::loaded() {
         Loaded::Ready { image, .. } => image
             .chunk(chunk)
             .map_or(0, |c| u64::from(c.manifest.resources.stack_bytes)),
         _ => 0,
     };
+    let (instances, registered) = crate::island::instantiating(|reg| {
+        let mut instances = instantiate_all(&assembled)?;
+        let keys = instances
+            .values_mut()
+            .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
+            .collect::<Vec<u64>>();
+        Ok::<_, PaeError>((instances, keys))
+    })?;
     Ok(Prepared {
         stack_bytes,
         task: task.into(),
