@@ -370,7 +370,9 @@ fn two_initiators_serialize() {
     sleep(Duration::from_secs(1));
     let before = threads(&mut c, &mut m);
     let cmd = "smi --count 500 --json";
-    let out = m.command(cmd);
+    // 500 rounds that wait for the other initiator's rounds: a few seconds alone, but with
+    // another QEMU test beside it on 2 host cores it has taken more than the default 30 s.
+    let out = m.command_within(cmd, Duration::from_secs(180));
     let j = c.json(cmd, &out);
     c.check(c_u64(&j, "failures") == Some(0), || {
         format!("`{cmd}`: no round may fail with two initiators: {out}")
