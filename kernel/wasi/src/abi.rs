@@ -127,6 +127,9 @@ pub mod rights {
         FD_READ | FD_SEEK | FD_TELL | FD_ADVISE | FD_FILESTAT_GET | POLL_FD_READWRITE;
     /// What a read-only directory allows (and passes on to what is opened under it).
     pub const DIR: u64 = PATH_OPEN | FD_READDIR | PATH_FILESTAT_GET | FD_FILESTAT_GET;
+    /// What a directory says files opened under it may get: writes included, so that a
+    /// program asking to write is refused with `EROFS` rather than silently given less.
+    pub const INHERITING: u64 = DIR | FILE | FD_WRITE;
     /// Standard input.
     pub const STDIN: u64 = FD_READ | FD_FILESTAT_GET | POLL_FD_READWRITE;
     /// Standard output and error.

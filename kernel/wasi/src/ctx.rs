@@ -274,6 +274,11 @@ impl WasiCtx {
         n: u32,
         out: u32,
     ) -> Result<(), Errno> {
+        match self.fds.get(fd)? {
+            Entry::Dir { .. } => return Err(Errno::Isdir),
+            Entry::Out(_) => return Err(Errno::Badf),
+            Entry::Stdin | Entry::File { .. } => {}
+        }
         let iovs = g.iovecs(iovs, n)?;
         g.bytes(out, 4)?;
         let mut total: u32 = 0;
@@ -339,7 +344,11 @@ impl WasiCtx {
         let (ty, base, inheriting) = match self.fds.get(fd)? {
             Entry::Stdin => (filetype::CHARACTER_DEVICE, rights::STDIN, 0),
             Entry::Out(_) => (filetype::CHARACTER_DEVICE, rights::STDOUT, 0),
-            Entry::Dir { rights, .. } => (filetype::DIRECTORY, *rights & rights::DIR, *rights),
+            Entry::Dir { rights, .. } => (
+                filetype::DIRECTORY,
+                *rights & rights::DIR,
+                *rights & rights::INHERITING | rights::FD_WRITE,
+            ),
             Entry::File { rights, .. } => (filetype::REGULAR_FILE, *rights, 0),
         };
         let mut stat = [0u8; abi::FDSTAT_BYTES as usize];

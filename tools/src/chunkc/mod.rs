@@ -12,6 +12,7 @@
 //!   generator, executing the generated code natively (x86-64 hosts).
 
 pub mod build;
+mod c_build;
 pub mod command;
 pub mod error;
 pub mod exec;
