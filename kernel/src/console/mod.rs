@@ -9,6 +9,7 @@ mod cmd_island;
 mod cmd_pae;
 mod cmd_smp;
 mod cmd_system;
+mod cmd_wasi;
 pub mod commands;
 pub mod input;
 pub mod out;

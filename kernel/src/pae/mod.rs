@@ -23,6 +23,8 @@ use core::fmt;
 
 use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
 use atoll_pae::{CompileError, CompiledModule, Options, Ty};
+use atoll_wasi::WasiCtx;
+use atoll_wasi::pae_link::WasiLink;
 use chunk_image::{ValType, Value};
 use spin::Mutex;
 
@@ -210,6 +212,9 @@ pub struct Prepared {
     pub task: String,
     /// Instances by chunk name (providers are referenced by their users' import tables).
     instances: BTreeMap<String, Box<Instance>>,
+    /// A command's WASI context, which its WASI imports point into (declared after the
+    /// instances, so it is dropped after them).
+    wasi: Option<WasiLink>,
     chunk: String,
     func: u32,
     params: Vec<Ty>,
@@ -220,6 +225,15 @@ pub struct Prepared {
 
 /// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
 pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
+    prepare_with(task, None)
+}
+
+/// Like [`prepare`] for a command chunk's `_start`, its WASI imports bound to `ctx`.
+pub fn prepare_command(chunk: &str, ctx: WasiCtx) -> Result<Prepared, PaeError> {
+    prepare_with(&alloc::format!("{chunk}._start"), Some(WasiLink::new(ctx)))
+}
+
+fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeError> {
     let (chunk, export) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
@@ -244,6 +258,24 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
                     func,
                     data: core::ptr::null_mut(),
                 }
+            } else if import.module == chunk_image::WASI_MODULE {
+                let Some(link) = wasi.as_mut() else {
+                    return Err(PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "it imports WASI functions: run it as a command (`run {name}`)"
+                        )),
+                    ));
+                };
+                link.extern_for(&import.name).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "no WASI function `{}`",
+                            import.name
+                        )),
+                    )
+                })?
             } else {
                 let provider = instances.get_mut(&import.module).ok_or_else(|| {
                     PaeError::Instantiate(
@@ -301,6 +333,7 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         stack_bytes,
         task: task.into(),
         instances,
+        wasi,
         chunk: chunk.into(),
         func,
         params: ty.params,
@@ -333,6 +366,11 @@ impl Prepared {
                     })
             })
             .collect()
+    }
+
+    /// The code a command passed to `proc_exit`, if it did.
+    pub fn wasi_exit_code(&mut self) -> Option<u32> {
+        self.wasi.as_mut().and_then(|w| w.ctx().exit_code())
     }
 
     /// Each instance's block counters, by chunk name.

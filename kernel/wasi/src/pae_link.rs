@@ -23,8 +23,11 @@ struct Binding {
 /// use the context, while generated code linked to it runs.
 #[derive(Debug)]
 pub struct WasiLink {
-    ctx: Box<WasiCtx>,
-    bindings: Vec<Box<Binding>>,
+    /// Owned (made by `Box::into_raw`, freed in `drop`); a raw pointer, so the bindings'
+    /// copies of it stay valid however the link is borrowed.
+    ctx: core::ptr::NonNull<WasiCtx>,
+    /// One per [`Func::ALL`] entry, allocated once so their addresses never change.
+    bindings: Box<[Binding]>,
 }
 
 // SAFETY: the bindings only point into `ctx`, which the link owns and moves with it; the
@@ -34,21 +37,20 @@ unsafe impl Send for WasiLink {}
 impl WasiLink {
     /// Takes ownership of `ctx`.
     pub fn new(ctx: WasiCtx) -> Self {
-        Self {
-            ctx: Box::new(ctx),
-            bindings: Vec::new(),
-        }
+        let ctx = core::ptr::NonNull::from(Box::leak(Box::new(ctx)));
+        let ptr = ctx.as_ptr();
+        let bindings = Func::ALL
+            .iter()
+            .map(|&func| Binding { ctx: ptr, func })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Self { ctx, bindings }
     }
 
     /// The host function for `wasi_snapshot_preview1.<name>`, if it is a WASI function.
     pub fn extern_for(&mut self, name: &str) -> Option<Extern> {
-        let func = Func::by_name(name)?;
-        let mut binding = Box::new(Binding {
-            ctx: &mut *self.ctx,
-            func,
-        });
-        let data: *mut Binding = &mut *binding;
-        self.bindings.push(binding);
+        let binding = self.bindings.iter_mut().find(|b| b.func.name() == name)?;
+        let data: *mut Binding = binding;
         Some(Extern::Host {
             func: call,
             data: data.cast(),
@@ -57,7 +59,16 @@ impl WasiLink {
 
     /// The context (once generated code is done with it).
     pub fn ctx(&mut self) -> &mut WasiCtx {
-        &mut self.ctx
+        // SAFETY: the link owns the context; `&mut self` and the type's contract (no generated
+        // code linked to it runs meanwhile) make this the only use of it.
+        unsafe { &mut *self.ctx.as_ptr() }
+    }
+}
+
+impl Drop for WasiLink {
+    fn drop(&mut self) {
+        // SAFETY: `ctx` came from `Box::leak` in `new` and is freed only here.
+        drop(unsafe { Box::from_raw(self.ctx.as_ptr()) });
     }
 }
 

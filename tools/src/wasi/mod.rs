@@ -103,10 +103,13 @@ struct Captured {
     stderr: Vec<u8>,
 }
 
+/// Output shared by the running program and the runner.
+type SharedCaptured = Arc<Mutex<Captured>>;
+
 /// The host's side of WASI: real clocks, the OS's randomness, output inherited or captured.
 struct HostSystem {
     start: Instant,
-    captured: Option<Arc<Mutex<Captured>>>,
+    captured: Option<SharedCaptured>,
 }
 
 impl System for HostSystem {
@@ -160,7 +163,7 @@ impl System for HostSystem {
 }
 
 /// A WASI context for `setup`, and the capture buffers when output is captured.
-fn context(setup: &Setup) -> Result<(WasiCtx, Option<Arc<Mutex<Captured>>>), ChunkcError> {
+fn context(setup: &Setup) -> Result<(WasiCtx, Option<SharedCaptured>), ChunkcError> {
     let captured = matches!(setup.output, Output::Capture).then(Arc::default);
     let sys = HostSystem {
         start: Instant::now(),
@@ -178,7 +181,7 @@ fn context(setup: &Setup) -> Result<(WasiCtx, Option<Arc<Mutex<Captured>>>), Chu
     Ok((ctx, captured))
 }
 
-fn finish(ended: Ended, captured: Option<Arc<Mutex<Captured>>>) -> RunOutput {
+fn finish(ended: Ended, captured: Option<SharedCaptured>) -> RunOutput {
     let c = captured
         .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
         .unwrap_or_default();
