@@ -16,6 +16,7 @@ use tools::qemu::{Checks, Json, Machine, Options};
 use tools::wasi::Ended;
 
 struct Case {
+    chunk: String,
     command: String,
     stdout: Vec<u8>,
     ended: Ended,
@@ -61,6 +62,7 @@ fn cases() -> Vec<Case> {
                 command.push_str(input);
             }
             cases.push(Case {
+                chunk: entry.name.clone(),
                 command,
                 stdout: reference.stdout,
                 ended: reference.ended,
@@ -108,17 +110,16 @@ fn check_text(c: &mut Checks, case: &Case, output: &str) {
     });
 }
 
-fn check_json(c: &mut Checks, case: &Case, output: &str) {
-    let command = format!("{} --json", case.command);
+fn check_json(c: &mut Checks, case: &Case, command: &str, output: &str) {
     let last = without_log(output)
         .into_iter()
         .find(|l| l.starts_with('{'))
         .unwrap_or("")
         .to_string();
-    let j = c.json(&command, &last);
+    let j = c.json(command, &last);
     match &case.ended {
         Ended::Exit(code) => {
-            let got = c.u64(&command, &j, "exit");
+            let got = c.u64(command, &j, "exit");
             c.check(got == u64::from(*code), || {
                 format!("`{command}`: exit {got}, reference {code}")
             });
@@ -130,7 +131,7 @@ fn check_json(c: &mut Checks, case: &Case, output: &str) {
             });
         }
     }
-    let bytes = c.u64(&command, &j, "stdout_bytes");
+    let bytes = c.u64(command, &j, "stdout_bytes");
     let fnv = j.get("stdout_fnv").and_then(Json::as_str).unwrap_or("");
     let want_fnv = format!("{:016x}", fnv1a(&case.stdout));
     c.check(bytes == case.stdout.len() as u64 && fnv == want_fnv, || {
@@ -139,7 +140,7 @@ fn check_json(c: &mut Checks, case: &Case, output: &str) {
             case.stdout.len()
         )
     });
-    c.u64(&command, &j, "cycles");
+    c.u64(command, &j, "cycles");
     c.check(j.get("random").and_then(Json::as_str).is_some(), || {
         format!("`{command}`: no random source in {last}")
     });
@@ -154,8 +155,9 @@ fn every_program_matches_the_reference_in_the_kernel() {
     for case in &cases {
         let out = m.command(&case.command);
         check_text(&mut c, case, &out);
-        let out = m.command(&format!("{} --json", case.command));
-        check_json(&mut c, case, &out);
+        let command = format!("{} --json", case.command);
+        let out = m.command(&command);
+        check_json(&mut c, case, &command, &out);
     }
     // Bad requests: clear errors, and the kernel goes on.
     for (command, says) in [
@@ -178,5 +180,36 @@ fn every_program_matches_the_reference_in_the_kernel() {
     });
     let out = m.command("mem");
     c.check(out.contains("frames:"), || format!("`mem`: {out:?}"));
+    c.finish(&m);
+}
+
+/// UEFI with four cores: each program's first run, on each core in turn, agrees with the
+/// reference byte for byte.
+#[test]
+fn programs_agree_under_uefi_on_every_core() {
+    let cases = cases();
+    let mut m = Machine::boot(Options::uefi().smp(4));
+    let mut c = Checks::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut core = 0;
+    for case in &cases {
+        if seen.contains(&case.chunk.as_str()) {
+            continue;
+        }
+        seen.push(&case.chunk);
+        let command = format!("{} --json --core {core}", case.command);
+        let out = m.command(&command);
+        check_json(&mut c, case, &command, &out);
+        let ran_on = without_log(&out)
+            .into_iter()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| tools::qemu::parse_json(l).ok())
+            .and_then(|j| j.get("core").and_then(Json::as_u64));
+        c.check(ran_on == Some(core), || {
+            format!("`{command}`: ran on {ran_on:?}")
+        });
+        core = (core + 1) % 4;
+    }
+    c.check(seen.len() >= 5, || format!("only {} programs", seen.len()));
     c.finish(&m);
 }

@@ -108,15 +108,15 @@ pub fn run(args: &mut Args) -> CmdResult {
             ));
         }
         let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
-        let (run_cycles, outcome) = super::cmd_wasi::run_command(&task, args, json, core)?;
+        let ran = super::cmd_wasi::run_command(&task, args, json, core)?;
         remember(TaskRecord {
             id,
             task,
-            core: 0,
-            thread: 0,
-            outcome,
+            core: ran.core,
+            thread: ran.thread,
+            outcome: ran.outcome,
             trapped: false,
-            run_cycles,
+            run_cycles: ran.run_cycles,
         });
         return Ok(());
     }

@@ -28,13 +28,25 @@ enum Ended {
     Trap(TrapCode),
 }
 
+/// What `tasks` keeps of a command run.
+pub struct Ran {
+    /// The core it ran on.
+    pub core: u32,
+    /// Its chunk thread.
+    pub thread: u64,
+    /// TSC cycles in generated code.
+    pub run_cycles: u64,
+    /// `exit N`.
+    pub outcome: String,
+}
+
 /// Runs command chunk `chunk` with the rest of `args`.
 pub fn run_command(
     chunk: &str,
     args: &mut Args,
     json: bool,
     core: Option<usize>,
-) -> Result<(u64, String), CmdError> {
+) -> Result<Ran, CmdError> {
     let words = args.rest();
     args.finish()?;
     let (words, stdin) = split_redirect(words)?;
@@ -91,5 +103,10 @@ pub fn run_command(
             return Err(CmdError::Failed(alloc::format!("trap: {t}")));
         }
     };
-    Ok((done.run_cycles, outcome))
+    Ok(Ran {
+        core: done.core,
+        thread: done.thread,
+        run_cycles: done.run_cycles,
+        outcome,
+    })
 }
