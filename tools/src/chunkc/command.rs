@@ -106,3 +106,29 @@ pub fn run(image_bytes: &[u8], run: &CommandRun) -> Result<RunOutput, ChunkcErro
         .ok_or_else(|| ChunkcError::Run(format!("no chunk `{}`", run.chunk)))?;
     run_engine(module, &[], &setup, run.native)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_then_program_arguments() {
+        let r = parse(&s(&[
+            "lzc", "--native", "--stdin", "a.txt", "-", "--native",
+        ]))
+        .unwrap();
+        assert_eq!(r.chunk, "lzc");
+        assert!(r.native);
+        assert_eq!(r.stdin.as_deref(), Some("a.txt"));
+        // Once the program's arguments start, every word is the program's.
+        assert_eq!(r.args, Some(s(&["-", "--native"])));
+        let d = parse(&s(&["dirstat"])).unwrap();
+        assert_eq!((d.args, d.stdin, d.native), (None, None, false));
+        assert!(parse(&s(&["lzc", "--stdin"])).is_err());
+        assert!(parse(&[]).is_err());
+    }
+}
