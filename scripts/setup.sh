@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what atoll's build and tests need, when it is missing; fast when everything is present.
 #
-#   - the Rust toolchain named in rust-toolchain.toml, with the targets x86_64-unknown-none and
-#     wasm32-unknown-unknown and the components rust-src, llvm-tools, clippy, rustfmt (via rustup);
-#   - qemu-system-x86_64, OVMF and script(1) (via apt-get, as root or through sudo).
+#   - the Rust toolchain named in rust-toolchain.toml, with the targets x86_64-unknown-none,
+#     wasm32-unknown-unknown and wasm32-wasip1 and the components rust-src, llvm-tools, clippy,
+#     rustfmt (via rustup);
+#   - qemu-system-x86_64, OVMF and script(1), and the C toolchain for the WASI programs of the
+#     default image: clang, lld (wasm-ld), wasi-libc and libclang-rt-dev-wasm32 (via apt-get, as
+#     root or through sudo).
 #
 # Exits non-zero with a message saying what to install by hand when something cannot be installed.
 set -euo pipefail
@@ -26,7 +29,7 @@ setup_rust() {
     local targets components want missing_targets=() missing_components=()
     targets="$(rustup target list --installed)"
     components="$(rustup component list --installed)"
-    for want in x86_64-unknown-none wasm32-unknown-unknown; do
+    for want in x86_64-unknown-none wasm32-unknown-unknown wasm32-wasip1; do
         grep -qx "$want" <<<"$targets" || missing_targets+=("$want")
     done
     for want in rust-src llvm-tools clippy rustfmt; do
@@ -44,12 +47,23 @@ setup_rust() {
     fi
 }
 
-# Host packages: QEMU, OVMF, and script(1) (bsdutils) for the pseudo-terminal console test.
+# wasi-libc's sysroot and clang's wasm32 runtime library, as Debian installs them.
+WASI_SYSROOT_LIBC=/usr/lib/wasm32-wasi/libc.a
+wasi_rt_present() {
+    compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null
+}
+
+# Host packages: QEMU, OVMF, script(1) (bsdutils) for the pseudo-terminal console test, and
+# clang, lld, wasi-libc and libclang-rt-dev-wasm32 for the C programs of the default image.
 setup_packages() {
     local missing=()
     command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
     [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]] || missing+=(ovmf)
     command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+    command -v clang >/dev/null 2>&1 || missing+=(clang)
+    compgen -G "/usr/bin/wasm-ld*" >/dev/null || missing+=(lld)
+    [[ -f "$WASI_SYSROOT_LIBC" ]] || missing+=(wasi-libc)
+    wasi_rt_present || missing+=(libclang-rt-dev-wasm32)
     ((${#missing[@]})) || return 0
     local hint="install ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})"
     local sudo=()
@@ -69,6 +83,8 @@ setup_packages() {
     [[ -f "$OVMF_CODE" && -f "$OVMF_VARS" ]] ||
         die "OVMF is still missing ($OVMF_CODE, $OVMF_VARS): $hint (or set OVMF_CODE/OVMF_VARS)"
     command -v script >/dev/null 2>&1 || die "script(1) is still missing: $hint"
+    command -v clang >/dev/null 2>&1 || die "clang is still missing: $hint"
+    [[ -f "$WASI_SYSROOT_LIBC" ]] || die "wasi-libc is still missing ($WASI_SYSROOT_LIBC): $hint"
 }
 
 setup_rust

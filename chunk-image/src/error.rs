@@ -87,6 +87,8 @@ pub enum FormatError {
     },
     /// Chunks import from each other in a cycle; names the chunk where it was found.
     DependencyCycle(String),
+    /// The programs section breaks a rule (version 2).
+    BadProgram(String),
 }
 
 impl fmt::Display for FormatError {
@@ -140,6 +142,7 @@ impl fmt::Display for FormatError {
             Self::DependencyCycle(name) => {
                 write!(f, "dependency cycle through chunk `{name}`")
             }
+            Self::BadProgram(what) => write!(f, "programs section: {what}"),
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::model::{Manifest, Provider};
 
 /// The import module name of the kernel's functions.
 pub const KERNEL_MODULE: &str = "atoll";
+/// The import module name of the WASI preview1 functions (also provided by the kernel).
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
 /// Checks names, providers and cycles over `(name, manifest)` pairs.
 pub fn check_image<'m>(
@@ -33,7 +35,8 @@ pub fn check_image<'m>(
     for (i, (name, manifest)) in chunks.enumerate() {
         for import in &manifest.imports {
             match &import.provider {
-                Provider::Kernel if import.module == KERNEL_MODULE => {}
+                Provider::Kernel
+                    if import.module == KERNEL_MODULE || import.module == WASI_MODULE => {}
                 Provider::Chunk(provider) if *provider == import.module => {
                     let missing = || FormatError::MissingProvider {
                         chunk: String::from(name),

@@ -8,16 +8,30 @@ use crate::error::FormatError;
 
 /// The first eight bytes of every image.
 pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
-/// Major version: readers reject any other major version.
-pub const VERSION_MAJOR: u16 = 1;
+/// Newest major version. Readers reject any major version they do not know; this reader knows
+/// 1 and 2 (2 adds the programs section; the writer uses it only for images that have one).
+pub const VERSION_MAJOR: u16 = 2;
 /// Minor version: additions old readers may ignore (they accept any minor of their major).
 pub const VERSION_MINOR: u16 = 0;
-/// Size of the fixed header in bytes.
+/// Size of the fixed header of a version-1 image in bytes.
 pub const HEADER_LEN: usize = 72;
+/// Size of the fixed header of a version-2 image (a programs section before the checksums).
+pub const HEADER_LEN_V2: usize = 80;
 /// Size of one chunk record in bytes.
 pub const RECORD_LEN: usize = 40;
-/// Offset of the header checksum, which covers every header byte before it.
-const HEADER_CRC_OFFSET: usize = 68;
+/// The header checksum is the last four bytes and covers every header byte before it.
+const fn header_crc_offset(major: u16) -> usize {
+    header_len(major) - 4
+}
+
+/// The header length of `major` (1 or 2).
+pub const fn header_len(major: u16) -> usize {
+    if major == 1 {
+        HEADER_LEN
+    } else {
+        HEADER_LEN_V2
+    }
+}
 
 /// A section: a byte range of the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +52,8 @@ impl Section {
 /// The decoded fixed header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// Major version (1 or 2).
+    pub major: u16,
     /// Minor version of the writer.
     pub minor: u16,
     /// Total image length in bytes.
@@ -52,18 +68,22 @@ pub struct Header {
     pub manifests: Section,
     /// Module bytes.
     pub modules: Section,
-    /// CRC-32C over the string table, records and manifests sections, in that order.
+    /// Program arguments and files (version 2; empty in version 1).
+    pub programs: Section,
+    /// CRC-32C over the string table, records, manifests and (version 2) programs sections,
+    /// in that order.
     pub tables_crc: u32,
 }
 
 impl Header {
     /// Encodes the header, including its checksum.
-    pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut out = [0u8; HEADER_LEN];
+    pub fn encode(&self) -> alloc::vec::Vec<u8> {
+        let len = header_len(self.major);
+        let mut out = alloc::vec![0u8; len];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8..10].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
+        out[8..10].copy_from_slice(&self.major.to_le_bytes());
         out[10..12].copy_from_slice(&self.minor.to_le_bytes());
-        out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        out[12..16].copy_from_slice(&(len as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.total_len.to_le_bytes());
         out[24..28].copy_from_slice(&self.chunk_count.to_le_bytes());
         // 28..32: flags, zero in version 1.
@@ -73,9 +93,16 @@ impl Header {
             out[at..at + 4].copy_from_slice(&section.offset.to_le_bytes());
             out[at + 4..at + 8].copy_from_slice(&section.len.to_le_bytes());
         }
-        out[64..68].copy_from_slice(&self.tables_crc.to_le_bytes());
-        let crc = crc32c(&out[..HEADER_CRC_OFFSET]);
-        out[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        let mut at = 64;
+        if self.major >= 2 {
+            out[64..68].copy_from_slice(&self.programs.offset.to_le_bytes());
+            out[68..72].copy_from_slice(&self.programs.len.to_le_bytes());
+            at = 72;
+        }
+        out[at..at + 4].copy_from_slice(&self.tables_crc.to_le_bytes());
+        let crc_at = header_crc_offset(self.major);
+        let crc = crc32c(&out[..crc_at]);
+        out[crc_at..].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -88,16 +115,22 @@ impl Header {
         }
         let major = cur.u16()?;
         let minor = cur.u16()?;
-        if major != VERSION_MAJOR {
+        if major == 0 || major > VERSION_MAJOR {
             return Err(FormatError::UnsupportedVersion { major, minor });
         }
         let header_len = cur.u32()?;
-        if header_len as usize != HEADER_LEN {
+        if header_len as usize != self::header_len(major) {
             return Err(FormatError::BadHeader("header length"));
         }
-        let raw = cur.peek_from(0, HEADER_LEN)?;
-        let stored_crc = u32::from_le_bytes([raw[68], raw[69], raw[70], raw[71]]);
-        let computed = crc32c(&raw[..HEADER_CRC_OFFSET]);
+        let crc_at = header_crc_offset(major);
+        let raw = cur.peek_from(0, header_len as usize)?;
+        let stored_crc = u32::from_le_bytes([
+            raw[crc_at],
+            raw[crc_at + 1],
+            raw[crc_at + 2],
+            raw[crc_at + 3],
+        ]);
+        let computed = crc32c(&raw[..crc_at]);
         if stored_crc != computed {
             return Err(FormatError::HeaderChecksum {
                 stored: stored_crc,
@@ -115,10 +148,17 @@ impl Header {
             section.offset = cur.u32()?;
             section.len = cur.u32()?;
         }
+        let mut programs = Section::default();
+        if major >= 2 {
+            programs.offset = cur.u32()?;
+            programs.len = cur.u32()?;
+        }
         let tables_crc = cur.u32()?;
         let [strings, records, manifests, modules] = sections;
         Ok(Self {
+            major,
             minor,
+            programs,
             total_len,
             chunk_count,
             strings,

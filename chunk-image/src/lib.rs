@@ -25,6 +25,7 @@ mod graph;
 mod layout;
 mod manifest_codec;
 mod model;
+pub mod program;
 mod reader;
 mod strings;
 #[cfg(feature = "validate")]
@@ -33,16 +34,17 @@ pub mod value;
 mod writer;
 
 pub use error::FormatError;
-pub use graph::KERNEL_MODULE;
-pub use layout::{HEADER_LEN, MAGIC, RECORD_LEN, VERSION_MAJOR, VERSION_MINOR};
+pub use graph::{KERNEL_MODULE, WASI_MODULE};
+pub use layout::{HEADER_LEN, HEADER_LEN_V2, MAGIC, RECORD_LEN, VERSION_MAJOR, VERSION_MINOR};
 pub use model::{
     CallEdge, Chunk, Export, FuncSig, Import, Manifest, Profile, Provider, Resources,
     TaskFrequency, Transition, ValType,
 };
+pub use program::{Program, ProgramView};
 pub use reader::{ChunkView, Image};
 #[cfg(feature = "validate")]
 pub use validate::{
     FuncImport, ModuleError, ModuleInfo, SUPPORTED_FEATURES, analyze_module, validate_module,
 };
 pub use value::Value;
-pub use writer::write_image;
+pub use writer::{write_image, write_image_with_programs};

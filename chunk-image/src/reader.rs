@@ -6,9 +6,10 @@ use crate::bytes::Cursor;
 use crate::checksum::{Crc32c, content_hash};
 use crate::error::FormatError;
 use crate::graph::check_image;
-use crate::layout::{HEADER_LEN, Header, RECORD_LEN, Section};
+use crate::layout::{Header, RECORD_LEN, Section, header_len};
 use crate::manifest_codec;
 use crate::model::{Chunk, Manifest};
+use crate::program::{self, ProgramView};
 use crate::strings::StringTable;
 
 /// One chunk of a parsed image. The name and module bytes borrow from the image.
@@ -44,8 +45,10 @@ impl ChunkView<'_> {
 /// A parsed, fully checked chunk image.
 #[derive(Debug, Clone)]
 pub struct Image<'a> {
+    major: u16,
     minor: u16,
     chunks: Vec<ChunkView<'a>>,
+    programs: Vec<ProgramView<'a>>,
 }
 
 impl<'a> Image<'a> {
@@ -70,11 +73,17 @@ impl<'a> Image<'a> {
         let records_raw = section(bytes, header.records, "records")?;
         let manifests_raw = section(bytes, header.manifests, "manifests")?;
         let modules_raw = section(bytes, header.modules, "modules")?;
+        let programs_raw = if header.major >= 2 {
+            section(bytes, header.programs, "programs")?
+        } else {
+            &[]
+        };
 
         let mut crc = Crc32c::new();
         crc.update(strings_raw);
         crc.update(records_raw);
         crc.update(manifests_raw);
+        crc.update(programs_raw);
         if crc.finish() != header.tables_crc {
             return Err(FormatError::TablesChecksum {
                 stored: header.tables_crc,
@@ -125,10 +134,38 @@ impl<'a> Image<'a> {
         check_disjoint_cover(&mut module_ranges, modules_raw.len(), "modules")?;
         check_disjoint_cover(&mut manifest_ranges, manifests_raw.len(), "manifests")?;
         check_image(chunks.iter().map(|c| (c.name, &c.manifest)))?;
+        let programs = if header.major >= 2 {
+            program::decode(programs_raw)?
+        } else {
+            Vec::new()
+        };
+        program::check(
+            programs
+                .iter()
+                .map(|p| (p.chunk, p.files.iter().map(|f| f.0).collect())),
+            |name| chunks.iter().any(|c| c.name == name),
+        )?;
         Ok(Self {
+            major: header.major,
             minor: header.minor,
             chunks,
+            programs,
         })
+    }
+
+    /// The major version of the image's layout (1, or 2 with a programs section).
+    pub fn major_version(&self) -> u16 {
+        self.major
+    }
+
+    /// Every program (version 2 images), in image order.
+    pub fn programs(&self) -> &[ProgramView<'a>] {
+        &self.programs
+    }
+
+    /// The program settings of chunk `name`, if it has any.
+    pub fn program(&self, name: &str) -> Option<&ProgramView<'a>> {
+        self.programs.iter().find(|p| p.chunk == name)
     }
 
     /// The minor version of the writer that produced the image.
@@ -170,19 +207,23 @@ fn sub<'a>(
 /// The four sections must lie after the header, not overlap, and together with the header cover
 /// the whole image, so that every byte is under some checksum.
 fn check_tiling(header: &Header, image_len: usize) -> Result<(), FormatError> {
-    let mut sections = [
+    let mut sections = alloc::vec![
         header.strings,
         header.records,
         header.manifests,
         header.modules,
     ];
+    if header.major >= 2 {
+        sections.push(header.programs);
+    }
+    let header_len = header_len(header.major);
     for s in &sections {
-        if (s.offset as usize) < HEADER_LEN || s.end() > image_len as u64 {
+        if (s.offset as usize) < header_len || s.end() > image_len as u64 {
             return Err(FormatError::OutOfRange("section"));
         }
     }
     sections.sort_by_key(|s| (s.offset, s.len));
-    let mut at = HEADER_LEN as u64;
+    let mut at = header_len as u64;
     for s in &sections {
         if u64::from(s.offset) < at {
             return Err(FormatError::Overlap("sections"));

@@ -6,9 +6,10 @@ use crate::bytes::{PutLe, to_u32};
 use crate::checksum::{Crc32c, content_hash};
 use crate::error::FormatError;
 use crate::graph::check_image;
-use crate::layout::{HEADER_LEN, Header, RECORD_LEN, Section, VERSION_MINOR};
+use crate::layout::{Header, RECORD_LEN, Section, VERSION_MINOR, header_len};
 use crate::manifest_codec;
 use crate::model::Chunk;
+use crate::program::{self, Program};
 use crate::strings::StringTableBuilder;
 
 /// Writes `chunks` into a new image.
@@ -16,7 +17,31 @@ use crate::strings::StringTableBuilder;
 /// Fails on duplicate names, unresolved chunk imports, dependency cycles, or sizes beyond the
 /// format's 32-bit fields: the writer never produces an image the reader would reject.
 pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
+    write_image_with_programs(chunks, &[])
+}
+
+/// Writes `chunks` and the run settings of their `programs`. Without programs the image is
+/// version 1 (byte for byte what older writers produced); with them, version 2.
+pub fn write_image_with_programs(
+    chunks: &[Chunk],
+    programs: &[Program],
+) -> Result<Vec<u8>, FormatError> {
     check_image(chunks.iter().map(|c| (c.name.as_str(), &c.manifest)))?;
+    program::check(
+        programs.iter().map(|p| {
+            (
+                p.chunk.as_str(),
+                p.files.iter().map(|f| f.0.as_str()).collect(),
+            )
+        }),
+        |name| chunks.iter().any(|c| c.name == name),
+    )?;
+    let major: u16 = if programs.is_empty() { 1 } else { 2 };
+    let programs_bytes = if programs.is_empty() {
+        Vec::new()
+    } else {
+        program::encode(programs)?
+    };
 
     let mut strings = StringTableBuilder::default();
     let mut records = Vec::with_capacity(chunks.len() * RECORD_LEN);
@@ -45,7 +70,7 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
     }
     let strings = strings.into_bytes();
 
-    let mut at = HEADER_LEN;
+    let mut at = header_len(major);
     let mut section = |len: usize, what: &'static str| -> Result<Section, FormatError> {
         let s = Section {
             offset: to_u32(at, what)?,
@@ -58,13 +83,20 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
     let records_section = section(records.len(), "records")?;
     let manifests_section = section(manifests.len(), "manifests")?;
     let modules_section = section(module_offset, "modules")?;
+    let programs_section = if major >= 2 {
+        section(programs_bytes.len(), "programs")?
+    } else {
+        Section::default()
+    };
 
     let mut tables_crc = Crc32c::new();
     tables_crc.update(&strings);
     tables_crc.update(&records);
     tables_crc.update(&manifests);
+    tables_crc.update(&programs_bytes);
 
     let header = Header {
+        major,
         minor: VERSION_MINOR,
         total_len: at as u64,
         chunk_count: to_u32(chunks.len(), "chunk count")?,
@@ -72,6 +104,7 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
         records: records_section,
         manifests: manifests_section,
         modules: modules_section,
+        programs: programs_section,
         tables_crc: tables_crc.finish(),
     };
 
@@ -83,5 +116,6 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
     for chunk in chunks {
         image.extend_from_slice(&chunk.module);
     }
+    image.extend_from_slice(&programs_bytes);
     Ok(image)
 }

@@ -57,6 +57,8 @@ mod smp;
 mod testload;
 #[deny(unsafe_code)]
 mod time;
+#[deny(unsafe_code)]
+mod wasi;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::{BootInfo, entry_point};

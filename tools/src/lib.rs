@@ -2,3 +2,4 @@
 
 pub mod chunkc;
 pub mod qemu;
+pub mod wasi;

@@ -160,6 +160,18 @@ impl Args {
         self.positional().ok_or(ArgError::Missing(what))
     }
 
+    /// Takes every word no one took yet, in order (flags included): a program's own arguments.
+    pub fn rest(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (w, used) in self.words.iter().zip(self.used.iter_mut()) {
+            if !*used {
+                *used = true;
+                out.push(w.clone());
+            }
+        }
+        out
+    }
+
     /// Fails on any word no one took.
     pub fn finish(&mut self) -> Result<(), ArgError> {
         for (w, used) in self.words.iter().zip(&self.used) {
@@ -173,6 +185,30 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// Splits a shell-style input redirection off a program's arguments: `< FILE` or `<FILE`
+/// anywhere in `words` names standard input; at most one is allowed.
+pub fn split_redirect(words: Vec<String>) -> Result<(Vec<String>, Option<String>), ArgError> {
+    let mut args = Vec::new();
+    let mut input = None;
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let file = if w == "<" {
+            Some(it.next().ok_or(ArgError::Missing("file after `<`"))?)
+        } else {
+            w.strip_prefix('<').map(String::from)
+        };
+        match file {
+            Some(_) if input.is_some() => {
+                return Err(ArgError::UnexpectedArgument(String::from("<")));
+            }
+            Some(f) if f.is_empty() => return Err(ArgError::Missing("file after `<`")),
+            Some(f) => input = Some(f),
+            None => args.push(w),
+        }
+    }
+    Ok((args, input))
 }
 
 /// Parses a decimal or `0x` hexadecimal unsigned number.
@@ -272,5 +308,26 @@ mod tests {
         assert_eq!(parse_u64("0xdead_beef", "n"), Ok(0xdead_beef));
         assert!(parse_u64("-1", "n").is_err());
         assert!(parse_u64("", "n").is_err());
+    }
+
+    #[test]
+    fn rest_and_redirects() {
+        let w = |v: &[&str]| v.iter().map(|s| String::from(*s)).collect::<Vec<_>>();
+        let mut a = Args::new(w(&["lzc", "--json", "-n", "--max-depth", "2"]));
+        assert!(a.flag("--json"));
+        assert_eq!(a.required("chunk").unwrap(), "lzc");
+        assert_eq!(a.rest(), w(&["-n", "--max-depth", "2"]));
+        assert!(a.finish().is_ok());
+        assert_eq!(
+            split_redirect(w(&["a", "<", "in.txt", "b"])).unwrap(),
+            (w(&["a", "b"]), Some(String::from("in.txt")))
+        );
+        assert_eq!(
+            split_redirect(w(&["<in.txt"])).unwrap(),
+            (Vec::new(), Some(String::from("in.txt")))
+        );
+        assert_eq!(split_redirect(w(&["x"])).unwrap(), (w(&["x"]), None));
+        assert!(split_redirect(w(&["<"])).is_err());
+        assert!(split_redirect(w(&["<a", "<b"])).is_err());
     }
 }

@@ -13,6 +13,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod args;
+pub mod calendar;
 pub mod frames;
 pub mod json;
 pub mod line_editor;

@@ -177,3 +177,33 @@ pub fn triple_fault() -> ! {
         asm!("int3", options(noreturn));
     }
 }
+
+/// Whether the processor has RDRAND (CPUID.01H:ECX bit 30).
+pub fn has_rdrand() -> bool {
+    // CPUID leaf 1 exists on every x86-64 processor and only reads identification.
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    leaf1.ecx & (1 << 30) != 0
+}
+
+/// A hardware random number from RDRAND, or `None` if the processor has none or did not
+/// deliver one after a few retries.
+pub fn rdrand64() -> Option<u64> {
+    if !has_rdrand() {
+        return None;
+    }
+    for _ in 0..10 {
+        let mut v = 0u64;
+        // SAFETY: the processor supports RDRAND (checked above); it only writes `v`.
+        if unsafe { rdrand_step(&mut v) } == 1 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// # Safety
+/// The processor must support RDRAND.
+#[target_feature(enable = "rdrand")]
+unsafe fn rdrand_step(v: &mut u64) -> i32 {
+    core::arch::x86_64::_rdrand64_step(v)
+}

@@ -57,11 +57,7 @@ fn record(id: u64, task: &str, done: &pae::TaskOutcome) -> Result<(String, bool)
         // Nothing ran: the call did not fit the export (parse_args checks the count first).
         Err(e) => return Err(CmdError::Failed(alloc::format!("{e}"))),
     };
-    let mut tasks = TASKS.lock();
-    if tasks.len() == TASK_HISTORY {
-        tasks.remove(0);
-    }
-    tasks.push(TaskRecord {
+    remember(TaskRecord {
         id,
         task: task.into(),
         core: done.core,
@@ -71,6 +67,14 @@ fn record(id: u64, task: &str, done: &pae::TaskOutcome) -> Result<(String, bool)
         run_cycles: done.run_cycles,
     });
     Ok((text, trapped))
+}
+
+fn remember(record: TaskRecord) {
+    let mut tasks = TASKS.lock();
+    if tasks.len() == TASK_HISTORY {
+        tasks.remove(0);
+    }
+    tasks.push(record);
 }
 
 /// Records every background task that has finished.
@@ -96,7 +100,26 @@ pub fn run(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let background = args.flag("--background");
     let core = args.flag_u64("--core")?.map(|c| c as usize);
-    let task = args.required("task (CHUNK.EXPORT)")?;
+    let task = args.required("task (CHUNK.EXPORT or a command CHUNK)")?;
+    if !task.contains('.') {
+        if background {
+            return Err(CmdError::Failed(
+                "a command runs in the foreground (no `--background`)".into(),
+            ));
+        }
+        let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
+        let ran = super::cmd_wasi::run_command(&task, args, json, core)?;
+        remember(TaskRecord {
+            id,
+            task,
+            core: ran.core,
+            thread: ran.thread,
+            outcome: ran.outcome,
+            trapped: false,
+            run_cycles: ran.run_cycles,
+        });
+        return Ok(());
+    }
     let mut words = Vec::new();
     while let Some(w) = args.positional() {
         words.push(w);

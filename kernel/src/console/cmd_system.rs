@@ -323,7 +323,9 @@ pub fn chunks(args: &mut Args) -> CmdResult {
             .u64("ramdisk_addr", r.addr)
             .u64("ramdisk_bytes", r.len)
             .str("checksum_fnv1a", &alloc::format!("{:016x}", r.fnv1a))
+            .u64("format_major", u64::from(image.major_version()))
             .u64("format_minor", u64::from(image.minor_version()))
+            .u64("programs", image.programs().len() as u64)
             .array("chunks");
         for c in image.chunks() {
             let m = &c.manifest;
@@ -351,12 +353,14 @@ pub fn chunks(args: &mut Args) -> CmdResult {
         return Ok(());
     }
     println!(
-        "chunk image: {} bytes at {:#x} (FNV-1a {:016x}), format 1.{}, {} chunks",
+        "chunk image: {} bytes at {:#x} (FNV-1a {:016x}), format {}.{}, {} chunks, {} programs",
         r.len,
         r.addr,
         r.fnv1a,
+        image.major_version(),
         image.minor_version(),
-        image.chunks().len()
+        image.chunks().len(),
+        image.programs().len()
     );
     println!(
         "  {:<12} {:>8} {:>5} {:>8} {:>12}  {:<24} exports",

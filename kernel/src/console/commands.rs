@@ -198,8 +198,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json]",
-        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome)",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json] | CHUNK [ARGS...] [< FILE] [--core N] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome); `run CHUNK` runs a WASI command (default arguments from the image, `< FILE` from its files) and prints its output and exit code",
         run: cmd_pae::run,
     },
     Command {

@@ -10,6 +10,7 @@ mod cmd_numa;
 mod cmd_pae;
 mod cmd_smp;
 mod cmd_system;
+mod cmd_wasi;
 pub mod commands;
 pub mod input;
 pub mod out;

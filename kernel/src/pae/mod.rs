@@ -23,6 +23,8 @@ use core::fmt;
 
 use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
 use atoll_pae::{CompileError, CompiledModule, Options, Ty};
+use atoll_wasi::WasiCtx;
+use atoll_wasi::pae_link::WasiLink;
 use chunk_image::{ValType, Value};
 use spin::Mutex;
 
@@ -142,70 +144,6 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
     Ok(assembled)
 }
 
-/// Instantiates `assembled` (providers before their users) and links them.
-fn instantiate_all(
-    assembled: &[(String, Arc<Assembled>)],
-) -> Result<BTreeMap<String, Box<Instance>>, PaeError> {
-    let mut sigs = SigRegistry::default();
-    let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
-    for (name, assembled) in assembled {
-        let mut externs = Vec::new();
-        for import in &assembled.module.desc.imports {
-            let ext = if import.module == chunk_image::KERNEL_MODULE {
-                let func = imports::lookup(&import.name).ok_or_else(|| {
-                    PaeError::Instantiate(
-                        name.clone(),
-                        InstantiateError::Link(alloc::format!(
-                            "no kernel function `{}`",
-                            import.name
-                        )),
-                    )
-                })?;
-                Extern::Host {
-                    func,
-                    data: core::ptr::null_mut(),
-                }
-            } else {
-                let provider = instances.get_mut(&import.module).ok_or_else(|| {
-                    PaeError::Instantiate(
-                        name.clone(),
-                        InstantiateError::Link(alloc::format!(
-                            "provider `{}` missing",
-                            import.module
-                        )),
-                    )
-                })?;
-                let index = provider
-                    .module()
-                    .desc
-                    .export_func(&import.name)
-                    .ok_or_else(|| {
-                        PaeError::Instantiate(
-                            name.clone(),
-                            InstantiateError::Link(alloc::format!(
-                                "`{}.{}` is not exported",
-                                import.module,
-                                import.name
-                            )),
-                        )
-                    })?;
-                provider.func_ref(index)
-            };
-            externs.push(ext);
-        }
-        let instance = Instance::new(
-            assembled.module.clone(),
-            Box::new(SharedCode(assembled.code.clone())),
-            Box::new(VecMemory::default()),
-            &externs,
-            &mut sigs,
-        )
-        .map_err(|e| PaeError::Instantiate(name.clone(), e))?;
-        instances.insert(name.clone(), instance);
-    }
-    Ok(instances)
-}
-
 /// The chunks `chunk` needs, providers before their users, `chunk` last.
 pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
     let Loaded::Ready { image, .. } = chunks::loaded() else {
@@ -255,6 +193,9 @@ pub struct Prepared {
     instances: BTreeMap<String, Box<Instance>>,
     /// Their keys in the islands' instance registry (unregistered before they are dropped).
     registered: Vec<u64>,
+    /// A command's WASI context, which its WASI imports point into (declared after the
+    /// instances, so it is dropped after them).
+    wasi: Option<WasiLink>,
     chunk: String,
     func: u32,
     params: Vec<Ty>,
@@ -265,19 +206,27 @@ pub struct Prepared {
 
 /// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
 pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
+    prepare_with(task, None)
+}
+
+/// Like [`prepare`] for a command chunk's `_start`, its WASI imports bound to `ctx`.
+pub fn prepare_command(chunk: &str, ctx: WasiCtx) -> Result<Prepared, PaeError> {
+    prepare_with(&alloc::format!("{chunk}._start"), Some(WasiLink::new(ctx)))
+}
+
+fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeError> {
     let (chunk, export) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
     let order = dependency_order(chunk)?;
-    // Assemble first (that registers islands), then instantiate and register the instances
-    // with the islands locked: no move happens between reading entry cells and registering
-    // the instances that copied them, and every later move re-targets what they hold.
+    // Assemble first (that registers islands), then check what can fail without instances,
+    // then instantiate and register the instances with the islands locked: no move happens
+    // between reading entry cells and registering the instances that copied them, every later
+    // move re-targets what they hold, and nothing returns early once they are registered.
     let assembled = order
         .iter()
         .map(|name| assemble(name).map(|a| (name.clone(), a)))
         .collect::<Result<Vec<_>, _>>()?;
-    // Everything that can fail without instances first: once they are registered, nothing
-    // returns early before the `Prepared` that unregisters them exists.
     let main = assembled
         .iter()
         .find(|(name, _)| name == chunk)
@@ -296,7 +245,7 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         _ => 0,
     };
     let (instances, registered) = crate::island::instantiating(|reg| {
-        let mut instances = instantiate_all(&assembled)?;
+        let mut instances = instantiate_all(&assembled, wasi.as_mut())?;
         let keys = instances
             .values_mut()
             .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
@@ -308,11 +257,96 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         task: task.into(),
         instances,
         registered,
+        wasi,
         chunk: chunk.into(),
         func,
         params: ty.params,
         results: ty.results,
     })
+}
+
+/// Instantiates `assembled` (providers before their users) and links them; a command's WASI
+/// imports bind to `wasi`.
+fn instantiate_all(
+    assembled: &[(String, Arc<Assembled>)],
+    mut wasi: Option<&mut WasiLink>,
+) -> Result<BTreeMap<String, Box<Instance>>, PaeError> {
+    let mut sigs = SigRegistry::default();
+    let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
+    for (name, assembled) in assembled {
+        let mut externs = Vec::new();
+        for import in &assembled.module.desc.imports {
+            let ext = if import.module == chunk_image::KERNEL_MODULE {
+                let func = imports::lookup(&import.name).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "no kernel function `{}`",
+                            import.name
+                        )),
+                    )
+                })?;
+                Extern::Host {
+                    func,
+                    data: core::ptr::null_mut(),
+                }
+            } else if import.module == chunk_image::WASI_MODULE {
+                let Some(link) = wasi.as_deref_mut() else {
+                    return Err(PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "it imports WASI functions: run it as a command (`run {name}`)"
+                        )),
+                    ));
+                };
+                link.extern_for(&import.name).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "no WASI function `{}`",
+                            import.name
+                        )),
+                    )
+                })?
+            } else {
+                let provider = instances.get_mut(&import.module).ok_or_else(|| {
+                    PaeError::Instantiate(
+                        name.clone(),
+                        InstantiateError::Link(alloc::format!(
+                            "provider `{}` missing",
+                            import.module
+                        )),
+                    )
+                })?;
+                let index = provider
+                    .module()
+                    .desc
+                    .export_func(&import.name)
+                    .ok_or_else(|| {
+                        PaeError::Instantiate(
+                            name.clone(),
+                            InstantiateError::Link(alloc::format!(
+                                "`{}.{}` is not exported",
+                                import.module,
+                                import.name
+                            )),
+                        )
+                    })?;
+                provider.func_ref(index)
+            };
+            externs.push(ext);
+        }
+        let instance = Instance::new(
+            assembled.module.clone(),
+            Box::new(SharedCode(assembled.code.clone())),
+            Box::new(VecMemory::default()),
+            &externs,
+            &mut sigs,
+        )
+        .map_err(|e| PaeError::Instantiate(name.clone(), e))?;
+        instances.insert(name.clone(), instance);
+    }
+    Ok(instances)
 }
 
 impl Drop for Prepared {
@@ -346,6 +380,11 @@ impl Prepared {
                     })
             })
             .collect()
+    }
+
+    /// The code a command passed to `proc_exit`, if it did.
+    pub fn wasi_exit_code(&mut self) -> Option<u32> {
+        self.wasi.as_mut().and_then(|w| w.ctx().exit_code())
     }
 
     /// Each instance's block counters, by chunk name.

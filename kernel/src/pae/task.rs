@@ -35,6 +35,8 @@ pub struct TaskOutcome {
     pub thread: u64,
     /// TSC cycles from entering generated code to leaving it.
     pub run_cycles: u64,
+    /// The code a WASI command passed to `proc_exit` (it ends the task as a host trap).
+    pub wasi_exit: Option<u32>,
 }
 
 /// What the chunk thread runs: the prepared task and its arguments.
@@ -55,6 +57,7 @@ struct Ran {
     result: Result<Vec<Value>, InvokeError>,
     core: u32,
     run_cycles: u64,
+    wasi_exit: Option<u32>,
 }
 
 /// One task, shared by the spawning thread and its chunk thread.
@@ -94,10 +97,12 @@ fn chunk_thread(ticket: u64) {
     for ((chunk, counters), key) in work.prepared.counters().zip(live) {
         crate::island::end_counters(key, chunk, counters);
     }
+    let wasi_exit = work.prepared.wasi_exit_code();
     *job.ran.lock() = Some(Ran {
         result,
         core,
         run_cycles,
+        wasi_exit,
     });
     *job.work.lock() = Some(work);
     job.done.store(true, Ordering::Release);
@@ -154,12 +159,14 @@ impl Started {
                 core: ran.core,
                 thread,
                 run_cycles: ran.run_cycles,
+                wasi_exit: ran.wasi_exit,
             },
             None => TaskOutcome {
                 result: Err(InvokeError::Trap(TrapCode::HostError)),
                 core: 0,
                 thread,
                 run_cycles: 0,
+                wasi_exit: None,
             },
         })
     }

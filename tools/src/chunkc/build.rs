@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use chunk_image::{
-    Chunk, FuncSig, Import, KERNEL_MODULE, Manifest, ModuleInfo, Profile, Provider, Resources,
-    TaskFrequency, Transition, ValType, analyze_module, write_image,
+    Chunk, FuncSig, Import, KERNEL_MODULE, Manifest, ModuleInfo, Profile, Program, Provider,
+    Resources, TaskFrequency, Transition, ValType, WASI_MODULE, analyze_module,
+    write_image_with_programs,
 };
 
 use super::error::ChunkcError;
 use super::manifest::{self, ManifestFile, Source};
-use super::rust_build;
+use super::{c_build, rust_build};
 
 /// The kernel functions chunks may import from `atoll`, with their signatures.
 pub const KERNEL_FUNCTIONS: [(&str, &[ValType], &[ValType]); 3] = [
@@ -20,6 +21,12 @@ pub const KERNEL_FUNCTIONS: [(&str, &[ValType], &[ValType]); 3] = [
 
 /// Builds the chunks `manifest_path` describes and returns them in manifest order.
 pub fn build_chunks(manifest_path: &Path) -> Result<Vec<Chunk>, ChunkcError> {
+    build_set(manifest_path).map(|(chunks, _)| chunks)
+}
+
+/// Builds the chunks `manifest_path` describes, and the run settings (default arguments and
+/// shipped files) of its command chunks.
+pub fn build_set(manifest_path: &Path) -> Result<(Vec<Chunk>, Vec<Program>), ChunkcError> {
     let file = manifest::load(manifest_path)?;
     // Absolute, because cargo runs inside the Rust workspace and must find the same paths.
     let parent = manifest_path
@@ -51,10 +58,39 @@ pub fn build_chunks(manifest_path: &Path) -> Result<Vec<Chunk>, ChunkcError> {
     } else {
         None
     };
+    let wasi_output = if sources.iter().any(|s| matches!(s, Source::RustWasi(_))) {
+        let workspace = file
+            .rust_wasi_workspace
+            .as_ref()
+            .map(|w| base.join(w))
+            .ok_or_else(|| bad("`rust_wasi` chunks need `rust_wasi_workspace`".into()))?;
+        let target_dir = file
+            .rust_wasi_target_dir
+            .as_ref()
+            .map_or_else(|| workspace.join("target"), |t| base.join(t));
+        Some(rust_build::build_for(
+            &workspace,
+            &target_dir,
+            rust_build::WASI_TARGET,
+        )?)
+    } else {
+        None
+    };
+    let c_out = file
+        .c_out_dir
+        .as_ref()
+        .map_or_else(|| base.join("target/c"), |d| base.join(d));
 
     let mut chunks = Vec::new();
+    let mut programs = Vec::new();
     for (entry, source) in file.chunks.iter().zip(&sources) {
-        let (path, module) = load_module(source, rust_output.as_ref())?;
+        let (path, module) = match source {
+            Source::C(src) => c_build::compile(src, &c_out.join(format!("{}.wasm", entry.name)))?,
+            _ => load_module(source, rust_output.as_ref(), wasi_output.as_ref())?,
+        };
+        if !entry.args.is_empty() || entry.files.is_some() {
+            programs.push(program_of(entry, base)?);
+        }
         let info = analyze_module(&module).map_err(|error| ChunkcError::Module {
             chunk: entry.name.clone(),
             path: path.clone(),
@@ -68,13 +104,36 @@ pub fn build_chunks(manifest_path: &Path) -> Result<Vec<Chunk>, ChunkcError> {
         });
     }
     check_profile(&file, &chunks).map_err(bad)?;
-    Ok(chunks)
+    Ok((chunks, programs))
+}
+
+/// A command chunk's default arguments and the files under its `files` directory.
+fn program_of(entry: &manifest::ChunkEntry, base: &Path) -> Result<Program, ChunkcError> {
+    let mut files = Vec::new();
+    if let Some(dir) = &entry.files {
+        let tree = crate::wasi::load_dir(&base.join(dir))?;
+        files = tree
+            .files()
+            .map(|(p, d)| (p.to_string(), d.to_vec()))
+            .collect();
+    }
+    Ok(Program {
+        chunk: entry.name.clone(),
+        args: entry.args.clone(),
+        files,
+    })
+}
+
+/// Builds the image `manifest_path` describes, in memory.
+pub fn image_bytes(manifest_path: &Path) -> Result<Vec<u8>, ChunkcError> {
+    let (chunks, programs) = build_set(manifest_path)?;
+    Ok(write_image_with_programs(&chunks, &programs)?)
 }
 
 /// `chunkc build`: builds and writes the image, creating the output directory.
 pub fn build_image(manifest_path: &Path, out: &Path) -> Result<String, ChunkcError> {
-    let chunks = build_chunks(manifest_path)?;
-    let bytes = write_image(&chunks)?;
+    let (chunks, programs) = build_set(manifest_path)?;
+    let bytes = write_image_with_programs(&chunks, &programs)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ChunkcError::io(dir, e))?;
     }
@@ -90,6 +149,7 @@ pub fn build_image(manifest_path: &Path, out: &Path) -> Result<String, ChunkcErr
 fn load_module(
     source: &Source,
     rust: Option<&rust_build::RustOutput>,
+    rust_wasi: Option<&rust_build::RustOutput>,
 ) -> Result<(PathBuf, Vec<u8>), ChunkcError> {
     match source {
         Source::Wat(path) => {
@@ -108,6 +168,17 @@ fn load_module(
             let bytes = std::fs::read(&path).map_err(|e| ChunkcError::io(&path, e))?;
             Ok((path, bytes))
         }
+        Source::RustWasi(name) => {
+            let path = rust_wasi
+                .map(|r| r.wasm_path(name))
+                .ok_or_else(|| ChunkcError::Cargo("Rust WASI programs were not built".into()))?;
+            let bytes = std::fs::read(&path).map_err(|e| ChunkcError::io(&path, e))?;
+            Ok((path, bytes))
+        }
+        Source::C(src) => Err(ChunkcError::Cargo(format!(
+            "{} must be compiled first",
+            src.display()
+        ))),
     }
 }
 
@@ -122,6 +193,20 @@ fn chunk_manifest(
     for import in info.imports {
         let provider = if import.module == KERNEL_MODULE {
             check_kernel_import(&import.name, &import.sig).map_err(|message| {
+                ChunkcError::Module {
+                    chunk: name.into(),
+                    path: path.to_path_buf(),
+                    error: chunk_image::ModuleError {
+                        message,
+                        offset: None,
+                        function: None,
+                        function_name: None,
+                    },
+                }
+            })?;
+            Provider::Kernel
+        } else if import.module == WASI_MODULE {
+            check_wasi_import(&import.name, &import.sig).map_err(|message| {
                 ChunkcError::Module {
                     chunk: name.into(),
                     path: path.to_path_buf(),
@@ -191,6 +276,31 @@ fn check_kernel_import(name: &str, sig: &FuncSig) -> Result<(), String> {
     if sig.params != *params || sig.results != *results {
         return Err(format!(
             "`{KERNEL_MODULE}.{name}` has the wrong signature {}",
+            super::inspect::sig_text(sig)
+        ));
+    }
+    Ok(())
+}
+
+fn check_wasi_import(name: &str, sig: &FuncSig) -> Result<(), String> {
+    let func = atoll_wasi::Func::by_name(name)
+        .ok_or_else(|| format!("`{WASI_MODULE}` has no function `{name}`"))?;
+    let params: Vec<ValType> = func
+        .params()
+        .iter()
+        .map(|t| match t {
+            atoll_wasi::abi::Ty::I32 => ValType::I32,
+            atoll_wasi::abi::Ty::I64 => ValType::I64,
+        })
+        .collect();
+    let results: &[ValType] = if func.returns_errno() {
+        &[ValType::I32]
+    } else {
+        &[]
+    };
+    if sig.params != params || sig.results != results {
+        return Err(format!(
+            "`{WASI_MODULE}.{name}` has the wrong signature {}",
             super::inspect::sig_text(sig)
         ));
     }

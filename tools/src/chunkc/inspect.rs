@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use chunk_image::{ChunkView, FuncSig, Image, Provider, VERSION_MAJOR};
+use chunk_image::{ChunkView, FuncSig, Image, Provider};
 use serde_json::{Value, json};
 
 /// `(i32, i32) -> i64` style text for a signature.
@@ -40,7 +40,8 @@ pub fn table(image: &Image<'_>, image_len: usize) -> String {
     let chunks = image.chunks();
     let _ = writeln!(
         out,
-        "chunk image v{VERSION_MAJOR}.{}: {} chunks, {image_len} bytes",
+        "chunk image v{}.{}: {} chunks, {image_len} bytes",
+        image.major_version(),
         image.minor_version(),
         chunks.len()
     );
@@ -106,6 +107,15 @@ pub fn table(image: &Image<'_>, image_len: usize) -> String {
         if !m.tags.is_empty() {
             let _ = writeln!(out, "  tags: {}", m.tags.join(", "));
         }
+        if let Some(p) = image.program(c.name) {
+            let bytes: usize = p.files.iter().map(|(_, d)| d.len()).sum();
+            let _ = writeln!(
+                out,
+                "  program: args {:?}, {} files ({bytes} bytes)",
+                p.args,
+                p.files.len()
+            );
+        }
     }
     out
 }
@@ -156,7 +166,12 @@ pub fn json(image: &Image<'_>, image_len: usize) -> Value {
         })
         .collect();
     json!({
-        "version": format!("{VERSION_MAJOR}.{}", image.minor_version()),
+        "version": format!("{}.{}", image.major_version(), image.minor_version()),
+        "programs": image.programs().iter().map(|p| serde_json::json!({
+            "chunk": p.chunk,
+            "args": p.args,
+            "files": p.files.iter().map(|(path, data)| serde_json::json!({"path": path, "bytes": data.len()})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "size_bytes": image_len,
         "chunks": chunks,
     })

@@ -17,6 +17,13 @@ pub struct ManifestFile {
     /// Cargo target directory for the Rust chunks, relative to the manifest
     /// (default: `<rust_workspace>/target`).
     pub rust_target_dir: Option<PathBuf>,
+    /// Cargo workspace of Rust WASI programs (built for `wasm32-wasip1`), relative to the
+    /// manifest.
+    pub rust_wasi_workspace: Option<PathBuf>,
+    /// Its target directory (default: `<rust_wasi_workspace>/target`).
+    pub rust_wasi_target_dir: Option<PathBuf>,
+    /// Where C programs are compiled to (default: `target/c` next to the manifest).
+    pub c_out_dir: Option<PathBuf>,
     /// The chunks, in image order.
     #[serde(default, rename = "chunk")]
     pub chunks: Vec<ChunkEntry>,
@@ -37,6 +44,18 @@ pub struct ChunkEntry {
     pub wasm: Option<PathBuf>,
     /// A crate in `rust_workspace`, built for `wasm32-unknown-unknown`.
     pub rust: Option<String>,
+    /// A C program, compiled with `clang --target=wasm32-wasi` (wasi-libc).
+    pub c: Option<PathBuf>,
+    /// A binary crate in `rust_wasi_workspace`, built for `wasm32-wasip1`.
+    pub rust_wasi: Option<String>,
+    /// Default arguments of a command chunk (stored in the image).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A directory whose files ship read-only with the program (stored in the image).
+    pub files: Option<PathBuf>,
+    /// Runs of a command chunk and their expected output, checked by the tests.
+    #[serde(default)]
+    pub expect_run: Vec<RunExpectation>,
     /// Native stack bytes the chunk needs.
     #[serde(default = "default_stack_bytes")]
     pub stack_bytes: u32,
@@ -64,19 +83,29 @@ pub enum Source {
     Wasm(PathBuf),
     /// A crate of the Rust chunk workspace.
     Rust(String),
+    /// A C source file.
+    C(PathBuf),
+    /// A binary crate of the Rust WASI workspace.
+    RustWasi(String),
 }
 
 impl ChunkEntry {
     /// The single source this chunk names.
     pub fn source(&self, manifest: &Path, base: &Path) -> Result<Source, ChunkcError> {
-        match (&self.wat, &self.wasm, &self.rust) {
-            (Some(p), None, None) => Ok(Source::Wat(base.join(p))),
-            (None, Some(p), None) => Ok(Source::Wasm(base.join(p))),
-            (None, None, Some(name)) => Ok(Source::Rust(name.clone())),
+        let given = [
+            self.wat.as_ref().map(|p| Source::Wat(base.join(p))),
+            self.wasm.as_ref().map(|p| Source::Wasm(base.join(p))),
+            self.rust.clone().map(Source::Rust),
+            self.c.as_ref().map(|p| Source::C(base.join(p))),
+            self.rust_wasi.clone().map(Source::RustWasi),
+        ];
+        let mut given = given.into_iter().flatten();
+        match (given.next(), given.next()) {
+            (Some(source), None) => Ok(source),
             _ => Err(ChunkcError::Manifest {
                 path: manifest.to_path_buf(),
                 message: format!(
-                    "chunk `{}` must name exactly one of `wat`, `wasm` or `rust`",
+                    "chunk `{}` must name exactly one of `wat`, `wasm`, `rust`, `c` or `rust_wasi`",
                     self.name
                 ),
             }),
@@ -101,6 +130,24 @@ pub struct Expectation {
     /// Lines the call must print through `atoll.print`.
     #[serde(default)]
     pub prints: Vec<String>,
+}
+
+/// A run of a command chunk and what it must produce (not stored in the image).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunExpectation {
+    /// Arguments after `argv[0]`; absent: the chunk's default `args`.
+    pub args: Option<Vec<String>>,
+    /// A path in the chunk's files to read as standard input.
+    pub stdin: Option<String>,
+    /// Expected exit code.
+    #[serde(default)]
+    pub exit: u32,
+    /// A file (relative to the manifest) holding the expected standard output.
+    pub stdout: Option<PathBuf>,
+    /// The run must trap instead.
+    #[serde(default)]
+    pub trap: bool,
 }
 
 /// A manifest number as a WebAssembly value of type `ty` (integers may stand for f64); `None`

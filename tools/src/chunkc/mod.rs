@@ -3,12 +3,19 @@
 //! - `build MANIFEST.toml -o IMAGE` compiles `.wat`, takes `.wasm`, builds Rust chunks for
 //!   `wasm32-unknown-unknown`, analyzes and validates every module and writes the image.
 //! - `inspect IMAGE [--json]` prints chunks, sizes, dependencies, resources and profile.
-//! - `run IMAGE CHUNK.EXPORT ARGS...` runs an export with the wasmi reference interpreter.
+//! - `run IMAGE CHUNK.EXPORT ARGS...` runs an export with the wasmi reference interpreter;
+//!   `run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]` runs a command chunk (WASI `_start`)
+//!   with wasmi or atoll's code generator.
+//! - `exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] FILE.wasm [ARGS...]` runs
+//!   a WASI command module from a file with stdio passed through.
 //! - `wast [--json] [--no-opt] FILE...` runs WebAssembly spec scripts against atoll's code
 //!   generator, executing the generated code natively (x86-64 hosts).
 
 pub mod build;
+mod c_build;
+pub mod command;
 pub mod error;
+pub mod exec;
 pub mod inspect;
 pub mod manifest;
 pub mod run;
@@ -25,11 +32,15 @@ use std::path::Path;
 
 pub use error::ChunkcError;
 
+use crate::wasi;
+
 /// Command-line help.
 pub const USAGE: &str = "usage:
   chunkc build MANIFEST.toml -o IMAGE
   chunkc inspect IMAGE [--json]
   chunkc run IMAGE CHUNK.EXPORT [ARGS...]
+  chunkc run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]
+  chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
   chunkc wast [--json] [--no-opt] FILE...";
 
 /// Runs chunkc with `args` (without the program name), writing normal output to `out`.
@@ -73,6 +84,18 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
                 ));
             };
             let bytes = std::fs::read(path).map_err(|e| ChunkcError::io(path, e))?;
+            if !target.contains('.') {
+                let request = command::parse(&args[2..])?;
+                let ran = command::run(&bytes, &request)?;
+                out.write_all(&ran.stdout).map_err(write_err)?;
+                std::io::stderr()
+                    .write_all(&ran.stderr)
+                    .map_err(write_err)?;
+                if let wasi::Ended::Trap(m) = &ran.ended {
+                    eprintln!("trap: {m}");
+                }
+                return Ok(ran.status());
+            }
             let result = run::run_text(&bytes, target, rest)?;
             for line in &result.printed {
                 writeln!(out, "{line}").map_err(write_err)?;
@@ -88,6 +111,14 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
                     Ok(1)
                 }
             }
+        }
+        Some("exec") => {
+            let request = exec::parse(&args[1..])?;
+            let ran = exec::exec(&request)?;
+            if let wasi::Ended::Trap(m) = &ran.ended {
+                eprintln!("trap: {m}");
+            }
+            Ok(ran.status())
         }
         #[cfg(target_arch = "x86_64")]
         Some("wast") => {

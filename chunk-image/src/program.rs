@@ -1,0 +1,165 @@
+//! The programs section (format version 2): for a command chunk (a WASI program), the default
+//! arguments it runs with and the read-only files shipped with it.
+//!
+//! Layout (little-endian; a *blob* is `length u32` then that many bytes, a *text* is a UTF-8
+//! blob): `count u32`, then per program: `chunk text`, `args: count u32, text...`,
+//! `files: count u32, (path text, contents blob)...`. The section is self-contained (it does not
+//! use the string table) and covered by the tables checksum.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::bytes::{Cursor, PutLe, to_u32};
+use crate::error::FormatError;
+
+/// A program's run settings, as given to the writer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Program {
+    /// The chunk it belongs to.
+    pub chunk: String,
+    /// Default arguments (after `argv[0]`, which is the chunk name).
+    pub args: Vec<String>,
+    /// Read-only files: relative `/`-separated path and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A program as read from an image (borrowing from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramView<'a> {
+    /// The chunk it belongs to.
+    pub chunk: &'a str,
+    /// Default arguments.
+    pub args: Vec<&'a str>,
+    /// Read-only files.
+    pub files: Vec<(&'a str, &'a [u8])>,
+}
+
+impl ProgramView<'_> {
+    /// An owned copy.
+    pub fn to_program(&self) -> Program {
+        Program {
+            chunk: self.chunk.into(),
+            args: self.args.iter().map(|a| String::from(*a)).collect(),
+            files: self
+                .files
+                .iter()
+                .map(|(p, d)| (String::from(*p), d.to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// Whether `path` is a plain relative path: non-empty components, none `.` or `..`.
+pub fn plain_path(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn put_blob(out: &mut Vec<u8>, b: &[u8], what: &'static str) -> Result<(), FormatError> {
+    out.put_u32(to_u32(b.len(), what)?);
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+/// Encodes `programs` (checked with [`check`] first).
+pub fn encode(programs: &[Program]) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::new();
+    out.put_u32(to_u32(programs.len(), "programs")?);
+    for p in programs {
+        put_blob(&mut out, p.chunk.as_bytes(), "program chunk")?;
+        out.put_u32(to_u32(p.args.len(), "program args")?);
+        for a in &p.args {
+            put_blob(&mut out, a.as_bytes(), "program arg")?;
+        }
+        out.put_u32(to_u32(p.files.len(), "program files")?);
+        for (path, data) in &p.files {
+            put_blob(&mut out, path.as_bytes(), "program file path")?;
+            put_blob(&mut out, data, "program file")?;
+        }
+    }
+    Ok(out)
+}
+
+fn blob<'a>(cur: &mut Cursor<'a>) -> Result<&'a [u8], FormatError> {
+    let len = cur.u32()? as usize;
+    cur.bytes(len)
+}
+
+fn text<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<&'a str, FormatError> {
+    core::str::from_utf8(blob(cur)?).map_err(|_| FormatError::BadString(what))
+}
+
+/// Decodes the section (which must be consumed exactly).
+pub fn decode(bytes: &[u8]) -> Result<Vec<ProgramView<'_>>, FormatError> {
+    let mut cur = Cursor::new(bytes, "programs");
+    let count = cur.count(12)?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let chunk = text(&mut cur, "program chunk")?;
+        let nargs = cur.count(4)?;
+        let mut args = Vec::with_capacity(nargs);
+        for _ in 0..nargs {
+            args.push(text(&mut cur, "program arg")?);
+        }
+        let nfiles = cur.count(8)?;
+        let mut files = Vec::with_capacity(nfiles);
+        for _ in 0..nfiles {
+            let path = text(&mut cur, "program file path")?;
+            files.push((path, blob(&mut cur)?));
+        }
+        out.push(ProgramView { chunk, args, files });
+    }
+    if cur.remaining() != 0 {
+        return Err(FormatError::BadProgram("trailing bytes".into()));
+    }
+    Ok(out)
+}
+
+/// Image-level rules: each program's chunk exists, has at most one program, and its file paths
+/// are plain, unique, and no path is both a file and a directory.
+pub fn check<'p>(
+    programs: impl Iterator<Item = (&'p str, Vec<&'p str>)>,
+    chunk_exists: impl Fn(&str) -> bool,
+) -> Result<(), FormatError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (chunk, paths) in programs {
+        if !chunk_exists(chunk) {
+            return Err(FormatError::BadProgram(alloc::format!(
+                "program for unknown chunk `{chunk}`"
+            )));
+        }
+        if seen.contains(&chunk) {
+            return Err(FormatError::BadProgram(alloc::format!(
+                "two programs for chunk `{chunk}`"
+            )));
+        }
+        seen.push(chunk);
+        let mut set = alloc::collections::BTreeSet::new();
+        for path in &paths {
+            if !plain_path(path) {
+                return Err(FormatError::BadProgram(alloc::format!(
+                    "chunk `{chunk}`: file path `{path}` is not a plain relative path"
+                )));
+            }
+            if !set.insert(*path) {
+                return Err(FormatError::BadProgram(alloc::format!(
+                    "chunk `{chunk}`: file path `{path}` is given twice"
+                )));
+            }
+        }
+        for path in &paths {
+            let ancestor = path
+                .match_indices('/')
+                .find(|&(i, _)| set.contains(&path[..i]));
+            if let Some((i, _)) = ancestor {
+                return Err(FormatError::BadProgram(alloc::format!(
+                    "chunk `{chunk}`: `{}` is both a file and a directory",
+                    &path[..i]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
