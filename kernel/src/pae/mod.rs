@@ -194,13 +194,29 @@ pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
     Ok(order)
 }
 
-fn val_type(ty: Ty) -> ValType {
+/// The console's type for a parameter or result; `None` for references, which it cannot show
+/// or pass.
+fn val_type(ty: Ty) -> Option<ValType> {
     match ty {
-        Ty::I32 => ValType::I32,
-        Ty::I64 => ValType::I64,
-        Ty::F32 => ValType::F32,
-        Ty::F64 => ValType::F64,
+        Ty::I32 => Some(ValType::I32),
+        Ty::I64 => Some(ValType::I64),
+        Ty::F32 => Some(ValType::F32),
+        Ty::F64 => Some(ValType::F64),
+        Ty::FuncRef | Ty::ExternRef => None,
     }
+}
+
+fn console_types(task: &str, tys: &[Ty]) -> Result<Vec<ValType>, PaeError> {
+    tys.iter()
+        .map(|&t| {
+            val_type(t).ok_or_else(|| {
+                PaeError::BadArgs(alloc::format!(
+                    "`{task}` has a reference-typed parameter or result, which a task cannot take \
+                     or return"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// A task ready to run: instances of the chunk and its providers, and the export to call.
@@ -212,8 +228,8 @@ pub struct Prepared {
     instances: BTreeMap<String, Box<Instance>>,
     chunk: String,
     func: u32,
-    params: Vec<Ty>,
-    results: Vec<Ty>,
+    params: Vec<ValType>,
+    results: Vec<ValType>,
     /// Native stack the chunk's manifest asks for.
     stack_bytes: u64,
 }
@@ -303,8 +319,8 @@ pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
         instances,
         chunk: chunk.into(),
         func,
-        params: ty.params,
-        results: ty.results,
+        params: console_types(task, &ty.params)?,
+        results: console_types(task, &ty.results)?,
     })
 }
 
@@ -323,14 +339,9 @@ impl Prepared {
             .iter()
             .zip(&self.params)
             .map(|(w, ty)| {
-                Value::parse(w, val_type(*ty))
+                Value::parse(w, *ty)
                     .map(Value::to_bits)
-                    .ok_or_else(|| {
-                        PaeError::BadArgs(alloc::format!(
-                            "`{w}` is not a valid {:?}",
-                            val_type(*ty)
-                        ))
-                    })
+                    .ok_or_else(|| PaeError::BadArgs(alloc::format!("`{w}` is not a valid {ty:?}")))
             })
             .collect()
     }
@@ -357,7 +368,7 @@ impl Prepared {
         Ok(raw
             .iter()
             .zip(&self.results)
-            .map(|(bits, ty)| Value::from_bits(*bits, val_type(*ty)))
+            .map(|(bits, ty)| Value::from_bits(*bits, *ty))
             .collect())
     }
 }
