@@ -325,11 +325,17 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
         let args: Vec<u64> = ty
             .params
             .iter()
-            .map(|_| {
+            .map(|t| {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                if rng.is_multiple_of(4) { rng % 8 } else { rng }
+                if t.is_ref() {
+                    0 // null: the test has no host references
+                } else if rng.is_multiple_of(4) {
+                    rng % 8
+                } else {
+                    rng
+                }
             })
             .collect();
         let wfunc = winst.get_func(&store, &export.name).expect("export");
@@ -378,7 +384,50 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
         );
         compared += 1;
     }
+    compare_shared_state(&provided, &store, seed);
     Ok(Compared::Calls(compared))
+}
+
+/// The imported objects must end in the same state in both engines: an instance that wrote to
+/// a private copy instead of the shared object shows up here even when no call read it back.
+fn compare_shared_state(provided: &Provided, store: &wasmi::Store<()>, seed: u64) {
+    for (name, ext) in &provided.atoll {
+        let theirs = provided
+            .wasmi
+            .get(store, "env", name)
+            .expect("defined in the linker");
+        match (ext, theirs) {
+            (Extern::Memory(m), wasmi::Extern::Memory(w)) => {
+                let data = w.data(store);
+                let mut ours = vec![0u8; data.len()];
+                assert!(m.read(0, &mut ours), "seed {seed}: memory sizes differ");
+                assert!(
+                    m.pages() * 65536 == data.len() as u64 && ours == data,
+                    "seed {seed}: shared memory contents differ"
+                );
+            }
+            (Extern::Table(t), wasmi::Extern::Table(w)) => {
+                assert_eq!(t.len(), w.size(store), "seed {seed}: table `{name}` size");
+                for i in 0..t.len() {
+                    let null = w.get(store, i).expect("in bounds").is_null();
+                    assert_eq!(
+                        t.get(i) == Some(0),
+                        null,
+                        "seed {seed}: table `{name}` entry {i}"
+                    );
+                }
+            }
+            (Extern::Global(g), wasmi::Extern::Global(w)) => {
+                let theirs = from_wasmi(&w.get(store));
+                assert_eq!(
+                    canon(g.ty(), g.get()),
+                    canon(g.ty(), theirs),
+                    "seed {seed}: global `{name}`"
+                );
+            }
+            _ => unreachable!("the same kinds are provided to both engines"),
+        }
+    }
 }
 
 fn run(count: u64, options: Options) {

@@ -115,6 +115,25 @@ impl Memory {
         })
     }
 
+    /// Copies bytes from `at` into `out`; `false` (nothing copied) when out of bounds.
+    pub fn read(&self, at: u64, out: &mut [u8]) -> bool {
+        self.0.with(|m| {
+            let Some(r) = range(at, out.len() as u64, m.bytes.size_bytes()) else {
+                return false;
+            };
+            let len = m.bytes.size_bytes();
+            let base = m.bytes.as_mut_ptr();
+            if len == 0 {
+                return true;
+            }
+            // SAFETY: the LinearMemory owns `len` initialized bytes at `base`; `r` is within
+            // them and `out` is a separate buffer.
+            let bytes = unsafe { core::slice::from_raw_parts(base, len) };
+            out.copy_from_slice(&bytes[r]);
+            true
+        })
+    }
+
     /// Whether `self` and `other` are the same memory.
     pub fn same(&self, other: &Memory) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
