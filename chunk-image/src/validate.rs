@@ -1,10 +1,10 @@
 //! Module validation and analysis with `wasmparser` (no_std), behind the `validate` feature.
 //!
 //! The supported feature set is WebAssembly 1.0 plus sign-extension operators, non-trapping
-//! float-to-int conversions, multi-value and bulk memory. `call_indirect`'s table index may use
-//! the overlong one-byte-longer LEB encoding LLVM emits; that is an encoding detail, not
-//! reference types. Everything else (SIMD, threads, GC, exceptions, memory64, tail calls,
-//! reference types, multi-memory, ...) is rejected with wasmparser's message, which names the
+//! float-to-int conversions, multi-value, bulk memory and reference types (funcref/externref
+//! values, several tables, the `table.*` instructions). `call_indirect`'s table index may use
+//! the overlong one-byte-longer LEB encoding LLVM emits. Everything else (SIMD, threads, GC,
+//! exceptions, memory64, tail calls, multi-memory, ...) is rejected with wasmparser's message, which names the
 //! feature, prefixed by the function it was found in.
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,7 @@ pub const SUPPORTED_FEATURES: WasmFeatures = WasmFeatures::WASM1
     .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
     .union(WasmFeatures::MULTI_VALUE)
     .union(WasmFeatures::BULK_MEMORY)
+    .union(WasmFeatures::REFERENCE_TYPES)
     .union(WasmFeatures::CALL_INDIRECT_OVERLONG);
 
 /// Why a module was rejected.

@@ -77,13 +77,23 @@ fn rejects_other_proposals() {
             "(module (memory 1 1 shared) (func (result i32) i32.const 0 i32.atomic.load))",
             "threads",
         ),
-        ("(module (func (param externref)))", "reference types"),
         ("(module (tag $e) (func (throw $e)))", "exceptions"),
     ];
     for (text, feature) in cases {
         let msg = rejected(text).to_lowercase();
         assert!(msg.contains(feature), "{text}: {msg}");
     }
+}
+
+#[test]
+fn accepts_reference_types_and_several_tables() {
+    let text = r#"(module
+        (table $a 1 funcref) (table $b 2 externref)
+        (func $g (param externref) (result i32)
+            (table.set $b (i32.const 0) (local.get 0))
+            (ref.is_null (table.get $b (i32.const 1))))
+        (func (export "f") (result i32) (call $g (ref.null extern))))"#;
+    validate_module(&wasm(text)).expect("WebAssembly 2.0 reference types are supported");
 }
 
 #[test]

@@ -1,8 +1,14 @@
 //! Differential testing of atoll's code generator against wasmi on random valid modules
 //! (wasm-smith, restricted to atoll's feature set, with fuel so every call terminates):
 //! every exported function is called with seeded arguments in both engines, and results and
-//! traps must agree exactly (NaNs compared as "both NaN"; stack exhaustion excluded because
-//! the engines' limits differ).
+//! traps must agree exactly (NaNs compared as "both NaN"; references as "both null" or "both
+//! non-null"; stack exhaustion excluded because the engines' limits differ).
+//!
+//! Reference types and several tables are on, and modules may import a memory, tables and
+//! globals ([`IMPORTS`]). Each module is instantiated twice in each engine, both instances
+//! sharing the same imported objects, and the calls alternate between the two instances, so
+//! what one instance writes to a shared memory, table or global (including its funcrefs,
+//! called through the other's `call_indirect`) is what the other reads.
 //!
 //! Modules one engine rejects cannot be compared: they are counted with their reasons, printed,
 //! and must stay under [`MAX_DROPPED_PERCENT`] of the modules generated, so a generator that
@@ -12,7 +18,10 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Unstructured;
-use atoll_pae::runtime::{InstantiateError, InvokeError, SigRegistry};
+use atoll_pae::module::{ImportKind, Limits};
+use atoll_pae::runtime::{
+    Extern, Global, Instance, InstantiateError, InvokeError, Memory, SigRegistry, Table, VecMemory,
+};
 use atoll_pae::{Options, TrapCode, Ty};
 use tools::chunkc::wast_host::{self, HostError};
 use wasmi::TrapCode as WasmiTrap;
@@ -21,7 +30,7 @@ fn config() -> wasm_smith::Config {
     wasm_smith::Config {
         simd_enabled: false,
         relaxed_simd_enabled: false,
-        reference_types_enabled: false,
+        reference_types_enabled: true,
         gc_enabled: false,
         exceptions_enabled: false,
         tail_call_enabled: false,
@@ -29,14 +38,16 @@ fn config() -> wasm_smith::Config {
         memory64_enabled: false,
         extended_const_enabled: false,
         wide_arithmetic_enabled: false,
+        compact_imports_enabled: false,
         custom_page_sizes_enabled: false,
         multi_value_enabled: true,
         bulk_memory_enabled: true,
         saturating_float_to_int_enabled: true,
         sign_extension_ops_enabled: true,
-        max_imports: 0,
+        available_imports: Some(wat::parse_str(IMPORTS).expect("imports module encodes")),
+        max_imports: 6,
         max_memories: 1,
-        max_tables: 1,
+        max_tables: 4,
         max_memory32_bytes: 1 << 20,
         max_table_elements: 1000,
         export_everything: true,
@@ -46,6 +57,102 @@ fn config() -> wasm_smith::Config {
         max_instructions: 200,
         ..wasm_smith::Config::default()
     }
+}
+
+/// What a generated module may import (a subset of, by name), with the objects the test
+/// provides for each.
+const IMPORTS: &str = r#"(module
+  (import "env" "mem" (memory 1 4))
+  (import "env" "funcs" (table 4 16 funcref))
+  (import "env" "externs" (table 2 externref))
+  (import "env" "counter" (global (mut i32)))
+  (import "env" "wide" (global (mut i64)))
+  (import "env" "seed" (global i64))
+)"#;
+
+/// The shared objects of [`IMPORTS`] in both engines.
+struct Provided {
+    atoll: Vec<(&'static str, Extern)>,
+    wasmi: wasmi::Linker<()>,
+}
+
+fn provide(engine: &wasmi::Engine, store: &mut wasmi::Store<()>) -> Provided {
+    use wasmi::{Mutability, Nullable, Ref, RefType, TableType};
+    let limits = |min, max| Limits {
+        min,
+        max: Some(max),
+    };
+    let atoll = vec![
+        (
+            "mem",
+            Extern::Memory(
+                Memory::new(Box::<VecMemory>::default(), limits(1, 4)).expect("one page"),
+            ),
+        ),
+        (
+            "funcs",
+            Extern::Table(Table::new(Ty::FuncRef, limits(4, 16), 0).expect("table")),
+        ),
+        (
+            "externs",
+            Extern::Table(Table::new(Ty::ExternRef, Limits { min: 2, max: None }, 0).expect("t")),
+        ),
+        ("counter", Extern::Global(Global::new(Ty::I32, true, 7))),
+        ("wide", Extern::Global(Global::new(Ty::I64, true, 1 << 40))),
+        ("seed", Extern::Global(Global::new(Ty::I64, false, 12345))),
+    ];
+    let mut linker = wasmi::Linker::<()>::new(engine);
+    let mem = wasmi::Memory::new(&mut *store, wasmi::MemoryType::new(1, Some(4))).expect("mem");
+    let funcs = wasmi::Table::new(
+        &mut *store,
+        TableType::new(RefType::Func, 4, Some(16)),
+        Ref::Func(Nullable::Null),
+    )
+    .expect("table");
+    let externs = wasmi::Table::new(
+        &mut *store,
+        TableType::new(RefType::Extern, 2, None),
+        Ref::Extern(Nullable::Null),
+    )
+    .expect("table");
+    let counter = wasmi::Global::new(&mut *store, wasmi::Val::I32(7), Mutability::Var);
+    let wide = wasmi::Global::new(&mut *store, wasmi::Val::I64(1 << 40), Mutability::Var);
+    let seed = wasmi::Global::new(&mut *store, wasmi::Val::I64(12345), Mutability::Const);
+    for (name, ext) in [
+        ("mem", wasmi::Extern::Memory(mem)),
+        ("funcs", wasmi::Extern::Table(funcs)),
+        ("externs", wasmi::Extern::Table(externs)),
+        ("counter", wasmi::Extern::Global(counter)),
+        ("wide", wasmi::Extern::Global(wide)),
+        ("seed", wasmi::Extern::Global(seed)),
+    ] {
+        linker.define("env", name, ext).expect("define");
+    }
+    Provided {
+        atoll,
+        wasmi: linker,
+    }
+}
+
+/// atoll's imports for `module`, from `provided`.
+fn atoll_imports(module: &atoll_pae::CompiledModule, provided: &Provided) -> Vec<Extern> {
+    module
+        .desc
+        .imports
+        .iter()
+        .map(|i| {
+            assert!(
+                !matches!(i.kind, ImportKind::Func(_)),
+                "no function imports"
+            );
+            let (_, ext) = provided
+                .atoll
+                .iter()
+                .find(|(n, _)| *n == i.name)
+                .expect("wasm-smith imports only what IMPORTS offers");
+            ext.clone()
+        })
+        .collect()
 }
 
 /// The largest share of generated modules that may be dropped because atoll or wasmi rejects
@@ -109,6 +216,7 @@ fn canon(ty: Ty, bits: u64) -> u64 {
         Ty::F32 if f32::from_bits(bits as u32).is_nan() => 0x7FC0_0000,
         Ty::F64 if f64::from_bits(bits).is_nan() => 0x7FF8_0000_0000_0000,
         Ty::I32 | Ty::F32 => bits & 0xFFFF_FFFF,
+        Ty::FuncRef | Ty::ExternRef => u64::from(bits != 0),
         _ => bits,
     }
 }
@@ -119,6 +227,9 @@ fn to_wasmi(ty: Ty, bits: u64) -> wasmi::Val {
         Ty::I64 => wasmi::Val::I64(bits as i64),
         Ty::F32 => wasmi::Val::F32(f32::from_bits(bits as u32).into()),
         Ty::F64 => wasmi::Val::F64(f64::from_bits(bits).into()),
+        // Arguments of reference type are always null (the test has no host references).
+        Ty::FuncRef => wasmi::Val::FuncRef(wasmi::Nullable::Null),
+        Ty::ExternRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
     }
 }
 
@@ -128,6 +239,8 @@ fn from_wasmi(v: &wasmi::Val) -> u64 {
         wasmi::Val::I64(x) => *x as u64,
         wasmi::Val::F32(x) => u64::from(f32::from(*x).to_bits()),
         wasmi::Val::F64(x) => f64::from(*x).to_bits(),
+        wasmi::Val::FuncRef(r) => u64::from(!r.is_null()),
+        wasmi::Val::ExternRef(r) => u64::from(!r.is_null()),
         _ => 0,
     }
 }
@@ -163,49 +276,66 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
     let engine = wasmi::Engine::default();
     let wmodule = wasmi::Module::new(&engine, bytes).map_err(|e| Dropped::Wasmi(e.to_string()))?;
     let mut store = wasmi::Store::new(&engine, ());
-    let linker = wasmi::Linker::<()>::new(&engine);
-    let winst = linker.instantiate_and_start(&mut store, &wmodule);
+    let provided = provide(&engine, &mut store);
+    let imports = atoll_imports(&module, &provided);
     let mut sigs = SigRegistry::default();
-    let ours = wast_host::instantiate(module.clone(), &[], &mut sigs);
-    let (winst, mut ours) = match (winst, ours) {
-        (Ok(w), Ok(o)) => (w, o),
-        (Err(w), Err(o)) => {
-            let ours = match o {
-                HostError::Instantiate(InstantiateError::Trap(TrapCode::TableOutOfBounds)) => {
-                    Some(TrapCode::TableAccessOutOfBounds)
-                }
-                HostError::Instantiate(InstantiateError::Trap(code)) => Some(code),
-                _ => None,
-            };
-            return match (wasmi_instantiation_trap(&w), ours) {
-                (Some(theirs), Some(ours)) => {
-                    assert_eq!(ours, theirs, "seed {seed}: instantiation traps differ");
-                    Ok(Compared::InstantiationTrap)
-                }
-                _ => Err(Dropped::Instantiate(format!("wasmi: {w}; atoll: {ours:?}"))),
-            };
-        }
-        (w, o) => panic!(
-            "seed {seed}: instantiation differs: wasmi {:?}, atoll {:?}",
-            w.err(),
-            o.err().map(|e| e.to_string())
-        ),
-    };
+    let mut winsts = Vec::new();
+    let mut ourss: Vec<Box<Instance>> = Vec::new();
+    // Two instances sharing the imports; the second sees what the first's segments wrote.
+    for _ in 0..2 {
+        let winst = provided.wasmi.instantiate_and_start(&mut store, &wmodule);
+        let ours = wast_host::instantiate(module.clone(), &imports, &mut sigs);
+        let (w, o) = match (winst, ours) {
+            (Ok(w), Ok(o)) => (w, o),
+            (Err(w), Err(o)) => {
+                let ours = match o {
+                    HostError::Instantiate(InstantiateError::Trap(TrapCode::TableOutOfBounds)) => {
+                        Some(TrapCode::TableAccessOutOfBounds)
+                    }
+                    HostError::Instantiate(InstantiateError::Trap(code)) => Some(code),
+                    _ => None,
+                };
+                return match (wasmi_instantiation_trap(&w), ours) {
+                    (Some(theirs), Some(ours)) => {
+                        assert_eq!(ours, theirs, "seed {seed}: instantiation traps differ");
+                        Ok(Compared::InstantiationTrap)
+                    }
+                    _ => Err(Dropped::Instantiate(format!("wasmi: {w}; atoll: {ours:?}"))),
+                };
+            }
+            (w, o) => panic!(
+                "seed {seed}: instantiation differs: wasmi {:?}, atoll {:?}",
+                w.err(),
+                o.err().map(|e| e.to_string())
+            ),
+        };
+        winsts.push(w);
+        ourss.push(o);
+    }
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut compared = 0;
-    for export in &module.desc.exports {
-        if export.kind != atoll_pae::module::ExternalKind::Func {
-            continue;
-        }
+    let funcs = module
+        .desc
+        .exports
+        .iter()
+        .filter(|e| e.kind == atoll_pae::module::ExternalKind::Func);
+    for (n, export) in funcs.enumerate() {
+        let (winst, ours) = (&winsts[n % 2], &mut ourss[n % 2]);
         let ty = module.desc.func_type(export.index).clone();
         let args: Vec<u64> = ty
             .params
             .iter()
-            .map(|_| {
+            .map(|t| {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                if rng.is_multiple_of(4) { rng % 8 } else { rng }
+                if t.is_ref() {
+                    0 // null: the test has no host references
+                } else if rng.is_multiple_of(4) {
+                    rng % 8
+                } else {
+                    rng
+                }
             })
             .collect();
         let wfunc = winst.get_func(&store, &export.name).expect("export");
@@ -254,7 +384,50 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
         );
         compared += 1;
     }
+    compare_shared_state(&provided, &store, seed);
     Ok(Compared::Calls(compared))
+}
+
+/// The imported objects must end in the same state in both engines: an instance that wrote to
+/// a private copy instead of the shared object shows up here even when no call read it back.
+fn compare_shared_state(provided: &Provided, store: &wasmi::Store<()>, seed: u64) {
+    for (name, ext) in &provided.atoll {
+        let theirs = provided
+            .wasmi
+            .get(store, "env", name)
+            .expect("defined in the linker");
+        match (ext, theirs) {
+            (Extern::Memory(m), wasmi::Extern::Memory(w)) => {
+                let data = w.data(store);
+                let mut ours = vec![0u8; data.len()];
+                assert!(m.read(0, &mut ours), "seed {seed}: memory sizes differ");
+                assert!(
+                    m.pages() * 65536 == data.len() as u64 && ours == data,
+                    "seed {seed}: shared memory contents differ"
+                );
+            }
+            (Extern::Table(t), wasmi::Extern::Table(w)) => {
+                assert_eq!(t.len(), w.size(store), "seed {seed}: table `{name}` size");
+                for i in 0..t.len() {
+                    let null = w.get(store, i).expect("in bounds").is_null();
+                    assert_eq!(
+                        t.get(i) == Some(0),
+                        null,
+                        "seed {seed}: table `{name}` entry {i}"
+                    );
+                }
+            }
+            (Extern::Global(g), wasmi::Extern::Global(w)) => {
+                let theirs = from_wasmi(&w.get(store));
+                assert_eq!(
+                    canon(g.ty(), g.get()),
+                    canon(g.ty(), theirs),
+                    "seed {seed}: global `{name}`"
+                );
+            }
+            _ => unreachable!("the same kinds are provided to both engines"),
+        }
+    }
 }
 
 fn run(count: u64, options: Options) {

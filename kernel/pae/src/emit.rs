@@ -210,6 +210,17 @@ pub fn mem_idx(base: u8, index: u8, disp: i32) -> MemoryOperand {
     )
 }
 
+/// `[base + index * scale + disp]`.
+pub fn mem_scaled(base: u8, index: u8, scale: u32, disp: i32) -> MemoryOperand {
+    MemoryOperand::with_base_index_scale_displ_size(
+        R64[base as usize],
+        R64[index as usize],
+        scale,
+        i64::from(disp),
+        1,
+    )
+}
+
 /// The assembler for one module plus bookkeeping.
 pub struct Emitter {
     /// The iced-x86 assembler.

@@ -36,7 +36,7 @@ use core::fmt;
 
 pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 pub use module::{FuncType, ModuleDesc, Ty};
-pub use vmctx::{HostFunc, ImportEntry, TableEntry, TrapCode, VmContext};
+pub use vmctx::{FuncRef, HostFunc, ImportEntry, MemoryDef, TableDef, TrapCode, VmContext};
 
 /// Which optimizations run. All are on by default; each can be turned off on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +129,8 @@ pub enum Libcall {
     TableInit,
     TableCopy,
     ElemDrop,
+    TableGrow,
+    TableFill,
     Popcnt32,
     Popcnt64,
     F32Ceil,

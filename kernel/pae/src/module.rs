@@ -25,6 +25,10 @@ pub enum Ty {
     F32,
     /// f64.
     F64,
+    /// funcref: 0 (null) or the address of a [`FuncRef`](crate::vmctx::FuncRef).
+    FuncRef,
+    /// externref: 0 (null) or a non-zero value chosen by the host.
+    ExternRef,
 }
 
 impl Ty {
@@ -35,7 +39,24 @@ impl Ty {
 
     /// Whether the value is 64 bits wide.
     pub fn is_wide(self) -> bool {
-        matches!(self, Ty::I64 | Ty::F64)
+        matches!(self, Ty::I64 | Ty::F64 | Ty::FuncRef | Ty::ExternRef)
+    }
+
+    /// Whether this is a reference type.
+    pub fn is_ref(self) -> bool {
+        matches!(self, Ty::FuncRef | Ty::ExternRef)
+    }
+
+    pub(crate) fn from_ref(ty: wasmparser::RefType) -> Result<Self, CompileError> {
+        if ty == wasmparser::RefType::FUNCREF {
+            Ok(Ty::FuncRef)
+        } else if ty == wasmparser::RefType::EXTERNREF {
+            Ok(Ty::ExternRef)
+        } else {
+            Err(CompileError::Unsupported(alloc::format!(
+                "reference type {ty}"
+            )))
+        }
     }
 
     pub(crate) fn from_wasm(ty: wasmparser::ValType) -> Result<Self, CompileError> {
@@ -44,7 +65,8 @@ impl Ty {
             wasmparser::ValType::I64 => Ok(Ty::I64),
             wasmparser::ValType::F32 => Ok(Ty::F32),
             wasmparser::ValType::F64 => Ok(Ty::F64),
-            _ => Err(CompileError::Unsupported("reference-typed value".into())),
+            wasmparser::ValType::Ref(r) => Self::from_ref(r),
+            wasmparser::ValType::V128 => Err(CompileError::Unsupported("v128 value".into())),
         }
     }
 }
@@ -66,7 +88,7 @@ impl FuncType {
 }
 
 /// A constant initializer expression.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConstInit {
     /// A number (raw bits, i32/f32 zero-extended).
     Value(u64),
@@ -85,10 +107,21 @@ pub enum ImportKind {
     Func(u32),
     /// A global.
     Global(Ty, bool),
-    /// A memory.
-    Memory,
+    /// A memory with these limits.
+    Memory(Limits),
     /// A table.
-    Table,
+    Table(TableDesc),
+}
+
+/// A table's element type and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDesc {
+    /// `FuncRef` or `ExternRef`.
+    pub ty: Ty,
+    /// Limits in entries.
+    pub limits: Limits,
+    /// Initial value of every entry (defined tables; `RefNull` by default).
+    pub init: ConstInit,
 }
 
 /// An import.
@@ -127,12 +160,16 @@ pub struct ExportDesc {
 /// An element segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ElemDesc {
-    /// `Some(offset)` for an active segment (table 0).
+    /// `Some(offset)` for an active segment.
     pub offset: Option<ConstInit>,
+    /// The table an active segment initializes.
+    pub table: u32,
     /// Declarative segments are dropped at instantiation.
     pub declared: bool,
-    /// Function indices (`None` = null).
-    pub funcs: Vec<Option<u32>>,
+    /// Element type.
+    pub ty: Ty,
+    /// Items: `RefFunc`, `RefNull` or `Global` (of a reference-typed global).
+    pub items: Vec<ConstInit>,
 }
 
 /// A data segment.
@@ -168,8 +205,8 @@ pub struct ModuleDesc {
     pub globals: Vec<GlobalDesc>,
     /// Memory 0, if any.
     pub memory: Option<Limits>,
-    /// Table 0, if any.
-    pub table: Option<Limits>,
+    /// Tables (imports first).
+    pub tables: Vec<TableDesc>,
     /// Exports.
     pub exports: Vec<ExportDesc>,
     /// Element segments.
@@ -211,6 +248,20 @@ fn const_init(expr: &ConstExpr<'_>) -> Result<ConstInit, CompileError> {
         Operator::RefFunc { function_index } => ConstInit::RefFunc(function_index),
         Operator::RefNull { .. } => ConstInit::RefNull,
         _ => return Err(CompileError::Unsupported("constant expression".into())),
+    })
+}
+
+fn table_desc(t: &wasmparser::TableType, init: ConstInit) -> Result<TableDesc, CompileError> {
+    if t.table64 || t.shared {
+        return Err(CompileError::Unsupported("64-bit or shared table".into()));
+    }
+    Ok(TableDesc {
+        ty: Ty::from_ref(t.element_type)?,
+        limits: Limits {
+            min: t.initial,
+            max: t.maximum,
+        },
+        init,
     })
 }
 
@@ -256,18 +307,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
                             ImportKind::Global(ty, g.mutable)
                         }
                         TypeRef::Memory(mem) => {
-                            m.memory = Some(Limits {
+                            let limits = Limits {
                                 min: mem.initial,
                                 max: mem.maximum,
-                            });
-                            ImportKind::Memory
+                            };
+                            m.memory = Some(limits);
+                            ImportKind::Memory(limits)
                         }
                         TypeRef::Table(t) => {
-                            m.table = Some(Limits {
-                                min: t.initial,
-                                max: t.maximum,
-                            });
-                            ImportKind::Table
+                            let table = table_desc(&t, ConstInit::RefNull)?;
+                            m.tables.push(table);
+                            ImportKind::Table(table)
                         }
                         _ => return Err(CompileError::Unsupported("import kind".into())),
                     };
@@ -286,10 +336,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
             Payload::TableSection(reader) => {
                 for t in reader {
                     let t = t?;
-                    m.table = Some(Limits {
-                        min: t.ty.initial,
-                        max: t.ty.maximum,
-                    });
+                    let init = match &t.init {
+                        wasmparser::TableInit::RefNull => ConstInit::RefNull,
+                        wasmparser::TableInit::Expr(e) => const_init(e)?,
+                    };
+                    m.tables.push(table_desc(&t.ty, init)?);
                 }
             }
             Payload::MemorySection(reader) => {
@@ -325,33 +376,39 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
             Payload::ElementSection(reader) => {
                 for e in reader {
                     let e = e?;
-                    let (offset, declared) = match &e.kind {
-                        ElementKind::Active { offset_expr, .. } => {
-                            (Some(const_init(offset_expr)?), false)
-                        }
-                        ElementKind::Passive => (None, false),
-                        ElementKind::Declared => (None, true),
+                    let (offset, table, declared) = match &e.kind {
+                        ElementKind::Active {
+                            offset_expr,
+                            table_index,
+                        } => (
+                            Some(const_init(offset_expr)?),
+                            table_index.unwrap_or(0),
+                            false,
+                        ),
+                        ElementKind::Passive => (None, 0, false),
+                        ElementKind::Declared => (None, 0, true),
                     };
-                    let mut funcs = Vec::new();
-                    match e.items {
+                    let mut items = Vec::new();
+                    let ty = match e.items {
                         ElementItems::Functions(r) => {
                             for f in r {
-                                funcs.push(Some(f?));
+                                items.push(ConstInit::RefFunc(f?));
                             }
+                            Ty::FuncRef
                         }
-                        ElementItems::Expressions(_, r) => {
+                        ElementItems::Expressions(ty, r) => {
                             for expr in r {
-                                funcs.push(match const_init(&expr?)? {
-                                    ConstInit::RefFunc(f) => Some(f),
-                                    _ => None,
-                                });
+                                items.push(const_init(&expr?)?);
                             }
+                            Ty::from_ref(ty)?
                         }
-                    }
+                    };
                     m.elems.push(ElemDesc {
                         offset,
+                        table,
                         declared,
-                        funcs,
+                        ty,
+                        items,
                     });
                 }
             }

@@ -13,12 +13,13 @@ pub struct VmContext {
     pub memory_base: *mut u8,
     /// Current linear-memory size in bytes (bounds checks compare against it).
     pub memory_size_bytes: u64,
-    /// Global values, 8 bytes each (imports first).
-    pub globals: *mut u64,
-    /// Table 0 entries.
-    pub table_base: *mut TableEntry,
-    /// Number of table entries.
-    pub table_len: u64,
+    /// Where each global's value is (imports first): a pointer per global to its 8-byte cell,
+    /// which an imported global shares with the instance that exports it.
+    pub globals: *const *mut u64,
+    /// Each table (imports first), possibly shared with other instances.
+    pub tables: *const *mut TableDef,
+    /// This instance's [`FuncRef`] of each function (what `ref.func` returns).
+    pub func_refs: *const FuncRef,
     /// Function imports, in import order.
     pub imports: *const ImportEntry,
     /// Canonical signature id of each module type index (for `call_indirect`).
@@ -39,6 +40,46 @@ pub struct VmContext {
     pub instance: *mut c_void,
     /// Per-block execution counters (when compiled with `block_counters`).
     pub counters: *mut u64,
+    /// The linear memory's current base and size, shared by every instance that imports it;
+    /// `memory_base` and `memory_size_bytes` are this instance's copies, refreshed from it after
+    /// every call that may have run another instance.
+    pub memory_def: *const MemoryDef,
+}
+
+/// A table as generated code sees it: `len` entries at `base`, 8 bytes each (a funcref is 0 or
+/// the address of a [`FuncRef`]; an externref is 0 or a host value).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TableDef {
+    /// Entries.
+    pub base: *mut u64,
+    /// Number of entries.
+    pub len: u64,
+}
+
+/// A linear memory's current place and size.
+#[repr(C)]
+#[derive(Debug)]
+pub struct MemoryDef {
+    /// First byte.
+    pub base: *mut u8,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+/// What a non-null funcref points at: how to call the function, whichever instance holds the
+/// reference. Owned by the instance that defines the function (or imports it), immutable and
+/// at a fixed address for that instance's lifetime.
+#[repr(C)]
+#[derive(Debug)]
+pub struct FuncRef {
+    /// Where the current code address of the function is kept (the embedder's relocation cell
+    /// or the instance's own), read at every call.
+    pub code_cell: *const usize,
+    /// Canonical signature id (never 0).
+    pub sig_id: u64,
+    /// The VM context the function runs with.
+    pub vmctx: *mut VmContext,
 }
 
 /// Byte offsets of [`VmContext`] fields.
@@ -49,10 +90,10 @@ pub mod off {
     pub const MEMORY_SIZE: i32 = 8;
     /// `globals`.
     pub const GLOBALS: i32 = 16;
-    /// `table_base`.
-    pub const TABLE_BASE: i32 = 24;
-    /// `table_len`.
-    pub const TABLE_LEN: i32 = 32;
+    /// `tables`.
+    pub const TABLES: i32 = 24;
+    /// `func_refs`.
+    pub const FUNC_REFS: i32 = 32;
     /// `imports`.
     pub const IMPORTS: i32 = 40;
     /// `sig_ids`.
@@ -71,16 +112,20 @@ pub mod off {
     pub const INSTANCE: i32 = 96;
     /// `counters`.
     pub const COUNTERS: i32 = 104;
-}
-
-/// One table slot: the callee's code address and canonical signature id (0 = null entry).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TableEntry {
-    /// Code address of a function with the internal calling convention.
-    pub code: usize,
-    /// Canonical signature id; 0 marks an uninitialized (null) element.
-    pub sig_id: u64,
+    /// `memory_def`.
+    pub const MEMORY_DEF: i32 = 112;
+    /// [`TableDef::base`](super::TableDef).
+    pub const TABLE_DEF_BASE: i32 = 0;
+    /// [`TableDef::len`](super::TableDef).
+    pub const TABLE_DEF_LEN: i32 = 8;
+    /// [`FuncRef::code_cell`](super::FuncRef).
+    pub const FUNC_REF_CODE_CELL: i32 = 0;
+    /// [`FuncRef::sig_id`](super::FuncRef).
+    pub const FUNC_REF_SIG: i32 = 8;
+    /// [`FuncRef::vmctx`](super::FuncRef).
+    pub const FUNC_REF_VMCTX: i32 = 16;
+    /// Bytes per [`FuncRef`](super::FuncRef).
+    pub const FUNC_REF_BYTES: i32 = 24;
 }
 
 /// How an imported function is reached.
@@ -196,7 +241,7 @@ impl fmt::Display for TrapCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::offset_of;
+    use core::mem::{offset_of, size_of};
 
     #[test]
     fn offsets_match_layout() {
@@ -209,8 +254,18 @@ mod tests {
             off::MEMORY_SIZE as usize
         );
         assert_eq!(offset_of!(VmContext, globals), off::GLOBALS as usize);
-        assert_eq!(offset_of!(VmContext, table_base), off::TABLE_BASE as usize);
-        assert_eq!(offset_of!(VmContext, table_len), off::TABLE_LEN as usize);
+        assert_eq!(offset_of!(VmContext, tables), off::TABLES as usize);
+        assert_eq!(offset_of!(VmContext, func_refs), off::FUNC_REFS as usize);
+        assert_eq!(offset_of!(VmContext, memory_def), off::MEMORY_DEF as usize);
+        assert_eq!(offset_of!(TableDef, base), off::TABLE_DEF_BASE as usize);
+        assert_eq!(offset_of!(TableDef, len), off::TABLE_DEF_LEN as usize);
+        assert_eq!(
+            offset_of!(FuncRef, code_cell),
+            off::FUNC_REF_CODE_CELL as usize
+        );
+        assert_eq!(offset_of!(FuncRef, sig_id), off::FUNC_REF_SIG as usize);
+        assert_eq!(offset_of!(FuncRef, vmctx), off::FUNC_REF_VMCTX as usize);
+        assert_eq!(size_of::<FuncRef>(), off::FUNC_REF_BYTES as usize);
         assert_eq!(offset_of!(VmContext, imports), off::IMPORTS as usize);
         assert_eq!(offset_of!(VmContext, sig_ids), off::SIG_IDS as usize);
         assert_eq!(
@@ -223,7 +278,6 @@ mod tests {
         assert_eq!(offset_of!(VmContext, libcalls), off::LIBCALLS as usize);
         assert_eq!(offset_of!(VmContext, instance), off::INSTANCE as usize);
         assert_eq!(offset_of!(VmContext, counters), off::COUNTERS as usize);
-        assert_eq!(core::mem::size_of::<TableEntry>(), 16);
         assert_eq!(core::mem::size_of::<ImportEntry>(), 24);
     }
 }

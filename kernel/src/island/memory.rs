@@ -171,8 +171,8 @@ impl LargePage {
     }
 }
 
-/// Visits every code address the instance at `addr` holds by value (tables, passive element
-/// segments, imports bound to other instances), with the world stopped: `f` gets each value
+/// Visits every code address the instance at `addr` holds by value (imports bound to other
+/// instances' functions; funcrefs read relocation cells instead), with the world stopped: `f` gets each value
 /// and returns the value to store (or `None` to leave it).
 pub fn retarget_instance(addr: usize, f: &mut dyn FnMut(u64) -> Option<u64>) {
     let mut visit = |slot: *mut usize| {

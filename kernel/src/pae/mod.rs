@@ -175,13 +175,29 @@ pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
     Ok(order)
 }
 
-fn val_type(ty: Ty) -> ValType {
+/// The console's type for a parameter or result; `None` for references, which it cannot show
+/// or pass.
+fn val_type(ty: Ty) -> Option<ValType> {
     match ty {
-        Ty::I32 => ValType::I32,
-        Ty::I64 => ValType::I64,
-        Ty::F32 => ValType::F32,
-        Ty::F64 => ValType::F64,
+        Ty::I32 => Some(ValType::I32),
+        Ty::I64 => Some(ValType::I64),
+        Ty::F32 => Some(ValType::F32),
+        Ty::F64 => Some(ValType::F64),
+        Ty::FuncRef | Ty::ExternRef => None,
     }
+}
+
+fn console_types(task: &str, tys: &[Ty]) -> Result<Vec<ValType>, PaeError> {
+    tys.iter()
+        .map(|&t| {
+            val_type(t).ok_or_else(|| {
+                PaeError::BadArgs(alloc::format!(
+                    "`{task}` has a reference-typed parameter or result, which a task cannot take \
+                     or return"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// A task ready to run: instances of the chunk and its providers, and the export to call.
@@ -198,8 +214,8 @@ pub struct Prepared {
     wasi: Option<WasiLink>,
     chunk: String,
     func: u32,
-    params: Vec<Ty>,
-    results: Vec<Ty>,
+    params: Vec<ValType>,
+    results: Vec<ValType>,
     /// Native stack the chunk's manifest asks for.
     stack_bytes: u64,
 }
@@ -238,6 +254,8 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         .export_func(export)
         .ok_or_else(|| PaeError::NoExport(task.into()))?;
     let ty = main.module.desc.func_type(func).clone();
+    let params = console_types(task, &ty.params)?;
+    let results = console_types(task, &ty.results)?;
     let stack_bytes = match chunks::loaded() {
         Loaded::Ready { image, .. } => image
             .chunk(chunk)
@@ -260,8 +278,8 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         wasi,
         chunk: chunk.into(),
         func,
-        params: ty.params,
-        results: ty.results,
+        params,
+        results,
     })
 }
 
@@ -370,14 +388,9 @@ impl Prepared {
             .iter()
             .zip(&self.params)
             .map(|(w, ty)| {
-                Value::parse(w, val_type(*ty))
+                Value::parse(w, *ty)
                     .map(Value::to_bits)
-                    .ok_or_else(|| {
-                        PaeError::BadArgs(alloc::format!(
-                            "`{w}` is not a valid {:?}",
-                            val_type(*ty)
-                        ))
-                    })
+                    .ok_or_else(|| PaeError::BadArgs(alloc::format!("`{w}` is not a valid {ty:?}")))
             })
             .collect()
     }
@@ -409,7 +422,7 @@ impl Prepared {
         Ok(raw
             .iter()
             .zip(&self.results)
-            .map(|(bits, ty)| Value::from_bits(*bits, val_type(*ty)))
+            .map(|(bits, ty)| Value::from_bits(*bits, *ty))
             .collect())
     }
 }

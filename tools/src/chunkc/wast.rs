@@ -18,10 +18,12 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use atoll_pae::module::ExternalKind;
-use atoll_pae::runtime::{Extern, Instance, InvokeError, SigRegistry};
+use atoll_pae::runtime::{
+    Extern, Global, Instance, InvokeError, Memory, SigRegistry, Table, VecMemory,
+};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompileError, CompiledModule, FuncType, Options, TrapCode, Ty};
-use wast::core::{NanPattern, WastArgCore, WastRetCore};
+use wast::core::{AbstractHeapType, HeapType, NanPattern, WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet};
 
@@ -118,6 +120,9 @@ struct Runner {
     current: Option<usize>,
     named: HashMap<String, usize>,
     registered: HashMap<String, usize>,
+    /// Modules declared with `(module definition $name ...)`, by name.
+    definitions: HashMap<String, Vec<u8>>,
+    spectest: Spectest,
     report: FileReport,
     line: usize,
 }
@@ -143,39 +148,79 @@ unsafe extern "C" fn spectest_print(_: *mut VmContext, _: *mut c_void, _: *mut u
     0
 }
 
-fn spectest(
-    name: &str,
-    kind: &atoll_pae::module::ImportKind,
-    m: &atoll_pae::ModuleDesc,
-) -> Option<Extern> {
-    use atoll_pae::module::ImportKind;
-    match kind {
-        ImportKind::Func(t) => {
-            let ty = &m.types[*t as usize];
-            let params: &[Ty] = match name {
-                "print" => &[],
-                "print_i32" => &[Ty::I32],
-                "print_i64" => &[Ty::I64],
-                "print_f32" => &[Ty::F32],
-                "print_f64" => &[Ty::F64],
-                "print_i32_f32" => &[Ty::I32, Ty::F32],
-                "print_f64_f64" => &[Ty::F64, Ty::F64],
-                _ => return None,
-            };
-            (ty.params == params && ty.results.is_empty()).then_some(Extern::Host {
-                func: spectest_print,
-                data: std::ptr::null_mut(),
-            })
-        }
-        ImportKind::Global(ty, false) => match (name, ty) {
-            ("global_i32", Ty::I32) => Some(Extern::Global(666)),
-            ("global_i64", Ty::I64) => Some(Extern::Global(666)),
-            ("global_f32", Ty::F32) => Some(Extern::Global(u64::from(666.6f32.to_bits()))),
-            ("global_f64", Ty::F64) => Some(Extern::Global(666.6f64.to_bits())),
+/// The `spectest` module's memory and table, made on first use and shared by every module
+/// of the script that imports them.
+#[derive(Default)]
+struct Spectest {
+    memory: Option<Memory>,
+    table: Option<Table>,
+}
+
+impl Spectest {
+    fn export(
+        &mut self,
+        name: &str,
+        kind: &atoll_pae::module::ImportKind,
+        m: &atoll_pae::ModuleDesc,
+    ) -> Option<Extern> {
+        use atoll_pae::module::{ImportKind, Limits};
+        match (kind, name) {
+            (ImportKind::Func(t), _) => {
+                let ty = &m.types[*t as usize];
+                let params: &[Ty] = match name {
+                    "print" => &[],
+                    "print_i32" => &[Ty::I32],
+                    "print_i64" => &[Ty::I64],
+                    "print_f32" => &[Ty::F32],
+                    "print_f64" => &[Ty::F64],
+                    "print_i32_f32" => &[Ty::I32, Ty::F32],
+                    "print_f64_f64" => &[Ty::F64, Ty::F64],
+                    _ => return None,
+                };
+                (ty.params == params && ty.results.is_empty()).then_some(Extern::Host {
+                    func: spectest_print,
+                    data: std::ptr::null_mut(),
+                })
+            }
+            (ImportKind::Global(..), _) => {
+                let (ty, bits) = match name {
+                    "global_i32" => (Ty::I32, 666),
+                    "global_i64" => (Ty::I64, 666),
+                    "global_f32" => (Ty::F32, u64::from(666.6f32.to_bits())),
+                    "global_f64" => (Ty::F64, 666.6f64.to_bits()),
+                    _ => return None,
+                };
+                Some(Extern::Global(Global::new(ty, false, bits)))
+            }
+            (ImportKind::Memory(_), "memory") => {
+                let limits = Limits {
+                    min: 1,
+                    max: Some(2),
+                };
+                let memory = self.memory.get_or_insert_with(|| {
+                    Memory::new(Box::<VecMemory>::default(), limits)
+                        .expect("one page of spectest memory")
+                });
+                Some(Extern::Memory(memory.clone()))
+            }
+            (ImportKind::Table(_), "table") => {
+                let limits = Limits {
+                    min: 10,
+                    max: Some(20),
+                };
+                let table = self.table.get_or_insert_with(|| {
+                    Table::new(Ty::FuncRef, limits, 0).expect("ten spectest table entries")
+                });
+                Some(Extern::Table(table.clone()))
+            }
             _ => None,
-        },
-        _ => None,
+        }
     }
+}
+
+/// The value of an `externref` the script calls `(ref.extern n)` (0 is the null reference).
+fn extern_bits(n: u32) -> u64 {
+    u64::from(n) + 1
 }
 
 fn arg_bits(arg: &WastArg<'_>) -> Option<u64> {
@@ -184,12 +229,14 @@ fn arg_bits(arg: &WastArg<'_>) -> Option<u64> {
         WastArg::Core(WastArgCore::I64(v)) => Some(*v as u64),
         WastArg::Core(WastArgCore::F32(v)) => Some(u64::from(v.bits)),
         WastArg::Core(WastArgCore::F64(v)) => Some(v.bits),
+        WastArg::Core(WastArgCore::RefNull(_)) => Some(0),
+        WastArg::Core(WastArgCore::RefExtern(n)) => Some(extern_bits(*n)),
         _ => None,
     }
 }
 
 /// Whether a result of type `ty` with `bits` is what `ret` expects. Expected values of another
-/// type (references, vectors) never match: a module that compiled has none.
+/// type (vectors, GC references) never match: a module that compiled has none.
 fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u64) -> bool {
     let WastRet::Core(ret) = ret else {
         return false;
@@ -218,6 +265,31 @@ fn matches_core(ret: &WastRetCore<'_>, ty: Ty, bits: u64) -> bool {
                 NanPattern::Value(v) => bits == v.bits,
             }
         }
+        (WastRetCore::RefNull(None), Ty::FuncRef | Ty::ExternRef) => bits == 0,
+        (WastRetCore::RefNull(Some(h)), Ty::FuncRef) => {
+            bits == 0
+                && matches!(
+                    h,
+                    HeapType::Abstract {
+                        ty: AbstractHeapType::Func,
+                        ..
+                    }
+                )
+        }
+        (WastRetCore::RefNull(Some(h)), Ty::ExternRef) => {
+            bits == 0
+                && matches!(
+                    h,
+                    HeapType::Abstract {
+                        ty: AbstractHeapType::Extern,
+                        ..
+                    }
+                )
+        }
+        (WastRetCore::RefExtern(Some(n)), Ty::ExternRef) => bits == extern_bits(*n),
+        (WastRetCore::RefExtern(None), Ty::ExternRef) | (WastRetCore::RefFunc(_), Ty::FuncRef) => {
+            bits != 0
+        }
         (WastRetCore::Either(any), _) => any.iter().any(|r| matches_core(r, ty, bits)),
         _ => false,
     }
@@ -238,6 +310,8 @@ impl Runner {
             current: None,
             named: HashMap::new(),
             registered: HashMap::new(),
+            definitions: HashMap::new(),
+            spectest: Spectest::default(),
             report: FileReport::default(),
             line: 0,
         }
@@ -313,16 +387,8 @@ impl Runner {
         let desc = &module.desc;
         let mut imports = Vec::new();
         for import in &desc.imports {
-            use atoll_pae::module::ImportKind;
-            if matches!(import.kind, ImportKind::Memory | ImportKind::Table) {
-                // Core wasm, not a proposal: not on the allow-list.
-                return Err(NotLive::Fail(format!(
-                    "imports a memory or table (`{}.{}`), which the runtime does not support",
-                    import.module, import.name
-                )));
-            }
             let ext = if import.module == "spectest" {
-                spectest(&import.name, &import.kind, desc)
+                self.spectest.export(&import.name, &import.kind, desc)
             } else {
                 match self
                     .registered
@@ -363,7 +429,12 @@ impl Runner {
             Ok(b) => b,
             Err(e) => return self.fail(format!("module does not encode: {e}")),
         };
-        match self.instantiate(&bytes) {
+        self.instantiate_named(name.as_deref(), &bytes);
+    }
+
+    fn instantiate_named(&mut self, name: Option<&str>, bytes: &[u8]) {
+        let name = name.map(str::to_string);
+        match self.instantiate(bytes) {
             Ok(inst) => {
                 self.add_instance(name.as_deref(), Slot::Live(inst));
                 self.pass();
@@ -398,11 +469,11 @@ impl Runner {
             Ok(i) => i,
             Err(n) => return n.into(),
         };
-        // A module that compiled has no reference- or vector-typed parameters.
+        // A module that compiled has no vector- or GC-typed parameters.
         let args: Option<Vec<u64>> = call.args.iter().map(arg_bits).collect();
         let Some(args) = args else {
             return Outcome::Error(format!(
-                "`{}`: an argument is not i32/i64/f32/f64",
+                "`{}`: an argument is not a number, funcref or externref",
                 call.name
             ));
         };
@@ -456,6 +527,30 @@ impl Runner {
     fn directive(&mut self, directive: WastDirective<'_>) {
         match directive {
             WastDirective::Module(wat) => self.module_directive(wat),
+            WastDirective::ModuleDefinition(mut wat) => {
+                let name = wat.name().map(|id| id.name().to_string());
+                match (wat.encode(), name) {
+                    (Ok(bytes), Some(name)) => {
+                        self.definitions.insert(name, bytes);
+                    }
+                    // An unnamed definition can never be instantiated: only check it compiles.
+                    (Ok(bytes), None) => {
+                        if let Err(e) = (self.compile)(&bytes, &self.options) {
+                            self.fail(format!("module definition failed: {e}"));
+                        }
+                    }
+                    (Err(e), _) => self.fail(format!("module does not encode: {e}")),
+                }
+            }
+            WastDirective::ModuleInstance {
+                instance, module, ..
+            } => {
+                let bytes = module.and_then(|m| self.definitions.get(m.name()).cloned());
+                let Some(bytes) = bytes else {
+                    return self.fail("module instance: no such module definition");
+                };
+                self.instantiate_named(instance.map(|id| id.name()), &bytes);
+            }
             WastDirective::Register { name, module, .. } => {
                 let index = match module {
                     Some(id) => self.named.get(id.name()).copied(),
@@ -601,11 +696,10 @@ fn export_extern(
             let want: &FuncType = &importer.types[*t as usize];
             (desc.func_type(export.index) == want).then(|| inst.func_ref(export.index))
         }
-        (ImportKind::Global(ty, mutable), ExternalKind::Global) => {
-            let g = &desc.globals[export.index as usize];
-            (g.ty == *ty && g.mutable == *mutable)
-                .then(|| Extern::Global(inst.global(export.index)))
-        }
+        // The runtime checks types, mutability and limits (a link error names the mismatch).
+        (ImportKind::Global(..), ExternalKind::Global) => inst.export_global(export.index),
+        (ImportKind::Table(_), ExternalKind::Table) => inst.export_table(export.index),
+        (ImportKind::Memory(_), ExternalKind::Memory) => inst.export_memory(),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use iced_x86::{Code, Instruction};
 use wasmparser::Operator;
 
 use super::{Func, Loc, ModCx, RawMeta};
-use crate::emit::{Cond, R32, R64, mem, mem_idx, reg};
+use crate::emit::{Cond, Emitter, R32, R64, mem, mem_idx, reg};
 use crate::meta::{CallTarget, FrameLayout};
 use crate::module::{FuncType, Ty};
 use crate::vmctx::{TrapCode, off};
@@ -49,10 +49,8 @@ impl Func<'_, '_> {
             }
             Operator::GlobalGet { global_index } => {
                 let ty = self.cx.m.globals[global_index as usize].ty;
-                self.cx
-                    .e
-                    .load(reg::RAX, true, mem(reg::VMCTX, off::GLOBALS))?;
-                let m = mem(reg::RAX, 8 * global_index as i32);
+                self.global_cell(reg::RAX, global_index)?;
+                let m = mem(reg::RAX, 0);
                 if ty.is_float() {
                     let x = self.alloc_xmm()?;
                     self.xmm_load(x, m, ty.is_wide())?;
@@ -70,11 +68,8 @@ impl Func<'_, '_> {
                 } else {
                     v.loc
                 };
-                self.cx
-                    .e
-                    .load(reg::RCX, true, mem(reg::VMCTX, off::GLOBALS))?;
-                let m = mem(reg::RCX, 8 * global_index as i32);
-                self.write_reg_or_const(m, v.ty, loc)?;
+                self.global_cell(reg::RCX, global_index)?;
+                self.write_reg_or_const(mem(reg::RCX, 0), v.ty, loc)?;
                 self.release(super::Val { loc, ..v });
             }
             Operator::Call { function_index } => {
@@ -85,7 +80,10 @@ impl Func<'_, '_> {
                 self.cx.e.call(label)?;
                 self.after_call(&ty)?;
             }
-            Operator::CallIndirect { type_index, .. } => self.call_indirect(type_index)?,
+            Operator::CallIndirect {
+                type_index,
+                table_index,
+            } => self.call_indirect(type_index, table_index)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -144,52 +142,64 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    fn call_indirect(&mut self, type_index: u32) -> Result<(), CompileError> {
+    /// Loads the address of global `index`'s cell into `dst`.
+    fn global_cell(&mut self, dst: u8, index: u32) -> Result<(), CompileError> {
+        let e = &mut self.cx.e;
+        e.load(dst, true, mem(reg::VMCTX, off::GLOBALS))?;
+        e.load(dst, true, mem(dst, 8 * index as i32))
+    }
+
+    /// `call_indirect`: bounds check, null check and signature check on the funcref in the
+    /// table, then a call with the funcref's VM context (another instance's when the table is
+    /// shared), restoring this function's afterwards.
+    fn call_indirect(&mut self, type_index: u32, table: u32) -> Result<(), CompileError> {
         let ty = self.cx.m.types[type_index as usize].clone();
         let index = self.pop();
         let r = self.gpr_of(index)?;
         self.pass_args(&ty)?;
+        let ri = R64[r as usize];
         let e = &mut self.cx.e;
+        e.mov_rr(r, r, false)?;
+        e.load(reg::RAX, true, mem(reg::VMCTX, off::TABLES))?;
+        e.load(reg::RAX, true, mem(reg::RAX, 8 * table as i32))?;
         e.ins(Instruction::with2(
             Code::Cmp_r64_rm64,
-            R64[r as usize],
-            mem(reg::VMCTX, off::TABLE_LEN),
+            ri,
+            mem(reg::RAX, off::TABLE_DEF_LEN),
         ))?;
         let oob = self.cx.trap(TrapCode::TableOutOfBounds);
         self.cx.e.jcc(Cond::Ae, oob)?;
         let e = &mut self.cx.e;
+        e.load(reg::RAX, true, mem(reg::RAX, off::TABLE_DEF_BASE))?;
         e.ins(Instruction::with2(
-            Code::Shl_rm64_imm8,
-            R64[r as usize],
-            4u32,
-        ))?;
-        e.load(reg::RAX, true, mem(reg::VMCTX, off::TABLE_BASE))?;
-        e.ins(Instruction::with2(
-            Code::Add_r64_rm64,
+            Code::Mov_r64_rm64,
             R64[0],
-            R64[r as usize],
+            crate::emit::mem_scaled(reg::RAX, r, 8, 0),
         ))?;
+        e.ins(Instruction::with2(Code::Test_rm64_r64, R64[0], R64[0]))?;
+        let null = self.cx.trap(TrapCode::UninitializedElement);
+        self.cx.e.jcc(Cond::E, null)?;
+        let e = &mut self.cx.e;
         e.load(reg::RCX, true, mem(reg::VMCTX, off::SIG_IDS))?;
         e.load(reg::RCX, false, mem(reg::RCX, 4 * type_index as i32))?;
         e.ins(Instruction::with2(
-            Code::Cmp_rm64_imm8,
-            mem(reg::RAX, 8),
-            0i32,
-        ))?;
-        let null = self.cx.trap(TrapCode::UninitializedElement);
-        self.cx.e.jcc(Cond::E, null)?;
-        self.cx.e.ins(Instruction::with2(
             Code::Cmp_rm64_r64,
-            mem(reg::RAX, 8),
+            mem(reg::RAX, off::FUNC_REF_SIG),
             R64[1],
         ))?;
         let mismatch = self.cx.trap(TrapCode::IndirectCallTypeMismatch);
         self.cx.e.jcc(Cond::Ne, mismatch)?;
         self.free_gpr(r);
+        let e = &mut self.cx.e;
+        e.load(reg::RCX, true, mem(reg::RAX, off::FUNC_REF_VMCTX))?;
+        e.load(reg::RAX, true, mem(reg::RAX, off::FUNC_REF_CODE_CELL))?;
+        enter_vmctx(e, reg::RCX)?;
         self.note_call(CallTarget::Indirect(type_index));
         self.cx
             .e
             .ins(Instruction::with1(Code::Call_rm64, mem(reg::RAX, 0)))?;
+        self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
+        refresh_memory(&mut self.cx.e)?;
         self.after_call(&ty)
     }
 
@@ -307,25 +317,22 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
         mem(reg::VMCTX, off::TRAP_EXIT),
     ))?;
     e.bind(&mut ok)?;
+    refresh_memory(e)?;
     e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
     e.op0(Code::Leaveq)?;
     e.op0(Code::Retnq)?;
     // Wasm function of another instance: hand over the stack state, switch vmctx.
     e.bind(&mut wasm)?;
-    e.load(rcx, true, mem(rax, 8))?;
-    for field in [off::ENTRY_RSP, off::STACK_LIMIT] {
-        e.load(rdx, true, mem(reg::VMCTX, field))?;
-        e.store(mem(rcx, field), rdx, true)?;
-    }
     for i in 0..ty.params.len() as i32 {
         e.load(rdx, true, mem(reg::RBP, 16 + 8 * i))?;
         e.store(mem(reg::RSP, 8 * i), rdx, true)?;
     }
-    e.mov_rr(reg::VMCTX, rcx, true)?;
-    e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
+    e.load(rcx, true, mem(rax, 8))?;
+    enter_vmctx(e, rcx)?;
     raw.calls.push((e.pos(), CallTarget::ImportWasm(index)));
     e.ins(Instruction::with1(Code::Call_rm64, mem(rax, 0)))?;
     e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
+    refresh_memory(e)?;
     e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
     for i in 0..ty.results.len() as i32 {
         e.load(rdx, true, mem(reg::RSP, 8 * i))?;
@@ -336,4 +343,32 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
     let _ = mem_idx;
     raw.end = cx.e.pos();
     Ok(raw)
+}
+
+/// Switches to the VM context in `callee` (which may be this one) for a call: hands over the
+/// entry stack pointer and stack limit, refreshes its copy of the memory's place and size, and
+/// ends with `mov r14, callee; mov r15, [r14]` right before the call (the shape the island
+/// code's tests expect). Clobbers `rdx`; `rax` is kept.
+fn enter_vmctx(e: &mut Emitter, callee: u8) -> Result<(), CompileError> {
+    for field in [off::ENTRY_RSP, off::STACK_LIMIT] {
+        e.load(reg::RDX, true, mem(reg::VMCTX, field))?;
+        e.store(mem(callee, field), reg::RDX, true)?;
+    }
+    e.load(reg::RDX, true, mem(callee, off::MEMORY_DEF))?;
+    for (field, def) in [(off::MEMORY_SIZE, 8), (off::MEMORY_BASE, 0)] {
+        e.load(reg::MEMBASE, true, mem(reg::RDX, def))?;
+        e.store(mem(callee, field), reg::MEMBASE, true)?;
+    }
+    e.mov_rr(reg::VMCTX, callee, true)?;
+    e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))
+}
+
+/// Copies the shared memory's current base and size into the VM context in `r14` (another
+/// instance sharing the memory may have grown it). Clobbers `rcx` and `rdx`.
+pub(super) fn refresh_memory(e: &mut Emitter) -> Result<(), CompileError> {
+    e.load(reg::RCX, true, mem(reg::VMCTX, off::MEMORY_DEF))?;
+    e.load(reg::RDX, true, mem(reg::RCX, 0))?;
+    e.store(mem(reg::VMCTX, off::MEMORY_BASE), reg::RDX, true)?;
+    e.load(reg::RDX, true, mem(reg::RCX, 8))?;
+    e.store(mem(reg::VMCTX, off::MEMORY_SIZE), reg::RDX, true)
 }

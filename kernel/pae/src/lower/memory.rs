@@ -164,15 +164,6 @@ impl Func<'_, '_> {
                 self.push_const(Ty::I32, u64::from(data_index))?;
                 self.libcall(Libcall::DataDrop, 1, None, false)?;
             }
-            Operator::TableInit { elem_index, .. } => {
-                self.push_const(Ty::I32, u64::from(elem_index))?;
-                self.libcall(Libcall::TableInit, 4, None, true)?;
-            }
-            Operator::TableCopy { .. } => self.libcall(Libcall::TableCopy, 3, None, true)?,
-            Operator::ElemDrop { elem_index } => {
-                self.push_const(Ty::I32, u64::from(elem_index))?;
-                self.libcall(Libcall::ElemDrop, 1, None, false)?;
-            }
             _ => return Ok(false),
         }
         Ok(true)

@@ -10,6 +10,7 @@ mod control;
 mod float;
 mod int;
 mod memory;
+mod table;
 
 use alloc::vec::Vec;
 
@@ -633,7 +634,12 @@ impl Func<'_, '_> {
 
     /// Lowers one operator. `next` is the following operator (for peepholes).
     fn op(&mut self, op: &Operator<'_>, next: Option<&Operator<'_>>) -> Result<(), CompileError> {
-        if self.control(op)? || self.int(op, next)? || self.float(op, next)? || self.memory(op)? {
+        if self.control(op)?
+            || self.int(op, next)?
+            || self.float(op, next)?
+            || self.memory(op)?
+            || self.table(op)?
+        {
             return Ok(());
         }
         if self.call_or_var(op)? {

@@ -22,6 +22,8 @@ pub const LIBCALL_BY_INDEX: [Libcall; LIBCALL_COUNT] = [
     Libcall::TableInit,
     Libcall::TableCopy,
     Libcall::ElemDrop,
+    Libcall::TableGrow,
+    Libcall::TableFill,
     Libcall::Popcnt32,
     Libcall::Popcnt64,
     Libcall::F32Ceil,
@@ -67,6 +69,8 @@ fn helper(which: Libcall) -> Helper {
         Libcall::TableInit => table_init,
         Libcall::TableCopy => table_copy,
         Libcall::ElemDrop => elem_drop,
+        Libcall::TableGrow => table_grow,
+        Libcall::TableFill => table_fill,
         Libcall::Popcnt32 => popcnt32,
         Libcall::Popcnt64 => popcnt64,
         Libcall::F32Ceil => f32_ceil,
@@ -147,21 +151,47 @@ unsafe extern "C" fn data_drop(vm: *mut VmContext, seg: u64, _: u64, _: u64, _: 
     0
 }
 
-unsafe extern "C" fn table_init(vm: *mut VmContext, d: u64, s: u64, n: u64, seg: u64) -> u64 {
+unsafe extern "C" fn table_init(vm: *mut VmContext, d: u64, s: u64, n: u64, which: u64) -> u64 {
+    // `which` is `table << 32 | segment`.
     // SAFETY: called by generated code with its own vmctx.
     unsafe {
         with_instance(vm, |i| {
-            let r = i.table_init(seg as u32, d as u32, s as u32, n as u32);
+            let (table, seg) = ((which >> 32) as u32, which as u32);
+            let r = i.table_init(seg, table, d as u32, s as u32, n as u32);
             result(i, r)
         })
     }
 }
 
-unsafe extern "C" fn table_copy(vm: *mut VmContext, d: u64, s: u64, n: u64, _: u64) -> u64 {
+unsafe extern "C" fn table_copy(vm: *mut VmContext, d: u64, s: u64, n: u64, tables: u64) -> u64 {
+    // `tables` is `destination << 32 | source`.
     // SAFETY: called by generated code with its own vmctx.
     unsafe {
         with_instance(vm, |i| {
-            let r = i.table_copy(d as u32, s as u32, n as u32);
+            let (dst, src) = ((tables >> 32) as u32, tables as u32);
+            let r = i.table_copy(dst, src, d as u32, s as u32, n as u32);
+            result(i, r)
+        })
+    }
+}
+
+unsafe extern "C" fn table_grow(vm: *mut VmContext, init: u64, n: u64, table: u64, _: u64) -> u64 {
+    // SAFETY: called by generated code with its own vmctx.
+    unsafe {
+        with_instance(vm, |i| {
+            u64::from(
+                i.table_grow(table as u32, init, n as u32)
+                    .unwrap_or(u32::MAX),
+            )
+        })
+    }
+}
+
+unsafe extern "C" fn table_fill(vm: *mut VmContext, at: u64, v: u64, n: u64, table: u64) -> u64 {
+    // SAFETY: called by generated code with its own vmctx.
+    unsafe {
+        with_instance(vm, |i| {
+            let r = i.table_fill(table as u32, at as u32, v, n as u32);
             result(i, r)
         })
     }

@@ -9,6 +9,9 @@
 //! an [`InvokeError`] (the [`TrapCode`] that ended it, or the bad call).
 
 pub mod libcalls;
+mod shared;
+
+pub use shared::{Global, Memory, Table};
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -19,9 +22,10 @@ use core::ffi::c_void;
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::module::{ConstInit, FuncType, ImportKind};
+use crate::module::{ConstInit, FuncType, ImportDesc, ImportKind, Limits};
 use crate::vmctx::{
-    HostFunc, IMPORT_HOST, IMPORT_WASM, ImportEntry, TableEntry, TrapCode, VmContext,
+    FuncRef, HostFunc, IMPORT_HOST, IMPORT_WASM, ImportEntry, MemoryDef, TableDef, TrapCode,
+    VmContext,
 };
 use crate::{CompiledModule, LIBCALL_COUNT};
 
@@ -104,7 +108,7 @@ impl SigRegistry {
 }
 
 /// A value provided for an import.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Extern {
     /// A host function.
     Host {
@@ -120,8 +124,12 @@ pub enum Extern {
         /// That instance's VM context.
         vmctx: *mut VmContext,
     },
-    /// A global's value (raw bits).
-    Global(u64),
+    /// A global (shared with the instance that exports it).
+    Global(Global),
+    /// A linear memory (shared).
+    Memory(Memory),
+    /// A table (shared).
+    Table(Table),
 }
 
 /// Why instantiation failed.
@@ -133,6 +141,8 @@ pub enum InstantiateError {
     OutOfMemory,
     /// A segment did not fit, or the start function trapped.
     Trap(TrapCode),
+    /// A table is larger than the runtime allows.
+    TableTooLarge,
 }
 
 impl fmt::Display for InstantiateError {
@@ -140,6 +150,7 @@ impl fmt::Display for InstantiateError {
         match self {
             Self::Link(m) => write!(f, "link error: {m}"),
             Self::OutOfMemory => f.write_str("out of memory"),
+            Self::TableTooLarge => f.write_str("table too large"),
             Self::Trap(t) => write!(f, "trap during instantiation: {t}"),
         }
     }
@@ -203,15 +214,24 @@ pub struct Instance {
     module: Arc<CompiledModule>,
     _code: Box<dyn CodeMemory>,
     code_base: usize,
-    memory: Box<dyn LinearMemory>,
-    max_pages: u64,
-    globals: Vec<u64>,
-    table: Vec<TableEntry>,
+    /// The linear memory (defined or imported), if any.
+    memory: Option<Memory>,
+    /// What `memory_def` points at when there is no memory.
+    no_memory: MemoryDef,
+    globals: Vec<Global>,
+    global_cells: Vec<*mut u64>,
+    tables: Vec<Table>,
+    table_defs: Vec<*mut TableDef>,
     imports: Vec<ImportEntry>,
     sig_ids: Vec<u32>,
     libcalls: [usize; LIBCALL_COUNT],
     counters: Vec<u64>,
-    elems: Vec<Vec<TableEntry>>,
+    /// Code address of each function when the code memory keeps no cells of its own.
+    code_cells: Box<[usize]>,
+    /// The funcref of each function (`ref.func`, element segments).
+    func_refs: Box<[FuncRef]>,
+    /// Element segments' values (emptied when dropped).
+    elems: Vec<Vec<u64>>,
     dropped_data: Vec<bool>,
     /// Stack bytes generated code may use below the caller of [`Instance::invoke`].
     pub stack_budget_bytes: usize,
@@ -221,13 +241,33 @@ impl fmt::Debug for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Instance")
             .field("code_base", &self.code_base)
-            .field("memory_bytes", &self.memory.size_bytes())
+            .field("memory", &self.memory)
             .finish_non_exhaustive()
     }
 }
 
+fn link_error(import: &ImportDesc, why: &str) -> InstantiateError {
+    InstantiateError::Link(alloc::format!(
+        "import `{}.{}`: {why}",
+        import.module,
+        import.name
+    ))
+}
+
+/// Whether an object with `actual` limits (its current size and declared maximum) may be
+/// imported where `wanted` is declared.
+fn limits_match(actual_size: u64, actual_max: Option<u64>, wanted: Limits) -> bool {
+    actual_size >= wanted.min
+        && match (wanted.max, actual_max) {
+            (None, _) => true,
+            (Some(w), Some(a)) => a <= w,
+            (Some(_), None) => false,
+        }
+}
+
 impl Instance {
-    /// Builds an instance: `imports` in the module's import order.
+    /// Builds an instance: `imports` in the module's import order; `memory` backs the memory
+    /// the module defines (unused when it imports its memory or has none).
     pub fn new(
         module: Arc<CompiledModule>,
         code: Box<dyn CodeMemory>,
@@ -241,6 +281,8 @@ impl Instance {
         }
         let code_base = code.base();
         let mut globals = Vec::with_capacity(desc.globals.len());
+        let mut tables = Vec::with_capacity(desc.tables.len());
+        let mut shared_memory = None;
         let mut import_entries = Vec::new();
         for (import, ext) in desc.imports.iter().zip(imports) {
             match (&import.kind, ext) {
@@ -258,53 +300,65 @@ impl Instance {
                         kind: IMPORT_WASM,
                     })
                 }
-                (ImportKind::Global(..), Extern::Global(v)) => globals.push(*v),
-                (ImportKind::Memory | ImportKind::Table, _) => {
-                    return Err(InstantiateError::Link(alloc::format!(
-                        "importing a {} (`{}.{}`) is not supported",
-                        if import.kind == ImportKind::Memory {
-                            "memory"
-                        } else {
-                            "table"
-                        },
-                        import.module,
-                        import.name
-                    )));
+                (ImportKind::Global(ty, mutable), Extern::Global(g)) => {
+                    if g.ty() != *ty || g.mutable() != *mutable {
+                        return Err(link_error(
+                            import,
+                            &alloc::format!(
+                                "incompatible import type: global {:?}{} wanted, {:?}{} given",
+                                ty,
+                                if *mutable { " (mut)" } else { "" },
+                                g.ty(),
+                                if g.mutable() { " (mut)" } else { "" },
+                            ),
+                        ));
+                    }
+                    globals.push(g.clone());
+                }
+                (ImportKind::Memory(limits), Extern::Memory(m)) => {
+                    let max = Some(m.max_pages()).filter(|&p| p < 65536 || limits.max.is_none());
+                    if !limits_match(m.pages(), max, *limits) {
+                        return Err(link_error(
+                            import,
+                            "incompatible import type: memory limits do not match",
+                        ));
+                    }
+                    shared_memory = Some(m.clone());
+                }
+                (ImportKind::Table(t), Extern::Table(table)) => {
+                    if table.ty() != t.ty || !limits_match(table.len(), table.max(), t.limits) {
+                        return Err(link_error(
+                            import,
+                            "incompatible import type: table type or limits do not match",
+                        ));
+                    }
+                    tables.push(table.clone());
                 }
                 _ => {
-                    return Err(InstantiateError::Link(alloc::format!(
-                        "import `{}.{}` has the wrong kind",
-                        import.module,
-                        import.name
-                    )));
+                    return Err(link_error(
+                        import,
+                        "incompatible import type: wrong kind of import",
+                    ));
                 }
             }
         }
-        for g in &desc.globals[globals.len()..] {
-            let v = match g.init {
-                ConstInit::Value(v) => v,
-                ConstInit::Global(i) => globals[i as usize],
-                ConstInit::RefFunc(_) | ConstInit::RefNull => 0,
-            };
-            globals.push(v);
-        }
+        let memory = match (shared_memory, desc.memory) {
+            (Some(m), _) => Some(m),
+            (None, Some(limits)) => {
+                Some(Memory::new(memory, limits).ok_or(InstantiateError::OutOfMemory)?)
+            }
+            (None, None) => None,
+        };
         let sig_ids: Vec<u32> = desc.types.iter().map(|t| sigs.intern(t)).collect();
-        let mut memory = memory;
-        let (min_pages, max_pages) = desc
-            .memory
-            .map_or((0, 0), |m| (m.min, m.max.unwrap_or(65536).min(65536)));
-        if !memory.grow_to(min_pages as usize * PAGE_BYTES) {
-            return Err(InstantiateError::OutOfMemory);
-        }
-        let table_len = desc.table.map_or(0, |t| t.min as usize);
+        let nfuncs = desc.funcs.len();
         let counters = vec![0u64; module.counter_slots.len()];
         let mut inst = Box::new(Instance {
             vmctx: VmContext {
                 memory_base: core::ptr::null_mut(),
                 memory_size_bytes: 0,
-                globals: core::ptr::null_mut(),
-                table_base: core::ptr::null_mut(),
-                table_len: table_len as u64,
+                globals: core::ptr::null(),
+                tables: core::ptr::null(),
+                func_refs: core::ptr::null(),
                 imports: core::ptr::null(),
                 sig_ids: core::ptr::null(),
                 stack_limit: 0,
@@ -315,22 +369,61 @@ impl Instance {
                 libcalls: core::ptr::null(),
                 instance: core::ptr::null_mut(),
                 counters: core::ptr::null_mut(),
+                memory_def: core::ptr::null(),
             },
             _code: code,
             code_base,
             memory,
-            max_pages,
-            globals,
-            table: vec![TableEntry::default(); table_len],
+            no_memory: MemoryDef {
+                base: core::ptr::null_mut(),
+                size_bytes: 0,
+            },
+            globals: Vec::new(),
+            global_cells: Vec::new(),
+            tables: Vec::new(),
+            table_defs: Vec::new(),
             imports: import_entries,
             sig_ids,
             libcalls: libcalls::table(),
             counters,
+            code_cells: vec![0; nfuncs].into_boxed_slice(),
+            func_refs: Box::new([]),
             elems: Vec::new(),
             dropped_data: vec![false; desc.datas.len()],
             stack_budget_bytes: 512 * 1024,
             module: module.clone(),
         });
+        // Funcrefs first: globals, tables and segments may hold them.
+        for f in 0..nfuncs as u32 {
+            inst.code_cells[f as usize] = code_base + module.func_offsets[f as usize] as usize;
+        }
+        let vmctx: *mut VmContext = &mut inst.vmctx;
+        inst.func_refs = (0..nfuncs as u32)
+            .map(|f| {
+                let ty = desc.funcs[f as usize];
+                let code_cell = match inst._code.func_cell(f) {
+                    Some(cell) => cell.as_ptr().cast_const(),
+                    None => &raw const inst.code_cells[f as usize],
+                };
+                FuncRef {
+                    code_cell,
+                    sig_id: u64::from(inst.sig_ids[ty as usize]),
+                    vmctx,
+                }
+            })
+            .collect();
+        inst.globals = globals;
+        for g in &desc.globals[inst.globals.len()..] {
+            let v = inst.const_value(g.init);
+            inst.globals.push(Global::new(g.ty, g.mutable, v));
+        }
+        for t in &desc.tables[tables.len()..] {
+            let init = inst.const_value(t.init);
+            tables.push(Table::new(t.ty, t.limits, init).ok_or(InstantiateError::TableTooLarge)?);
+        }
+        inst.tables = tables;
+        inst.global_cells = inst.globals.iter().map(Global::cell).collect();
+        inst.table_defs = inst.tables.iter().map(Table::def).collect();
         inst.elems = desc
             .elems
             .iter()
@@ -338,44 +431,66 @@ impl Instance {
                 if e.declared {
                     return Vec::new();
                 }
-                e.funcs
-                    .iter()
-                    .map(|f| f.map_or(TableEntry::default(), |f| inst.entry_for(f)))
-                    .collect()
+                e.items.iter().map(|&i| inst.const_value(i)).collect()
             })
             .collect();
         inst.refresh();
-        // Active segments, in order; the first failure aborts (earlier writes stay).
-        for (i, e) in desc.elems.iter().enumerate() {
-            if let Some(offset) = e.offset {
-                let at = inst.const_value(offset) as u32;
-                let n = e.funcs.len() as u32;
-                inst.table_init(i as u32, at, 0, n)
-                    .map_err(InstantiateError::Trap)?;
-                inst.drop_elem(i as u32);
+        if let Err(code) = inst.initialize() {
+            // Writes to imported tables stay, and may point at this instance's funcrefs.
+            let imported = desc
+                .imports
+                .iter()
+                .filter(|i| matches!(i.kind, ImportKind::Table(_)))
+                .count();
+            if let Some(table) = inst.tables[..imported].first().cloned() {
+                table.retain(inst);
             }
-        }
-        for (i, d) in desc.datas.iter().enumerate() {
-            if let Some(offset) = d.offset {
-                let at = inst.const_value(offset) as u32;
-                inst.memory_init(i as u32, at, 0, d.bytes.len() as u32)
-                    .map_err(|_| InstantiateError::Trap(TrapCode::MemoryOutOfBounds))?;
-                inst.drop_data(i as u32);
-            }
-        }
-        if let Some(start) = desc.start {
-            // Validation guarantees a start function of type [] -> [].
-            inst.call(start, &[]).map_err(InstantiateError::Trap)?;
+            return Err(InstantiateError::Trap(code));
         }
         Ok(inst)
     }
 
+    /// Applies the active segments in order (the first failure aborts; earlier writes stay)
+    /// and runs the start function.
+    fn initialize(&mut self) -> Result<(), TrapCode> {
+        let module = self.module.clone();
+        let desc = &module.desc;
+        for (i, e) in desc.elems.iter().enumerate() {
+            if let Some(offset) = e.offset {
+                let at = self.const_value(offset) as u32;
+                let n = e.items.len() as u32;
+                self.table_init(i as u32, e.table, at, 0, n)?;
+                self.drop_elem(i as u32);
+            }
+        }
+        for (i, d) in desc.datas.iter().enumerate() {
+            if let Some(offset) = d.offset {
+                let at = self.const_value(offset) as u32;
+                self.memory_init(i as u32, at, 0, d.bytes.len() as u32)
+                    .map_err(|_| TrapCode::MemoryOutOfBounds)?;
+                self.drop_data(i as u32);
+            }
+        }
+        if let Some(start) = desc.start {
+            // Validation guarantees a start function of type [] -> [].
+            self.call(start, &[])?;
+        }
+        Ok(())
+    }
+
+    /// The value of a constant expression (globals and funcrefs must exist already).
     fn const_value(&self, init: ConstInit) -> u64 {
         match init {
             ConstInit::Value(v) => v,
-            ConstInit::Global(g) => self.globals[g as usize],
-            ConstInit::RefFunc(_) | ConstInit::RefNull => 0,
+            ConstInit::Global(g) => self.globals[g as usize].get(),
+            ConstInit::RefFunc(f) => self.func_ref_bits(f),
+            ConstInit::RefNull => 0,
         }
+    }
+
+    /// The funcref of function `index` as a table value.
+    fn func_ref_bits(&self, index: u32) -> u64 {
+        &raw const self.func_refs[index as usize] as u64
     }
 
     /// Where function `index` is now (its cell, when the code memory moves functions).
@@ -386,36 +501,34 @@ impl Instance {
         }
     }
 
-    fn entry_for(&self, func: u32) -> TableEntry {
-        let ty = self.module.desc.funcs[func as usize];
-        TableEntry {
-            code: self.func_addr(func),
-            sig_id: u64::from(self.sig_ids[ty as usize]),
-        }
+    /// Copies the memory's current place and size into the VM context.
+    fn sync_memory(&mut self) {
+        self.vmctx.memory_def = match &self.memory {
+            Some(m) => m.def(),
+            None => &self.no_memory,
+        };
+        // SAFETY: `memory_def` points at a live MemoryDef (the shared memory's, kept alive by
+        // `self.memory`, or `self.no_memory`).
+        let def = unsafe { &*self.vmctx.memory_def };
+        self.vmctx.memory_base = def.base;
+        self.vmctx.memory_size_bytes = def.size_bytes;
     }
 
-    /// Every code address this instance holds by value, as a raw slot: each non-null table
-    /// entry's, each passive element segment entry's, and each import bound to another
-    /// instance's function. Generated code reads them only with the `call` that uses them
-    /// (`call [entry]`), so a relocation engine that rewrites them while no thread of the
-    /// instance is between instructions of a runtime helper re-targets every such call.
+    /// Every code address this instance holds by value, as a raw slot: each import bound to
+    /// another instance's function. (Funcrefs in tables, element segments and globals hold
+    /// no code address: a [`FuncRef`] reads its function's code cell at every call.) Generated
+    /// code reads an import's address only with the `call` that uses it (`call [entry]`), so a
+    /// relocation engine that rewrites these slots while no thread of the instance is inside a
+    /// runtime helper re-targets every such call.
     ///
     /// # Safety
     ///
     /// `this` points to a live instance that no other thread is using while `f` runs (its
-    /// threads are stopped, none inside a runtime helper that touches its tables), and `f`
-    /// writes only code addresses (or nothing) through the slots.
+    /// threads are stopped, none inside a runtime helper), and `f` writes only code addresses
+    /// (or nothing) through the slots.
     pub unsafe fn visit_code_pointers(this: *mut Instance, f: &mut dyn FnMut(*mut usize)) {
         // SAFETY: by the contract above, nothing else touches the instance while we look at it.
         let inst = unsafe { &mut *this };
-        for e in inst.table.iter_mut().filter(|e| e.sig_id != 0) {
-            f(&mut e.code);
-        }
-        for seg in &mut inst.elems {
-            for e in seg.iter_mut().filter(|e| e.sig_id != 0) {
-                f(&mut e.code);
-            }
-        }
         for i in inst.imports.iter_mut().filter(|i| i.kind == IMPORT_WASM) {
             f(&mut i.code);
         }
@@ -424,11 +537,10 @@ impl Instance {
     /// Re-points the VM context at this instance's (possibly moved) parts.
     fn refresh(&mut self) {
         let this: *mut Instance = self;
-        self.vmctx.memory_base = self.memory.as_mut_ptr();
-        self.vmctx.memory_size_bytes = self.memory.size_bytes() as u64;
-        self.vmctx.globals = self.globals.as_mut_ptr();
-        self.vmctx.table_base = self.table.as_mut_ptr();
-        self.vmctx.table_len = self.table.len() as u64;
+        self.sync_memory();
+        self.vmctx.globals = self.global_cells.as_ptr();
+        self.vmctx.tables = self.table_defs.as_ptr();
+        self.vmctx.func_refs = self.func_refs.as_ptr();
         self.vmctx.imports = self.imports.as_ptr();
         self.vmctx.sig_ids = self.sig_ids.as_ptr();
         self.vmctx.libcalls = self.libcalls.as_ptr();
@@ -456,20 +568,44 @@ impl Instance {
 
     /// Global `index` (raw bits).
     pub fn global(&self, index: u32) -> u64 {
-        self.globals[index as usize]
+        self.globals[index as usize].get()
+    }
+
+    /// Global `index`, to import it into another instance.
+    pub fn export_global(&self, index: u32) -> Option<Extern> {
+        self.globals
+            .get(index as usize)
+            .cloned()
+            .map(Extern::Global)
+    }
+
+    /// Table `index`, to import it into another instance.
+    pub fn export_table(&self, index: u32) -> Option<Extern> {
+        self.tables.get(index as usize).cloned().map(Extern::Table)
+    }
+
+    /// The memory, to import it into another instance.
+    pub fn export_memory(&self) -> Option<Extern> {
+        self.memory.clone().map(Extern::Memory)
+    }
+
+    /// Table `index`.
+    pub fn table(&self, index: u32) -> Option<&Table> {
+        self.tables.get(index as usize)
     }
 
     /// The linear memory.
     pub fn memory(&mut self) -> &mut [u8] {
-        let len = self.memory.size_bytes();
-        let ptr = self.memory.as_mut_ptr();
+        self.sync_memory();
+        let len = self.vmctx.memory_size_bytes as usize;
+        let ptr = self.vmctx.memory_base;
         if len == 0 {
             return &mut [];
         }
-        // SAFETY: the LinearMemory owns `len` initialized bytes at `ptr`, borrowed via self.
+        // SAFETY: the memory owns `len` initialized bytes at `ptr` (just read from its
+        // MemoryDef), borrowed via self; no generated code runs while the borrow lives.
         unsafe { core::slice::from_raw_parts_mut(ptr, len) }
     }
-
     /// Block execution counters (see `CompiledModule::counter_slots`).
     pub fn counters(&self) -> &[u64] {
         &self.counters
@@ -535,33 +671,28 @@ impl Instance {
     }
 
     pub(crate) fn grow_memory(&mut self, delta_pages: u32) -> Option<u32> {
-        let old = (self.memory.size_bytes() / PAGE_BYTES) as u64;
-        let new = old + u64::from(delta_pages);
-        if self.module.desc.memory.is_none() || new > self.max_pages {
-            return None;
-        }
-        if !self.memory.grow_to(new as usize * PAGE_BYTES) {
-            return None;
-        }
-        self.refresh();
+        let old = self.memory.as_ref()?.grow(u64::from(delta_pages))?;
+        self.sync_memory();
         Some(old as u32)
     }
 
     fn mem_range(&self, at: u32, n: u32) -> Result<core::ops::Range<usize>, TrapCode> {
         let end = u64::from(at) + u64::from(n);
-        if end > self.memory.size_bytes() as u64 {
+        if end > self.vmctx.memory_size_bytes {
             return Err(TrapCode::MemoryOutOfBounds);
         }
         Ok(at as usize..end as usize)
     }
 
     pub(crate) fn memory_fill(&mut self, d: u32, v: u8, n: u32) -> Result<(), TrapCode> {
+        self.sync_memory();
         let r = self.mem_range(d, n)?;
         self.memory()[r].fill(v);
         Ok(())
     }
 
     pub(crate) fn memory_copy(&mut self, d: u32, s: u32, n: u32) -> Result<(), TrapCode> {
+        self.sync_memory();
         let dst = self.mem_range(d, n)?;
         let src = self.mem_range(s, n)?;
         self.memory().copy_within(src, dst.start);
@@ -569,6 +700,7 @@ impl Instance {
     }
 
     pub(crate) fn memory_init(&mut self, seg: u32, d: u32, s: u32, n: u32) -> Result<(), TrapCode> {
+        self.sync_memory();
         let module = self.module.clone();
         let data: &[u8] = if self.dropped_data[seg as usize] {
             &[]
@@ -588,26 +720,62 @@ impl Instance {
         self.dropped_data[seg as usize] = true;
     }
 
-    pub(crate) fn table_init(&mut self, seg: u32, d: u32, s: u32, n: u32) -> Result<(), TrapCode> {
+    pub(crate) fn table_init(
+        &mut self,
+        seg: u32,
+        table: u32,
+        d: u32,
+        s: u32,
+        n: u32,
+    ) -> Result<(), TrapCode> {
         let elems = &self.elems[seg as usize];
         let src_end = u64::from(s) + u64::from(n);
-        let dst_end = u64::from(d) + u64::from(n);
-        if src_end > elems.len() as u64 || dst_end > self.table.len() as u64 {
+        if src_end > elems.len() as u64 {
             return Err(TrapCode::TableAccessOutOfBounds);
         }
-        let src: Vec<TableEntry> = elems[s as usize..src_end as usize].to_vec();
-        self.table[d as usize..dst_end as usize].copy_from_slice(&src);
+        let values = &elems[s as usize..src_end as usize];
+        if !self.tables[table as usize].write(u64::from(d), values) {
+            return Err(TrapCode::TableAccessOutOfBounds);
+        }
         Ok(())
     }
 
-    pub(crate) fn table_copy(&mut self, d: u32, s: u32, n: u32) -> Result<(), TrapCode> {
-        let len = self.table.len() as u64;
-        if u64::from(s) + u64::from(n) > len || u64::from(d) + u64::from(n) > len {
+    pub(crate) fn table_copy(
+        &mut self,
+        dst_table: u32,
+        src_table: u32,
+        d: u32,
+        s: u32,
+        n: u32,
+    ) -> Result<(), TrapCode> {
+        let dst = &self.tables[dst_table as usize];
+        let src = &self.tables[src_table as usize];
+        let values = src
+            .read(u64::from(s), u64::from(n))
+            .ok_or(TrapCode::TableAccessOutOfBounds)?;
+        if !dst.write(u64::from(d), &values) {
             return Err(TrapCode::TableAccessOutOfBounds);
         }
-        self.table
-            .copy_within(s as usize..(s + n) as usize, d as usize);
         Ok(())
+    }
+
+    pub(crate) fn table_grow(&mut self, table: u32, init: u64, n: u32) -> Option<u32> {
+        let old = self.tables[table as usize].grow(u64::from(n), init)?;
+        Some(old as u32)
+    }
+
+    pub(crate) fn table_fill(
+        &mut self,
+        table: u32,
+        at: u32,
+        v: u64,
+        n: u32,
+    ) -> Result<(), TrapCode> {
+        if self.tables[table as usize].fill(u64::from(at), v, u64::from(n)) {
+            Ok(())
+        } else {
+            Err(TrapCode::TableAccessOutOfBounds)
+        }
     }
 
     pub(crate) fn drop_elem(&mut self, seg: u32) {
