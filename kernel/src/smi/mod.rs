@@ -49,7 +49,8 @@ impl fmt::Display for SmiError {
     }
 }
 
-/// One round's figures, in TSC cycles from the first NMI sent, from the TSC stamps each core
+/// One round's figures, in TSC cycles from the round's start (just before the cores are
+/// summoned and the NMIs sent), from the TSC stamps each core
 /// takes as it arrives and as it leaves (not from when the initiator notices: under TCG a
 /// resumed vCPU may run for a whole time slice before the initiator's vCPU runs again).
 #[derive(Debug, Clone, Copy, Default)]
@@ -204,11 +205,14 @@ fn round(timeout_us: u64, callback: &mut dyn FnMut(&mut World)) -> Result<RoundF
     let targets = mask_of(smp::online_cores().filter(|c| *c != me));
     let round = ROUND.fetch_add(1, Ordering::AcqRel) + 1;
     FLUSH.store(0, Ordering::Release);
+    // The round starts before any core is summoned: a core already in its NMI handler (a
+    // stray NMI) may join as soon as it sees `summoned`, before the broadcast, and its arrival
+    // stamp must still come after `t0`.
+    let t0 = cpu::rdtsc();
     for c in (0..64).filter(|c| targets & (1 << c) != 0) {
         CORES[c].summoned.store(round, Ordering::Release);
     }
     let timeout = time::us_to_cycles(timeout_us);
-    let t0 = cpu::rdtsc();
     for c in (0..64).filter(|c| targets & (1 << c) != 0) {
         apic::send_ipi(smp::apic_id(c), Delivery::Nmi, 0);
     }
