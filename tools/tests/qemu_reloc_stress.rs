@@ -201,6 +201,14 @@ fn imports_and_tables_follow_their_islands() {
     c.finish(&m);
 }
 
+/// Ends the long background task's thread; the kernel must accept it.
+fn kill(c: &mut Checks, m: &mut Machine, thread: u64) {
+    let out = m.command(&format!("kill {thread}"));
+    c.check(!out.starts_with("error"), || {
+        format!("kill {thread}: {out}")
+    });
+}
+
 fn stress(options: Options) {
     let mut m = Machine::boot(options.smp(4));
     let mut c = Checks::new();
@@ -318,10 +326,7 @@ fn stress(options: Options) {
         format!("thread {thread} is on core {on:?}, not core 3, after its island moved there")
     });
     move_and_check(&mut c, &mut m, tree, "small", 4096, Some(3));
-    let out = m.command(&format!("kill {thread}"));
-    c.check(!out.starts_with("error"), || {
-        format!("kill {thread}: {out}")
-    });
+    kill(&mut c, &mut m, thread);
 
     // The stress: every move completes and every run returns the reference (`stress_run`),
     // and the moves really caught threads inside the islands.
@@ -421,10 +426,7 @@ fn moves_between_numa_nodes() {
     }
     let out = m.command(&format!("relocate {tree} node 2"));
     c.error_line("relocate to a node that does not exist", &out);
-    let out = m.command(&format!("kill {thread}"));
-    c.check(!out.starts_with("error"), || {
-        format!("kill {thread}: {out}")
-    });
+    kill(&mut c, &mut m, thread);
     let s = stress_run(
         &mut c,
         &mut m,
