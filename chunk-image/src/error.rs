@@ -89,6 +89,8 @@ pub enum FormatError {
     DependencyCycle(String),
     /// The programs section breaks a rule (version 2).
     BadProgram(String),
+    /// The workload section breaks a rule (version 3).
+    BadWorkload(String),
 }
 
 impl fmt::Display for FormatError {
@@ -143,6 +145,7 @@ impl fmt::Display for FormatError {
                 write!(f, "dependency cycle through chunk `{name}`")
             }
             Self::BadProgram(what) => write!(f, "programs section: {what}"),
+            Self::BadWorkload(what) => write!(f, "workload section: {what}"),
         }
     }
 }

@@ -9,14 +9,17 @@ use crate::error::FormatError;
 /// The first eight bytes of every image.
 pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
 /// Newest major version. Readers reject any major version they do not know; this reader knows
-/// 1 and 2 (2 adds the programs section; the writer uses it only for images that have one).
-pub const VERSION_MAJOR: u16 = 2;
+/// 1, 2 and 3 (2 adds the programs section, 3 the workload section; the writer uses the oldest
+/// version that holds what the image has).
+pub const VERSION_MAJOR: u16 = 3;
 /// Minor version: additions old readers may ignore (they accept any minor of their major).
 pub const VERSION_MINOR: u16 = 0;
 /// Size of the fixed header of a version-1 image in bytes.
 pub const HEADER_LEN: usize = 72;
 /// Size of the fixed header of a version-2 image (a programs section before the checksums).
 pub const HEADER_LEN_V2: usize = 80;
+/// Size of the fixed header of a version-3 image (a workload section after the programs).
+pub const HEADER_LEN_V3: usize = 88;
 /// Size of one chunk record in bytes.
 pub const RECORD_LEN: usize = 40;
 /// The header checksum is the last four bytes and covers every header byte before it.
@@ -24,12 +27,12 @@ const fn header_crc_offset(major: u16) -> usize {
     header_len(major) - 4
 }
 
-/// The header length of `major` (1 or 2).
+/// The header length of `major` (1, 2 or 3).
 pub const fn header_len(major: u16) -> usize {
-    if major == 1 {
-        HEADER_LEN
-    } else {
-        HEADER_LEN_V2
+    match major {
+        1 => HEADER_LEN,
+        2 => HEADER_LEN_V2,
+        _ => HEADER_LEN_V3,
     }
 }
 
@@ -70,8 +73,10 @@ pub struct Header {
     pub modules: Section,
     /// Program arguments and files (version 2; empty in version 1).
     pub programs: Section,
-    /// CRC-32C over the string table, records, manifests and (version 2) programs sections,
-    /// in that order.
+    /// Assembly-engine settings and workload traces (version 3; empty before).
+    pub workload: Section,
+    /// CRC-32C over the string table, records, manifests, (version 2) programs and (version 3)
+    /// workload sections, in that order.
     pub tables_crc: u32,
 }
 
@@ -98,6 +103,11 @@ impl Header {
             out[64..68].copy_from_slice(&self.programs.offset.to_le_bytes());
             out[68..72].copy_from_slice(&self.programs.len.to_le_bytes());
             at = 72;
+        }
+        if self.major >= 3 {
+            out[72..76].copy_from_slice(&self.workload.offset.to_le_bytes());
+            out[76..80].copy_from_slice(&self.workload.len.to_le_bytes());
+            at = 80;
         }
         out[at..at + 4].copy_from_slice(&self.tables_crc.to_le_bytes());
         let crc_at = header_crc_offset(self.major);
@@ -153,12 +163,18 @@ impl Header {
             programs.offset = cur.u32()?;
             programs.len = cur.u32()?;
         }
+        let mut workload = Section::default();
+        if major >= 3 {
+            workload.offset = cur.u32()?;
+            workload.len = cur.u32()?;
+        }
         let tables_crc = cur.u32()?;
         let [strings, records, manifests, modules] = sections;
         Ok(Self {
             major,
             minor,
             programs,
+            workload,
             total_len,
             chunk_count,
             strings,

@@ -31,11 +31,14 @@ mod strings;
 #[cfg(feature = "validate")]
 mod validate;
 pub mod value;
+pub mod workload;
 mod writer;
 
 pub use error::FormatError;
 pub use graph::{KERNEL_MODULE, WASI_MODULE};
-pub use layout::{HEADER_LEN, HEADER_LEN_V2, MAGIC, RECORD_LEN, VERSION_MAJOR, VERSION_MINOR};
+pub use layout::{
+    HEADER_LEN, HEADER_LEN_V2, HEADER_LEN_V3, MAGIC, RECORD_LEN, VERSION_MAJOR, VERSION_MINOR,
+};
 pub use model::{
     CallEdge, Chunk, Export, FuncSig, Import, Manifest, Profile, Provider, Resources,
     TaskFrequency, Transition, ValType,
@@ -47,4 +50,5 @@ pub use validate::{
     FuncImport, ModuleError, ModuleInfo, SUPPORTED_FEATURES, analyze_module, validate_module,
 };
 pub use value::Value;
-pub use writer::{write_image, write_image_with_programs};
+pub use workload::{EngineSettings, Trace, Workload, WorkloadView};
+pub use writer::{write_image, write_image_full, write_image_with_programs};

@@ -57,7 +57,7 @@ pub fn plain_path(path: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-fn put_blob(out: &mut Vec<u8>, b: &[u8], what: &'static str) -> Result<(), FormatError> {
+pub(crate) fn put_blob(out: &mut Vec<u8>, b: &[u8], what: &'static str) -> Result<(), FormatError> {
     out.put_u32(to_u32(b.len(), what)?);
     out.extend_from_slice(b);
     Ok(())
@@ -82,12 +82,12 @@ pub fn encode(programs: &[Program]) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
-fn blob<'a>(cur: &mut Cursor<'a>) -> Result<&'a [u8], FormatError> {
+pub(crate) fn blob<'a>(cur: &mut Cursor<'a>) -> Result<&'a [u8], FormatError> {
     let len = cur.u32()? as usize;
     cur.bytes(len)
 }
 
-fn text<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<&'a str, FormatError> {
+pub(crate) fn text<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<&'a str, FormatError> {
     core::str::from_utf8(blob(cur)?).map_err(|_| FormatError::BadString(what))
 }
 

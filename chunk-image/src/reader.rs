@@ -11,6 +11,7 @@ use crate::manifest_codec;
 use crate::model::{Chunk, Manifest};
 use crate::program::{self, ProgramView};
 use crate::strings::StringTable;
+use crate::workload::{self, WorkloadView};
 
 /// One chunk of a parsed image. The name and module bytes borrow from the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,7 @@ pub struct Image<'a> {
     minor: u16,
     chunks: Vec<ChunkView<'a>>,
     programs: Vec<ProgramView<'a>>,
+    workload: WorkloadView<'a>,
 }
 
 impl<'a> Image<'a> {
@@ -78,12 +80,18 @@ impl<'a> Image<'a> {
         } else {
             &[]
         };
+        let workload_raw = if header.major >= 3 {
+            section(bytes, header.workload, "workload")?
+        } else {
+            &[]
+        };
 
         let mut crc = Crc32c::new();
         crc.update(strings_raw);
         crc.update(records_raw);
         crc.update(manifests_raw);
         crc.update(programs_raw);
+        crc.update(workload_raw);
         if crc.finish() != header.tables_crc {
             return Err(FormatError::TablesChecksum {
                 stored: header.tables_crc,
@@ -145,15 +153,27 @@ impl<'a> Image<'a> {
                 .map(|p| (p.chunk, p.files.iter().map(|f| f.0).collect())),
             |name| chunks.iter().any(|c| c.name == name),
         )?;
+        let workload = if header.major >= 3 {
+            workload::decode(workload_raw)?
+        } else {
+            WorkloadView::default()
+        };
         Ok(Self {
             major: header.major,
             minor: header.minor,
             chunks,
             programs,
+            workload,
         })
     }
 
-    /// The major version of the image's layout (1, or 2 with a programs section).
+    /// The engine settings and traces shipped with the image (empty before version 3).
+    pub fn workload(&self) -> &WorkloadView<'a> {
+        &self.workload
+    }
+
+    /// The major version of the image's layout (1; 2 with a programs section; 3 with a
+    /// workload section).
     pub fn major_version(&self) -> u16 {
         self.major
     }
@@ -215,6 +235,9 @@ fn check_tiling(header: &Header, image_len: usize) -> Result<(), FormatError> {
     ];
     if header.major >= 2 {
         sections.push(header.programs);
+    }
+    if header.major >= 3 {
+        sections.push(header.workload);
     }
     let header_len = header_len(header.major);
     for s in &sections {

@@ -11,6 +11,7 @@ use crate::manifest_codec;
 use crate::model::Chunk;
 use crate::program::{self, Program};
 use crate::strings::StringTableBuilder;
+use crate::workload::{self, Workload};
 
 /// Writes `chunks` into a new image.
 ///
@@ -26,6 +27,16 @@ pub fn write_image_with_programs(
     chunks: &[Chunk],
     programs: &[Program],
 ) -> Result<Vec<u8>, FormatError> {
+    write_image_full(chunks, programs, None)
+}
+
+/// Writes `chunks`, their `programs` and a `workload` section. The version is the oldest that
+/// holds what is given: 1 without programs or workload, 2 with programs, 3 with a workload.
+pub fn write_image_full(
+    chunks: &[Chunk],
+    programs: &[Program],
+    workload: Option<&Workload>,
+) -> Result<Vec<u8>, FormatError> {
     check_image(chunks.iter().map(|c| (c.name.as_str(), &c.manifest)))?;
     program::check(
         programs.iter().map(|p| {
@@ -36,11 +47,19 @@ pub fn write_image_with_programs(
         }),
         |name| chunks.iter().any(|c| c.name == name),
     )?;
-    let major: u16 = if programs.is_empty() { 1 } else { 2 };
-    let programs_bytes = if programs.is_empty() {
-        Vec::new()
-    } else {
+    let major: u16 = match (workload, programs.is_empty()) {
+        (Some(_), _) => 3,
+        (None, false) => 2,
+        (None, true) => 1,
+    };
+    let workload_bytes = match workload {
+        Some(w) => workload::encode(w)?,
+        None => Vec::new(),
+    };
+    let programs_bytes = if major >= 2 {
         program::encode(programs)?
+    } else {
+        Vec::new()
     };
 
     let mut strings = StringTableBuilder::default();
@@ -88,12 +107,18 @@ pub fn write_image_with_programs(
     } else {
         Section::default()
     };
+    let workload_section = if major >= 3 {
+        section(workload_bytes.len(), "workload")?
+    } else {
+        Section::default()
+    };
 
     let mut tables_crc = Crc32c::new();
     tables_crc.update(&strings);
     tables_crc.update(&records);
     tables_crc.update(&manifests);
     tables_crc.update(&programs_bytes);
+    tables_crc.update(&workload_bytes);
 
     let header = Header {
         major,
@@ -105,6 +130,7 @@ pub fn write_image_with_programs(
         manifests: manifests_section,
         modules: modules_section,
         programs: programs_section,
+        workload: workload_section,
         tables_crc: tables_crc.finish(),
     };
 
@@ -117,5 +143,6 @@ pub fn write_image_with_programs(
         image.extend_from_slice(&chunk.module);
     }
     image.extend_from_slice(&programs_bytes);
+    image.extend_from_slice(&workload_bytes);
     Ok(image)
 }

@@ -135,9 +135,9 @@ fn program_rules_are_enforced_by_the_writer() {
 #[test]
 fn unknown_major_versions_are_refused() {
     let mut bytes = one_program_image();
-    bytes[8] = 3;
+    bytes[8] = 4;
     assert!(matches!(
         Image::parse(&bytes),
-        Err(FormatError::UnsupportedVersion { major: 3, .. })
+        Err(FormatError::UnsupportedVersion { major: 4, .. })
     ));
 }

@@ -48,6 +48,8 @@ mod pae;
 #[deny(unsafe_code)]
 mod platform;
 #[deny(unsafe_code)]
+mod predict;
+#[deny(unsafe_code)]
 mod sched;
 #[deny(unsafe_code)]
 mod smi;
@@ -145,6 +147,8 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
             }
         }
     }
+
+    predict::init();
 
     platform::mark_ready();
     platform::print_boot_line();

@@ -95,8 +95,10 @@ fn inspect_json_is_one_object() {
         pipeline["depends_on"],
         serde_json::json!(["json", "crc32", "lz"])
     );
-    // Version 2: the image has programs (WASI commands with arguments and files).
-    assert_eq!(v["version"], "2.0");
+    // Version 3: the image has programs (WASI commands with arguments and files) and a workload
+    // section (engine settings and traces).
+    assert_eq!(v["version"], "3.0");
+    assert_eq!(v["traces"].as_array().map(Vec::len), Some(4));
     let programs = v["programs"].as_array().expect("programs array");
     assert_eq!(programs.len(), 6);
     assert!(
@@ -391,4 +393,40 @@ fn manifest_errors_name_the_problem() {
         &[wat],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn engine_settings_and_traces_go_into_the_image() {
+    let wat = "(module (func (export \"f\") (param i32) (result i32) local.get 0))";
+    let manifest = "[[chunk]]\nname = \"a\"\nwat = \"a.wat\"\n\n[engine]\ncache_limit = 8192\npolicy = \"lfu\"\norder = 3\n\n[[trace]]\nname = \"t\"\nfile = \"t.trace\"\n";
+    let out = build_set(
+        "workload",
+        manifest,
+        &[
+            ("a.wat", wat),
+            ("t.trace", "4*[ a.f 1 think=10 ; a.f 2 ]\n"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let image = scratch("workload").join("out.img");
+    let out = chunkc(&["inspect", image.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["version"], "3.0");
+    assert_eq!(j["engine"]["cache_limit"], 8192);
+    assert_eq!(j["engine"]["policy"], 2);
+    assert_eq!(j["engine"]["order"], 3);
+    assert_eq!(j["traces"][0]["name"], "t");
+    assert_eq!(j["traces"][0]["steps"], 8);
+
+    // A trace naming a task the set does not export, or one that does not parse, is refused
+    // with the trace named.
+    for (name, trace, says) in [
+        ("workload-unknown", "a.g 1\n", "`a.g` is not an export"),
+        ("workload-syntax", "2*[ a.f 1\n", "unbalanced"),
+    ] {
+        let out = build_set(name, manifest, &[("a.wat", wat), ("t.trace", trace)]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("trace `t`") && err.contains(says), "{err}");
+    }
 }

@@ -86,7 +86,8 @@ fn every_program_run_matches_its_expected_output_on_both_engines() {
 #[test]
 fn programs_carry_their_arguments_and_files() {
     let image = Image::parse(default_image()).expect("parses");
-    assert_eq!(image.major_version(), 2);
+    // Version 3: programs plus the workload section (engine settings and traces).
+    assert_eq!(image.major_version(), 3);
     let lzc = image.program("lzc").expect("lzc program");
     assert_eq!(
         lzc.args,

@@ -92,6 +92,9 @@ pub struct Island {
     pub deps: Dependencies,
     /// Its last moves.
     pub history: History,
+    /// Its module was dropped (its chunk evicted from the cache): the island has no code, no
+    /// span, and [`IslandSet::island`] no longer returns it.
+    pub retired: bool,
 }
 
 impl Island {
@@ -215,6 +218,7 @@ impl IslandSet {
                 profile: Profile::default(),
                 deps: Dependencies::default(),
                 history: History::default(),
+                retired: false,
             });
         }
         let (funcs_start, funcs_end) = match (metas.first(), metas.last()) {
@@ -254,14 +258,49 @@ impl IslandSet {
         })
     }
 
-    /// The island with this id.
+    /// The island with this id (`None` once retired).
     pub fn island(&self, id: IslandId) -> Option<&Island> {
-        self.islands.get(id.0 as usize)
+        self.islands.get(id.0 as usize).filter(|i| !i.retired)
     }
 
-    /// Every island.
+    /// Every island, retired ones included (check [`Island::retired`]; ids are indices).
     pub fn islands(&self) -> &[Island] {
         &self.islands
+    }
+
+    /// Every island that is not retired.
+    pub fn live_islands(&self) -> impl Iterator<Item = &Island> {
+        self.islands.iter().filter(|i| !i.retired)
+    }
+
+    /// Drops `module` from the set: its islands are retired (layout freed, no longer located,
+    /// moved or patched) and its anchors forgotten. Returns each retired island's id and its
+    /// last code range (base, length), so the caller can free copies that live outside the
+    /// module's pages. Nothing of other modules changes: islands of one module never call
+    /// another's directly (imports go through their import entries).
+    pub fn retire_module(&mut self, module: ModuleId) -> Vec<(IslandId, u64, u32)> {
+        let mut gone = Vec::new();
+        for island in self
+            .islands
+            .iter_mut()
+            .filter(|i| i.module == module && !i.retired)
+        {
+            gone.push((island.id, island.base(), island.layout.len));
+            island.retired = true;
+            island.layout = IslandLayout::default();
+            island.deps = Dependencies::default();
+            island.history = History::default();
+        }
+        self.spans.retain(|s| match s.kind {
+            SpanKind::Anchor(m) => m != module,
+            SpanKind::Island(id) => !gone.iter().any(|g| g.0 == id),
+        });
+        if let Some(m) = self.modules.get_mut(module.0 as usize) {
+            m.func_island.clear();
+            m.len = 0;
+        }
+        self.generation += 1;
+        gone
     }
 
     /// The island holding function `func` of `module`.
@@ -317,8 +356,7 @@ impl IslandSet {
     /// The island that used to be at `addr` (a range it left in one of its remembered moves):
     /// for the fault report of a stale jump. Linear; for the fault path only.
     pub fn vacated_by(&self, addr: u64) -> Option<IslandId> {
-        self.islands
-            .iter()
+        self.live_islands()
             .find(|i| {
                 i.history
                     .iter()

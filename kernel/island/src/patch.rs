@@ -73,7 +73,7 @@ pub fn plan_call_patches(
     };
     let module = &set.modules[target_island.module.0 as usize];
     let mut out = Vec::new();
-    for caller in set.islands() {
+    for caller in set.live_islands() {
         if caller.id == moved || caller.module != target_island.module {
             continue;
         }

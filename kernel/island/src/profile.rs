@@ -172,7 +172,7 @@ impl IslandSet {
 
     /// Island ids by descending priority (ties: lower id first).
     pub fn by_priority(&self) -> Vec<IslandId> {
-        let mut ids: Vec<IslandId> = self.islands.iter().map(|i| i.id).collect();
+        let mut ids: Vec<IslandId> = self.live_islands().map(|i| i.id).collect();
         ids.sort_by_key(|&id| {
             (
                 core::cmp::Reverse(self.islands[id.0 as usize].profile.priority()),

@@ -273,6 +273,11 @@ impl Scheduler {
         self.online.get(core).copied().unwrap_or(false)
     }
 
+    /// Threads queued on `core` (runnable, waiting for it; not the one running).
+    pub fn queued_on(&self, core: usize) -> usize {
+        self.queues.get(core).map_or(0, |q| q.len())
+    }
+
     /// The online core with the fewest runnable threads (lowest number on ties).
     pub fn least_loaded_core(&self) -> usize {
         (0..self.cores())

@@ -411,7 +411,10 @@ mod tests {
         assert_eq!(fill(&mut b, "c", 100), ["b"]);
         assert!(b.pin("c"));
         assert_eq!(b.victims_for(100), Err(NoRoom::Pinned { pinned: 200 }));
-        assert_eq!(b.insert("d", 100, false), Err(NoRoom::Pinned { pinned: 200 }));
+        assert_eq!(
+            b.insert("d", 100, false),
+            Err(NoRoom::Pinned { pinned: 200 })
+        );
         assert!(!b.evict("a"));
         assert_eq!(b.figures().refused, 1);
         b.unpin("a");

@@ -62,9 +62,24 @@ pub struct Prediction {
     /// context has few observations (`p * support / (support + 2)`), and by half again when
     /// the model had to back off below the order it was asked for.
     pub confidence: u32,
+    /// Whether the model backed off below the order the history allowed.
+    pub backed_off: bool,
 }
 
 impl Prediction {
+    /// Confidence in candidate `i` (permille), by the same rule as [`Prediction::confidence`]
+    /// for the first.
+    pub fn confidence_of(&self, i: usize) -> u32 {
+        let Some(c) = self.candidates.get(i) else {
+            return 0;
+        };
+        let mut v = u64::from(c.permille) * self.support / (self.support + 2);
+        if self.backed_off {
+            v /= 2;
+        }
+        v as u32
+    }
+
     /// The most likely next task.
     pub fn top(&self) -> Option<&str> {
         self.candidates.first().map(|c| c.task.as_str())
@@ -231,17 +246,15 @@ impl Markov {
                     permille: (c * 1000 / counts.total) as u32,
                 })
                 .collect();
-            let top = u64::from(candidates[0].permille);
-            let mut confidence = top * counts.total / (counts.total + 2);
-            if j < wanted {
-                confidence /= 2;
-            }
-            return Prediction {
+            let mut p = Prediction {
                 order: Some(j),
                 support: counts.total,
                 candidates,
-                confidence: confidence as u32,
+                confidence: 0,
+                backed_off: j < wanted,
             };
+            p.confidence = p.confidence_of(0);
+            return p;
         }
         Prediction::default()
     }
@@ -318,6 +331,9 @@ mod tests {
         let high = m.predict_after_names(&["a"]).confidence;
         assert!(low < high, "{low} < {high}");
         assert!(high > 900);
+        let p = m.predict_after_names(&["a"]);
+        assert_eq!(p.confidence, p.confidence_of(0));
+        assert_eq!(p.confidence_of(5), 0);
     }
 
     #[test]

@@ -299,22 +299,8 @@ mod tests {
         assert_eq!(
             t,
             [
-                (
-                    "a.x",
-                    "b.y",
-                    TransitionStats {
-                        seeded: 7,
-                        seen: 1
-                    }
-                ),
-                (
-                    "b.y",
-                    "a.x",
-                    TransitionStats {
-                        seeded: 0,
-                        seen: 1
-                    }
-                )
+                ("a.x", "b.y", TransitionStats { seeded: 7, seen: 1 }),
+                ("b.y", "a.x", TransitionStats { seeded: 0, seen: 1 })
             ]
         );
         assert_eq!(p.last(), Some("a.x"));

@@ -199,7 +199,9 @@ mod tests {
         let names: Vec<&str> = t.iter().map(|s| s.task.as_str()).collect();
         assert_eq!(
             names,
-            ["a.x", "b.y", "b.y", "b.y", "a.x", "b.y", "b.y", "b.y", "c.z"]
+            [
+                "a.x", "b.y", "b.y", "b.y", "a.x", "b.y", "b.y", "b.y", "c.z"
+            ]
         );
         let t = parse("3*[a.x]").unwrap();
         assert_eq!(t.len(), 3);
@@ -214,7 +216,10 @@ mod tests {
         assert_eq!(parse("# only\n"), Err(TraceError::Empty));
         assert_eq!(parse("2*[a.x"), Err(TraceError::Unbalanced));
         assert_eq!(parse("a.x]"), Err(TraceError::Unbalanced));
-        assert_eq!(parse("nodot 1"), Err(TraceError::Unexpected("nodot".into())));
+        assert_eq!(
+            parse("nodot 1"),
+            Err(TraceError::Unexpected("nodot".into()))
+        );
         assert_eq!(parse("a.x think=z"), Err(TraceError::BadThink("z".into())));
         assert_eq!(parse("1000*[1000*[a.x]]"), Err(TraceError::TooLong));
         assert_eq!(

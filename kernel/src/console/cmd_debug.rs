@@ -44,9 +44,53 @@ pub fn fault(args: &mut Args) -> CmdResult {
     Ok(())
 }
 
+/// `vm translate ADDR`: how the page tables map a virtual address (e.g. to check that evicted
+/// or vacated code is really gone).
+fn translate(addr: &str, json: bool) -> CmdResult {
+    let digits = addr.strip_prefix("0x").unwrap_or(addr);
+    let va = u64::from_str_radix(digits, if digits.len() == addr.len() { 10 } else { 16 })
+        .map_err(|_| CmdError::Failed(alloc::format!("`{addr}` is not an address")))?;
+    let t = crate::arch::physmem::translate(atoll_kcore::addr::VirtAddr(va));
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .u64("address", va)
+            .bool("mapped", t.is_some());
+        if let Some(t) = t {
+            j.u64("phys", t.phys.0)
+                .u64("page_bytes", t.page_bytes)
+                .bool("writable", t.protection.write)
+                .bool("executable", t.protection.exec);
+        }
+        j.end_object();
+        println!("{}", j.finish());
+    } else {
+        match t {
+            Some(t) => println!(
+                "{va:#x} -> {:#x} ({} byte page{}{})",
+                t.phys.0,
+                t.page_bytes,
+                if t.protection.write { ", writable" } else { "" },
+                if t.protection.exec {
+                    ", executable"
+                } else {
+                    ""
+                }
+            ),
+            None => println!("{va:#x}: not mapped"),
+        }
+    }
+    Ok(())
+}
+
 pub fn vm(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let sub = args.positional();
+    if sub.as_deref() == Some("translate") {
+        let addr = args.required("virtual address")?;
+        args.finish()?;
+        return translate(&addr, json);
+    }
     args.finish()?;
     match sub.as_deref() {
         None => {

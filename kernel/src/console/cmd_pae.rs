@@ -51,6 +51,7 @@ static RUNNING: Mutex<Vec<Background>> = Mutex::new(Vec::new());
 /// Records a finished task; returns its outcome text and whether it trapped, or the error of
 /// a call that did not fit the export (nothing ran).
 fn record(id: u64, task: &str, done: &pae::TaskOutcome) -> Result<(String, bool), CmdError> {
+    crate::predict::on_finished(task, done.run_cycles, done.result.is_ok());
     let (text, trapped) = match &done.result {
         Ok(results) => (pae::format_results(results), false),
         Err(InvokeError::Trap(trap)) => (alloc::format!("{trap}"), true),
@@ -125,6 +126,7 @@ pub fn run(args: &mut Args) -> CmdResult {
         words.push(w);
     }
     args.finish()?;
+    crate::predict::on_request(&task);
     let prepared = pae::prepare(&task)?;
     let values = prepared.parse_args(&words)?;
     let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_island, cmd_numa, cmd_pae, cmd_smp, cmd_system};
+use super::{cmd_debug, cmd_island, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -203,6 +203,42 @@ pub static COMMANDS: &[Command] = &[
         run: cmd_pae::run,
     },
     Command {
+        name: "profile",
+        usage: "[--json] | export",
+        help: "task profiler: runs, cycles per call against the manifest's estimate, transitions, hottest blocks; `export` prints a record for `chunkc profile merge`",
+        run: cmd_predict::profile,
+    },
+    Command {
+        name: "predict",
+        usage: "[--json] | on | off | order K | thresholds HIGH LOW",
+        help: "next-task prediction (order-k Markov, back-off) with confidence and the action each candidate gets; accuracy; the pre-assembly worker",
+        run: cmd_predict::predict,
+    },
+    Command {
+        name: "cache",
+        usage: "[--json] | policy lru|lfu | limit BYTES | clear",
+        help: "the chunk cache: bytes used of the bound, hits, misses, evictions, per-chunk residency and pins",
+        run: cmd_predict::cache_cmd,
+    },
+    Command {
+        name: "replay",
+        usage: "TRACE [--predict on|off|both] [--limit BYTES] [--policy lru|lfu] [--results] [--json]",
+        help: "run a workload trace with prediction off and on from the same cold start (empty cache, seeded model): start latency, top-1/top-3 accuracy, cache hit rate; `--limit`/`--policy` hold for the replay only",
+        run: cmd_predict::replay_cmd,
+    },
+    Command {
+        name: "trace",
+        usage: "add NAME STEP [; STEP ...]",
+        help: "add a workload trace from the console (STEP: CHUNK.EXPORT [ARGS...] [think=US]; N*[ ... ] repeats)",
+        run: cmd_predict::trace,
+    },
+    Command {
+        name: "traces",
+        usage: "[--json]",
+        help: "workload traces: shipped in the image and added from the console",
+        run: cmd_predict::traces,
+    },
+    Command {
         name: "tasks",
         usage: "[--json]",
         help: "tasks run so far: core, cycles, outcome",
@@ -246,8 +282,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "vm",
-        usage: "[selftest] [--json]",
-        help: "kernel virtual memory; `selftest` maps, protects and probes real pages",
+        usage: "[selftest | translate ADDR] [--json]",
+        help: "kernel virtual memory; `selftest` maps, protects and probes real pages; `translate` shows how an address is mapped",
         run: cmd_debug::vm,
     },
     Command {

@@ -8,6 +8,7 @@ mod cmd_debug;
 mod cmd_island;
 mod cmd_numa;
 mod cmd_pae;
+mod cmd_predict;
 mod cmd_smp;
 mod cmd_system;
 mod cmd_wasi;

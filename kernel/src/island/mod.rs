@@ -29,7 +29,9 @@ use crate::smp::MAX_CORES;
 #[derive(Debug)]
 struct ModuleInfo {
     chunk: String,
-    assembled: Arc<Assembled>,
+    /// `None` once the module is unregistered (its chunk evicted): dropping this may be what
+    /// unmaps its code.
+    assembled: Option<Arc<Assembled>>,
     /// Block counters summed over every finished task's instance.
     counters: Vec<u64>,
 }
@@ -123,11 +125,46 @@ pub fn register(assembled: &Arc<Assembled>) -> Result<ModuleId, IslandError> {
         )?;
         k.modules.push(ModuleInfo {
             chunk: assembled.chunk.clone(),
-            assembled: assembled.clone(),
+            assembled: Some(assembled.clone()),
             counters: alloc::vec![0; assembled.module.counter_slots.len()],
         });
         Ok(id)
     })
+}
+
+/// The block counters of `chunk`'s resident module, summed over its finished tasks, with
+/// what each counts (`None` if it is not assembled).
+pub fn block_counts(chunk: &str) -> Option<(Vec<u64>, Vec<atoll_pae::CounterSlot>)> {
+    with(|k| {
+        let m = k
+            .modules
+            .iter()
+            .find(|m| m.assembled.is_some() && m.chunk == chunk)?;
+        let slots = m.assembled.as_ref()?.module.counter_slots.clone();
+        Some((m.counters.clone(), slots))
+    })
+}
+
+/// Drops `module` (its chunk was evicted from the cache): its islands are retired, copies of
+/// them outside the module's pages are freed, and the registry lets go of its `Assembled`, so
+/// its code is unmapped once no one else holds it. The caller guarantees that no thread runs
+/// or can return into the module (the cache evicts only unpinned chunks, and every task pins
+/// its chunks while it runs).
+pub fn unregister(module: ModuleId) {
+    let dropped = with(|k| {
+        let gone = k.set.retire_module(module);
+        for (id, base, len) in gone {
+            if let Some(p) = k.places.remove(&id) {
+                place::retire(k, Some(p), base, len as usize);
+            }
+        }
+        k.live.retain(|l| l.module != module.0 as usize);
+        let m = k.modules.get_mut(module.0 as usize)?;
+        m.counters = Vec::new();
+        m.assembled.take()
+    });
+    // Outside the islands lock: unmapping the code shoots down other cores' TLBs.
+    drop(dropped);
 }
 
 /// A task is about to run an instance of `chunk` whose block counters are `counters`: they are
@@ -135,7 +172,10 @@ pub fn register(assembled: &Arc<Assembled>) -> Result<ModuleId, IslandError> {
 /// counters where they are (the instance alive, its counter vector unchanged in size) until then.
 pub fn begin_counters(chunk: &str, counters: &[u64]) -> Option<u64> {
     with(|k| {
-        let module = k.modules.iter().position(|m| m.chunk == chunk)?;
+        let module = k
+            .modules
+            .iter()
+            .position(|m| m.assembled.is_some() && m.chunk == chunk)?;
         let key = NEXT_LIVE_KEY.fetch_add(1, Ordering::Relaxed);
         k.live.push(LiveCounters {
             key,
@@ -155,7 +195,11 @@ pub fn end_counters(key: Option<u64>, chunk: &str, counters: &[u64]) {
         if let Some(key) = key {
             k.live.retain(|l| l.key != key);
         }
-        let Some(m) = k.modules.iter().position(|m| m.chunk == chunk) else {
+        let Some(m) = k
+            .modules
+            .iter()
+            .position(|m| m.assembled.is_some() && m.chunk == chunk)
+        else {
             return;
         };
         let info = &mut k.modules[m];
@@ -170,6 +214,9 @@ pub fn end_counters(key: Option<u64>, chunk: &str, counters: &[u64]) {
 /// counters as they are now.
 fn feed_live(k: &mut KernelIslands) {
     for (m, info) in k.modules.iter().enumerate() {
+        if info.assembled.is_none() {
+            continue;
+        }
         let mut sum = info.counters.clone();
         for l in k.live.iter().filter(|l| l.module == m) {
             for (i, total) in sum.iter_mut().enumerate().take(l.len) {
@@ -272,8 +319,7 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
             k.window_start = now;
         }
         k.set
-            .islands()
-            .iter()
+            .live_islands()
             .filter_map(|i| {
                 let m = &k.modules[i.module.0 as usize];
                 if chunk.is_some_and(|c| c != m.chunk) {
@@ -332,7 +378,10 @@ pub fn views(chunk: Option<&str>) -> Vec<IslandView> {
 }
 
 fn func_name(m: &ModuleInfo, index: u32) -> String {
-    let module = &m.assembled.module;
+    let Some(assembled) = &m.assembled else {
+        return alloc::format!("func{index}");
+    };
+    let module = &assembled.module;
     if let Some(name) = module
         .funcs
         .get(index as usize)
@@ -362,15 +411,17 @@ pub fn report_stale(addr: u64) -> bool {
         return false;
     };
     let m = &k.modules[island.module.0 as usize];
+    let Some(assembled) = m.assembled.as_ref() else {
+        return false;
+    };
     let func = island.layout.funcs.first().map_or(0, |f| f.index);
-    let name = m
-        .assembled
+    let name = assembled
         .module
         .funcs
         .get(func as usize)
         .and_then(|f| f.name.as_deref())
         .or_else(|| {
-            m.assembled
+            assembled
                 .module
                 .desc
                 .exports

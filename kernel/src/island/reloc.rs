@@ -372,7 +372,10 @@ fn relocate_locked(
     let island = k.set.island(id).ok_or(RelocError::NoSuchIsland(id.0))?;
     let module = &k.modules[island.module.0 as usize];
     let resolved = place::resolve(target, &island.env)?;
-    let assembled = module.assembled.clone();
+    let assembled = module
+        .assembled
+        .clone()
+        .ok_or(RelocError::NoSuchIsland(id.0))?;
     let (old_base, old_len) = (island.base(), island.layout.len as usize);
     let funcs: Vec<u32> = island.func_indices().collect();
     let code = memory::read_code(old_base, old_len).ok_or(RelocError::Unmapped(old_base))?;

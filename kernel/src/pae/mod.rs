@@ -6,6 +6,7 @@
 //! instance). Each task gets fresh instances of its chunk and of every chunk it imports from,
 //! providers first, so tasks never see each other's linear memory.
 
+pub mod cache;
 // These three may use `unsafe` (each says why; the list is in `main.rs`).
 #[allow(unsafe_code)]
 mod code;
@@ -21,12 +22,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use atoll_island::ModuleId;
 use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
 use atoll_pae::{CompileError, CompiledModule, Options, Ty};
 use atoll_wasi::WasiCtx;
 use atoll_wasi::pae_link::WasiLink;
 use chunk_image::{ValType, Value};
-use spin::Mutex;
 
 pub use code::KernelCode;
 use code::SharedCode;
@@ -58,6 +59,8 @@ pub enum PaeError {
     Instantiate(String, InstantiateError),
     /// The dependency graph is deeper than the image checks allow (a cycle).
     DependencyCycle(String),
+    /// The chunk cache could not hold the chunk (pinned chunks fill it).
+    NoRoom(String),
 }
 
 impl fmt::Display for PaeError {
@@ -73,6 +76,10 @@ impl fmt::Display for PaeError {
             Self::Vm(e) => write!(f, "mapping code: {e}"),
             Self::Instantiate(c, e) => write!(f, "instantiating `{c}`: {e}"),
             Self::DependencyCycle(c) => write!(f, "dependency cycle through `{c}`"),
+            Self::NoRoom(c) => write!(
+                f,
+                "the chunk cache has no room for `{c}` (running tasks pin the rest)"
+            ),
         }
     }
 }
@@ -99,18 +106,34 @@ pub struct Assembled {
     pub wasm_bytes: usize,
 }
 
-static CACHE: Mutex<BTreeMap<String, Arc<Assembled>>> = Mutex::new(BTreeMap::new());
-
-/// Everything assembled so far, by chunk name.
+/// Every chunk resident in the cache.
 pub fn assembled() -> Vec<Arc<Assembled>> {
-    CACHE.lock().values().cloned().collect()
+    cache::assembled()
 }
 
-/// The assembled code of `chunk`, assembling it now if needed.
+/// The assembled code of `chunk` (for inspection: `pae CHUNK`, `asm`), assembling it now if
+/// needed; it is cached like a predicted chunk (no pin is kept). Returns an error if it
+/// could not be cached, as its code would be gone when this returns.
 pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
-    if let Some(a) = CACHE.lock().get(chunk) {
-        return Ok(a.clone());
+    let (a, how) = cache::obtain(chunk, true, || compile_chunk(chunk))?;
+    if let cache::Obtained::Uncached(m) = how {
+        cache::drop_uncached(m);
+        return Err(PaeError::NoRoom(chunk.into()));
     }
+    Ok(a)
+}
+
+/// Assembles `chunk` for the pre-assembly worker: cached unpinned, no use recorded.
+pub fn preassemble(chunk: &str) -> Result<cache::Obtained, PaeError> {
+    let (_, how) = cache::obtain(chunk, true, || compile_chunk(chunk))?;
+    if let cache::Obtained::Uncached(m) = how {
+        cache::drop_uncached(m);
+    }
+    Ok(how)
+}
+
+/// Compiles and maps `chunk` and registers its islands (no cache involved).
+fn compile_chunk(chunk: &str) -> Result<(Arc<Assembled>, Option<ModuleId>), PaeError> {
     let Loaded::Ready { image, rejected } = chunks::loaded() else {
         return Err(PaeError::NoImage);
     };
@@ -137,11 +160,14 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
         assemble_cycles: crate::arch::cpu::rdtsc() - start,
         wasm_bytes: view.module.len(),
     });
-    if let Err(e) = crate::island::register(&assembled) {
-        log::warn!("chunk {chunk}: no islands ({e:?}); its code cannot be relocated");
-    }
-    CACHE.lock().insert(chunk.into(), assembled.clone());
-    Ok(assembled)
+    let module = match crate::island::register(&assembled) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log::warn!("chunk {chunk}: no islands ({e:?}); its code cannot be relocated");
+            None
+        }
+    };
+    Ok((assembled, module))
 }
 
 /// The chunks `chunk` needs, providers before their users, `chunk` last.
@@ -218,6 +244,49 @@ pub struct Prepared {
     results: Vec<ValType>,
     /// Native stack the chunk's manifest asks for.
     stack_bytes: u64,
+    /// The cache pins and uncached code it holds (released after the instances are dropped).
+    held: Held,
+}
+
+/// What a task holds of the cache: pins on its chunks, and code assembled for it alone.
+#[derive(Debug, Default)]
+pub struct Held {
+    pinned: Vec<String>,
+    uncached: Vec<Option<ModuleId>>,
+    /// Chunks found resident (or being assembled, then waited for).
+    pub hits: u32,
+    /// Chunks assembled for this request.
+    pub misses: u32,
+}
+
+impl Held {
+    fn note(&mut self, chunk: &str, how: cache::Obtained) {
+        match how {
+            cache::Obtained::Hit | cache::Obtained::Waited => {
+                self.hits += 1;
+                self.pinned.push(chunk.into());
+            }
+            cache::Obtained::Assembled => {
+                self.misses += 1;
+                self.pinned.push(chunk.into());
+            }
+            cache::Obtained::Uncached(m) => {
+                self.misses += 1;
+                self.uncached.push(m);
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for c in &self.pinned {
+            cache::unpin(c);
+        }
+        for m in self.uncached.drain(..) {
+            cache::drop_uncached(m);
+        }
+    }
 }
 
 /// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
@@ -239,10 +308,13 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
     // then instantiate and register the instances with the islands locked: no move happens
     // between reading entry cells and registering the instances that copied them, every later
     // move re-targets what they hold, and nothing returns early once they are registered.
-    let assembled = order
-        .iter()
-        .map(|name| assemble(name).map(|a| (name.clone(), a)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut held = Held::default();
+    let mut assembled = Vec::new();
+    for name in &order {
+        let (a, how) = cache::obtain(name, false, || compile_chunk(name))?;
+        held.note(name, how);
+        assembled.push((name.clone(), a));
+    }
     let main = assembled
         .iter()
         .find(|(name, _)| name == chunk)
@@ -271,6 +343,7 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         Ok::<_, PaeError>((instances, keys))
     })?;
     Ok(Prepared {
+        held,
         stack_bytes,
         task: task.into(),
         instances,
@@ -374,6 +447,11 @@ impl Drop for Prepared {
 }
 
 impl Prepared {
+    /// How many of its chunks were resident and how many were assembled for it.
+    pub fn cache_use(&self) -> (u32, u32) {
+        (self.held.hits, self.held.misses)
+    }
+
     /// Parses console arguments by the export's parameter types.
     pub fn parse_args(&self, words: &[String]) -> Result<Vec<u64>, PaeError> {
         if words.len() != self.params.len() {

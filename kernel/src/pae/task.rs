@@ -35,6 +35,8 @@ pub struct TaskOutcome {
     pub thread: u64,
     /// TSC cycles from entering generated code to leaving it.
     pub run_cycles: u64,
+    /// TSC when the chunk thread called into generated code (the task's first instruction).
+    pub entered_tsc: u64,
     /// The code a WASI command passed to `proc_exit` (it ends the task as a host trap).
     pub wasi_exit: Option<u32>,
 }
@@ -57,6 +59,7 @@ struct Ran {
     result: Result<Vec<Value>, InvokeError>,
     core: u32,
     run_cycles: u64,
+    entered_tsc: u64,
     wasi_exit: Option<u32>,
 }
 
@@ -102,6 +105,7 @@ fn chunk_thread(ticket: u64) {
         result,
         core,
         run_cycles,
+        entered_tsc: start,
         wasi_exit,
     });
     *job.work.lock() = Some(work);
@@ -159,6 +163,7 @@ impl Started {
                 core: ran.core,
                 thread,
                 run_cycles: ran.run_cycles,
+                entered_tsc: ran.entered_tsc,
                 wasi_exit: ran.wasi_exit,
             },
             None => TaskOutcome {
@@ -166,6 +171,7 @@ impl Started {
                 core: 0,
                 thread,
                 run_cycles: 0,
+                entered_tsc: 0,
                 wasi_exit: None,
             },
         })

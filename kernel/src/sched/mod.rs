@@ -326,6 +326,11 @@ pub fn exit() -> ! {
     }
 }
 
+/// Whether threads other than the running one wait for `core`.
+pub fn others_runnable(core: usize) -> bool {
+    with(|s| s.queued_on(core) > 0).unwrap_or(false)
+}
+
 /// Sleeps at least `us` microseconds.
 pub fn sleep_us(us: u64) {
     let core = this_core();

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use chunk_image::{
     Chunk, FuncSig, Import, KERNEL_MODULE, Manifest, ModuleInfo, Profile, Program, Provider,
-    Resources, TaskFrequency, Transition, ValType, WASI_MODULE, analyze_module,
-    write_image_with_programs,
+    Resources, TaskFrequency, Transition, ValType, WASI_MODULE, Workload, analyze_module,
+    write_image_full,
 };
 
 use super::error::ChunkcError;
@@ -27,6 +27,15 @@ pub fn build_chunks(manifest_path: &Path) -> Result<Vec<Chunk>, ChunkcError> {
 /// Builds the chunks `manifest_path` describes, and the run settings (default arguments and
 /// shipped files) of its command chunks.
 pub fn build_set(manifest_path: &Path) -> Result<(Vec<Chunk>, Vec<Program>), ChunkcError> {
+    build_all(manifest_path).map(|(chunks, programs, _)| (chunks, programs))
+}
+
+/// Everything an image holds: chunks, programs and the workload section.
+pub type ImageParts = (Vec<Chunk>, Vec<Program>, Option<Workload>);
+
+/// Everything an image holds: chunks, programs and the workload section (engine settings and
+/// traces), if the manifest has one.
+pub fn build_all(manifest_path: &Path) -> Result<ImageParts, ChunkcError> {
     let file = manifest::load(manifest_path)?;
     // Absolute, because cargo runs inside the Rust workspace and must find the same paths.
     let parent = manifest_path
@@ -104,7 +113,8 @@ pub fn build_set(manifest_path: &Path) -> Result<(Vec<Chunk>, Vec<Program>), Chu
         });
     }
     check_profile(&file, &chunks).map_err(bad)?;
-    Ok((chunks, programs))
+    let workload = super::workload::of_manifest(&file, base, &chunks).map_err(bad)?;
+    Ok((chunks, programs, workload))
 }
 
 /// A command chunk's default arguments and the files under its `files` directory.
@@ -126,14 +136,14 @@ fn program_of(entry: &manifest::ChunkEntry, base: &Path) -> Result<Program, Chun
 
 /// Builds the image `manifest_path` describes, in memory.
 pub fn image_bytes(manifest_path: &Path) -> Result<Vec<u8>, ChunkcError> {
-    let (chunks, programs) = build_set(manifest_path)?;
-    Ok(write_image_with_programs(&chunks, &programs)?)
+    let (chunks, programs, workload) = build_all(manifest_path)?;
+    Ok(write_image_full(&chunks, &programs, workload.as_ref())?)
 }
 
 /// `chunkc build`: builds and writes the image, creating the output directory.
 pub fn build_image(manifest_path: &Path, out: &Path) -> Result<String, ChunkcError> {
-    let (chunks, programs) = build_set(manifest_path)?;
-    let bytes = write_image_with_programs(&chunks, &programs)?;
+    let (chunks, programs, workload) = build_all(manifest_path)?;
+    let bytes = write_image_full(&chunks, &programs, workload.as_ref())?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| ChunkcError::io(dir, e))?;
     }

@@ -117,6 +117,23 @@ pub fn table(image: &Image<'_>, image_len: usize) -> String {
             );
         }
     }
+    if image.major_version() >= 3 {
+        let w = image.workload();
+        let s = w.settings;
+        let _ = writeln!(
+            out,
+            "engine: cache limit {} bytes, policy {}, order {}, thresholds {}/{} permille (0 = kernel default)",
+            s.cache_limit,
+            ["default", "lru", "lfu"][usize::from(s.policy.min(2))],
+            s.order,
+            s.high_permille,
+            s.low_permille
+        );
+        for (name, body) in &w.traces {
+            let steps = atoll_predict::trace::parse(body).map_or(0, |s| s.len());
+            let _ = writeln!(out, "trace {name}: {steps} steps");
+        }
+    }
     out
 }
 
@@ -174,5 +191,16 @@ pub fn json(image: &Image<'_>, image_len: usize) -> Value {
         })).collect::<Vec<_>>(),
         "size_bytes": image_len,
         "chunks": chunks,
+        "engine": {
+            "cache_limit": image.workload().settings.cache_limit,
+            "policy": image.workload().settings.policy,
+            "order": image.workload().settings.order,
+            "high_permille": image.workload().settings.high_permille,
+            "low_permille": image.workload().settings.low_permille,
+        },
+        "traces": image.workload().traces.iter().map(|(name, body)| json!({
+            "name": name,
+            "steps": atoll_predict::trace::parse(body).map_or(0, |s| s.len()),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -30,6 +30,37 @@ pub struct ManifestFile {
     /// The initial usage profile.
     #[serde(default)]
     pub profile: ProfileEntry,
+    /// Settings of the kernel's predictive assembly engine (stored in the image).
+    pub engine: Option<EngineEntry>,
+    /// Workload traces shipped in the image (`replay NAME`).
+    #[serde(default, rename = "trace")]
+    pub traces: Vec<TraceEntry>,
+}
+
+/// The `[engine]` table (every field optional: the kernel's default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineEntry {
+    /// Chunk cache bound in bytes.
+    pub cache_limit: Option<u64>,
+    /// `lru` or `lfu`.
+    pub policy: Option<String>,
+    /// Order of the next-task model (1-8).
+    pub order: Option<u8>,
+    /// Confidence (permille) above which predicted chunks are pre-assembled.
+    pub high_confidence: Option<u16>,
+    /// Confidence (permille) above which predicted chunks are fetched and validated.
+    pub low_confidence: Option<u16>,
+}
+
+/// One `[[trace]]`: a name and a trace file (format: `atoll_predict::trace`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceEntry {
+    /// Trace name (a word).
+    pub name: String,
+    /// The trace file, relative to the manifest.
+    pub file: PathBuf,
 }
 
 /// One `[[chunk]]` table.

@@ -8,6 +8,8 @@
 //!   with wasmi or atoll's code generator.
 //! - `exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] FILE.wasm [ARGS...]` runs
 //!   a WASI command module from a file with stdio passed through.
+//! - `profile merge IMAGE RECORD -o OUT` folds a kernel's `profile export` record into the
+//!   image's usage profiles.
 //! - `wast [--json] [--no-opt] FILE...` runs WebAssembly spec scripts against atoll's code
 //!   generator, executing the generated code natively (x86-64 hosts).
 
@@ -26,6 +28,7 @@ pub mod wast;
 pub mod wast_host;
 #[cfg(target_arch = "x86_64")]
 pub mod wast_skip;
+pub mod workload;
 
 use std::io::Write;
 use std::path::Path;
@@ -41,6 +44,7 @@ pub const USAGE: &str = "usage:
   chunkc run IMAGE CHUNK.EXPORT [ARGS...]
   chunkc run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]
   chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
+  chunkc profile merge IMAGE RECORD -o OUT
   chunkc wast [--json] [--no-opt] FILE...";
 
 /// Runs chunkc with `args` (without the program name), writing normal output to `out`.
@@ -111,6 +115,20 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
                     Ok(1)
                 }
             }
+        }
+        Some("profile") => {
+            let (image, record, o) = match &args[1..] {
+                [m, i, r, flag, o] if m == "merge" && flag == "-o" => (i, r, o),
+                _ => {
+                    return Err(ChunkcError::Usage(
+                        "profile merge needs IMAGE RECORD -o OUT".into(),
+                    ));
+                }
+            };
+            let summary =
+                workload::profile_merge(Path::new(image), Path::new(record), Path::new(o))?;
+            writeln!(out, "{summary}").map_err(write_err)?;
+            Ok(0)
         }
         Some("exec") => {
             let request = exec::parse(&args[1..])?;

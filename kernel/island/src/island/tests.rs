@@ -413,3 +413,42 @@ fn the_index_stays_sorted_as_islands_hop_around() {
         }
     }
 }
+
+#[test]
+fn a_retired_module_is_gone_and_its_range_can_be_reused() {
+    let m = compile(LOOP);
+    let fib = compile(FIB);
+    let (mut set, module) = set_of(&m, Grouping::PerFunction);
+    let other = set
+        .add_module(&fib, BASE + 0x10_0000, Grouping::PerFunction)
+        .unwrap();
+    let before = set.generation();
+    let gone = set.retire_module(module);
+    assert_eq!(gone.len(), m.funcs.len());
+    assert!(set.generation() > before);
+    for (id, base, len) in &gone {
+        assert!(set.island(*id).is_none());
+        assert!(set.islands()[id.0 as usize].retired);
+        assert!(*len > 0);
+        assert!(matches!(set.locate(*base), Location::Foreign));
+    }
+    for off in 0..m.code.len() as u64 {
+        assert!(matches!(set.locate(BASE + off), Location::Foreign));
+    }
+    // The other module is untouched, and its islands are the only live ones.
+    assert!(matches!(
+        set.locate(BASE + 0x10_0000 + u64::from(fib.funcs[0].code_range.start)),
+        Location::Island { island, .. } if island.module == other
+    ));
+    assert!(set.live_islands().all(|i| i.module == other));
+    assert!(set.by_priority().iter().all(|id| set.island(*id).is_some()));
+    // The same code can be registered again at the same place (re-assembled after eviction).
+    let again = set.add_module(&m, BASE, Grouping::PerFunction).unwrap();
+    assert_ne!(again, module);
+    assert!(matches!(
+        set.locate(BASE + u64::from(m.funcs[0].code_range.start)),
+        Location::Island { island, .. } if island.module == again
+    ));
+    // Retiring twice changes nothing more.
+    assert!(set.retire_module(module).is_empty());
+}
