@@ -74,15 +74,19 @@ impl WorkloadView<'_> {
     }
 }
 
+/// Whether `name` can name a trace: 1-64 letters, digits, `_` or `-`.
+pub fn is_trace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), FormatError> {
     let mut seen: Vec<&str> = Vec::new();
     for name in names {
-        let word = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !word {
+        if !is_trace_name(name) {
             return Err(FormatError::BadWorkload(alloc::format!(
                 "trace name `{name}` is not a word"
             )));

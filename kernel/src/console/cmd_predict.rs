@@ -357,12 +357,7 @@ pub fn trace(args: &mut Args) -> CmdResult {
         words.push(w);
     }
     args.finish()?;
-    let word = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !word {
+    if !chunk_image::workload::is_trace_name(&name) {
         return Err(failed("a trace name is a word (letters, digits, _ and -)"));
     }
     let n = replay::add(&name, &words.join(" ")).map_err(failed)?;
