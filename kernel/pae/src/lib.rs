@@ -24,6 +24,7 @@ mod lower;
 pub mod meta;
 pub mod module;
 mod opt;
+pub mod reach;
 mod regalloc;
 pub mod runtime;
 mod trampoline;
