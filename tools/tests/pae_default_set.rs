@@ -90,6 +90,7 @@ impl World {
 }
 
 fn run(options: Options) {
+    let lazy_before = wast_host::lazily_assembled();
     let chunks = build_chunks(&manifest_path()).unwrap_or_else(|e| panic!("build: {e}"));
     let image_bytes = write_image(&chunks).expect("image");
     let image = Image::parse(&image_bytes).expect("parse");
@@ -149,6 +150,13 @@ fn run(options: Options) {
         }
     }
     assert!(checked >= 50, "only {checked} expectations");
+    if options.lazy {
+        let lazily = wast_host::lazily_assembled() - lazy_before;
+        assert!(
+            lazily >= checked,
+            "only {lazily} functions assembled lazily"
+        );
+    }
 }
 
 #[test]
@@ -159,4 +167,12 @@ fn default_set_agrees_with_wasmi_optimized() {
 #[test]
 fn default_set_agrees_with_wasmi_unoptimized() {
     run(Options::NONE);
+}
+
+#[test]
+fn default_set_agrees_with_wasmi_with_every_function_assembled_lazily() {
+    run(Options {
+        lazy: true,
+        ..Options::default()
+    });
 }

@@ -498,3 +498,19 @@ fn random_modules_agree_with_wasmi_optimized() {
 fn random_modules_agree_with_wasmi_unoptimized() {
     run(1500, Options::NONE);
 }
+
+#[test]
+fn random_modules_agree_with_wasmi_with_every_function_assembled_lazily() {
+    let before = wast_host::lazily_assembled();
+    run(
+        1500,
+        Options {
+            lazy: true,
+            ..Options::default()
+        },
+    );
+    assert!(
+        wast_host::lazily_assembled() - before >= 1000,
+        "too few functions assembled lazily"
+    );
+}

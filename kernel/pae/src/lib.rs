@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod emit;
+pub mod lazy;
 mod lower;
 pub mod meta;
 pub mod module;
@@ -32,6 +33,7 @@ mod trap_labels;
 pub mod vmctx;
 
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -54,6 +56,11 @@ pub struct Options {
     pub peephole: bool,
     /// Count executions of each block in `VmContext::counters`.
     pub block_counters: bool,
+    /// Assemble no defined function up front: each starts as a lazy stub that has the embedder
+    /// assemble it at its first call ([`compile_for`] chooses the subset instead). The
+    /// embedder's [`runtime::CodeMemory`] must support lazy assembly. Lazily assembled
+    /// functions count no blocks.
+    pub lazy: bool,
 }
 
 impl Default for Options {
@@ -63,6 +70,7 @@ impl Default for Options {
             dce: true,
             peephole: true,
             block_counters: false,
+            lazy: false,
         }
     }
 }
@@ -74,6 +82,7 @@ impl Options {
         dce: false,
         peephole: false,
         block_counters: false,
+        lazy: false,
     };
 }
 
@@ -162,10 +171,12 @@ pub enum Libcall {
     I64TruncSatF64U,
     F32ConvertU64,
     F64ConvertU64,
+    /// Assembles a function compiled as a lazy stub (`a`: its index; see [`lazy`]).
+    LazyAssemble,
 }
 
 /// Number of libcall slots.
-pub const LIBCALL_COUNT: usize = Libcall::F64ConvertU64 as usize + 1;
+pub const LIBCALL_COUNT: usize = Libcall::LazyAssemble as usize + 1;
 
 /// A module compiled to position-independent machine code.
 #[derive(Debug, Clone)]
@@ -189,6 +200,18 @@ pub struct CompiledModule {
     pub options: Options,
     /// Clock ticks spent encoding the whole module (0 unless compiled with a clock).
     pub encode_ticks: u64,
+    /// By function index: whether its code here is a lazy stub (assembled at the first call
+    /// with [`lazy::assemble`]); all `false` unless compiled lazily.
+    pub stubs: Vec<bool>,
+    /// The WebAssembly module, kept when some function is a stub (lazy assembly reads it).
+    pub source: Option<Arc<[u8]>>,
+}
+
+impl CompiledModule {
+    /// How many functions are lazy stubs.
+    pub fn stub_count(&self) -> usize {
+        self.stubs.iter().filter(|&&s| s).count()
+    }
 }
 
 /// Validates and compiles `bytes`.
@@ -205,5 +228,19 @@ pub fn compile_timed(
     clock: Option<&dyn Fn() -> u64>,
 ) -> Result<CompiledModule, CompileError> {
     let desc = module::parse(bytes)?;
-    lower::compile_module(bytes, desc, *options, clock)
+    let eager = alloc::vec![!options.lazy; desc.funcs.len()];
+    lower::compile_module(bytes, desc, *options, clock, &eager)
+}
+
+/// Like [`compile_timed`], assembling only the defined functions with `eager[f]` (by function
+/// index; missing entries count as `false`): every other defined function gets a lazy stub
+/// (see [`lazy`]). [`reach::CallGraph`] computes what a request reaches.
+pub fn compile_for(
+    bytes: &[u8],
+    options: &Options,
+    clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
+) -> Result<CompiledModule, CompileError> {
+    let desc = module::parse(bytes)?;
+    lower::compile_module(bytes, desc, *options, clock, eager)
 }

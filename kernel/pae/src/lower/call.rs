@@ -74,10 +74,14 @@ impl Func<'_, '_> {
             }
             Operator::Call { function_index } => {
                 let ty = self.cx.m.func_type(function_index).clone();
-                let label = self.cx.func_labels[function_index as usize];
                 self.pass_args(&ty)?;
-                self.note_call(CallTarget::Func(function_index));
-                self.cx.e.call(label)?;
+                if self.cx.via_cell[function_index as usize] {
+                    super::lazy::call_cell(self, function_index)?;
+                } else {
+                    let label = self.cx.func_labels[function_index as usize];
+                    self.note_call(CallTarget::Func(function_index));
+                    self.cx.e.call(label)?;
+                }
                 self.after_call(&ty)?;
             }
             Operator::CallIndirect {

@@ -9,6 +9,7 @@ mod call;
 mod control;
 mod float;
 mod int;
+pub(crate) mod lazy;
 mod memory;
 mod table;
 
@@ -65,6 +66,9 @@ pub(crate) struct ModCx<'m> {
     pub counters: Vec<CounterSlot>,
     /// `(instruction index of sub rsp, frame bytes)`.
     pub patches: Vec<(usize, u32)>,
+    /// By function index: calls reach it through its code cell, not `call rel32` (it is not
+    /// assembled in this code; see `lazy`).
+    pub via_cell: Vec<bool>,
 }
 
 impl ModCx<'_> {
@@ -109,8 +113,13 @@ pub(crate) fn compile_module(
     desc: ModuleDesc,
     opts: Options,
     clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
 ) -> Result<CompiledModule, CompileError> {
     let now = || clock.map_or(0, |c| c());
+    let imports = desc.func_imports as usize;
+    let stubs: Vec<bool> = (0..desc.funcs.len())
+        .map(|f| f >= imports && !eager.get(f).copied().unwrap_or(false))
+        .collect();
     let mut e = Emitter::new()?;
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
     let traps = TrapLabels::new(&mut e);
@@ -122,6 +131,7 @@ pub(crate) fn compile_module(
         traps,
         counters: Vec::new(),
         patches: Vec::new(),
+        via_cell: stubs.clone(),
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -132,6 +142,8 @@ pub(crate) fn compile_module(
         cx.e.bind(&mut label)?;
         let raw = if index < desc.func_imports {
             call::emit_import_thunk(&mut cx, index)?
+        } else if stubs[index as usize] {
+            lazy::emit_stub(&mut cx, index)?
         } else {
             let range = desc.bodies[(index - desc.func_imports) as usize].clone();
             let body =
@@ -184,11 +196,13 @@ pub(crate) fn compile_module(
         counter_slots: counters,
         options: opts,
         encode_ticks,
+        source: stubs.contains(&true).then(|| bytes.into()),
+        stubs,
         desc,
     })
 }
 
-fn lower_function(
+pub(crate) fn lower_function(
     cx: &mut ModCx<'_>,
     index: u32,
     body: &FunctionBody<'_>,
