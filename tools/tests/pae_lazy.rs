@@ -43,7 +43,10 @@ fn unused_result() -> u64 {
     u64::from((0..40).fold(0u32, |x, _| x.wrapping_mul(31).wrapping_add(7)))
 }
 
-fn module_with(eager: Option<&dyn Fn(&[u8]) -> Vec<bool>>) -> Arc<CompiledModule> {
+/// Chooses the functions assembled up front from the module's bytes.
+type Chooser<'a> = &'a dyn Fn(&[u8]) -> Vec<bool>;
+
+fn module_with(eager: Option<Chooser<'_>>) -> Arc<CompiledModule> {
     let bytes = wat::parse_str(wat()).expect("wat");
     let m = match eager {
         Some(choose) => atoll_pae::compile_for(&bytes, &Options::default(), None, &choose(&bytes)),
