@@ -142,6 +142,13 @@ impl CallGraph {
     }
 }
 
+/// Parses and validates `bytes` and builds its call graph.
+pub fn analyze(bytes: &[u8]) -> Result<(ModuleDesc, CallGraph), CompileError> {
+    let desc = crate::module::parse(bytes)?;
+    let graph = CallGraph::build(bytes, &desc)?;
+    Ok((desc, graph))
+}
+
 /// One module of a linked set, for [`reachable_across`].
 #[derive(Debug, Clone, Copy)]
 pub struct Linked<'a> {

@@ -11,6 +11,7 @@
 mod code;
 #[allow(unsafe_code)]
 mod imports;
+pub mod lazy;
 #[allow(unsafe_code)]
 mod task;
 
@@ -99,6 +100,13 @@ pub struct Assembled {
     pub wasm_bytes: usize,
 }
 
+impl Assembled {
+    /// Code bytes in all: the module's plus every function assembled lazily since.
+    pub fn code_bytes(&self) -> usize {
+        self.code.code_bytes()
+    }
+}
+
 static CACHE: Mutex<BTreeMap<String, Arc<Assembled>>> = Mutex::new(BTreeMap::new());
 
 /// Everything assembled so far, by chunk name.
@@ -106,8 +114,23 @@ pub fn assembled() -> Vec<Arc<Assembled>> {
     CACHE.lock().values().cloned().collect()
 }
 
+/// The code generator's options for chunks. Block counters on: they feed the islands' call and
+/// block counts.
+fn options() -> Options {
+    Options {
+        block_counters: true,
+        ..Options::default()
+    }
+}
+
 /// The assembled code of `chunk`, assembling it now if needed.
 pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
+    assemble_subset(chunk, None)
+}
+
+/// Like [`assemble`]; when it is assembled now and `eager` is given, only the functions with
+/// `eager[f]` are, the others lazily (see [`lazy`]).
+pub fn assemble_subset(chunk: &str, eager: Option<&[bool]>) -> Result<Arc<Assembled>, PaeError> {
     if let Some(a) = CACHE.lock().get(chunk) {
         return Ok(a.clone());
     }
@@ -122,13 +145,12 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
     }
     let start = crate::arch::cpu::rdtsc();
     let clock = || crate::arch::cpu::rdtsc();
-    // Block counters on: they feed the islands' call and block counts.
-    let options = Options {
-        block_counters: true,
-        ..Options::default()
-    };
-    let module = atoll_pae::compile_timed(view.module, &options, Some(&clock))
-        .map_err(|e| PaeError::Compile(chunk.into(), e))?;
+    let options = options();
+    let module = match eager {
+        Some(eager) => atoll_pae::compile_for(view.module, &options, Some(&clock), eager),
+        None => atoll_pae::compile_timed(view.module, &options, Some(&clock)),
+    }
+    .map_err(|e| PaeError::Compile(chunk.into(), e))?;
     let code = KernelCode::new(&module.code, &module.func_offsets)?;
     let assembled = Arc::new(Assembled {
         chunk: chunk.into(),
@@ -239,10 +261,14 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
     // then instantiate and register the instances with the islands locked: no move happens
     // between reading entry cells and registering the instances that copied them, every later
     // move re-targets what they hold, and nothing returns early once they are registered.
-    let assembled = order
-        .iter()
-        .map(|name| assemble(name).map(|a| (name.clone(), a)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let assembled = if lazy::enabled() {
+        lazy::assemble_for(task)?
+    } else {
+        order
+            .iter()
+            .map(|name| assemble(name).map(|a| (name.clone(), a)))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let main = assembled
         .iter()
         .find(|(name, _)| name == chunk)
