@@ -48,7 +48,12 @@ pub fn assemble(module: &CompiledModule, index: u32) -> Result<LazyFunction, Com
         .source
         .as_deref()
         .ok_or_else(|| CompileError::Unsupported("no source kept for lazy assembly".into()))?;
-    let (code, meta) =
-        crate::lower::lazy::compile_one(source, &module.desc, module.options, index)?;
+    let (code, meta) = crate::lower::lazy::compile_one(
+        source,
+        &module.desc,
+        module.options,
+        index,
+        &module.specializations,
+    )?;
     Ok(LazyFunction { code, meta })
 }

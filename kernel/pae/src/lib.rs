@@ -39,6 +39,7 @@ use core::fmt;
 
 pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 pub use module::{FuncType, ModuleDesc, Ty};
+pub use opt::specialize::{ArgProfile, Specialize};
 pub use vmctx::{FuncRef, HostFunc, ImportEntry, MemoryDef, TableDef, TrapCode, VmContext};
 
 /// Which optimizations run. All are on by default; each can be turned off on its own.
@@ -61,6 +62,9 @@ pub struct Options {
     /// embedder's [`runtime::CodeMemory`] must support lazy assembly. Lazily assembled
     /// functions count no blocks.
     pub lazy: bool,
+    /// Profile-guided specialization: functions with constant parameters
+    /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
+    pub specialize: bool,
 }
 
 impl Default for Options {
@@ -71,6 +75,7 @@ impl Default for Options {
             peephole: true,
             block_counters: false,
             lazy: false,
+            specialize: true,
         }
     }
 }
@@ -83,6 +88,7 @@ impl Options {
         peephole: false,
         block_counters: false,
         lazy: false,
+        specialize: false,
     };
 }
 
@@ -205,6 +211,9 @@ pub struct CompiledModule {
     pub stubs: Vec<bool>,
     /// The WebAssembly module, kept when some function is a stub (lazy assembly reads it).
     pub source: Option<Arc<[u8]>>,
+    /// Parameters specialized on (empty unless [`compile_specialized`] with
+    /// `Options::specialize`); lazily assembled functions use them too.
+    pub specializations: Vec<Specialize>,
 }
 
 impl CompiledModule {
@@ -229,7 +238,22 @@ pub fn compile_timed(
 ) -> Result<CompiledModule, CompileError> {
     let desc = module::parse(bytes)?;
     let eager = alloc::vec![!options.lazy; desc.funcs.len()];
-    lower::compile_module(bytes, desc, *options, clock, &eager)
+    lower::compile_module(bytes, desc, *options, clock, &eager, &[])
+}
+
+/// Like [`compile`], with profile-guided specialization on constant parameters (`specs`, e.g.
+/// from [`ArgProfile::constant_params`]; ignored unless `options.specialize`): each function
+/// with applicable parameters (numeric, never written) checks them after its prologue and runs
+/// a body with them folded in when they all match, else its general body.
+pub fn compile_specialized(
+    bytes: &[u8],
+    options: &Options,
+    specs: &[Specialize],
+) -> Result<CompiledModule, CompileError> {
+    let desc = module::parse(bytes)?;
+    let eager = alloc::vec![!options.lazy; desc.funcs.len()];
+    let specs = if options.specialize { specs } else { &[] };
+    lower::compile_module(bytes, desc, *options, None, &eager, specs)
 }
 
 /// Like [`compile_timed`], assembling only the defined functions with `eager[f]` (by function
@@ -242,5 +266,5 @@ pub fn compile_for(
     eager: &[bool],
 ) -> Result<CompiledModule, CompileError> {
     let desc = module::parse(bytes)?;
-    lower::compile_module(bytes, desc, *options, clock, eager)
+    lower::compile_module(bytes, desc, *options, clock, eager, &[])
 }

@@ -18,6 +18,10 @@ use crate::{CompileError, Libcall};
 impl Func<'_, '_> {
     pub(super) fn call_or_var(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
         match *op {
+            Operator::LocalGet { local_index } if self.const_param(local_index).is_some() => {
+                let bits = self.const_param(local_index).unwrap_or_default();
+                self.push_const(self.locals[local_index as usize], bits)?;
+            }
             Operator::LocalGet { local_index } => {
                 let ty = self.locals[local_index as usize];
                 let m = self.local_mem(local_index);

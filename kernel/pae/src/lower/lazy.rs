@@ -124,6 +124,7 @@ pub(crate) fn compile_one(
     desc: &ModuleDesc,
     opts: Options,
     index: u32,
+    specs: &[crate::Specialize],
 ) -> Result<(Vec<u8>, FunctionMeta), CompileError> {
     let mut e = Emitter::new()?;
     let mut label = e.label();
@@ -140,6 +141,7 @@ pub(crate) fn compile_one(
         counters: Vec::new(),
         patches: Vec::new(),
         via_cell: alloc::vec![true; desc.funcs.len()],
+        specs: specs.to_vec(),
     };
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();

@@ -11,6 +11,7 @@ mod float;
 mod int;
 pub(crate) mod lazy;
 mod memory;
+mod specialize_body;
 mod table;
 
 use alloc::vec::Vec;
@@ -22,6 +23,7 @@ use wasmparser::{BinaryReader, FunctionBody, Operator};
 use crate::emit::{Cond, Emitter, R32, R64, mem, reg};
 use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 use crate::module::{ModuleDesc, Ty};
+use crate::opt::specialize::{self, Specialize};
 use crate::regalloc::{GPRS, Pool, XMMS};
 use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
@@ -69,6 +71,8 @@ pub(crate) struct ModCx<'m> {
     /// By function index: calls reach it through its code cell, not `call rel32` (it is not
     /// assembled in this code; see `lazy`).
     pub via_cell: Vec<bool>,
+    /// Parameters to specialize on (see `opt::specialize`).
+    pub specs: Vec<Specialize>,
 }
 
 impl ModCx<'_> {
@@ -106,6 +110,8 @@ pub(crate) struct Func<'a, 'm> {
     pub pending: Option<Cond>,
     pub raw: RawMeta,
     wasm_offset: u32,
+    /// Parameters that are constants in the body being lowered (a specialized body).
+    pub const_params: Vec<(u32, u64)>,
 }
 
 pub(crate) fn compile_module(
@@ -114,6 +120,7 @@ pub(crate) fn compile_module(
     opts: Options,
     clock: Option<&dyn Fn() -> u64>,
     eager: &[bool],
+    specs: &[Specialize],
 ) -> Result<CompiledModule, CompileError> {
     let now = || clock.map_or(0, |c| c());
     let imports = desc.func_imports as usize;
@@ -132,6 +139,7 @@ pub(crate) fn compile_module(
         counters: Vec::new(),
         patches: Vec::new(),
         via_cell: stubs.clone(),
+        specs: specs.to_vec(),
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -197,6 +205,7 @@ pub(crate) fn compile_module(
         options: opts,
         encode_ticks,
         source: stubs.contains(&true).then(|| bytes.into()),
+        specializations: specs.to_vec(),
         stubs,
         desc,
     })
@@ -243,32 +252,20 @@ pub(crate) fn lower_function(
             ..RawMeta::default()
         },
         wasm_offset: ops.first().map_or(0, |o| o.1),
+        const_params: Vec::new(),
     };
     let sub_at = f.prologue()?;
-    f.frames
-        .push(Frame::function(&mut f.cx.e, ty.results.clone()));
-    for i in 0..ops.len() {
-        f.wasm_offset = ops[i].1;
-        if f.dead {
-            match &ops[i].0 {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
-                    f.dead_nest += 1;
-                    continue;
-                }
-                Operator::End if f.dead_nest > 0 => {
-                    f.dead_nest -= 1;
-                    continue;
-                }
-                Operator::Else if f.dead_nest > 0 => continue,
-                Operator::Else | Operator::End => {}
-                _ => continue,
-            }
-        }
-        let pos = f.cx.e.pos();
-        f.raw.boundaries.push((pos, ops[i].1));
-        let next = ops.get(i + 1).map(|o| &o.0);
-        f.op(&ops[i].0, next)?;
+    let consts = specialize::applicable(&f.cx.specs, index, &ty.params, &ops);
+    if !consts.is_empty() {
+        let mut general = f.cx.e.label();
+        f.guard_params(&consts, general)?;
+        f.const_params = consts;
+        f.body(&ops, &ty.results)?;
+        f.const_params.clear();
+        f.reset_body();
+        f.cx.e.bind(&mut general)?;
     }
+    f.body(&ops, &ty.results)?;
     let nonparam = (f.locals.len() - f.nparams) as u32;
     let frame_bytes =
         (8 + 8 * (nonparam + f.max_depth as u32 + f.max_out as u32)).next_multiple_of(16);
