@@ -268,3 +268,15 @@ pub fn compile_for(
     let desc = module::parse(bytes)?;
     lower::compile_module(bytes, desc, *options, clock, eager, &[])
 }
+
+/// [`compile_for`] without validating and parsing `bytes` again: `desc` must be the
+/// description [`reach::analyze`] returned for exactly these bytes (which validated them).
+pub fn compile_parsed(
+    bytes: &[u8],
+    desc: ModuleDesc,
+    options: &Options,
+    clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
+) -> Result<CompiledModule, CompileError> {
+    lower::compile_module(bytes, desc, *options, clock, eager, &[])
+}

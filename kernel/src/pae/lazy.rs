@@ -138,9 +138,13 @@ struct Analyzed {
     graph: CallGraph,
 }
 
+/// One chunk of a plan: its name, which functions the export reaches, its description (the
+/// module validated and parsed once, for `atoll_pae::compile_parsed`).
+pub type Planned = (String, Vec<bool>, ModuleDesc);
+
 /// For `task` (`chunk.export`): the chunks it needs (providers first) and, for each, which
 /// functions the export reaches.
-pub fn plan(task: &str) -> Result<Vec<(String, Vec<bool>)>, PaeError> {
+pub fn plan(task: &str) -> Result<Vec<Planned>, PaeError> {
     let (chunk, export) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
@@ -180,7 +184,12 @@ pub fn plan(task: &str) -> Result<Vec<(String, Vec<bool>)>, PaeError> {
         Some((p, analyzed[p].desc.export_func(&imp.name)?))
     };
     let sets = reach::reachable_across(&linked, main, root, &resolve);
-    Ok(analyzed.into_iter().map(|a| a.name).zip(sets).collect())
+    drop(linked);
+    Ok(analyzed
+        .into_iter()
+        .zip(sets)
+        .map(|(a, set)| (a.name, set, a.desc))
+        .collect())
 }
 
 /// Assembles what `task` needs from the request: each chunk not assembled yet, only with the
@@ -188,7 +197,9 @@ pub fn plan(task: &str) -> Result<Vec<(String, Vec<bool>)>, PaeError> {
 pub fn assemble_for(task: &str) -> Result<Vec<(String, Arc<Assembled>)>, PaeError> {
     plan(task)?
         .into_iter()
-        .map(|(name, eager)| super::assemble_subset(&name, Some(&eager)).map(|a| (name, a)))
+        .map(|(name, eager, desc)| {
+            super::assemble_subset(&name, Some((&eager, desc))).map(|a| (name, a))
+        })
         .collect()
 }
 
@@ -217,8 +228,12 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
         .ok()
         .map(|(ctx, _)| WasiLink::new(ctx));
     let start = crate::arch::cpu::rdtsc();
-    let chunks: Vec<(String, Option<Vec<bool>>)> = if from_request {
-        plan(task)?.into_iter().map(|(n, e)| (n, Some(e))).collect()
+    type Subset = Option<(Vec<bool>, ModuleDesc)>;
+    let chunks: Vec<(String, Subset)> = if from_request {
+        plan(task)?
+            .into_iter()
+            .map(|(n, e, d)| (n, Some((e, d))))
+            .collect()
     } else {
         super::dependency_order(chunk)?
             .into_iter()
@@ -234,8 +249,10 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
         let view = image
             .chunk(&name)
             .ok_or_else(|| PaeError::NoChunk(name.clone()))?;
-        let module = match &eager {
-            Some(eager) => atoll_pae::compile_for(view.module, &options, None, eager),
+        let module = match eager {
+            Some((eager, desc)) => {
+                atoll_pae::compile_parsed(view.module, desc, &options, None, &eager)
+            }
             None => atoll_pae::compile(view.module, &options),
         }
         .map_err(|e| PaeError::Compile(name.clone(), e))?;

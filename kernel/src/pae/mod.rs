@@ -128,9 +128,13 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
     assemble_subset(chunk, None)
 }
 
-/// Like [`assemble`]; when it is assembled now and `eager` is given, only the functions with
-/// `eager[f]` are, the others lazily (see [`lazy`]).
-pub fn assemble_subset(chunk: &str, eager: Option<&[bool]>) -> Result<Arc<Assembled>, PaeError> {
+/// Like [`assemble`]; when it is assembled now and `eager` is given (with the module's
+/// description from `atoll_pae::reach::analyze`), only the functions with `eager[f]` are, the
+/// others lazily (see [`lazy`]).
+pub fn assemble_subset(
+    chunk: &str,
+    eager: Option<(&[bool], atoll_pae::ModuleDesc)>,
+) -> Result<Arc<Assembled>, PaeError> {
     if let Some(a) = CACHE.lock().get(chunk) {
         return Ok(a.clone());
     }
@@ -147,7 +151,9 @@ pub fn assemble_subset(chunk: &str, eager: Option<&[bool]>) -> Result<Arc<Assemb
     let clock = || crate::arch::cpu::rdtsc();
     let options = options();
     let module = match eager {
-        Some(eager) => atoll_pae::compile_for(view.module, &options, Some(&clock), eager),
+        Some((eager, desc)) => {
+            atoll_pae::compile_parsed(view.module, desc, &options, Some(&clock), eager)
+        }
         None => atoll_pae::compile_timed(view.module, &options, Some(&clock)),
     }
     .map_err(|e| PaeError::Compile(chunk.into(), e))?;
