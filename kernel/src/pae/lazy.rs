@@ -111,6 +111,9 @@ pub fn assemble_function(
     if lazy.done.get(index as usize).copied().unwrap_or(true) {
         return Ok(());
     }
+    let cell = code
+        .func_cell(index)
+        .ok_or_else(|| CompileError::Unsupported("no code cell".into()))?;
     let start = crate::arch::cpu::rdtsc();
     let f = atoll_pae::lazy::assemble(module, index)?;
     let mut region = CodeRegion::reserve(f.code.len() as u64).map_err(vm_error)?;
@@ -118,9 +121,6 @@ pub fn assemble_function(
         region.free();
         return Err(vm_error(e));
     }
-    let cell = code
-        .func_cell(index)
-        .ok_or_else(|| CompileError::Unsupported("no code cell".into()))?;
     if let Err(e) = crate::island::add_lazy(code.base(), region.base(), &f.code, &f.meta, cell) {
         log::warn!("lazily assembled function {index}: no island ({e:?})");
     }
