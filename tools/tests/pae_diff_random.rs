@@ -567,6 +567,7 @@ fn random_modules_agree_with_wasmi_with_every_function_assembled_lazily() {
         1500,
         Options {
             lazy: true,
+            block_counters: true,
             ..Options::default()
         },
     );

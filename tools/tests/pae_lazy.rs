@@ -198,3 +198,56 @@ fn reachability_assembles_what_the_request_reaches_and_less_code() {
     );
     assert_eq!(code.lazy_count(), 1);
 }
+
+#[test]
+fn lazily_assembled_functions_count_their_blocks_in_reserved_slots() {
+    let bytes = wat::parse_str(wat()).expect("wat");
+    let counting = Options {
+        block_counters: true,
+        ..Options::default()
+    };
+    let eager = Arc::new(atoll_pae::compile(&bytes, &counting).expect("compile"));
+    let lazy = Arc::new(
+        atoll_pae::compile(
+            &bytes,
+            &Options {
+                lazy: true,
+                ..counting
+            },
+        )
+        .expect("compile"),
+    );
+    let run = |m: &Arc<CompiledModule>| {
+        let code = Arc::new(HostCode::for_module(m).expect("map"));
+        let mut inst = instance(m, &code);
+        for (name, args) in [
+            ("fib", &[12u64][..]),
+            ("pick", &[0]),
+            ("pick", &[4]),
+            ("boom", &[0]),
+            ("boom", &[1]),
+            ("unused", &[]),
+        ] {
+            let _ = inst.invoke(export(m, name), args);
+        }
+        inst.counters().to_vec()
+    };
+    let (ec, lc) = (run(&eager), run(&lazy));
+    // The same blocks ran, counted in other slots: the totals agree, and so does each
+    // function's entry counter (the first slot of its range).
+    assert_eq!(ec.iter().sum::<u64>(), lc.iter().sum::<u64>());
+    for f in 0..eager.funcs.len() {
+        let e = ec[eager.funcs[f].counter_slots.start as usize];
+        let l = lc[lazy.lazy_counters[f].start as usize];
+        assert_eq!(e, l, "calls of function {f}");
+    }
+    // fib(12) calls itself 464 times in all.
+    assert_eq!(ec[eager.funcs[0].counter_slots.start as usize], 465);
+    // A lazily assembled function's metadata names its slots, inside the reserved range.
+    let f = atoll_pae::lazy::assemble(&lazy, 0).expect("assemble");
+    let reserved = &lazy.lazy_counters[0];
+    assert!(
+        f.meta.counter_slots.start == reserved.start && f.meta.counter_slots.end <= reserved.end
+    );
+    assert_eq!(f.counter_slots.len(), f.meta.counter_slots.len());
+}

@@ -172,6 +172,10 @@ fn lazy_functions_reached_at_once_by_two_cores_are_assembled_once_and_relocate()
     match lazy_island {
         Some(island) => {
             let id = u64_of(island, "id");
+            // Its calls are counted in the slots its module reserved for it.
+            c.check(u64_of(island, "calls") > 0, || {
+                format!("lazily assembled island {id} counted no calls: {island:?}")
+            });
             let cmd = format!("relocate {id} small --json");
             let out = m.command(&cmd);
             let j = c.json(&cmd, &out);

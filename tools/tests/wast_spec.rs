@@ -115,8 +115,10 @@ fn spec_2_0_scripts_pass_unoptimized() {
 
 #[test]
 fn spec_scripts_pass_with_every_function_assembled_lazily() {
+    // Counters on too: lazily assembled functions count in the slots reserved for them.
     let lazy = Options {
         lazy: true,
+        block_counters: true,
         ..Options::default()
     };
     let before = wast_host::lazily_assembled();

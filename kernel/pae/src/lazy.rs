@@ -23,7 +23,7 @@
 
 use alloc::vec::Vec;
 
-use crate::{CompileError, CompiledModule, FunctionMeta};
+use crate::{CompileError, CompiledModule, CounterSlot, FunctionMeta};
 
 /// One lazily assembled function.
 #[derive(Debug, Clone)]
@@ -32,12 +32,16 @@ pub struct LazyFunction {
     /// `meta.code_range`, which starts at 0 and ends at `code.len()`).
     pub code: Vec<u8>,
     /// Its metadata, offsets relative to `code`; every call site is a cell, libcall or
-    /// `call_indirect` call (nothing to re-target when the code is placed anywhere).
+    /// `call_indirect` call (nothing to re-target when the code is placed anywhere). Its
+    /// `counter_slots` lie in the module's `lazy_counters` for it.
     pub meta: FunctionMeta,
+    /// What each of its counters counts (the module's `counter_slots` holds placeholders for
+    /// the reserved slots).
+    pub counter_slots: Vec<CounterSlot>,
 }
 
 /// Assembles function `index` of `module`, which must be a lazy stub there, with the
-/// module's options (block counters off).
+/// module's options (block counters in the slots reserved for it).
 pub fn assemble(module: &CompiledModule, index: u32) -> Result<LazyFunction, CompileError> {
     if !module.stubs.get(index as usize).copied().unwrap_or(false) {
         return Err(CompileError::Unsupported(alloc::format!(
@@ -48,12 +52,22 @@ pub fn assemble(module: &CompiledModule, index: u32) -> Result<LazyFunction, Com
         .source
         .as_deref()
         .ok_or_else(|| CompileError::Unsupported("no source kept for lazy assembly".into()))?;
-    let (code, meta) = crate::lower::lazy::compile_one(
+    let counters = module
+        .lazy_counters
+        .get(index as usize)
+        .cloned()
+        .unwrap_or(0..0);
+    let (code, meta, counter_slots) = crate::lower::lazy::compile_one(
         source,
         &module.desc,
         module.options,
         index,
         &module.specializations,
+        counters,
     )?;
-    Ok(LazyFunction { code, meta })
+    Ok(LazyFunction {
+        code,
+        meta,
+        counter_slots,
+    })
 }

@@ -59,8 +59,9 @@ pub struct Options {
     pub block_counters: bool,
     /// Assemble no defined function up front: each starts as a lazy stub that has the embedder
     /// assemble it at its first call ([`compile_for`] chooses the subset instead). The
-    /// embedder's [`runtime::CodeMemory`] must support lazy assembly. Lazily assembled
-    /// functions count no blocks.
+    /// embedder's [`runtime::CodeMemory`] must support lazy assembly. With `block_counters`,
+    /// the module reserves counter slots for each stub's function
+    /// ([`CompiledModule::lazy_counters`]).
     pub lazy: bool,
     /// Profile-guided specialization: functions with constant parameters
     /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
@@ -214,6 +215,10 @@ pub struct CompiledModule {
     /// Parameters specialized on (empty unless [`compile_specialized`] with
     /// `Options::specialize`); lazily assembled functions use them too.
     pub specializations: Vec<Specialize>,
+    /// By function index: the block counter slots reserved for a stub's function when it is
+    /// assembled lazily (with `block_counters`; empty otherwise). Enough for its blocks; its
+    /// `FunctionMeta::counter_slots` is the part it uses, starting with its entry counter.
+    pub lazy_counters: Vec<core::ops::Range<u32>>,
 }
 
 impl CompiledModule {

@@ -10,15 +10,50 @@
 use alloc::vec::Vec;
 
 use iced_x86::{Code, Instruction};
-use wasmparser::{BinaryReader, FunctionBody};
+use wasmparser::{BinaryReader, FunctionBody, Operator};
 
 use super::{Func, ModCx, RawMeta, lower_function};
 use crate::emit::{Cond, Emitter, R64, mem, reg};
-use crate::meta::{CallSite, CallTarget, FrameLayout, FunctionMeta};
+use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 use crate::module::ModuleDesc;
 use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
 use crate::{CompileError, Libcall, Options, trampoline};
+
+/// Reserves block counter slots for defined function `index`, a stub here, to count its blocks
+/// once it is assembled lazily: one per block the lowering can count (the entry, and at most
+/// one per `loop`, `if`, `else` and `end`), twice over for a specialized second body.
+pub(crate) fn reserve_counters(
+    cx: &mut ModCx<'_>,
+    bytes: &[u8],
+    index: u32,
+) -> Result<(), CompileError> {
+    if !cx.opts.block_counters {
+        return Ok(());
+    }
+    let range = cx.m.bodies[(index - cx.m.func_imports) as usize].clone();
+    let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
+    let mut ops = body.get_operators_reader()?;
+    let mut blocks = 0u32;
+    while !ops.eof() {
+        if matches!(
+            ops.read()?,
+            Operator::Loop { .. } | Operator::If { .. } | Operator::Else | Operator::End
+        ) {
+            blocks += 1;
+        }
+    }
+    let bound = 1 + 2 * blocks;
+    let start = cx.counter_base + cx.counters.len() as u32;
+    for _ in 0..bound {
+        cx.counters.push(CounterSlot {
+            func: index,
+            wasm_offset: 0,
+        });
+    }
+    cx.lazy_counters[index as usize] = start..start + bound;
+    Ok(())
+}
 
 /// `rax = func_refs[index].code_cell` (clobbers `rax` only).
 fn load_cell(e: &mut Emitter, index: u32) -> Result<(), CompileError> {
@@ -116,16 +151,18 @@ pub(crate) fn emit_stub(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, Compi
 
 /// Lowers defined function `index` of the module `bytes` (described by `desc`) on its own:
 /// position-independent code starting with the function, followed by trap stubs of its own
-/// (inside its code range, so they move with it), every call through a code cell. Block
-/// counters are off (the instance's counters are sized by the module). Returns the code and
-/// the function's metadata, offsets relative to the code's start.
+/// (inside its code range, so they move with it), every call through a code cell. Its block
+/// counters (with `block_counters`) are the slots `counters` its module reserved. Returns the
+/// code, the function's metadata (offsets relative to the code's start) and what its counters
+/// count.
 pub(crate) fn compile_one(
     bytes: &[u8],
     desc: &ModuleDesc,
     opts: Options,
     index: u32,
     specs: &[crate::Specialize],
-) -> Result<(Vec<u8>, FunctionMeta), CompileError> {
+    counters: core::ops::Range<u32>,
+) -> Result<(Vec<u8>, FunctionMeta, Vec<CounterSlot>), CompileError> {
     let mut e = Emitter::new()?;
     let mut label = e.label();
     let traps = TrapLabels::new(&mut e);
@@ -133,7 +170,7 @@ pub(crate) fn compile_one(
         e,
         m: desc,
         opts: Options {
-            block_counters: false,
+            block_counters: opts.block_counters && !counters.is_empty(),
             ..opts
         },
         func_labels: Vec::new(),
@@ -142,11 +179,21 @@ pub(crate) fn compile_one(
         patches: Vec::new(),
         via_cell: alloc::vec![true; desc.funcs.len()],
         specs: specs.to_vec(),
+        counter_base: counters.start,
+        lazy_counters: Vec::new(),
     };
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();
     let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
     let raw = lower_function(&mut cx, index, &body)?;
+    if cx.counters.len() > counters.len() {
+        return Err(CompileError::Assembler(alloc::format!(
+            "function {index} counts {} blocks, {} reserved",
+            cx.counters.len(),
+            counters.len()
+        )));
+    }
+    let slots = core::mem::take(&mut cx.counters);
     trampoline::emit_trap_stubs(&mut cx.e, &cx.traps)?;
     let end = cx.e.pos();
     let patches = core::mem::take(&mut cx.patches);
@@ -171,8 +218,8 @@ pub(crate) fn compile_one(
             })
             .collect(),
         frame: raw.frame,
-        counter_slots: 0..0,
+        counter_slots: raw.counters,
         lower_ticks: 0,
     };
-    Ok((assembled.code, meta))
+    Ok((assembled.code, meta, slots))
 }

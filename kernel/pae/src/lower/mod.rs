@@ -73,6 +73,11 @@ pub(crate) struct ModCx<'m> {
     pub via_cell: Vec<bool>,
     /// Parameters to specialize on (see `opt::specialize`).
     pub specs: Vec<Specialize>,
+    /// Index of this code's first block counter (a lazily assembled function's counters are
+    /// slots its module reserved for it).
+    pub counter_base: u32,
+    /// Counter slots reserved for each function assembled lazily, by function index.
+    pub lazy_counters: Vec<core::ops::Range<u32>>,
 }
 
 impl ModCx<'_> {
@@ -140,6 +145,8 @@ pub(crate) fn compile_module(
         patches: Vec::new(),
         via_cell: stubs.clone(),
         specs: specs.to_vec(),
+        counter_base: 0,
+        lazy_counters: alloc::vec![0..0; desc.funcs.len()],
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -151,6 +158,7 @@ pub(crate) fn compile_module(
         let raw = if index < desc.func_imports {
             call::emit_import_thunk(&mut cx, index)?
         } else if stubs[index as usize] {
+            lazy::reserve_counters(&mut cx, bytes, index)?;
             lazy::emit_stub(&mut cx, index)?
         } else {
             let range = desc.bodies[(index - desc.func_imports) as usize].clone();
@@ -165,6 +173,7 @@ pub(crate) fn compile_module(
     let encode_start = now();
     let patches = core::mem::take(&mut cx.patches);
     let counters = core::mem::take(&mut cx.counters);
+    let lazy_counters = core::mem::take(&mut cx.lazy_counters);
     let assembled = cx.e.assemble(|ins: &mut [Instruction]| {
         for &(at, bytes) in &patches {
             ins[at].set_immediate32(bytes);
@@ -206,6 +215,7 @@ pub(crate) fn compile_module(
         encode_ticks,
         source: stubs.contains(&true).then(|| bytes.into()),
         specializations: specs.to_vec(),
+        lazy_counters,
         stubs,
         desc,
     })
@@ -329,7 +339,7 @@ impl Func<'_, '_> {
         if !self.cx.opts.block_counters {
             return Ok(());
         }
-        let slot = self.cx.counters.len() as u32;
+        let slot = self.cx.counter_base + self.cx.counters.len() as u32;
         if self.raw.counters.is_empty() {
             self.raw.counters = slot..slot;
         }

@@ -11,6 +11,7 @@ const NEW: u64 = 0x5000_0000;
 fn lazy() -> Options {
     Options {
         lazy: true,
+        block_counters: true,
         ..Options::default()
     }
 }
@@ -36,6 +37,16 @@ fn stubs_are_islands_and_a_lazily_assembled_function_becomes_one_that_moves() {
         .unwrap();
     assert_ne!(id, stub);
     assert_eq!(set.island_of(module, 0), Some(id));
+    // Its counters are the slots the module reserved for it: its calls are counted there.
+    let reserved = m.lazy_counters[0].clone();
+    assert_eq!(f.meta.counter_slots.start, reserved.start);
+    let mut counters = std::vec![0u64; m.counter_slots.len()];
+    counters[reserved.start as usize] = 7;
+    counters[reserved.start as usize + 1] = 3;
+    set.feed_counters(module, &counters);
+    let island = set.island(id).unwrap();
+    assert_eq!((island.profile.calls, island.profile.block_count), (7, 10));
+    assert_eq!(set.island(stub).unwrap().profile.calls, 0);
     // Every byte, the trap stubs at its end included, is located in the new island.
     for off in 0..f.code.len() as u64 {
         match set.locate(LAZY_AT + off) {
