@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use atoll_pae::runtime::{Extern, Instance, InvokeError, SigRegistry};
 use atoll_pae::vmctx::VmContext;
-use atoll_pae::{CompiledModule, Options, TrapCode};
+use atoll_pae::{ArgProfile, CompiledModule, Options, TrapCode};
 use chunk_image::{Image, write_image};
 use tools::chunkc::build::build_chunks;
 use tools::chunkc::manifest;
@@ -90,6 +90,14 @@ impl World {
 }
 
 fn run(options: Options) {
+    run_with(options, false);
+}
+
+/// `specialize`: each chunk specialized on the parameters that had one value in all of its
+/// expectations' calls (the recorded profile), so those calls run the folded bodies.
+fn run_with(options: Options, specialize: bool) {
+    let mut specialized_params = 0;
+    let lazy_before = wast_host::lazily_assembled();
     let chunks = build_chunks(&manifest_path()).unwrap_or_else(|e| panic!("build: {e}"));
     let image_bytes = write_image(&chunks).expect("image");
     let image = Image::parse(&image_bytes).expect("parse");
@@ -99,9 +107,35 @@ fn run(options: Options) {
         .map(|c| {
             let m = wast_host::compile(&c.module, &options)
                 .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-            (c.name.clone(), m)
+            if !specialize {
+                return (c.name.clone(), m);
+            }
+            // The recorded profile: every expectation's call of this chunk.
+            let mut profile = ArgProfile::new();
+            let entry = file.chunks.iter().find(|e| e.name == c.name);
+            for expect in entry.map_or(&[][..], |e| &e.expect[..]) {
+                let export = &image
+                    .chunk(&c.name)
+                    .and_then(|v| v.manifest.exports.iter().find(|e| e.name == expect.call))
+                    .expect("export");
+                let args = expect.arg_values(&export.sig.params).expect("args fit");
+                let func = m.desc.export_func(&expect.call).expect("export");
+                let raw: Vec<u64> = args.iter().map(|v| v.to_bits()).collect();
+                profile.record(func, &raw);
+            }
+            let specs = profile.constant_params(1);
+            specialized_params += specs.len();
+            let m = atoll_pae::compile_specialized(&c.module, &options, &specs)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            (c.name.clone(), Arc::new(m))
         })
         .collect();
+    if specialize {
+        assert!(
+            specialized_params >= 8,
+            "only {specialized_params} parameters specialized"
+        );
+    }
     let mut checked = 0;
     for entry in &file.chunks {
         for expect in &entry.expect {
@@ -149,6 +183,13 @@ fn run(options: Options) {
         }
     }
     assert!(checked >= 50, "only {checked} expectations");
+    if options.lazy {
+        let lazily = wast_host::lazily_assembled() - lazy_before;
+        assert!(
+            lazily >= checked,
+            "only {lazily} functions assembled lazily"
+        );
+    }
 }
 
 #[test]
@@ -159,4 +200,17 @@ fn default_set_agrees_with_wasmi_optimized() {
 #[test]
 fn default_set_agrees_with_wasmi_unoptimized() {
     run(Options::NONE);
+}
+
+#[test]
+fn default_set_agrees_with_wasmi_with_every_function_assembled_lazily() {
+    run(Options {
+        lazy: true,
+        ..Options::default()
+    });
+}
+
+#[test]
+fn default_set_agrees_with_wasmi_specialized_on_the_recorded_arguments() {
+    run_with(Options::default(), true);
 }

@@ -22,7 +22,10 @@ use atoll_pae::module::{ImportKind, Limits};
 use atoll_pae::runtime::{
     Extern, Global, Instance, InstantiateError, InvokeError, Memory, SigRegistry, Table, VecMemory,
 };
-use atoll_pae::{Options, TrapCode, Ty};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use atoll_pae::{CompiledModule, Options, Specialize, TrapCode, Ty};
 use tools::chunkc::wast_host::{self, HostError};
 use wasmi::TrapCode as WasmiTrap;
 
@@ -270,9 +273,80 @@ enum Compared {
 }
 
 /// Runs one module in both engines.
-fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, Dropped> {
-    let module =
-        wast_host::compile(bytes, &options).map_err(|e| Dropped::Compile(e.to_string()))?;
+/// Seeded arguments for every exported function, in export order.
+fn export_args(desc: &atoll_pae::ModuleDesc, seed: u64) -> Vec<Vec<u64>> {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    desc.exports
+        .iter()
+        .filter(|e| e.kind == atoll_pae::module::ExternalKind::Func)
+        .map(|export| {
+            desc.func_type(export.index)
+                .params
+                .iter()
+                .map(|t| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    if t.is_ref() {
+                        0 // null: the test has no host references
+                    } else if rng.is_multiple_of(4) {
+                        rng % 8
+                    } else {
+                        rng
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// With `specialize`: every parameter of every export is specialized, two in three to
+/// the value the test will pass (the guard holds, the folded body runs) and the rest to another
+/// value (the guard fails, the general body runs).
+fn compile(
+    bytes: &[u8],
+    seed: u64,
+    options: Options,
+    specialize: bool,
+) -> Result<Arc<CompiledModule>, Dropped> {
+    let plain = wast_host::compile(bytes, &options).map_err(|e| Dropped::Compile(e.to_string()))?;
+    if !specialize {
+        return Ok(plain);
+    }
+    let funcs = plain
+        .desc
+        .exports
+        .iter()
+        .filter(|e| e.kind == atoll_pae::module::ExternalKind::Func);
+    let mut specs = Vec::new();
+    for (n, (export, args)) in funcs.zip(export_args(&plain.desc, seed)).enumerate() {
+        for (j, &a) in args.iter().enumerate() {
+            let bits = if (n + j) % 3 == 2 { a ^ 1 } else { a };
+            specs.push(Specialize {
+                func: export.index,
+                param: j as u32,
+                bits,
+            });
+        }
+    }
+    let spec = atoll_pae::compile_specialized(bytes, &options, &specs)
+        .map_err(|e| Dropped::Compile(e.to_string()))?;
+    if spec.code.len() > plain.code.len() {
+        SPECIALIZED.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Arc::new(spec))
+}
+
+/// Modules in which some function got a specialized body.
+static SPECIALIZED: AtomicUsize = AtomicUsize::new(0);
+
+fn check_module(
+    bytes: &[u8],
+    seed: u64,
+    options: Options,
+    specialize: bool,
+) -> Result<Compared, Dropped> {
+    let module = compile(bytes, seed, options, specialize)?;
     let engine = wasmi::Engine::default();
     let wmodule = wasmi::Module::new(&engine, bytes).map_err(|e| Dropped::Wasmi(e.to_string()))?;
     let mut store = wasmi::Store::new(&engine, ());
@@ -312,32 +386,15 @@ fn check_module(bytes: &[u8], seed: u64, options: Options) -> Result<Compared, D
         winsts.push(w);
         ourss.push(o);
     }
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut compared = 0;
     let funcs = module
         .desc
         .exports
         .iter()
         .filter(|e| e.kind == atoll_pae::module::ExternalKind::Func);
-    for (n, export) in funcs.enumerate() {
+    for (n, (export, args)) in funcs.zip(export_args(&module.desc, seed)).enumerate() {
         let (winst, ours) = (&winsts[n % 2], &mut ourss[n % 2]);
         let ty = module.desc.func_type(export.index).clone();
-        let args: Vec<u64> = ty
-            .params
-            .iter()
-            .map(|t| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                if t.is_ref() {
-                    0 // null: the test has no host references
-                } else if rng.is_multiple_of(4) {
-                    rng % 8
-                } else {
-                    rng
-                }
-            })
-            .collect();
         let wfunc = winst.get_func(&store, &export.name).expect("export");
         let wargs: Vec<wasmi::Val> = ty
             .params
@@ -431,6 +488,10 @@ fn compare_shared_state(provided: &Provided, store: &wasmi::Store<()>, seed: u64
 }
 
 fn run(count: u64, options: Options) {
+    run_with(count, options, false);
+}
+
+fn run_with(count: u64, options: Options, specialize: bool) {
     let mut modules = 0;
     let mut calls = 0;
     let mut generated = 0;
@@ -459,7 +520,7 @@ fn run(count: u64, options: Options) {
             std::fs::write("/tmp/pae_diff_last.wasm", &bytes).ok();
         }
         generated += 1;
-        match check_module(&bytes, seed, options) {
+        match check_module(&bytes, seed, options, specialize) {
             Ok(Compared::Calls(0)) => no_calls += 1,
             Ok(Compared::Calls(n)) => {
                 modules += 1;
@@ -497,4 +558,28 @@ fn random_modules_agree_with_wasmi_optimized() {
 #[test]
 fn random_modules_agree_with_wasmi_unoptimized() {
     run(1500, Options::NONE);
+}
+
+#[test]
+fn random_modules_agree_with_wasmi_with_every_function_assembled_lazily() {
+    let before = wast_host::lazily_assembled();
+    run(
+        1500,
+        Options {
+            lazy: true,
+            block_counters: true,
+            ..Options::default()
+        },
+    );
+    assert!(
+        wast_host::lazily_assembled() - before >= 1000,
+        "too few functions assembled lazily"
+    );
+}
+
+#[test]
+fn random_modules_agree_with_wasmi_with_specialization() {
+    run_with(1500, Options::default(), true);
+    let n = SPECIALIZED.load(Ordering::Relaxed);
+    assert!(n >= 150, "only {n} modules got a specialized body");
 }

@@ -48,6 +48,7 @@ fn cases() -> Vec<Case> {
                 args: want.args.clone(),
                 stdin: want.stdin.clone(),
                 native: false,
+                lazy: false,
             };
             let reference = command::run(&bytes, &request)
                 .unwrap_or_else(|e| panic!("{}: reference: {e}", entry.name));

@@ -21,11 +21,16 @@ fn default_image() -> &'static [u8] {
 }
 
 fn run(chunk: &str, want: &RunExpectation, native: bool) -> RunOutput {
+    run_engine(chunk, want, native, false)
+}
+
+fn run_engine(chunk: &str, want: &RunExpectation, native: bool, lazy: bool) -> RunOutput {
     let request = CommandRun {
         chunk: chunk.into(),
         args: want.args.clone(),
         stdin: want.stdin.clone(),
         native,
+        lazy,
     };
     command::run(default_image(), &request).unwrap_or_else(|e| panic!("{chunk}: {e}"))
 }
@@ -50,12 +55,18 @@ fn check(chunk: &str, want: &RunExpectation, base: &Path) {
             path.display()
         );
     }
-    let native = run(chunk, want, true);
-    assert_eq!(native.stdout, reference.stdout, "{label}: native stdout");
-    match (&native.ended, &reference.ended) {
-        (Ended::Exit(a), Ended::Exit(b)) => assert_eq!(a, b, "{label}: native exit"),
-        (Ended::Trap(_), Ended::Trap(_)) => {}
-        (a, b) => panic!("{label}: native ended {a:?}, reference {b:?}"),
+    // atoll's engine, and the same with every function assembled at its first call.
+    for lazy in [false, true] {
+        let native = run_engine(chunk, want, true, lazy);
+        assert_eq!(
+            native.stdout, reference.stdout,
+            "{label}: native stdout (lazy {lazy})"
+        );
+        match (&native.ended, &reference.ended) {
+            (Ended::Exit(a), Ended::Exit(b)) => assert_eq!(a, b, "{label}: native exit"),
+            (Ended::Trap(_), Ended::Trap(_)) => {}
+            (a, b) => panic!("{label}: native ended {a:?}, reference {b:?} (lazy {lazy})"),
+        }
     }
 }
 

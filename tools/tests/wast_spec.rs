@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use atoll_pae::{CompileError, CompiledModule, Options};
 use tools::chunkc::wast::{FileReport, run_script, run_script_with};
-use tools::chunkc::wast_host::HostError;
+use tools::chunkc::wast_host::{self, HostError};
 use tools::chunkc::wast_skip::SKIPPABLE;
 
 /// Scripts of the 2.0 set that are not run yet (fixed-width SIMD is not implemented).
@@ -111,6 +111,23 @@ fn spec_2_0_scripts_pass_optimized() {
 #[test]
 fn spec_2_0_scripts_pass_unoptimized() {
     run_all_2_0(Options::NONE);
+}
+
+#[test]
+fn spec_scripts_pass_with_every_function_assembled_lazily() {
+    // Counters on too: lazily assembled functions count in the slots reserved for them.
+    let lazy = Options {
+        lazy: true,
+        block_counters: true,
+        ..Options::default()
+    };
+    let before = wast_host::lazily_assembled();
+    run_all(lazy);
+    run_all_2_0(lazy);
+    assert!(
+        wast_host::lazily_assembled() - before >= 1000,
+        "too few functions assembled lazily"
+    );
 }
 
 #[test]

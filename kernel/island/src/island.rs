@@ -556,5 +556,6 @@ fn group_ranges(nfuncs: u32, grouping: Grouping<'_>) -> Result<Vec<Range<u32>>, 
     Ok(out)
 }
 
+mod lazy;
 #[cfg(test)]
 mod tests;

@@ -88,7 +88,7 @@ impl IslandSet {
             for f in &self.islands[id.0 as usize].layout.funcs {
                 for c in &f.calls {
                     match c.target {
-                        CallTarget::Func(j) => {
+                        CallTarget::Func(j) | CallTarget::Cell(j) => {
                             if let Some(callee) = self.island_of(module, j)
                                 && callee != id
                                 && !deps.calls.contains(&callee)

@@ -338,7 +338,9 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
                     .ok_or(RetryReason::ReturnAddressNotAfterCall { slot_addr })?;
                 let owner = match call.target {
                     CallTarget::Func(j) => Owner::Func(island.module, j),
-                    CallTarget::Indirect(_) | CallTarget::ImportWasm(_) => Owner::Generated,
+                    CallTarget::Indirect(_) | CallTarget::ImportWasm(_) | CallTarget::Cell(_) => {
+                        Owner::Generated
+                    }
                     CallTarget::Libcall(_) | CallTarget::Import(_) => Owner::Foreign,
                 };
                 (owner, Here::Generated(island.module, func.index))

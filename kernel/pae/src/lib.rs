@@ -20,10 +20,12 @@
 extern crate alloc;
 
 mod emit;
+pub mod lazy;
 mod lower;
 pub mod meta;
 pub mod module;
 mod opt;
+pub mod reach;
 mod regalloc;
 pub mod runtime;
 mod trampoline;
@@ -31,11 +33,13 @@ mod trap_labels;
 pub mod vmctx;
 
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
 pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 pub use module::{FuncType, ModuleDesc, Ty};
+pub use opt::specialize::{ArgProfile, Specialize};
 pub use vmctx::{FuncRef, HostFunc, ImportEntry, MemoryDef, TableDef, TrapCode, VmContext};
 
 /// Which optimizations run. All are on by default; each can be turned off on its own.
@@ -53,6 +57,15 @@ pub struct Options {
     pub peephole: bool,
     /// Count executions of each block in `VmContext::counters`.
     pub block_counters: bool,
+    /// Assemble no defined function up front: each starts as a lazy stub that has the embedder
+    /// assemble it at its first call ([`compile_for`] chooses the subset instead). The
+    /// embedder's [`runtime::CodeMemory`] must support lazy assembly. With `block_counters`,
+    /// the module reserves counter slots for each stub's function
+    /// ([`CompiledModule::lazy_counters`]).
+    pub lazy: bool,
+    /// Profile-guided specialization: functions with constant parameters
+    /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
+    pub specialize: bool,
 }
 
 impl Default for Options {
@@ -62,6 +75,8 @@ impl Default for Options {
             dce: true,
             peephole: true,
             block_counters: false,
+            lazy: false,
+            specialize: true,
         }
     }
 }
@@ -73,6 +88,8 @@ impl Options {
         dce: false,
         peephole: false,
         block_counters: false,
+        lazy: false,
+        specialize: false,
     };
 }
 
@@ -161,10 +178,12 @@ pub enum Libcall {
     I64TruncSatF64U,
     F32ConvertU64,
     F64ConvertU64,
+    /// Assembles a function compiled as a lazy stub (`a`: its index; see [`lazy`]).
+    LazyAssemble,
 }
 
 /// Number of libcall slots.
-pub const LIBCALL_COUNT: usize = Libcall::F64ConvertU64 as usize + 1;
+pub const LIBCALL_COUNT: usize = Libcall::LazyAssemble as usize + 1;
 
 /// A module compiled to position-independent machine code.
 #[derive(Debug, Clone)]
@@ -188,6 +207,25 @@ pub struct CompiledModule {
     pub options: Options,
     /// Clock ticks spent encoding the whole module (0 unless compiled with a clock).
     pub encode_ticks: u64,
+    /// By function index: whether its code here is a lazy stub (assembled at the first call
+    /// with [`lazy::assemble`]); all `false` unless compiled lazily.
+    pub stubs: Vec<bool>,
+    /// The WebAssembly module, kept when some function is a stub (lazy assembly reads it).
+    pub source: Option<Arc<[u8]>>,
+    /// Parameters specialized on (empty unless [`compile_specialized`] with
+    /// `Options::specialize`); lazily assembled functions use them too.
+    pub specializations: Vec<Specialize>,
+    /// By function index: the block counter slots reserved for a stub's function when it is
+    /// assembled lazily (with `block_counters`; empty otherwise). Enough for its blocks; its
+    /// `FunctionMeta::counter_slots` is the part it uses, starting with its entry counter.
+    pub lazy_counters: Vec<core::ops::Range<u32>>,
+}
+
+impl CompiledModule {
+    /// How many functions are lazy stubs.
+    pub fn stub_count(&self) -> usize {
+        self.stubs.iter().filter(|&&s| s).count()
+    }
 }
 
 /// Validates and compiles `bytes`.
@@ -204,5 +242,46 @@ pub fn compile_timed(
     clock: Option<&dyn Fn() -> u64>,
 ) -> Result<CompiledModule, CompileError> {
     let desc = module::parse(bytes)?;
-    lower::compile_module(bytes, desc, *options, clock)
+    let eager = alloc::vec![!options.lazy; desc.funcs.len()];
+    lower::compile_module(bytes, desc, *options, clock, &eager, &[])
+}
+
+/// Like [`compile`], with profile-guided specialization on constant parameters (`specs`, e.g.
+/// from [`ArgProfile::constant_params`]; ignored unless `options.specialize`): each function
+/// with applicable parameters (numeric, never written) checks them after its prologue and runs
+/// a body with them folded in when they all match, else its general body.
+pub fn compile_specialized(
+    bytes: &[u8],
+    options: &Options,
+    specs: &[Specialize],
+) -> Result<CompiledModule, CompileError> {
+    let desc = module::parse(bytes)?;
+    let eager = alloc::vec![!options.lazy; desc.funcs.len()];
+    let specs = if options.specialize { specs } else { &[] };
+    lower::compile_module(bytes, desc, *options, None, &eager, specs)
+}
+
+/// Like [`compile_timed`], assembling only the defined functions with `eager[f]` (by function
+/// index; missing entries count as `false`): every other defined function gets a lazy stub
+/// (see [`lazy`]). [`reach::CallGraph`] computes what a request reaches.
+pub fn compile_for(
+    bytes: &[u8],
+    options: &Options,
+    clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
+) -> Result<CompiledModule, CompileError> {
+    let desc = module::parse(bytes)?;
+    lower::compile_module(bytes, desc, *options, clock, eager, &[])
+}
+
+/// [`compile_for`] without validating and parsing `bytes` again: `desc` must be the
+/// description [`reach::analyze`] returned for exactly these bytes (which validated them).
+pub fn compile_parsed(
+    bytes: &[u8],
+    desc: ModuleDesc,
+    options: &Options,
+    clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
+) -> Result<CompiledModule, CompileError> {
+    lower::compile_module(bytes, desc, *options, clock, eager, &[])
 }

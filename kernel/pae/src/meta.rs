@@ -22,6 +22,9 @@ pub enum CallTarget {
     /// A function of another instance bound to import `n` (the wasm path of its thunk): the
     /// callee is generated code with its own frame, unlike a host function's.
     ImportWasm(u32),
+    /// A function of this module called through its code cell (`FuncRef::code_cell`):
+    /// calls to functions assembled lazily, and every call made by lazily assembled code.
+    Cell(u32),
 }
 
 /// One call instruction.

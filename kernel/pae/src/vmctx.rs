@@ -179,6 +179,8 @@ pub enum TrapCode {
     HostError = 10,
     /// `table.init`/`table.copy` out of bounds.
     TableAccessOutOfBounds = 11,
+    /// A function reached for the first time could not be assembled (lazy assembly).
+    AssemblyFailed = 12,
 }
 
 impl TrapCode {
@@ -195,6 +197,7 @@ impl TrapCode {
             8 => Self::IndirectCallTypeMismatch,
             9 => Self::StackOverflow,
             11 => Self::TableAccessOutOfBounds,
+            12 => Self::AssemblyFailed,
             _ => Self::HostError,
         }
     }
@@ -213,11 +216,12 @@ impl TrapCode {
             Self::StackOverflow => "call stack exhausted",
             Self::HostError => "host function error",
             Self::TableAccessOutOfBounds => "out of bounds table access",
+            Self::AssemblyFailed => "function could not be assembled",
         }
     }
 
     /// All codes, for building trap stubs.
-    pub const ALL: [TrapCode; 11] = [
+    pub const ALL: [TrapCode; 12] = [
         Self::Unreachable,
         Self::DivideByZero,
         Self::IntegerOverflow,
@@ -229,6 +233,7 @@ impl TrapCode {
         Self::StackOverflow,
         Self::HostError,
         Self::TableAccessOutOfBounds,
+        Self::AssemblyFailed,
     ];
 }
 

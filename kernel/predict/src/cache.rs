@@ -72,6 +72,8 @@ pub struct Figures {
     pub refused: u64,
     /// The most bytes ever resident at once.
     pub peak_bytes: u64,
+    /// Growths of a resident entry that passed the limit (pinned entries left no room).
+    pub overdrawn: u64,
 }
 
 /// Why an insert was refused.
@@ -287,20 +289,22 @@ impl CacheBook {
         Ok(())
     }
 
-    /// Changes an entry's size (code assembled later, e.g. a lazily assembled function). The
-    /// caller evicts first (`victims_for(extra)`); growing past the limit is refused.
-    pub fn grow(&mut self, name: &str, extra: u64) -> Result<(), NoRoom> {
-        if self.used() + extra > self.limit {
-            self.figures.refused += 1;
-            return Err(NoRoom::TooLarge {
-                bytes: self.used() + extra,
-                limit: self.limit,
-            });
+    /// Grows an entry by `extra` bytes (code assembled later for a running task, e.g. a lazily
+    /// assembled function). The caller evicts first (`victims_for(extra)`); the bytes are
+    /// counted even when they pass the limit (the code exists and is needed), and `Err` says by
+    /// how much the limit is overdrawn (counted in [`Figures::overdrawn`]).
+    pub fn grow(&mut self, name: &str, extra: u64) -> Result<(), u64> {
+        let Some(e) = self.entries.iter_mut().find(|e| e.name == name) else {
+            return Ok(());
+        };
+        e.bytes += extra;
+        let used = self.used();
+        self.figures.peak_bytes = self.figures.peak_bytes.max(used);
+        if used > self.limit {
+            let over = used - self.limit;
+            self.figures.overdrawn += 1;
+            return Err(over);
         }
-        if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
-            e.bytes += extra;
-        }
-        self.figures.peak_bytes = self.figures.peak_bytes.max(self.used());
         Ok(())
     }
 
@@ -443,6 +447,26 @@ mod tests {
             assert!(b.used() <= 250);
         }
         assert!(b.figures().peak_bytes <= 250);
+    }
+
+    #[test]
+    fn growth_is_counted_and_overdrafts_are_reported() {
+        let mut b = CacheBook::new(Policy::Lru, 300);
+        fill(&mut b, "a", 100);
+        fill(&mut b, "b", 100);
+        b.pin("a");
+        assert_eq!(b.grow("a", 50), Ok(()));
+        assert_eq!(b.used(), 250);
+        // Room for 100 more: `b` goes, then `a` grows within the limit.
+        assert_eq!(b.victims_for(100).unwrap(), ["b"]);
+        b.evict("b");
+        assert_eq!(b.grow("a", 100), Ok(()));
+        // Pinned and alone: the growth is still counted, and the overdraft reported.
+        assert_eq!(b.grow("a", 100), Err(50));
+        assert_eq!(b.used(), 350);
+        assert_eq!(b.figures().overdrawn, 1);
+        assert_eq!(b.figures().peak_bytes, 350);
+        assert_eq!(b.grow("nope", 10), Ok(()));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_island, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system};
+use super::{cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -255,6 +255,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[CHUNK] [--json]",
         help: "assembly engine: chunks assembled, code bytes, assembly time (per function with CHUNK)",
         run: cmd_pae::pae_stats,
+    },
+    Command {
+        name: "lazy",
+        usage: "[on | off | startup CHUNK.EXPORT [--rounds N]] [--json]",
+        help: "assembly from the request: `on` makes tasks assemble only what their export reaches (the rest at its first call); shows per chunk what was assembled up front and lazily; `startup` measures task-start latency with whole-module assembly and from the request in one run",
+        run: cmd_lazy::lazy,
     },
     Command {
         name: "islands",

@@ -6,6 +6,7 @@
 
 mod cmd_debug;
 mod cmd_island;
+mod cmd_lazy;
 mod cmd_numa;
 mod cmd_pae;
 mod cmd_predict;

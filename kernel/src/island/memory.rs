@@ -44,6 +44,11 @@ impl CodeRegion {
         self.base
     }
 
+    /// Bytes of the frames mapped.
+    pub fn bytes(&self) -> u64 {
+        self.frames.len() as u64 * SIZE_4K
+    }
+
     /// Writes `code` at the region's start and maps it read-execute, in frames from
     /// `alloc_frame` (the whole machine's, or one NUMA node's).
     pub fn install(

@@ -25,6 +25,8 @@ use spin::Mutex;
 use crate::pae::Assembled;
 use crate::smp::MAX_CORES;
 
+pub use memory::CodeRegion;
+
 /// One registered chunk module.
 #[derive(Debug)]
 struct ModuleInfo {
@@ -165,6 +167,34 @@ pub fn unregister(module: ModuleId) {
     });
     // Outside the islands lock: unmapping the code shoots down other cores' TLBs.
     drop(dropped);
+}
+
+/// Function `meta.index` of the module whose code starts at `module_base` was assembled
+/// lazily into `code`, mapped at `addr`: with the islands lock held, registers it as an island
+/// of its own (when the module has islands) and then points `cell` (the function's code cell) at
+/// it. Holding the lock orders the store with moves: a move of the function's stub, which
+/// re-points the cell too, is either complete before or starts after (and then leaves the cell
+/// alone: it no longer points into the stub). The cell is stored even when registering fails
+/// (the error says why the function has no island).
+pub fn add_lazy(
+    module_base: u64,
+    addr: u64,
+    code: &[u8],
+    meta: &atoll_pae::FunctionMeta,
+    cell: &core::sync::atomic::AtomicUsize,
+) -> Result<Option<IslandId>, IslandError> {
+    with(|k| {
+        let module = (0..k.modules.len() as u32).map(ModuleId).find(|&m| {
+            // A retired module's range may have been reused by a newer one.
+            k.modules[m.0 as usize].assembled.is_some()
+                && k.set.module_code(m).is_some_and(|(b, _)| b == module_base)
+        });
+        let island = module
+            .map(|m| k.set.add_lazy_function(m, code, addr, meta))
+            .transpose();
+        cell.store(addr as usize, Ordering::Release);
+        island
+    })
 }
 
 /// A task is about to run an instance of `chunk` whose block counters are `counters`: they are

@@ -78,9 +78,10 @@ pub enum Obtained {
     Uncached(Option<ModuleId>),
 }
 
-/// A chunk's code bytes as the cache counts them: its mapped pages.
+/// A chunk's code bytes as the cache counts them: its mapped pages (the module's, and those of
+/// functions assembled lazily so far).
 pub fn bytes_of(a: &Assembled) -> u64 {
-    (a.module.code.len() as u64).div_ceil(4096) * 4096
+    (a.module.code.len() as u64).div_ceil(4096) * 4096 + a.code.lazy_pages_bytes()
 }
 
 /// The chunk's assembled code from the cache, assembling it with `assemble` on a miss.
@@ -196,6 +197,33 @@ fn release(evicted: Vec<(Arc<Assembled>, Option<ModuleId>)>) {
         }
         drop(assembled);
     }
+}
+
+/// The chunk whose code starts at `code_base` grew by `extra` bytes (a function assembled
+/// lazily for a running task): other unpinned chunks are evicted to make room; if pinned ones
+/// leave none, the growth is still counted and the overdraft shows in the figures
+/// (`overdrawn`). Code assembled for one task alone (not cached) is not counted.
+pub fn grew(code_base: u64, extra: u64) {
+    let mut evicted = Vec::new();
+    with(|c| {
+        let Some(name) = c.slots.iter().find_map(|(n, s)| match s {
+            Slot::Ready { assembled, .. } if assembled.code.base() == code_base => Some(n.clone()),
+            _ => None,
+        }) else {
+            return;
+        };
+        if let Ok(victims) = c.book.victims_for(extra) {
+            for v in victims.into_iter().filter(|v| *v != name) {
+                if c.book.evict(&v)
+                    && let Some(Slot::Ready { assembled, module }) = c.slots.remove(&v)
+                {
+                    evicted.push((assembled, module));
+                }
+            }
+        }
+        let _ = c.book.grow(&name, extra);
+    });
+    release(evicted);
 }
 
 /// Drops one pin a request took on `chunk`.

@@ -25,6 +25,8 @@ pub struct KernelCode {
     pages: usize,
     len: usize,
     func_cells: Box<[AtomicUsize]>,
+    /// Functions assembled lazily since (see `super::lazy`).
+    pub(super) lazy: spin::Mutex<super::lazy::LazyCode>,
 }
 
 impl KernelCode {
@@ -60,6 +62,7 @@ impl KernelCode {
                     .iter()
                     .map(|&o| AtomicUsize::new(base.0 as usize + o as usize))
                     .collect(),
+                lazy: spin::Mutex::new(super::lazy::LazyCode::new(func_offsets.len())),
             }),
             Err(e) => {
                 // The pages mapped so far are the first `mapped.len()` from `base`.
@@ -79,6 +82,16 @@ impl KernelCode {
     /// the function.
     pub fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
         self.func_cells.get(index as usize)
+    }
+
+    /// Bytes of the pages mapped for functions assembled lazily.
+    pub fn lazy_pages_bytes(&self) -> u64 {
+        self.lazy.lock().pages_bytes()
+    }
+
+    /// Code bytes: the module's and every lazily assembled function's.
+    pub fn code_bytes(&self) -> usize {
+        self.len + self.lazy.lock().bytes()
     }
 
     /// The code as bytes (readable: R-X).
@@ -101,7 +114,9 @@ pub struct SharedCode(pub alloc::sync::Arc<KernelCode>);
 // SAFETY: `KernelCode::new` copies exactly the compiled module's code and maps it read-execute,
 // not writable; the Arc keeps the mapping alive as long as any instance holds it.
 // The function cells start at the module's own functions and are rewritten only by the
-// relocation engine, with the world stopped, to a relocated copy it mapped read-execute.
+// relocation engine, with the world stopped, to a relocated copy it mapped read-execute, and
+// once per lazily assembled function by `lazy::assemble_function`, to exactly the code
+// `atoll_pae::lazy::assemble` returned, mapped read-execute and kept as long as the code.
 unsafe impl CodeMemory for SharedCode {
     fn base(&self) -> usize {
         self.0.base() as usize
@@ -109,5 +124,13 @@ unsafe impl CodeMemory for SharedCode {
 
     fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
         self.0.func_cell(index)
+    }
+
+    fn assemble_lazy(
+        &self,
+        module: &atoll_pae::CompiledModule,
+        index: u32,
+    ) -> Result<(), atoll_pae::CompileError> {
+        super::lazy::assemble_function(&self.0, module, index)
     }
 }

@@ -12,6 +12,7 @@ pub mod cache;
 mod code;
 #[allow(unsafe_code)]
 mod imports;
+pub mod lazy;
 #[allow(unsafe_code)]
 mod task;
 
@@ -106,16 +107,36 @@ pub struct Assembled {
     pub wasm_bytes: usize,
 }
 
+impl Assembled {
+    /// Code bytes in all: the module's plus every function assembled lazily since.
+    pub fn code_bytes(&self) -> usize {
+        self.code.code_bytes()
+    }
+}
+
 /// Every chunk resident in the cache.
 pub fn assembled() -> Vec<Arc<Assembled>> {
     cache::assembled()
 }
 
+/// The code generator's options for chunks. Block counters on: they feed the islands' call and
+/// block counts.
+fn options() -> Options {
+    Options {
+        block_counters: true,
+        ..Options::default()
+    }
+}
+
+/// A subset of a module's functions to assemble up front (the rest lazily), with the module's
+/// description from `atoll_pae::reach::analyze`.
+pub type Subset = (Vec<bool>, atoll_pae::ModuleDesc);
+
 /// The assembled code of `chunk` (for inspection: `pae CHUNK`, `asm`), assembling it now if
 /// needed; it is cached like a predicted chunk (no pin is kept). Returns an error if it
 /// could not be cached, as its code would be gone when this returns.
 pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
-    let (a, how) = cache::obtain(chunk, true, || compile_chunk(chunk))?;
+    let (a, how) = cache::obtain(chunk, true, || compile_chunk(chunk, None))?;
     if let cache::Obtained::Uncached(m) = how {
         cache::drop_uncached(m);
         return Err(PaeError::NoRoom(chunk.into()));
@@ -125,15 +146,19 @@ pub fn assemble(chunk: &str) -> Result<Arc<Assembled>, PaeError> {
 
 /// Assembles `chunk` for the pre-assembly worker: cached unpinned, no use recorded.
 pub fn preassemble(chunk: &str) -> Result<cache::Obtained, PaeError> {
-    let (_, how) = cache::obtain(chunk, true, || compile_chunk(chunk))?;
+    let (_, how) = cache::obtain(chunk, true, || compile_chunk(chunk, None))?;
     if let cache::Obtained::Uncached(m) = how {
         cache::drop_uncached(m);
     }
     Ok(how)
 }
 
-/// Compiles and maps `chunk` and registers its islands (no cache involved).
-fn compile_chunk(chunk: &str) -> Result<(Arc<Assembled>, Option<ModuleId>), PaeError> {
+/// Compiles and maps `chunk` (whole, or `subset` up front and the rest lazily) and registers
+/// its islands (no cache involved).
+fn compile_chunk(
+    chunk: &str,
+    subset: Option<Subset>,
+) -> Result<(Arc<Assembled>, Option<ModuleId>), PaeError> {
     let Loaded::Ready { image, rejected } = chunks::loaded() else {
         return Err(PaeError::NoImage);
     };
@@ -145,13 +170,14 @@ fn compile_chunk(chunk: &str) -> Result<(Arc<Assembled>, Option<ModuleId>), PaeE
     }
     let start = crate::arch::cpu::rdtsc();
     let clock = || crate::arch::cpu::rdtsc();
-    // Block counters on: they feed the islands' call and block counts.
-    let options = Options {
-        block_counters: true,
-        ..Options::default()
-    };
-    let module = atoll_pae::compile_timed(view.module, &options, Some(&clock))
-        .map_err(|e| PaeError::Compile(chunk.into(), e))?;
+    let options = options();
+    let module = match subset {
+        Some((eager, desc)) => {
+            atoll_pae::compile_parsed(view.module, desc, &options, Some(&clock), &eager)
+        }
+        None => atoll_pae::compile_timed(view.module, &options, Some(&clock)),
+    }
+    .map_err(|e| PaeError::Compile(chunk.into(), e))?;
     let code = KernelCode::new(&module.code, &module.func_offsets)?;
     let assembled = Arc::new(Assembled {
         chunk: chunk.into(),
@@ -310,10 +336,20 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
     // move re-targets what they hold, and nothing returns early once they are registered.
     let mut held = Held::default();
     let mut assembled = Vec::new();
-    for name in &order {
-        let (a, how) = cache::obtain(name, false, || compile_chunk(name))?;
-        held.note(name, how);
-        assembled.push((name.clone(), a));
+    // With `lazy on`, only what the export reaches is assembled up front (a chunk already in
+    // the cache is used as it is, whole or not).
+    let plan: Vec<(String, Option<Subset>)> = if lazy::enabled() {
+        lazy::plan(task)?
+            .into_iter()
+            .map(|(n, e, d)| (n, Some((e, d))))
+            .collect()
+    } else {
+        order.iter().map(|n| (n.clone(), None)).collect()
+    };
+    for (name, subset) in plan {
+        let (a, how) = cache::obtain(&name, false, || compile_chunk(&name, subset))?;
+        held.note(&name, how);
+        assembled.push((name, a));
     }
     let main = assembled
         .iter()

@@ -1,4 +1,4 @@
-//! `chunkc run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]`: runs a command chunk (a WASI
+//! `chunkc run IMAGE CHUNK [--native [--lazy]] [--stdin PATH] [ARGS...]`: runs a command chunk (a WASI
 //! program exporting `_start`) of an image the way the kernel's `run` does: `argv[0]` is the
 //! chunk name, the arguments default to the image's, the program's files are preopened
 //! read-only as `.`, and standard input is empty or one of those files.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chunk_image::Image;
 
 use super::ChunkcError;
-use super::exec::run_engine;
+use super::exec::run_engine_with;
 use crate::wasi::{self, Input, Output, RunOutput, Setup};
 
 /// A command run request.
@@ -22,6 +22,8 @@ pub struct CommandRun {
     pub stdin: Option<String>,
     /// Run atoll's code generator instead of wasmi.
     pub native: bool,
+    /// With `native`: assemble every function at its first call.
+    pub lazy: bool,
 }
 
 /// Parses `CHUNK [--native] [--stdin PATH] [ARGS...]`.
@@ -37,6 +39,7 @@ pub fn parse(args: &[String]) -> Result<CommandRun, ChunkcError> {
     while let Some(a) = rest.get(i) {
         match a.as_str() {
             "--native" => run.native = true,
+            "--lazy" => run.lazy = true,
             "--stdin" => {
                 i += 1;
                 run.stdin = Some(
@@ -104,7 +107,7 @@ pub fn run(image_bytes: &[u8], run: &CommandRun) -> Result<RunOutput, ChunkcErro
         .chunk(&run.chunk)
         .map(|c| c.module)
         .ok_or_else(|| ChunkcError::Run(format!("no chunk `{}`", run.chunk)))?;
-    run_engine(module, &[], &setup, run.native)
+    run_engine_with(module, &[], &setup, run.native, run.lazy)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! exit code as chunkc's own (134 after a trap).
 //!
 //! Options (before `FILE`, or anywhere before a `--` after which everything is an argument):
-//! `--native` runs atoll's code generator instead of wasmi; `--dir HOST[::GUEST]` preopens a
+//! `--native` runs atoll's code generator instead of wasmi (`--lazy`: assembling each function
+//! at its first call); `--dir HOST[::GUEST]` preopens a
 //! read-only snapshot of a host directory (`GUEST` defaults to `HOST`); `--preload
 //! NAME=MODULE` instantiates another module (`.wasm` or `.wat`) whose exports satisfy imports
 //! from `NAME`; `--env KEY=VALUE` sets an environment variable.
@@ -24,6 +25,8 @@ pub struct ExecArgs {
     pub args: Vec<String>,
     /// Run atoll's code generator.
     pub native: bool,
+    /// With `native`: assemble every function at its first call.
+    pub lazy: bool,
     /// `(host dir, guest name)` pairs.
     pub dirs: Vec<(String, String)>,
     /// `(import module name, module file)` pairs.
@@ -46,6 +49,7 @@ pub fn parse(args: &[String]) -> Result<ExecArgs, ChunkcError> {
         match a.as_str() {
             "--" => verbatim = true,
             "--native" => out.native = true,
+            "--lazy" => out.lazy = true,
             "--dir" => {
                 let spec = it
                     .next()
@@ -126,7 +130,10 @@ pub fn exec(a: &ExecArgs) -> Result<RunOutput, ChunkcError> {
         stdin: Input::Inherit,
         output: Output::Inherit,
     };
-    run_engine(&wasm, &preloads, &setup, a.native)
+    if a.lazy && !a.native {
+        return Err(ChunkcError::Usage("exec: --lazy needs --native".into()));
+    }
+    run_engine_with(&wasm, &preloads, &setup, a.native, a.lazy)
 }
 
 /// Runs a command module with wasmi or, with `native`, atoll's code generator.
@@ -136,9 +143,28 @@ pub fn run_engine(
     setup: &Setup,
     native: bool,
 ) -> Result<RunOutput, ChunkcError> {
+    run_engine_with(wasm, preloads, setup, native, false)
+}
+
+/// [`run_engine`]; with `native` and `lazy`, every function is assembled at its first call.
+pub fn run_engine_with(
+    wasm: &[u8],
+    preloads: &[(String, Vec<u8>)],
+    setup: &Setup,
+    native: bool,
+    lazy: bool,
+) -> Result<RunOutput, ChunkcError> {
     if native {
         #[cfg(target_arch = "x86_64")]
-        return wasi::native::run(wasm, preloads, setup);
+        return wasi::native::run_with(
+            wasm,
+            preloads,
+            setup,
+            &atoll_pae::Options {
+                lazy,
+                ..atoll_pae::Options::default()
+            },
+        );
         #[cfg(not(target_arch = "x86_64"))]
         return Err(ChunkcError::NotImplemented(
             "`--native` needs an x86-64 host",

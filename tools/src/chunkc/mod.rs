@@ -18,13 +18,14 @@ mod c_build;
 pub mod command;
 pub mod error;
 pub mod exec;
+#[cfg(target_arch = "x86_64")]
+pub mod host_code;
 pub mod inspect;
 pub mod manifest;
 pub mod run;
 mod rust_build;
 #[cfg(target_arch = "x86_64")]
 pub mod wast;
-#[cfg(target_arch = "x86_64")]
 pub mod wast_host;
 #[cfg(target_arch = "x86_64")]
 pub mod wast_skip;

@@ -4,60 +4,10 @@
 
 use std::sync::Arc;
 
-use atoll_pae::runtime::{CodeMemory, Extern, Instance, InstantiateError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{Extern, Instance, InstantiateError, SigRegistry, VecMemory};
 use atoll_pae::{CompileError, CompiledModule, Options};
 
-/// A private anonymous mapping holding one module's code, read-execute.
-#[derive(Debug)]
-pub struct HostCode {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl HostCode {
-    /// Maps `code` executable.
-    pub fn new(code: &[u8]) -> std::io::Result<Self> {
-        let len = code.len().max(1).next_multiple_of(4096);
-        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the mapping is `len >= code.len()` writable bytes that nothing else uses.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), ptr.cast::<u8>(), code.len()) };
-        // SAFETY: re-protects the mapping created above.
-        if unsafe { libc::mprotect(ptr, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-            let err = std::io::Error::last_os_error();
-            // SAFETY: unmaps the mapping created above.
-            unsafe { libc::munmap(ptr, len) };
-            return Err(err);
-        }
-        Ok(Self { ptr, len })
-    }
-}
-
-impl Drop for HostCode {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created in `new` and is unmapped once.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-// SAFETY: `base` is the read-execute copy of the code passed to `new`, alive until drop.
-unsafe impl CodeMemory for HostCode {
-    fn base(&self) -> usize {
-        self.ptr as usize
-    }
-}
+pub use super::host_code::{HostCode, SharedHostCode, lazily_assembled};
 
 /// Why a module could not be set up on the host.
 #[derive(Debug)]
@@ -93,7 +43,7 @@ pub fn instantiate(
     imports: &[Extern],
     sigs: &mut SigRegistry,
 ) -> Result<Box<Instance>, HostError> {
-    let code = HostCode::new(&module.code).map_err(HostError::Map)?;
+    let code = HostCode::for_module(&module).map_err(HostError::Map)?;
     Instance::new(
         module,
         Box::new(code),

@@ -29,6 +29,17 @@ pub fn run(
     preloads: &[(String, Vec<u8>)],
     setup: &Setup,
 ) -> Result<RunOutput, ChunkcError> {
+    run_with(wasm, preloads, setup, &Options::default())
+}
+
+/// [`run`] with the code generator's `options` (e.g. `lazy`: every function assembled at its
+/// first call).
+pub fn run_with(
+    wasm: &[u8],
+    preloads: &[(String, Vec<u8>)],
+    setup: &Setup,
+    options: &Options,
+) -> Result<RunOutput, ChunkcError> {
     let (ctx, captured) = context(setup)?;
     // Declared before the instances, so dropped after them: their imports point into it.
     let mut link = WasiLink::new(ctx);
@@ -40,7 +51,7 @@ pub fn run(
         .chain([(None, wasm)]);
     for (name, bytes) in modules {
         let what = name.map_or_else(|| "the program".to_string(), |n| format!("preload `{n}`"));
-        let module = wast_host::compile(bytes, &Options::default())
+        let module = wast_host::compile(bytes, options)
             .map_err(|e| ChunkcError::Run(format!("{what}: {e}")))?;
         let mut externs = Vec::new();
         for import in &module.desc.imports {

@@ -18,6 +18,10 @@ use crate::{CompileError, Libcall};
 impl Func<'_, '_> {
     pub(super) fn call_or_var(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
         match *op {
+            Operator::LocalGet { local_index } if self.const_param(local_index).is_some() => {
+                let bits = self.const_param(local_index).unwrap_or_default();
+                self.push_const(self.locals[local_index as usize], bits)?;
+            }
             Operator::LocalGet { local_index } => {
                 let ty = self.locals[local_index as usize];
                 let m = self.local_mem(local_index);
@@ -74,10 +78,14 @@ impl Func<'_, '_> {
             }
             Operator::Call { function_index } => {
                 let ty = self.cx.m.func_type(function_index).clone();
-                let label = self.cx.func_labels[function_index as usize];
                 self.pass_args(&ty)?;
-                self.note_call(CallTarget::Func(function_index));
-                self.cx.e.call(label)?;
+                if self.cx.via_cell[function_index as usize] {
+                    super::lazy::call_cell(self, function_index)?;
+                } else {
+                    let label = self.cx.func_labels[function_index as usize];
+                    self.note_call(CallTarget::Func(function_index));
+                    self.cx.e.call(label)?;
+                }
                 self.after_call(&ty)?;
             }
             Operator::CallIndirect {

@@ -9,7 +9,9 @@ mod call;
 mod control;
 mod float;
 mod int;
+pub(crate) mod lazy;
 mod memory;
+mod specialize_body;
 mod table;
 
 use alloc::vec::Vec;
@@ -21,6 +23,7 @@ use wasmparser::{BinaryReader, FunctionBody, Operator};
 use crate::emit::{Cond, Emitter, R32, R64, mem, reg};
 use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 use crate::module::{ModuleDesc, Ty};
+use crate::opt::specialize::{self, Specialize};
 use crate::regalloc::{GPRS, Pool, XMMS};
 use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
@@ -65,6 +68,16 @@ pub(crate) struct ModCx<'m> {
     pub counters: Vec<CounterSlot>,
     /// `(instruction index of sub rsp, frame bytes)`.
     pub patches: Vec<(usize, u32)>,
+    /// By function index: calls reach it through its code cell, not `call rel32` (it is not
+    /// assembled in this code; see `lazy`).
+    pub via_cell: Vec<bool>,
+    /// Parameters to specialize on (see `opt::specialize`).
+    pub specs: Vec<Specialize>,
+    /// Index of this code's first block counter (a lazily assembled function's counters are
+    /// slots its module reserved for it).
+    pub counter_base: u32,
+    /// Counter slots reserved for each function assembled lazily, by function index.
+    pub lazy_counters: Vec<core::ops::Range<u32>>,
 }
 
 impl ModCx<'_> {
@@ -102,6 +115,8 @@ pub(crate) struct Func<'a, 'm> {
     pub pending: Option<Cond>,
     pub raw: RawMeta,
     wasm_offset: u32,
+    /// Parameters that are constants in the body being lowered (a specialized body).
+    pub const_params: Vec<(u32, u64)>,
 }
 
 pub(crate) fn compile_module(
@@ -109,8 +124,14 @@ pub(crate) fn compile_module(
     desc: ModuleDesc,
     opts: Options,
     clock: Option<&dyn Fn() -> u64>,
+    eager: &[bool],
+    specs: &[Specialize],
 ) -> Result<CompiledModule, CompileError> {
     let now = || clock.map_or(0, |c| c());
+    let imports = desc.func_imports as usize;
+    let stubs: Vec<bool> = (0..desc.funcs.len())
+        .map(|f| f >= imports && !eager.get(f).copied().unwrap_or(false))
+        .collect();
     let mut e = Emitter::new()?;
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
     let traps = TrapLabels::new(&mut e);
@@ -122,6 +143,10 @@ pub(crate) fn compile_module(
         traps,
         counters: Vec::new(),
         patches: Vec::new(),
+        via_cell: stubs.clone(),
+        specs: specs.to_vec(),
+        counter_base: 0,
+        lazy_counters: alloc::vec![0..0; desc.funcs.len()],
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -132,6 +157,9 @@ pub(crate) fn compile_module(
         cx.e.bind(&mut label)?;
         let raw = if index < desc.func_imports {
             call::emit_import_thunk(&mut cx, index)?
+        } else if stubs[index as usize] {
+            lazy::reserve_counters(&mut cx, bytes, index)?;
+            lazy::emit_stub(&mut cx, index)?
         } else {
             let range = desc.bodies[(index - desc.func_imports) as usize].clone();
             let body =
@@ -145,6 +173,7 @@ pub(crate) fn compile_module(
     let encode_start = now();
     let patches = core::mem::take(&mut cx.patches);
     let counters = core::mem::take(&mut cx.counters);
+    let lazy_counters = core::mem::take(&mut cx.lazy_counters);
     let assembled = cx.e.assemble(|ins: &mut [Instruction]| {
         for &(at, bytes) in &patches {
             ins[at].set_immediate32(bytes);
@@ -184,11 +213,15 @@ pub(crate) fn compile_module(
         counter_slots: counters,
         options: opts,
         encode_ticks,
+        source: stubs.contains(&true).then(|| bytes.into()),
+        specializations: specs.to_vec(),
+        lazy_counters,
+        stubs,
         desc,
     })
 }
 
-fn lower_function(
+pub(crate) fn lower_function(
     cx: &mut ModCx<'_>,
     index: u32,
     body: &FunctionBody<'_>,
@@ -229,32 +262,20 @@ fn lower_function(
             ..RawMeta::default()
         },
         wasm_offset: ops.first().map_or(0, |o| o.1),
+        const_params: Vec::new(),
     };
     let sub_at = f.prologue()?;
-    f.frames
-        .push(Frame::function(&mut f.cx.e, ty.results.clone()));
-    for i in 0..ops.len() {
-        f.wasm_offset = ops[i].1;
-        if f.dead {
-            match &ops[i].0 {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
-                    f.dead_nest += 1;
-                    continue;
-                }
-                Operator::End if f.dead_nest > 0 => {
-                    f.dead_nest -= 1;
-                    continue;
-                }
-                Operator::Else if f.dead_nest > 0 => continue,
-                Operator::Else | Operator::End => {}
-                _ => continue,
-            }
-        }
-        let pos = f.cx.e.pos();
-        f.raw.boundaries.push((pos, ops[i].1));
-        let next = ops.get(i + 1).map(|o| &o.0);
-        f.op(&ops[i].0, next)?;
+    let consts = specialize::applicable(&f.cx.specs, index, &ty.params, &ops);
+    if !consts.is_empty() {
+        let mut general = f.cx.e.label();
+        f.guard_params(&consts, general)?;
+        f.const_params = consts;
+        f.body(&ops, &ty.results)?;
+        f.const_params.clear();
+        f.reset_body();
+        f.cx.e.bind(&mut general)?;
     }
+    f.body(&ops, &ty.results)?;
     let nonparam = (f.locals.len() - f.nparams) as u32;
     let frame_bytes =
         (8 + 8 * (nonparam + f.max_depth as u32 + f.max_out as u32)).next_multiple_of(16);
@@ -318,7 +339,7 @@ impl Func<'_, '_> {
         if !self.cx.opts.block_counters {
             return Ok(());
         }
-        let slot = self.cx.counters.len() as u32;
+        let slot = self.cx.counter_base + self.cx.counters.len() as u32;
         if self.raw.counters.is_empty() {
             self.raw.counters = slot..slot;
         }

@@ -2,3 +2,4 @@
 //! compare-branch peephole are decisions made during lowering (see `Options`).
 
 pub(crate) mod fold;
+pub mod specialize;

@@ -52,6 +52,7 @@ pub const LIBCALL_BY_INDEX: [Libcall; LIBCALL_COUNT] = [
     Libcall::I64TruncSatF64U,
     Libcall::F32ConvertU64,
     Libcall::F64ConvertU64,
+    Libcall::LazyAssemble,
 ];
 
 /// The table `VmContext::libcalls` points at.
@@ -83,6 +84,7 @@ fn helper(which: Libcall) -> Helper {
         Libcall::F64Nearest => f64_nearest,
         Libcall::F32ConvertU64 => f32_convert_u64,
         Libcall::F64ConvertU64 => f64_convert_u64,
+        Libcall::LazyAssemble => lazy_assemble,
         conversion => CONVERSIONS[conversion as usize - Libcall::I32TruncF32S as usize],
     }
 }
@@ -104,6 +106,16 @@ fn result(instance: &mut Instance, outcome: Result<(), TrapCode>) -> u64 {
         instance.vmctx.trap_code = code as u32;
     }
     0
+}
+
+unsafe extern "C" fn lazy_assemble(vm: *mut VmContext, index: u64, _: u64, _: u64, _: u64) -> u64 {
+    // SAFETY: called by a lazy stub with its own vmctx (the instance owning the function).
+    unsafe {
+        with_instance(vm, |i| {
+            let outcome = i.assemble_lazy(index as u32);
+            result(i, outcome)
+        })
+    }
 }
 
 unsafe extern "C" fn memory_grow(vm: *mut VmContext, delta: u64, _: u64, _: u64, _: u64) -> u64 {

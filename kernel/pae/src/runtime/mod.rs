@@ -27,7 +27,7 @@ use crate::vmctx::{
     FuncRef, HostFunc, IMPORT_HOST, IMPORT_WASM, ImportEntry, MemoryDef, TableDef, TrapCode,
     VmContext,
 };
-use crate::{CompiledModule, LIBCALL_COUNT};
+use crate::{CompileError, CompiledModule, LIBCALL_COUNT};
 
 /// Bytes per wasm page.
 pub const PAGE_BYTES: usize = 65536;
@@ -39,7 +39,9 @@ pub const PAGE_BYTES: usize = 65536;
 /// exactly the `CompiledModule::code` the instance is built from, valid as long as `self`.
 /// [`CodeMemory::func_cell`], when it returns a cell, must keep in it the address of an
 /// executable copy of function `index` (relocated so it behaves exactly as the original),
-/// valid while any thread may call it.
+/// valid while any thread may call it. [`CodeMemory::assemble_lazy`], when it returns `Ok`,
+/// must have stored in function `index`'s cell the address of an executable copy of exactly the
+/// code [`crate::lazy::assemble`] returns for it, valid as long as `self`.
 pub unsafe trait CodeMemory {
     /// Address of the first code byte.
     fn base(&self) -> usize;
@@ -51,6 +53,18 @@ pub unsafe trait CodeMemory {
     fn func_cell(&self, index: u32) -> Option<&AtomicUsize> {
         let _ = index;
         None
+    }
+
+    /// Assembles function `index` of `module` (a lazy stub there, see [`crate::lazy`]) unless
+    /// that was done already, and stores the address of its code in its cell. Called by the
+    /// stub at the function's first calls, from any thread of any instance sharing this code,
+    /// possibly at the same time: the function is assembled at most once. The default refuses
+    /// (the module must then be compiled without stubs).
+    fn assemble_lazy(&self, module: &CompiledModule, index: u32) -> Result<(), CompileError> {
+        let _ = (module, index);
+        Err(CompileError::Unsupported(
+            "this code memory does not assemble lazily".into(),
+        ))
     }
 }
 
@@ -280,6 +294,11 @@ impl Instance {
             return Err(InstantiateError::Link("wrong number of imports".into()));
         }
         let code_base = code.base();
+        if module.stubs.contains(&true) && code.func_cell(0).is_none() {
+            return Err(InstantiateError::Link(
+                "the module has lazy stubs but its code memory keeps no function cells".into(),
+            ));
+        }
         let mut globals = Vec::with_capacity(desc.globals.len());
         let mut tables = Vec::with_capacity(desc.tables.len());
         let mut shared_memory = None;
@@ -668,6 +687,13 @@ impl Instance {
             }
         }
         Ok(slots)
+    }
+
+    /// Has the code memory assemble function `index` (the `LazyAssemble` helper).
+    pub(crate) fn assemble_lazy(&mut self, index: u32) -> Result<(), TrapCode> {
+        self._code
+            .assemble_lazy(&self.module, index)
+            .map_err(|_| TrapCode::AssemblyFailed)
     }
 
     pub(crate) fn grow_memory(&mut self, delta_pages: u32) -> Option<u32> {
