@@ -10,6 +10,8 @@
 //!   bound too small for everything keeps its chunk (pinned) and returns the reference's result;
 //!   once it has ended, evicting its chunk unmaps the code (the page tables say so);
 //! - the boot-time bound comes from the image's `[engine]` section;
+//! - with `predict specialize on`, a chunk assembled after its export was called with one
+//!   argument value is specialized on it, and every argument still gives the reference's result;
 //! - `profile export` folded into the image by `chunkc profile merge` seeds the next boot.
 //!
 //! Run alone with `cargo test -p tools --release --test qemu_predict -- --test-threads 2`
@@ -235,6 +237,33 @@ fn replays_under_a_small_bound_predict_and_keep_live_code() {
     c.check(!out.contains("\"chunk\":\"hot\""), || {
         format!("an evicted chunk's islands should be gone: {out}")
     });
+    // Profile-guided specialization: fib's argument was 50 in every recorded call, so the
+    // next assembly folds it in behind a guard; other arguments take the general body.
+    m.command("predict specialize on");
+    for _ in 0..3 {
+        m.command("run fib.fib 50");
+    }
+    m.command("cache clear");
+    for args in [["fib.fib", "50"], ["fib.fib", "10"], ["fib.fib", "93"]] {
+        let out = m.command(&format!("run {} {}", args[0], args[1]));
+        let want = reference(&image, args[0], &[args[1].to_string()]);
+        c.check(out.trim() == want, || {
+            format!(
+                "specialized `run {} {}`: {out} (reference {want})",
+                args[0], args[1]
+            )
+        });
+    }
+    match cache_entry(&mut c, &mut m, "fib") {
+        Some(e) => c.check(
+            e["specialized"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|s| u64_of(s, "bits") == 50)),
+            || format!("fib should be assembled specialized on 50: {e}"),
+        ),
+        None => c.fail("fib should be resident".into()),
+    }
+    m.command("predict specialize off");
     // Bad input.
     for bad in [
         "cache limit lots",
@@ -243,6 +272,7 @@ fn replays_under_a_small_bound_predict_and_keep_live_code() {
         "trace add bad nodot 1",
         "predict order 0",
         "predict thresholds 100 900",
+        "predict specialize maybe",
     ] {
         let out = m.command(bad);
         c.error_line(bad, &out);

@@ -128,6 +128,16 @@ pub fn predict(args: &mut Args) -> CmdResult {
             predict::set_acting(sub.as_deref() == Some("on"));
             return Ok(());
         }
+        Some("specialize") => {
+            let v = args.required("on or off")?;
+            args.finish()?;
+            match v.as_str() {
+                "on" => crate::pae::specialize::set_enabled(true),
+                "off" => crate::pae::specialize::set_enabled(false),
+                _ => return Err(failed("predict specialize takes on or off")),
+            }
+            return Ok(());
+        }
         Some("order") => {
             let k = args.required("order (1-8)")?;
             args.finish()?;
@@ -177,6 +187,7 @@ pub fn predict(args: &mut Args) -> CmdResult {
         j.begin_object()
             .u64("order", order as u64)
             .bool("acting", settings.acting)
+            .bool("specialize", crate::pae::specialize::enabled())
             .u64("high_permille", u64::from(settings.high))
             .u64("low_permille", u64::from(settings.low))
             .array("history");
@@ -303,6 +314,7 @@ pub fn cache_cmd(args: &mut Args) -> CmdResult {
             .u64("evictions", s.figures.evictions)
             .u64("inserts", s.figures.inserts)
             .u64("refused", s.figures.refused)
+            .u64("overdrawn", s.figures.overdrawn)
             .u64("waited", s.waited)
             .u64("uncached", s.uncached)
             .u64("prefetched", s.prefetched)
@@ -315,7 +327,15 @@ pub fn cache_cmd(args: &mut Args) -> CmdResult {
                 .u64("last_use", e.last_use)
                 .u64("pins", u64::from(e.pins))
                 .bool("prefetched", e.prefetched)
-                .end_object();
+                .array("specialized");
+            for sp in crate::pae::specialize::assembled_with(&e.name) {
+                j.begin_object()
+                    .u64("func", u64::from(sp.func))
+                    .u64("param", u64::from(sp.param))
+                    .u64("bits", sp.bits)
+                    .end_object();
+            }
+            j.end_array().end_object();
         }
         j.end_array().end_object();
         println!("{}", j.finish());

@@ -210,8 +210,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "predict",
-        usage: "[--json] | on | off | order K | thresholds HIGH LOW",
-        help: "next-task prediction (order-k Markov, back-off) with confidence and the action each candidate gets; accuracy; the pre-assembly worker",
+        usage: "[--json] | on | off | order K | thresholds HIGH LOW | specialize on|off",
+        help: "next-task prediction (order-k Markov, back-off) with confidence and the action each candidate gets; accuracy; the pre-assembly worker; `specialize on` assembles chunks with exports' constant arguments folded in behind a guard",
         run: cmd_predict::predict,
     },
     Command {

@@ -13,6 +13,7 @@ mod code;
 #[allow(unsafe_code)]
 mod imports;
 pub mod lazy;
+pub mod specialize;
 #[allow(unsafe_code)]
 mod task;
 
@@ -171,13 +172,26 @@ fn compile_chunk(
     let start = crate::arch::cpu::rdtsc();
     let clock = || crate::arch::cpu::rdtsc();
     let options = options();
+    let specs = if subset.is_none() {
+        specialize::constants_of(chunk)
+    } else {
+        Vec::new()
+    };
     let module = match subset {
         Some((eager, desc)) => {
             atoll_pae::compile_parsed(view.module, desc, &options, Some(&clock), &eager)
         }
+        None if !specs.is_empty() => {
+            let options = Options {
+                specialize: true,
+                ..options
+            };
+            atoll_pae::compile_specialized(view.module, &options, &specs)
+        }
         None => atoll_pae::compile_timed(view.module, &options, Some(&clock)),
     }
     .map_err(|e| PaeError::Compile(chunk.into(), e))?;
+    specialize::note_assembled(chunk, &specs);
     let code = KernelCode::new(&module.code, &module.func_offsets)?;
     let assembled = Arc::new(Assembled {
         chunk: chunk.into(),
@@ -532,6 +546,7 @@ impl Prepared {
             .get_mut(&self.chunk)
             .expect("prepared chunk instance");
         instance.stack_budget_bytes = stack_budget_bytes;
+        specialize::record(&self.chunk, self.func, args);
         let raw = instance.invoke(self.func, args)?;
         Ok(raw
             .iter()
