@@ -230,6 +230,7 @@ pub fn predict(args: &mut Args) -> CmdResult {
             .u64("validated", w.validated)
             .u64("failed", w.failed)
             .u64("deferred_ms", w.deferred_ms)
+            .u64("moved", w.moved)
             .u64("busy_cycles", w.busy_cycles)
             .end_object()
             .end_object();

@@ -1,11 +1,12 @@
-//! The pre-assembly worker: a kernel thread on the highest-numbered core (the shell runs on
-//! core 0) that assembles predicted chunks into the chunk cache, or only fetches and
+//! The pre-assembly worker: a kernel thread, started on the highest-numbered core (the shell
+//! runs on core 0), that assembles predicted chunks into the chunk cache, or only fetches and
 //! validates them, ahead of the request.
 //!
-//! Budget: one chunk at a time, and before each job the worker yields its core for up to
-//! [`DEFER_MS`] milliseconds while other threads are waiting for that core, so a running task
-//! is delayed by at most one chunk's assembly (or validation) at a time and never by a queue
-//! of them. A request whose chunk the worker is assembling waits for that assembly in the
+//! Budget: one chunk at a time. Before each job, if other threads wait for the worker's core,
+//! it moves to the least loaded core when that is another one, and then yields its core for up
+//! to [`DEFER_MS`] milliseconds while other threads still wait for it, so a running task is
+//! delayed by at most one chunk's assembly (or validation) at a time and never by a queue of
+//! them. A request whose chunk the worker is assembling waits for that assembly in the
 //! cache (no second assembly of the same chunk).
 
 use alloc::collections::VecDeque;
@@ -47,6 +48,8 @@ pub struct WorkerFigures {
     pub busy_cycles: u64,
     /// Jobs dropped because the queue was full.
     pub dropped: u64,
+    /// Times it moved to a less loaded core.
+    pub moved: u64,
 }
 
 const QUEUE_MAX: usize = 64;
@@ -64,6 +67,7 @@ static FIGURES: Mutex<WorkerFigures> = Mutex::new(WorkerFigures {
     deferred_ms: 0,
     busy_cycles: 0,
     dropped: 0,
+    moved: 0,
 });
 
 /// Starts the worker on the highest-numbered online core; returns that core.
@@ -114,7 +118,6 @@ pub fn reset_figures() {
 
 fn main(_: u64) {
     sched::use_fpu();
-    let core = crate::arch::percpu::core_id() as usize;
     loop {
         sched::block_unless(|| PENDING.load(Ordering::Acquire) > 0);
         loop {
@@ -124,6 +127,15 @@ fn main(_: u64) {
                 break;
             };
             PENDING.fetch_sub(1, Ordering::AcqRel);
+            let mut core = crate::arch::percpu::core_id() as usize;
+            if sched::others_runnable(core) {
+                let idle = sched::least_loaded_core();
+                if idle != core && sched::migrate(WORKER.load(Ordering::Acquire), idle).is_ok() {
+                    sched::yield_now();
+                    FIGURES.lock().moved += 1;
+                    core = crate::arch::percpu::core_id() as usize;
+                }
+            }
             let mut deferred = 0;
             while deferred < DEFER_MS && sched::others_runnable(core) {
                 sched::sleep_us(1000);

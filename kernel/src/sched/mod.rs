@@ -326,6 +326,11 @@ pub fn exit() -> ! {
     }
 }
 
+/// The online core with the fewest runnable threads.
+pub fn least_loaded_core() -> usize {
+    with(|s| s.least_loaded_core()).unwrap_or(0)
+}
+
 /// Whether threads other than the running one wait for `core`.
 pub fn others_runnable(core: usize) -> bool {
     with(|s| s.queued_on(core) > 0).unwrap_or(false)
