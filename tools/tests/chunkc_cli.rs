@@ -302,7 +302,7 @@ fn unsupported_features_name_the_function() {
         "[[chunk]]\nname = \"v\"\nwat = \"v.wat\"\n",
         &[(
             "v.wat",
-            "(module (func $f (export \"vec\") (result i32) v128.const i64x2 0 0 drop i32.const 0))",
+            "(module (func $f (export \"vec\") (result i32) v128.const i64x2 0 0 v128.const i64x2 0 0 i8x16.relaxed_swizzle drop i32.const 0))",
         )],
     );
     let err = stderr(&out);

@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 mod emit;
 mod lower;
 pub mod meta;
@@ -34,6 +35,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use cpu::CpuFeatures;
 pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 pub use module::{FuncType, ModuleDesc, Ty};
 pub use vmctx::{FuncRef, HostFunc, ImportEntry, MemoryDef, TableDef, TrapCode, VmContext};
@@ -53,6 +55,8 @@ pub struct Options {
     pub peephole: bool,
     /// Count executions of each block in `VmContext::counters`.
     pub block_counters: bool,
+    /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
+    pub cpu: CpuFeatures,
 }
 
 impl Default for Options {
@@ -62,17 +66,19 @@ impl Default for Options {
             dce: true,
             peephole: true,
             block_counters: false,
+            cpu: CpuFeatures::detect(),
         }
     }
 }
 
 impl Options {
-    /// Every optimization off (the baseline translation).
+    /// Every optimization off and SSE2 only (the baseline translation).
     pub const NONE: Options = Options {
         const_fold: false,
         dce: false,
         peephole: false,
         block_counters: false,
+        cpu: CpuFeatures::SSE2,
     };
 }
 
@@ -161,10 +167,12 @@ pub enum Libcall {
     I64TruncSatF64U,
     F32ConvertU64,
     F64ConvertU64,
+    /// A simd128 operation computed lane by lane (`runtime::lanes`): `(op, operands)`.
+    Simd,
 }
 
 /// Number of libcall slots.
-pub const LIBCALL_COUNT: usize = Libcall::F64ConvertU64 as usize + 1;
+pub const LIBCALL_COUNT: usize = Libcall::Simd as usize + 1;
 
 /// A module compiled to position-independent machine code.
 #[derive(Debug, Clone)]
