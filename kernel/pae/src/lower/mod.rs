@@ -654,11 +654,10 @@ impl Func<'_, '_> {
             || self.float(op, next)?
             || self.memory(op)?
             || self.table(op)?
-            || self.simd(op)?
         {
             return Ok(());
         }
-        if self.call_or_var(op)? {
+        if self.call_or_var(op)? || self.simd(op)? {
             return Ok(());
         }
         Err(CompileError::Unsupported(alloc::format!("operator {op:?}")))
