@@ -20,10 +20,6 @@ pub enum LaneOp {
     F64x2Floor,
     F64x2Trunc,
     F64x2Nearest,
-    F32x4Min,
-    F32x4Max,
-    F64x2Min,
-    F64x2Max,
     I32x4TruncSatF32x4S,
     I32x4TruncSatF32x4U,
     I32x4TruncSatF64x2SZero,
@@ -88,10 +84,6 @@ pub const LANE_OPS: [LaneOp; LaneOp::I64x2Ne as usize + 1] = {
         F64x2Floor,
         F64x2Trunc,
         F64x2Nearest,
-        F32x4Min,
-        F32x4Max,
-        F64x2Min,
-        F64x2Max,
         I32x4TruncSatF32x4S,
         I32x4TruncSatF32x4U,
         I32x4TruncSatF64x2SZero,
@@ -211,30 +203,6 @@ fn round64(x: f64, mode: Round) -> f64 {
     f64::from_bits(round_bits(x.to_bits(), 64, 52, mode))
 }
 
-/// WebAssembly `fmin`/`fmax` on one lane: a NaN operand gives a (canonical) NaN, `-0 < +0`.
-macro_rules! min_max {
-    ($name:ident, $t:ty) => {
-        fn $name(a: $t, b: $t, max: bool) -> $t {
-            if a.is_nan() || b.is_nan() {
-                <$t>::NAN
-            } else if a == b {
-                // Equal values, or zeros of either sign: min prefers -0, max +0.
-                if max {
-                    <$t>::from_bits(a.to_bits() & b.to_bits())
-                } else {
-                    <$t>::from_bits(a.to_bits() | b.to_bits())
-                }
-            } else if (a < b) != max {
-                a
-            } else {
-                b
-            }
-        }
-    };
-}
-min_max!(min_max32, f32);
-min_max!(min_max64, f64);
-
 /// Widening pairwise add: lane `i` of the result is `a[2i] + a[2i+1]`.
 fn extadd<T: Lane + Into<i64>, U: Lane + TryFrom<i64>>(a: u128) -> u128 {
     build(|i| {
@@ -271,10 +239,6 @@ pub fn eval(op: LaneOp, a: u128, b: u128, c: u128) -> u128 {
         F64x2Floor => map1(a, |x: f64| round64(x, Round::Floor)),
         F64x2Trunc => map1(a, |x: f64| round64(x, Round::Trunc)),
         F64x2Nearest => map1(a, |x: f64| round64(x, Round::Nearest)),
-        F32x4Min => map2(a, b, |x: f32, y| min_max32(x, y, false)),
-        F32x4Max => map2(a, b, |x: f32, y| min_max32(x, y, true)),
-        F64x2Min => map2(a, b, |x: f64, y| min_max64(x, y, false)),
-        F64x2Max => map2(a, b, |x: f64, y| min_max64(x, y, true)),
         // Rust's float-to-int `as` saturates and maps NaN to 0, as trunc_sat does.
         I32x4TruncSatF32x4S => map1(a, |x: f32| x as i32),
         I32x4TruncSatF32x4U => map1(a, |x: f32| x as u32),
@@ -366,21 +330,6 @@ mod tests {
         let v = v32([1, 2, 3, 4]);
         assert_eq!(v, 1 | 2 << 32 | 3 << 64 | 4 << 96);
         assert_eq!(i16::get(v, 2), 2);
-    }
-
-    #[test]
-    fn min_max_nan_and_signed_zero() {
-        let (nz, pz) = ((-0.0f32).to_bits(), 0.0f32.to_bits());
-        let a = v32([nz, pz, 1f32.to_bits(), f32::NAN.to_bits()]);
-        let b = v32([pz, nz, 2f32.to_bits(), 0]);
-        let min = eval(LaneOp::F32x4Min, a, b, 0);
-        let max = eval(LaneOp::F32x4Max, a, b, 0);
-        assert_eq!(u32::get(min, 0), nz);
-        assert_eq!(u32::get(min, 1), nz);
-        assert_eq!(u32::get(max, 0), pz);
-        assert_eq!(f32::get(min, 2), 1.0);
-        assert_eq!(f32::get(max, 2), 2.0);
-        assert!(f32::get(min, 3).is_nan() && f32::get(max, 3).is_nan());
     }
 
     #[test]

@@ -108,10 +108,6 @@ fn sse41_binop(op: &Operator<'_>) -> Option<(Code, LaneOp)> {
 fn helper_op(op: &Operator<'_>) -> Option<(LaneOp, usize)> {
     use Operator::*;
     Some(match op {
-        F32x4Min => (LaneOp::F32x4Min, 2),
-        F32x4Max => (LaneOp::F32x4Max, 2),
-        F64x2Min => (LaneOp::F64x2Min, 2),
-        F64x2Max => (LaneOp::F64x2Max, 2),
         I32x4TruncSatF32x4S => (LaneOp::I32x4TruncSatF32x4S, 1),
         I32x4TruncSatF32x4U => (LaneOp::I32x4TruncSatF32x4U, 1),
         I32x4TruncSatF64x2SZero => (LaneOp::I32x4TruncSatF64x2SZero, 1),
@@ -256,6 +252,10 @@ impl Func<'_, '_> {
             F32x4PMax => self.binop_rev(Code::Maxps_xmm_xmmm128)?,
             F64x2PMin => self.binop_rev(Code::Minpd_xmm_xmmm128)?,
             F64x2PMax => self.binop_rev(Code::Maxpd_xmm_xmmm128)?,
+            F32x4Min => self.fmin_max(false, false)?,
+            F32x4Max => self.fmin_max(false, true)?,
+            F64x2Min => self.fmin_max(true, false)?,
+            F64x2Max => self.fmin_max(true, true)?,
             F32x4Sqrt => self.unop(|f, a| f.xx(Code::Sqrtps_xmm_xmmm128, a, a))?,
             F64x2Sqrt => self.unop(|f, a| f.xx(Code::Sqrtpd_xmm_xmmm128, a, a))?,
             F32x4Abs => self.sign_op(Code::Psrld_xmm_imm8, 1, Code::Pand_xmm_xmmm128)?,
@@ -416,6 +416,59 @@ impl Func<'_, '_> {
         self.xxi(code, d, s, pred)?;
         self.free_xmm(s);
         self.push_v(d);
+        Ok(())
+    }
+
+    /// WebAssembly `min`/`max`: `minps` both ways round, or-ed (min: -0 wins) or and-ed (max:
+    /// +0 wins), then NaN lanes (unordered) set to all ones and cleared below the quiet bit,
+    /// which leaves the canonical NaN (with the sign bit set).
+    fn fmin_max(&mut self, f64x2: bool, max: bool) -> Result<(), CompileError> {
+        let (pick, unord, shift, quiet_shift) = match (f64x2, max) {
+            (false, false) => (
+                Code::Minps_xmm_xmmm128,
+                Code::Cmpps_xmm_xmmm128_imm8,
+                Code::Psrld_xmm_imm8,
+                10,
+            ),
+            (false, true) => (
+                Code::Maxps_xmm_xmmm128,
+                Code::Cmpps_xmm_xmmm128_imm8,
+                Code::Psrld_xmm_imm8,
+                10,
+            ),
+            (true, false) => (
+                Code::Minpd_xmm_xmmm128,
+                Code::Cmppd_xmm_xmmm128_imm8,
+                Code::Psrlq_xmm_imm8,
+                13,
+            ),
+            (true, true) => (
+                Code::Maxpd_xmm_xmmm128,
+                Code::Cmppd_xmm_xmmm128_imm8,
+                Code::Psrlq_xmm_imm8,
+                13,
+            ),
+        };
+        let join = if max {
+            Code::Pand_xmm_xmmm128
+        } else {
+            Code::Por_xmm_xmmm128
+        };
+        let b = self.pop_v()?;
+        let a = self.pop_v()?;
+        self.mov_x(X0, a)?;
+        self.xx(pick, X0, b)?;
+        self.mov_x(X1, b)?;
+        self.xx(pick, X1, a)?;
+        self.xx(join, X0, X1)?;
+        self.mov_x(X1, a)?;
+        self.xxi(unord, X1, b, 3)?;
+        self.xx(Code::Por_xmm_xmmm128, X0, X1)?;
+        self.xi(shift, X1, quiet_shift)?;
+        self.xx(Code::Pandn_xmm_xmmm128, X1, X0)?;
+        self.mov_x(a, X1)?;
+        self.free_xmm(b);
+        self.push_v(a);
         Ok(())
     }
 
