@@ -589,3 +589,54 @@ fn every_simd_operator_agrees_with_wasmi_unoptimized() {
         ..Options::NONE
     });
 }
+
+/// The `simdsum` chunk's vector path against its scalar reference, natively, in one run:
+/// `cargo test -p tools --release --test pae_simd_ops -- --ignored --nocapture`
+/// (the wasm is built by `chunkc build chunks/default.toml`). Both exports fill the same
+/// 64 KiB pattern first, so the ratio understates the checksum's own speedup.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn simdsum_vector_path_against_scalar_reference() {
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/chunks/rust/wasm32-unknown-unknown/release/simdsum.wasm");
+    let bytes = std::fs::read(&wasm).expect("build the default chunk set first");
+    for (name, options) in [
+        ("detected", Options::default()),
+        (
+            "SSE2 only",
+            Options {
+                cpu: CpuFeatures::SSE2,
+                ..Options::default()
+            },
+        ),
+    ] {
+        let module = wast_host::compile(&bytes, &options).expect("compiles");
+        let mut inst = wast_host::instantiate(module.clone(), &[], &mut SigRegistry::default())
+            .expect("instantiates");
+        // The fastest of 20 rounds of 20 calls, the two exports alternating (the machine is
+        // shared, so the mean is mostly other load).
+        let (bench, reference) = (
+            module.desc.export_func("simdsum_bench").expect("export"),
+            module.desc.export_func("simdsum_ref").expect("export"),
+        );
+        let (mut vector_us, mut scalar_us, mut v, mut s) = (f64::MAX, f64::MAX, 0, 0);
+        for _ in 0..20 {
+            for (index, best, result) in [
+                (bench, &mut vector_us, &mut v),
+                (reference, &mut scalar_us, &mut s),
+            ] {
+                let start = std::time::Instant::now();
+                for _ in 0..20 {
+                    *result = inst.invoke(index, &[65536]).expect("runs")[0];
+                }
+                *best = best.min(start.elapsed().as_secs_f64() / 20.0 * 1e6);
+            }
+        }
+        assert_eq!(v, s);
+        eprintln!(
+            "{name}: simdsum_bench(65536) {vector_us:.1} us, simdsum_ref(65536) {scalar_us:.1} us \
+             per call ({:.2}x)",
+            scalar_us / vector_us
+        );
+    }
+}
