@@ -1,9 +1,10 @@
 //! Module validation and analysis with `wasmparser` (no_std), behind the `validate` feature.
 //!
 //! The supported feature set is WebAssembly 1.0 plus sign-extension operators, non-trapping
-//! float-to-int conversions, multi-value, bulk memory and reference types (funcref/externref
-//! values, several tables, the `table.*` instructions). `call_indirect`'s table index may use
-//! the overlong one-byte-longer LEB encoding LLVM emits. Everything else (SIMD, threads, GC,
+//! float-to-int conversions, multi-value, bulk memory, reference types (funcref/externref
+//! values, several tables, the `table.*` instructions) and fixed-width SIMD (simd128).
+//! `call_indirect`'s table index may use the overlong one-byte-longer LEB encoding LLVM emits.
+//! Everything else (relaxed SIMD, threads, GC,
 //! exceptions, memory64, tail calls, multi-memory, ...) is rejected with wasmparser's message, which names the
 //! feature, prefixed by the function it was found in.
 
@@ -27,7 +28,8 @@ pub const SUPPORTED_FEATURES: WasmFeatures = WasmFeatures::WASM1
     .union(WasmFeatures::MULTI_VALUE)
     .union(WasmFeatures::BULK_MEMORY)
     .union(WasmFeatures::REFERENCE_TYPES)
-    .union(WasmFeatures::CALL_INDIRECT_OVERLONG);
+    .union(WasmFeatures::CALL_INDIRECT_OVERLONG)
+    .union(WasmFeatures::SIMD);
 
 /// Why a module was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]

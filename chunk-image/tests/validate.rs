@@ -59,13 +59,22 @@ fn rejected(text: &str) -> String {
 }
 
 #[test]
-fn rejects_simd_naming_the_function_and_feature() {
+fn rejects_relaxed_simd_naming_the_function_and_feature() {
     let msg = rejected(
-        r#"(module (func $vec_add (export "vec_add")
-            v128.const i64x2 0 0 drop))"#,
+        r#"(module (func $vec_swz (export "vec_swz")
+            v128.const i64x2 0 0 v128.const i64x2 0 0 i8x16.relaxed_swizzle drop))"#,
     );
-    assert!(msg.contains("vec_add"), "{msg}");
+    assert!(msg.contains("vec_swz"), "{msg}");
     assert!(msg.contains("SIMD"), "{msg}");
+}
+
+#[test]
+fn accepts_fixed_width_simd() {
+    validate_module(&wasm(
+        r#"(module (func (export "lanes") (param i32) (result i32)
+            local.get 0 i32x4.splat local.get 0 i32x4.splat i32x4.add i32x4.extract_lane 3))"#,
+    ))
+    .expect("simd128 is supported inside a chunk");
 }
 
 #[test]

@@ -3,19 +3,21 @@
 //! off, and every module skipped needs an allow-listed post-2.0 proposal; a generator that
 //! refuses modules it should compile makes the run fail, whatever message it gives.
 //!
-//! The 2.0 set's `simd_*` scripts are not run yet: the code generator has no SIMD (issue 12).
+//! The 2.0 set includes its `simd_*` scripts; `Options::NONE` lowers SIMD with SSE2 only,
+//! `Options::default()` with the extensions the CPU has, and one more run takes the SIMD
+//! scripts optimized with SSE2 only.
 #![cfg(target_arch = "x86_64")]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use atoll_pae::{CompileError, CompiledModule, Options};
+use atoll_pae::{CompileError, CompiledModule, CpuFeatures, Options};
 use tools::chunkc::wast::{FileReport, run_script, run_script_with};
 use tools::chunkc::wast_host::{self, HostError};
 use tools::chunkc::wast_skip::SKIPPABLE;
 
-/// Scripts of the 2.0 set that are not run yet (fixed-width SIMD is not implemented).
-const NOT_YET_PREFIX: &str = "simd_";
+/// The 2.0 set's fixed-width SIMD scripts.
+const SIMD_PREFIX: &str = "simd_";
 
 fn spec_dir() -> PathBuf {
     dir_named("wasm-spec")
@@ -60,16 +62,27 @@ fn run_all(options: Options) {
     run_set(&scripts(&spec_dir()), options, 10_000);
 }
 
+fn is_simd(p: &std::path::Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(SIMD_PREFIX))
+}
+
 fn run_all_2_0(options: Options) {
+    let files = scripts(&dir_named("wasm-spec-2.0"));
+    let simd = files.iter().filter(|p| is_simd(p)).count();
+    assert!(
+        files.len() - simd >= 26 && simd >= 28,
+        "2.0 scripts are missing"
+    );
+    run_set(&files, options, 23_000);
+}
+
+fn run_simd_2_0(options: Options) {
     let files: Vec<PathBuf> = scripts(&dir_named("wasm-spec-2.0"))
         .into_iter()
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(NOT_YET_PREFIX))
-        })
+        .filter(|p| is_simd(p))
         .collect();
-    assert!(files.len() >= 26, "the non-SIMD 2.0 scripts are missing");
-    run_set(&files, options, 8_000);
+    run_set(&files, options, 15_000);
 }
 
 fn run_set(files: &[PathBuf], options: Options, min_passed: u32) {
@@ -110,6 +123,7 @@ fn spec_2_0_scripts_pass_optimized() {
 
 #[test]
 fn spec_2_0_scripts_pass_unoptimized() {
+    assert_eq!(Options::NONE.cpu, CpuFeatures::SSE2);
     run_all_2_0(Options::NONE);
 }
 
@@ -128,6 +142,31 @@ fn spec_scripts_pass_with_every_function_assembled_lazily() {
         wast_host::lazily_assembled() - before >= 1000,
         "too few functions assembled lazily"
     );
+}
+
+#[test]
+fn spec_2_0_simd_scripts_pass_optimized_with_sse2_only() {
+    run_simd_2_0(Options {
+        cpu: CpuFeatures::SSE2,
+        ..Options::default()
+    });
+}
+
+#[test]
+fn spec_2_0_simd_scripts_pass_unoptimized_with_every_extension() {
+    run_simd_2_0(Options {
+        cpu: CpuFeatures::detect(),
+        ..Options::NONE
+    });
+}
+
+/// The code generator's CPUID reading agrees with the standard library's detection.
+#[test]
+fn cpu_features_match_the_host() {
+    let cpu = CpuFeatures::detect();
+    assert_eq!(cpu.ssse3, is_x86_feature_detected!("ssse3"));
+    assert_eq!(cpu.sse41, is_x86_feature_detected!("sse4.1"));
+    assert_eq!(cpu.sse42, is_x86_feature_detected!("sse4.2"));
 }
 
 #[test]

@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 mod emit;
 pub mod lazy;
 mod lower;
@@ -37,6 +38,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use cpu::CpuFeatures;
 pub use meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 pub use module::{FuncType, ModuleDesc, Ty};
 pub use opt::specialize::{ArgProfile, Specialize};
@@ -66,6 +68,8 @@ pub struct Options {
     /// Profile-guided specialization: functions with constant parameters
     /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
     pub specialize: bool,
+    /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
+    pub cpu: CpuFeatures,
 }
 
 impl Default for Options {
@@ -77,12 +81,13 @@ impl Default for Options {
             block_counters: false,
             lazy: false,
             specialize: true,
+            cpu: CpuFeatures::detect(),
         }
     }
 }
 
 impl Options {
-    /// Every optimization off (the baseline translation).
+    /// Every optimization off and SSE2 only (the baseline translation).
     pub const NONE: Options = Options {
         const_fold: false,
         dce: false,
@@ -90,6 +95,7 @@ impl Options {
         block_counters: false,
         lazy: false,
         specialize: false,
+        cpu: CpuFeatures::SSE2,
     };
 }
 
@@ -180,10 +186,12 @@ pub enum Libcall {
     F64ConvertU64,
     /// Assembles a function compiled as a lazy stub (`a`: its index; see [`lazy`]).
     LazyAssemble,
+    /// A simd128 operation computed lane by lane (`runtime::lanes`): `(op, operands)`.
+    Simd,
 }
 
 /// Number of libcall slots.
-pub const LIBCALL_COUNT: usize = Libcall::LazyAssemble as usize + 1;
+pub const LIBCALL_COUNT: usize = Libcall::Simd as usize + 1;
 
 /// A module compiled to position-independent machine code.
 #[derive(Debug, Clone)]

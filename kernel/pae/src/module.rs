@@ -29,17 +29,32 @@ pub enum Ty {
     FuncRef,
     /// externref: 0 (null) or a non-zero value chosen by the host.
     ExternRef,
+    /// v128: 16 bytes in an XMM register, two 8-byte slots in memory (low half first).
+    V128,
 }
 
 impl Ty {
-    /// Whether values live in XMM registers.
+    /// Whether values live in XMM registers (f32, f64 and v128).
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F32 | Ty::F64)
+        matches!(self, Ty::F32 | Ty::F64 | Ty::V128)
     }
 
-    /// Whether the value is 64 bits wide.
+    /// Whether the value is at least 64 bits wide.
     pub fn is_wide(self) -> bool {
-        matches!(self, Ty::I64 | Ty::F64 | Ty::FuncRef | Ty::ExternRef)
+        matches!(
+            self,
+            Ty::I64 | Ty::F64 | Ty::FuncRef | Ty::ExternRef | Ty::V128
+        )
+    }
+
+    /// Whether this is v128.
+    pub fn is_v128(self) -> bool {
+        self == Ty::V128
+    }
+
+    /// 8-byte slots a value takes in memory (argument areas, locals, host slots): 2 for v128.
+    pub fn slots(self) -> usize {
+        if self == Ty::V128 { 2 } else { 1 }
     }
 
     /// Whether this is a reference type.
@@ -66,7 +81,7 @@ impl Ty {
             wasmparser::ValType::F32 => Ok(Ty::F32),
             wasmparser::ValType::F64 => Ok(Ty::F64),
             wasmparser::ValType::Ref(r) => Self::from_ref(r),
-            wasmparser::ValType::V128 => Err(CompileError::Unsupported("v128 value".into())),
+            wasmparser::ValType::V128 => Ok(Ty::V128),
         }
     }
 }
@@ -81,10 +96,33 @@ pub struct FuncType {
 }
 
 impl FuncType {
-    /// Slots the caller reserves for a call: `max(params, results)`.
+    /// Slots the caller reserves for a call: `max(params, results)` in 8-byte slots (a v128
+    /// takes two).
     pub fn slots(&self) -> usize {
-        self.params.len().max(self.results.len())
+        self.param_slots().max(self.result_slots())
     }
+
+    /// 8-byte slots of the parameters.
+    pub fn param_slots(&self) -> usize {
+        self.params.iter().map(|t| t.slots()).sum()
+    }
+
+    /// 8-byte slots of the results.
+    pub fn result_slots(&self) -> usize {
+        self.results.iter().map(|t| t.slots()).sum()
+    }
+}
+
+/// The slot index where each of `tys` starts when they are laid out one after another.
+pub fn slot_offsets(tys: &[Ty]) -> alloc::vec::Vec<usize> {
+    let mut at = 0;
+    tys.iter()
+        .map(|t| {
+            let here = at;
+            at += t.slots();
+            here
+        })
+        .collect()
 }
 
 /// A constant initializer expression.
@@ -92,6 +130,8 @@ impl FuncType {
 pub enum ConstInit {
     /// A number (raw bits, i32/f32 zero-extended).
     Value(u64),
+    /// A v128 constant.
+    V128(u128),
     /// `global.get` of an (imported) global.
     Global(u32),
     /// `ref.func`.
@@ -219,6 +259,8 @@ pub struct ModuleDesc {
     pub names: Vec<Option<String>>,
     /// Byte ranges of defined function bodies in the module.
     pub(crate) bodies: Vec<Range<usize>>,
+    /// Some type or global mentions v128 (then every function gets 16-byte home slots).
+    pub uses_v128: bool,
 }
 
 impl ModuleDesc {
@@ -244,6 +286,7 @@ fn const_init(expr: &ConstExpr<'_>) -> Result<ConstInit, CompileError> {
         Operator::I64Const { value } => ConstInit::Value(value as u64),
         Operator::F32Const { value } => ConstInit::Value(u64::from(value.bits())),
         Operator::F64Const { value } => ConstInit::Value(value.bits()),
+        Operator::V128Const { value } => ConstInit::V128(value.i128() as u128),
         Operator::GlobalGet { global_index } => ConstInit::Global(global_index),
         Operator::RefFunc { function_index } => ConstInit::RefFunc(function_index),
         Operator::RefNull { .. } => ConstInit::RefNull,
@@ -459,6 +502,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
         }
     }
     m.names.resize(m.funcs.len(), None);
+    m.uses_v128 = m
+        .types
+        .iter()
+        .any(|t| t.params.iter().chain(&t.results).any(|t| t.is_v128()))
+        || m.globals.iter().any(|g| g.ty.is_v128());
     Ok(m)
 }
 

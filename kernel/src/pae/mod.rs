@@ -241,15 +241,15 @@ pub fn dependency_order(chunk: &str) -> Result<Vec<String>, PaeError> {
     Ok(order)
 }
 
-/// The console's type for a parameter or result; `None` for references, which it cannot show
-/// or pass.
+/// The console's type for a parameter or result; `None` for references and vectors, which it
+/// cannot show or pass.
 fn val_type(ty: Ty) -> Option<ValType> {
     match ty {
         Ty::I32 => Some(ValType::I32),
         Ty::I64 => Some(ValType::I64),
         Ty::F32 => Some(ValType::F32),
         Ty::F64 => Some(ValType::F64),
-        Ty::FuncRef | Ty::ExternRef => None,
+        Ty::FuncRef | Ty::ExternRef | Ty::V128 => None,
     }
 }
 

@@ -29,6 +29,8 @@ pub mod wast;
 pub mod wast_host;
 #[cfg(target_arch = "x86_64")]
 pub mod wast_skip;
+#[cfg(target_arch = "x86_64")]
+pub mod wast_v128;
 pub mod workload;
 
 use std::io::Write;

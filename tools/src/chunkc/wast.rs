@@ -23,12 +23,12 @@ use atoll_pae::runtime::{
 };
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompileError, CompiledModule, FuncType, Options, TrapCode, Ty};
-use wast::core::{AbstractHeapType, HeapType, NanPattern, WastArgCore, WastRetCore};
+use wast::core::{AbstractHeapType, HeapType, WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet};
 
 use super::wast_host::{self, HostError};
-use super::wast_skip;
+use super::{wast_skip, wast_v128};
 
 /// Results for one script.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,7 @@ struct Runner {
 
 /// What running a directive produced.
 enum Outcome {
-    Values(Vec<(Ty, u64)>),
+    Values(Vec<(Ty, u128)>),
     Trap(TrapCode),
     Skip(String),
     Error(String),
@@ -236,35 +236,22 @@ fn arg_bits(arg: &WastArg<'_>) -> Option<u64> {
 }
 
 /// Whether a result of type `ty` with `bits` is what `ret` expects. Expected values of another
-/// type (vectors, GC references) never match: a module that compiled has none.
-fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u64) -> bool {
+/// type (GC references) never match: a module that compiled has none.
+fn matches_ret(ret: &WastRet<'_>, ty: Ty, bits: u128) -> bool {
     let WastRet::Core(ret) = ret else {
         return false;
     };
     matches_core(ret, ty, bits)
 }
 
-fn matches_core(ret: &WastRetCore<'_>, ty: Ty, bits: u64) -> bool {
+fn matches_core(ret: &WastRetCore<'_>, ty: Ty, wide_bits: u128) -> bool {
+    let bits = wide_bits as u64;
     match (ret, ty) {
+        (WastRetCore::V128(p), Ty::V128) => wast_v128::matches(p, wide_bits),
         (WastRetCore::I32(v), Ty::I32) => bits as u32 == *v as u32,
         (WastRetCore::I64(v), Ty::I64) => bits == *v as u64,
-        (WastRetCore::F32(p), Ty::F32) => {
-            let b = bits as u32;
-            let nan = b & 0x7FFF_FFFF > 0x7F80_0000;
-            match p {
-                NanPattern::CanonicalNan => b & 0x7FFF_FFFF == 0x7FC0_0000,
-                NanPattern::ArithmeticNan => nan && b & 0x0040_0000 != 0,
-                NanPattern::Value(v) => b == v.bits,
-            }
-        }
-        (WastRetCore::F64(p), Ty::F64) => {
-            let nan = bits & (u64::MAX >> 1) > 0x7FF0_0000_0000_0000;
-            match p {
-                NanPattern::CanonicalNan => bits & (u64::MAX >> 1) == 0x7FF8_0000_0000_0000,
-                NanPattern::ArithmeticNan => nan && bits & 0x0008_0000_0000_0000 != 0,
-                NanPattern::Value(v) => bits == v.bits,
-            }
-        }
+        (WastRetCore::F32(p), Ty::F32) => wast_v128::f32_matches(p, bits as u32),
+        (WastRetCore::F64(p), Ty::F64) => wast_v128::f64_matches(p, bits),
         (WastRetCore::RefNull(None), Ty::FuncRef | Ty::ExternRef) => bits == 0,
         (WastRetCore::RefNull(Some(h)), Ty::FuncRef) => {
             bits == 0
@@ -290,7 +277,7 @@ fn matches_core(ret: &WastRetCore<'_>, ty: Ty, bits: u64) -> bool {
         (WastRetCore::RefExtern(None), Ty::ExternRef) | (WastRetCore::RefFunc(_), Ty::FuncRef) => {
             bits != 0
         }
-        (WastRetCore::Either(any), _) => any.iter().any(|r| matches_core(r, ty, bits)),
+        (WastRetCore::Either(any), _) => any.iter().any(|r| matches_core(r, ty, wide_bits)),
         _ => false,
     }
 }
@@ -469,8 +456,18 @@ impl Runner {
             Ok(i) => i,
             Err(n) => return n.into(),
         };
-        // A module that compiled has no vector- or GC-typed parameters.
-        let args: Option<Vec<u64>> = call.args.iter().map(arg_bits).collect();
+        // A module that compiled has no GC-typed parameters; a v128 takes two slots.
+        let args: Option<Vec<u64>> = call
+            .args
+            .iter()
+            .map(|a| match a {
+                WastArg::Core(WastArgCore::V128(v)) => {
+                    Some(wast_v128::slots(wast_v128::const_bits(v)).to_vec())
+                }
+                _ => arg_bits(a).map(|b| vec![b]),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat());
         let Some(args) = args else {
             return Outcome::Error(format!(
                 "`{}`: an argument is not a number, funcref or externref",
@@ -482,7 +479,19 @@ impl Runner {
         };
         let results = inst.module().desc.func_type(index).results.clone();
         match inst.invoke(index, &args) {
-            Ok(values) => Outcome::Values(results.into_iter().zip(values).collect()),
+            Ok(values) => {
+                let mut at = 0;
+                let mut out = Vec::with_capacity(results.len());
+                for ty in results {
+                    let mut bits = u128::from(values[at]);
+                    if ty == Ty::V128 {
+                        bits |= u128::from(values[at + 1]) << 64;
+                    }
+                    at += ty.slots();
+                    out.push((ty, bits));
+                }
+                Outcome::Values(out)
+            }
             Err(InvokeError::Trap(code)) => Outcome::Trap(code),
             Err(e) => Outcome::Error(format!("`{}`: {e}", call.name)),
         }
@@ -505,7 +514,11 @@ impl Runner {
                     return Outcome::Error(format!("no global `{global}`"));
                 };
                 let ty = desc.globals[e.index as usize].ty;
-                Outcome::Values(vec![(ty, inst.global(e.index))])
+                let bits = match inst.export_global(e.index) {
+                    Some(Extern::Global(g)) => g.get_v128(),
+                    _ => u128::from(inst.global(e.index)),
+                };
+                Outcome::Values(vec![(ty, bits)])
             }
             WastExecute::Wat(wat) => {
                 let bytes = match wat.encode() {

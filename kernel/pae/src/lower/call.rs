@@ -27,7 +27,7 @@ impl Func<'_, '_> {
                 let m = self.local_mem(local_index);
                 if ty.is_float() {
                     let x = self.alloc_xmm()?;
-                    self.xmm_load(x, m, ty.is_wide())?;
+                    self.xmm_load_ty(x, m, ty)?;
                     self.push(ty, Loc::Xmm(x));
                 } else {
                     let r = self.alloc_gpr()?;
@@ -57,7 +57,7 @@ impl Func<'_, '_> {
                 let m = mem(reg::RAX, 0);
                 if ty.is_float() {
                     let x = self.alloc_xmm()?;
-                    self.xmm_load(x, m, ty.is_wide())?;
+                    self.xmm_load_ty(x, m, ty)?;
                     self.push(ty, Loc::Xmm(x));
                 } else {
                     let r = self.alloc_gpr()?;
@@ -108,10 +108,11 @@ impl Func<'_, '_> {
         self.write_val(m, v)
     }
 
-    /// Stores the top `n` values into the outgoing area (`[rsp + 8*i]`, deepest first), pops
-    /// them and spills the rest of the value stack.
+    /// Stores the top `n` values into the outgoing area (`[rsp + 8*slot]`, deepest first; a
+    /// v128 takes two slots), pops them and spills the rest of the value stack.
     fn store_outgoing(&mut self, n: usize) -> Result<(), CompileError> {
         let base = self.height() - n;
+        let mut at = 0;
         for i in 0..n {
             let (t, loc) = self.peek(n - 1 - i);
             let v = super::Val {
@@ -119,7 +120,8 @@ impl Func<'_, '_> {
                 loc,
                 depth: base + i,
             };
-            self.write_val(mem(reg::RSP, 8 * i as i32), v)?;
+            self.write_val(mem(reg::RSP, 8 * at), v)?;
+            at += t.slots() as i32;
         }
         self.truncate(base);
         self.spill_all()
@@ -135,11 +137,12 @@ impl Func<'_, '_> {
     /// Reloads the memory base and pushes the results from the outgoing area.
     fn after_call(&mut self, ty: &FuncType) -> Result<(), CompileError> {
         self.reload_membase()?;
+        let at = crate::module::slot_offsets(&ty.results);
         for (i, &t) in ty.results.iter().enumerate() {
-            let m = mem(reg::RSP, 8 * i as i32);
+            let m = mem(reg::RSP, 8 * at[i] as i32);
             if t.is_float() {
                 let x = self.alloc_xmm()?;
-                self.xmm_load(x, m, t.is_wide())?;
+                self.xmm_load_ty(x, m, t)?;
                 self.push(t, Loc::Xmm(x));
             } else {
                 let r = self.alloc_gpr()?;
@@ -331,7 +334,7 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
     e.op0(Code::Retnq)?;
     // Wasm function of another instance: hand over the stack state, switch vmctx.
     e.bind(&mut wasm)?;
-    for i in 0..ty.params.len() as i32 {
+    for i in 0..ty.param_slots() as i32 {
         e.load(rdx, true, mem(reg::RBP, 16 + 8 * i))?;
         e.store(mem(reg::RSP, 8 * i), rdx, true)?;
     }
@@ -342,7 +345,7 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
     e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
     refresh_memory(e)?;
     e.load(reg::MEMBASE, true, mem(reg::VMCTX, off::MEMORY_BASE))?;
-    for i in 0..ty.results.len() as i32 {
+    for i in 0..ty.result_slots() as i32 {
         e.load(rdx, true, mem(reg::RSP, 8 * i))?;
         e.store(mem(reg::RBP, 16 + 8 * i), rdx, true)?;
     }

@@ -106,10 +106,8 @@ impl Func<'_, '_> {
             return Ok(());
         }
         for i in 0..arity {
-            let from = self.slot(top + i);
-            let to = self.slot(height + i);
-            self.cx.e.load(reg::RAX, true, from)?;
-            self.cx.e.store(to, reg::RAX, true)?;
+            let (from, to) = (self.slot(top + i), self.slot(height + i));
+            self.copy_slot(from, to)?;
         }
         Ok(())
     }
@@ -304,12 +302,11 @@ impl Func<'_, '_> {
 
     /// Copies results from home slots to the incoming-argument area, `leave`, `ret`.
     fn epilogue(&mut self, results: &[Ty]) -> Result<(), CompileError> {
-        for i in 0..results.len() {
+        let at = crate::module::slot_offsets(results);
+        for (i, &t) in results.iter().enumerate() {
             let from = self.slot(i);
-            self.cx.e.load(reg::RAX, true, from)?;
-            self.cx
-                .e
-                .store(mem(reg::RBP, 16 + 8 * i as i32), reg::RAX, true)?;
+            let to = mem(reg::RBP, 16 + 8 * at[i] as i32);
+            self.copy_value(from, to, t)?;
         }
         self.cx.e.op0(Code::Leaveq)?;
         self.cx.e.op0(Code::Retnq)

@@ -129,7 +129,10 @@ pub(crate) fn emit_stub(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, Compi
         0i32,
     ))?;
     e.jcc(Cond::Ne, failed)?;
-    for i in 0..ty.params.len() as i32 {
+    // Every 8-byte argument slot (a v128 takes two).
+    let param_slots: usize = ty.params.iter().map(|t| t.slots()).sum();
+    let result_slots: usize = ty.results.iter().map(|t| t.slots()).sum();
+    for i in 0..param_slots as i32 {
         e.load(reg::RDX, true, mem(reg::RBP, 16 + 8 * i))?;
         e.store(mem(reg::RSP, 8 * i), reg::RDX, true)?;
     }
@@ -138,7 +141,7 @@ pub(crate) fn emit_stub(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, Compi
     raw.calls.push((e.pos(), CallTarget::Cell(index)));
     e.ins(Instruction::with1(Code::Call_rm64, mem(reg::RAX, 0)))?;
     e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
-    for i in 0..ty.results.len() as i32 {
+    for i in 0..result_slots as i32 {
         e.load(reg::RDX, true, mem(reg::RSP, 8 * i))?;
         e.store(mem(reg::RBP, 16 + 8 * i), reg::RDX, true)?;
     }
@@ -185,7 +188,7 @@ pub(crate) fn compile_one(
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();
     let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
-    let raw = lower_function(&mut cx, index, &body)?;
+    let raw = lower_function(&mut cx, index, &body, bytes)?;
     if cx.counters.len() > counters.len() {
         return Err(CompileError::Assembler(alloc::format!(
             "function {index} counts {} blocks, {} reserved",

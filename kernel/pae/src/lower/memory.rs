@@ -50,7 +50,7 @@ fn store_kind(op: &Operator<'_>) -> Option<(u32, MemArg)> {
 impl Func<'_, '_> {
     /// Bounds-checks `size` bytes at `r + offset` (r holds a zero-extended i32) and returns the
     /// memory operand. May add to `r`.
-    fn checked_address(
+    pub(super) fn checked_address(
         &mut self,
         r: u8,
         offset: u64,

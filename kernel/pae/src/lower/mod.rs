@@ -11,6 +11,7 @@ mod float;
 mod int;
 pub(crate) mod lazy;
 mod memory;
+mod simd;
 mod specialize_body;
 mod table;
 
@@ -101,8 +102,13 @@ pub(crate) struct RawMeta {
 pub(crate) struct Func<'a, 'm> {
     pub cx: &'a mut ModCx<'m>,
     pub index: u32,
-    pub nparams: usize,
     pub locals: Vec<Ty>,
+    /// `rbp`-relative displacement of each local (a v128 takes two 8-byte slots).
+    local_disp: Vec<i32>,
+    /// 8-byte slots of the non-parameter locals.
+    local_slots: usize,
+    /// Home slots are 16 bytes (the function may hold v128 values), else 8.
+    wide_slots: bool,
     stack: Vec<Entry>,
     pub frames: Vec<Frame>,
     gprs: Pool,
@@ -164,7 +170,7 @@ pub(crate) fn compile_module(
             let range = desc.bodies[(index - desc.func_imports) as usize].clone();
             let body =
                 FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
-            lower_function(&mut cx, index, &body)?
+            lower_function(&mut cx, index, &body, bytes)?
         };
         raws.push(raw);
         ticks.push(now().wrapping_sub(start));
@@ -225,6 +231,7 @@ pub(crate) fn lower_function(
     cx: &mut ModCx<'_>,
     index: u32,
     body: &FunctionBody<'_>,
+    bytes: &[u8],
 ) -> Result<RawMeta, CompileError> {
     let ty = cx.m.func_type(index).clone();
     let mut locals: Vec<Ty> = ty.params.clone();
@@ -243,11 +250,20 @@ pub(crate) fn lower_function(
         ops.push((op, offset as u32));
     }
     let start = cx.e.pos() - 1;
+    let nparams = ty.params.len();
+    let (local_disp, local_slots) = simd::local_layout(&locals, nparams);
+    let wide_slots = cx.m.uses_v128
+        || locals.iter().any(|t| t.is_v128())
+        || ops
+            .iter()
+            .any(|&(_, at)| bytes[at as usize] == simd::PREFIX);
     let mut f = Func {
         cx,
         index,
-        nparams: ty.params.len(),
         locals,
+        local_disp,
+        local_slots,
+        wide_slots,
         stack: Vec::new(),
         frames: Vec::new(),
         gprs: Pool::new(&GPRS),
@@ -276,14 +292,14 @@ pub(crate) fn lower_function(
         f.cx.e.bind(&mut general)?;
     }
     f.body(&ops, &ty.results)?;
-    let nonparam = (f.locals.len() - f.nparams) as u32;
-    let frame_bytes =
-        (8 + 8 * (nonparam + f.max_depth as u32 + f.max_out as u32)).next_multiple_of(16);
+    let nonparam = f.local_slots as u32;
+    let stack_slots = f.max_depth as u32 * if f.wide_slots { 2 } else { 1 };
+    let frame_bytes = (8 + 8 * (nonparam + stack_slots + f.max_out as u32)).next_multiple_of(16);
     f.cx.patches.push((sub_at, frame_bytes));
     f.raw.frame = FrameLayout {
         frame_bytes,
         locals: nonparam,
-        stack_slots: f.max_depth as u32,
+        stack_slots,
         outgoing_slots: f.max_out as u32,
     };
     f.raw.end = f.cx.e.pos();
@@ -311,7 +327,7 @@ impl Func<'_, '_> {
         let overflow = self.cx.trap(TrapCode::StackOverflow);
         self.cx.e.jcc(Cond::B, overflow)?;
         self.cx.e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
-        let nonparam = self.locals.len() - self.nparams;
+        let nonparam = self.local_slots;
         if nonparam > 0 {
             let e = &mut self.cx.e;
             e.ins(Instruction::with2(Code::Xor_r32_rm32, R32[0], R32[0]))?;
@@ -358,18 +374,13 @@ impl Func<'_, '_> {
 
     /// Memory operand of local `i`.
     pub fn local_mem(&self, i: u32) -> MemoryOperand {
-        let i = i as usize;
-        if i < self.nparams {
-            mem(reg::RBP, 16 + 8 * i as i32)
-        } else {
-            mem(reg::RBP, -16 - 8 * (i - self.nparams) as i32)
-        }
+        mem(reg::RBP, self.local_disp[i as usize])
     }
 
-    /// Memory operand of home slot `d`.
+    /// Memory operand of home slot `d` (its lowest address; 16 bytes when `wide_slots`).
     pub fn slot(&self, d: usize) -> MemoryOperand {
-        let nonparam = self.locals.len() - self.nparams;
-        mem(reg::RBP, -16 - 8 * (nonparam + d) as i32)
+        let k = if self.wide_slots { 2 * d + 1 } else { d };
+        mem(reg::RBP, -16 - 8 * (self.local_slots + k) as i32)
     }
 
     pub fn height(&self) -> usize {
@@ -505,7 +516,7 @@ impl Func<'_, '_> {
         let e = &mut self.cx.e;
         match loc {
             Loc::Gpr(r) => e.store(m, r, ty.is_wide()),
-            Loc::Xmm(x) => self.xmm_store(m, x, ty.is_wide()),
+            Loc::Xmm(x) => self.xmm_store_ty(m, x, ty),
             Loc::Const(bits) => {
                 if !ty.is_wide() {
                     e.ins(Instruction::with2(Code::Mov_rm32_imm32, m, bits as u32))
@@ -524,6 +535,10 @@ impl Func<'_, '_> {
     pub fn write_val(&mut self, m: MemoryOperand, v: Val) -> Result<(), CompileError> {
         if v.loc == Loc::Mem {
             let slot = self.slot(v.depth);
+            if v.ty.is_v128() {
+                self.xmm_load_ty(0, slot, v.ty)?;
+                return self.xmm_store_ty(m, 0, v.ty);
+            }
             self.cx.e.load(reg::RAX, true, slot)?;
             return self.cx.e.store(m, reg::RAX, true);
         }
@@ -556,7 +571,7 @@ impl Func<'_, '_> {
             Loc::Mem => {
                 let x = self.alloc_xmm()?;
                 let slot = self.slot(v.depth);
-                self.xmm_load(x, slot, v.ty.is_wide())?;
+                self.xmm_load_ty(x, slot, v.ty)?;
                 Ok(x)
             }
             Loc::Const(bits) => {
@@ -663,7 +678,7 @@ impl Func<'_, '_> {
         {
             return Ok(());
         }
-        if self.call_or_var(op)? {
+        if self.call_or_var(op)? || self.simd(op)? {
             return Ok(());
         }
         Err(CompileError::Unsupported(alloc::format!("operator {op:?}")))

@@ -103,6 +103,11 @@ pub(crate) fn applicable(
         })
     };
     let mut out: Vec<(u32, u64)> = Vec::new();
+    // A v128 parameter takes two argument slots, so slot and parameter indices differ after
+    // it: such functions are not specialized at all.
+    if params.iter().any(|t| t.is_v128()) {
+        return out;
+    }
     for s in specs.iter().filter(|s| s.func == func) {
         let Some(ty) = params.get(s.param as usize) else {
             continue;

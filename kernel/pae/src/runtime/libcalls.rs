@@ -53,6 +53,7 @@ pub const LIBCALL_BY_INDEX: [Libcall; LIBCALL_COUNT] = [
     Libcall::F32ConvertU64,
     Libcall::F64ConvertU64,
     Libcall::LazyAssemble,
+    Libcall::Simd,
 ];
 
 /// The table `VmContext::libcalls` points at.
@@ -85,6 +86,7 @@ fn helper(which: Libcall) -> Helper {
         Libcall::F32ConvertU64 => f32_convert_u64,
         Libcall::F64ConvertU64 => f64_convert_u64,
         Libcall::LazyAssemble => lazy_assemble,
+        Libcall::Simd => simd_lanes,
         conversion => CONVERSIONS[conversion as usize - Libcall::I32TruncF32S as usize],
     }
 }
@@ -225,14 +227,14 @@ extern "C" fn popcnt64(_: *mut VmContext, a: u64, _: u64, _: u64, _: u64) -> u64
 
 /// Rounding on raw bits, generic over the format: `mant` fraction bits, `bias`.
 #[derive(Clone, Copy)]
-enum Round {
+pub(crate) enum Round {
     Ceil,
     Floor,
     Trunc,
     Nearest,
 }
 
-fn round_bits(bits: u64, width: u32, mant: u32, mode: Round) -> u64 {
+pub(crate) fn round_bits(bits: u64, width: u32, mant: u32, mode: Round) -> u64 {
     let exp_bits = width - 1 - mant;
     let bias = (1u64 << (exp_bits - 1)) - 1;
     let sign = bits >> (width - 1) & 1;
@@ -391,6 +393,27 @@ conversion!(
     c14 = 14,
     c15 = 15,
 );
+
+/// `Libcall::Simd`: operands `a`, `b`, `c` at `ptr`, `ptr + 16`, `ptr + 32` (16 bytes each);
+/// the result overwrites `a`.
+unsafe extern "C" fn simd_lanes(_: *mut VmContext, op: u64, ptr: u64, _: u64, _: u64) -> u64 {
+    let Some(&op) = super::lanes::LANE_OPS.get(op as usize) else {
+        return 0;
+    };
+    let p = ptr as *mut u128;
+    // SAFETY: generated code passes a pointer to 48 bytes of its own outgoing area (it
+    // reserves 6 slots for this call); unaligned accesses because the area is 8-aligned.
+    unsafe {
+        let r = super::lanes::eval(
+            op,
+            p.read_unaligned(),
+            p.add(1).read_unaligned(),
+            p.add(2).read_unaligned(),
+        );
+        p.write_unaligned(r);
+    }
+    0
+}
 
 #[cfg(test)]
 mod tests {

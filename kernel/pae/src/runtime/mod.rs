@@ -8,6 +8,7 @@
 //! argument count, calls the function through the entry trampoline and returns its results or
 //! an [`InvokeError`] (the [`TrapCode`] that ended it, or the bad call).
 
+pub mod lanes;
 pub mod libcalls;
 mod shared;
 
@@ -433,8 +434,8 @@ impl Instance {
             .collect();
         inst.globals = globals;
         for g in &desc.globals[inst.globals.len()..] {
-            let v = inst.const_value(g.init);
-            inst.globals.push(Global::new(g.ty, g.mutable, v));
+            let v = inst.const_value128(g.init);
+            inst.globals.push(Global::new_v128(g.ty, g.mutable, v));
         }
         for t in &desc.tables[tables.len()..] {
             let init = inst.const_value(t.init);
@@ -499,12 +500,18 @@ impl Instance {
 
     /// The value of a constant expression (globals and funcrefs must exist already).
     fn const_value(&self, init: ConstInit) -> u64 {
-        match init {
+        self.const_value128(init) as u64
+    }
+
+    /// [`Self::const_value`] with all 128 bits (v128 globals).
+    fn const_value128(&self, init: ConstInit) -> u128 {
+        u128::from(match init {
+            ConstInit::V128(v) => return v,
+            ConstInit::Global(g) => return self.globals[g as usize].get_v128(),
             ConstInit::Value(v) => v,
-            ConstInit::Global(g) => self.globals[g as usize].get(),
             ConstInit::RefFunc(f) => self.func_ref_bits(f),
             ConstInit::RefNull => 0,
-        }
+        })
     }
 
     /// The funcref of function `index` as a table value.
@@ -640,7 +647,7 @@ impl Instance {
         if index as usize >= count {
             return Err(InvokeError::UnknownFunction { index, count });
         }
-        let expected = desc.func_type(index).params.len();
+        let expected = desc.func_type(index).param_slots();
         if args.len() != expected {
             return Err(InvokeError::ArgCount {
                 index,
@@ -679,11 +686,14 @@ impl Instance {
         if code != 0 {
             return Err(TrapCode::from_u32(code));
         }
-        slots.truncate(ty.results.len());
+        slots.truncate(ty.result_slots());
         // Only the low 4 bytes of an i32/f32 slot are defined.
-        for (slot, t) in slots.iter_mut().zip(&ty.results) {
+        for (&at, t) in crate::module::slot_offsets(&ty.results)
+            .iter()
+            .zip(&ty.results)
+        {
             if !t.is_wide() {
-                *slot &= u64::from(u32::MAX);
+                slots[at] &= u64::from(u32::MAX);
             }
         }
         Ok(slots)

@@ -280,7 +280,8 @@ fn range(at: u64, n: u64, len: usize) -> Option<core::ops::Range<usize>> {
     (end <= len as u64).then_some(at as usize..end as usize)
 }
 
-/// A global: its type, mutability and 8-byte cell (shared by reference counting).
+/// A global: its type, mutability and cell (8 bytes, 16 for v128; shared by reference
+/// counting).
 #[derive(Debug, Clone)]
 pub struct Global(Arc<GlobalState>);
 
@@ -288,16 +289,24 @@ pub struct Global(Arc<GlobalState>);
 struct GlobalState {
     ty: Ty,
     mutable: bool,
-    cell: AtomicU64,
+    cell: [AtomicU64; 2],
 }
 
 impl Global {
     /// A global holding `bits`.
     pub fn new(ty: Ty, mutable: bool, bits: u64) -> Self {
+        Self::new_v128(ty, mutable, u128::from(bits))
+    }
+
+    /// A global holding 128 bits (a v128; others use the low 64).
+    pub fn new_v128(ty: Ty, mutable: bool, bits: u128) -> Self {
         Self(Arc::new(GlobalState {
             ty,
             mutable,
-            cell: AtomicU64::new(bits),
+            cell: [
+                AtomicU64::new(bits as u64),
+                AtomicU64::new((bits >> 64) as u64),
+            ],
         }))
     }
 
@@ -313,11 +322,16 @@ impl Global {
 
     /// Current value (raw bits).
     pub fn get(&self) -> u64 {
-        self.0.cell.load(Ordering::Relaxed)
+        self.0.cell[0].load(Ordering::Relaxed)
+    }
+
+    /// Current value of a v128 global (low half first in the cell).
+    pub fn get_v128(&self) -> u128 {
+        u128::from(self.get()) | u128::from(self.0.cell[1].load(Ordering::Relaxed)) << 64
     }
 
     /// The cell generated code reads and writes.
     pub(crate) fn cell(&self) -> *mut u64 {
-        self.0.cell.as_ptr()
+        self.0.cell[0].as_ptr()
     }
 }
