@@ -9,13 +9,15 @@ use crate::error::FormatError;
 /// The first eight bytes of every image.
 pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
 /// Newest major version. Readers reject any major version they do not know; this reader knows
-/// 1 and 2 (2 adds the programs section; the writer uses it only for images that have one).
-pub const VERSION_MAJOR: u16 = 2;
+/// 1, 2 and 3 (2 adds the programs section; 3 adds a default environment to each program; the
+/// writer uses the lowest version that holds what the image has).
+pub const VERSION_MAJOR: u16 = 3;
 /// Minor version: additions old readers may ignore (they accept any minor of their major).
 pub const VERSION_MINOR: u16 = 0;
 /// Size of the fixed header of a version-1 image in bytes.
 pub const HEADER_LEN: usize = 72;
-/// Size of the fixed header of a version-2 image (a programs section before the checksums).
+/// Size of the fixed header of a version-2 or version-3 image (a programs section before the
+/// checksums).
 pub const HEADER_LEN_V2: usize = 80;
 /// Size of one chunk record in bytes.
 pub const RECORD_LEN: usize = 40;
@@ -24,7 +26,7 @@ const fn header_crc_offset(major: u16) -> usize {
     header_len(major) - 4
 }
 
-/// The header length of `major` (1 or 2).
+/// The header length of `major` (1, 2 or 3).
 pub const fn header_len(major: u16) -> usize {
     if major == 1 {
         HEADER_LEN

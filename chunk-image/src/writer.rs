@@ -21,7 +21,8 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
 }
 
 /// Writes `chunks` and the run settings of their `programs`. Without programs the image is
-/// version 1 (byte for byte what older writers produced); with them, version 2.
+/// version 1 (byte for byte what older writers produced); with them, version 2, or version 3
+/// when a program has a default environment.
 pub fn write_image_with_programs(
     chunks: &[Chunk],
     programs: &[Program],
@@ -36,11 +37,11 @@ pub fn write_image_with_programs(
         }),
         |name| chunks.iter().any(|c| c.name == name),
     )?;
-    let major: u16 = if programs.is_empty() { 1 } else { 2 };
+    let major = program::major_for(programs);
     let programs_bytes = if programs.is_empty() {
         Vec::new()
     } else {
-        program::encode(programs)?
+        program::encode(programs, major)?
     };
 
     let mut strings = StringTableBuilder::default();
