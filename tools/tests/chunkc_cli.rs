@@ -95,8 +95,9 @@ fn inspect_json_is_one_object() {
         pipeline["depends_on"],
         serde_json::json!(["json", "crc32", "lz"])
     );
-    // Version 2: the image has programs (WASI commands with arguments and files).
-    assert_eq!(v["version"], "2.0");
+    // Version 3: the image has programs (WASI commands with arguments and files), one of
+    // them with a default environment.
+    assert_eq!(v["version"], "3.0");
     let programs = v["programs"].as_array().expect("programs array");
     assert_eq!(programs.len(), 6);
     assert!(
@@ -104,6 +105,8 @@ fn inspect_json_is_one_object() {
             .iter()
             .any(|p| p["chunk"] == "dirstat" && p["args"] == serde_json::json!(["."]))
     );
+    assert!(programs.iter().any(|p| p["chunk"] == "wasitest"
+        && p["env"] == serde_json::json!(["ATOLL_GREETING=hello from the image", "LANG=C"])));
 }
 
 #[test]

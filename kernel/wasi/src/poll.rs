@@ -164,7 +164,11 @@ impl WasiCtx {
                 Sub::Clock(Err(e)) => event(*userdata, CLOCK, Err(*e)),
                 Sub::Fd(ty, r) => event(*userdata, *ty, *r),
             };
-            g.write(events + written * EVENT_BYTES, &e)?;
+            let at = written
+                .checked_mul(EVENT_BYTES)
+                .and_then(|off| events.checked_add(off))
+                .ok_or(Errno::Fault)?;
+            g.write(at, &e)?;
             written += 1;
         }
         g.write_u32(out, written)
