@@ -204,6 +204,27 @@ fn exec_runs_files_with_preloads_directories_and_exit_codes() {
         let out = chunkc(&with(&[wt.to_str().unwrap(), "trap"]));
         assert_eq!(out.status.code(), Some(134), "native={native}: {out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("trap: "));
+        // --env sets the environment (a file run has no image defaults); a later value of
+        // the same key replaces the earlier one.
+        let out = chunkc(&with(&[
+            "--env",
+            "A=1",
+            "--env",
+            "ATOLL_GREETING=exec",
+            "--env",
+            "A=2",
+            wt.to_str().unwrap(),
+            "env",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "native={native}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "env[0] A=2\nenv[1] ATOLL_GREETING=exec\n2 variables; ATOLL_GREETING=exec\n"
+        );
+        // poll_oneoff's clock: nanosleep waits at least as long as asked.
+        let out = chunkc(&with(&[wt.to_str().unwrap(), "sleep", "30"]));
+        assert_eq!(out.status.code(), Some(0), "native={native}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("slept at least that long: yes"));
     }
     std::fs::remove_dir_all(&dir).ok();
 }
