@@ -14,13 +14,13 @@ use crate::engine::{Call, Engine, World, rdtsc};
 
 /// One module's code in a private anonymous mapping, read-execute (never writable and
 /// executable at the same time).
-struct ExecMap {
+pub(crate) struct ExecMap {
     ptr: *mut c_void,
     len: usize,
 }
 
 impl ExecMap {
-    fn new(code: &[u8]) -> Result<Self, String> {
+    pub(crate) fn new(code: &[u8]) -> Result<Self, String> {
         let len = code.len().max(1).next_multiple_of(4096);
         // SAFETY: a fresh anonymous private mapping; the result is checked below.
         let ptr = unsafe {
@@ -92,6 +92,10 @@ impl Engine for Atoll {
         let code = ExecMap::new(&module.code)?;
         std::hint::black_box((&module, &code));
         Ok(())
+    }
+
+    fn command(&self, wasm: &[u8]) -> Result<Box<dyn crate::engine::Command>, String> {
+        self.wasi_command(wasm)
     }
 
     fn load(&self, image: &Image<'_>, chunks: &[&str]) -> Result<Box<dyn World>, String> {

@@ -3,6 +3,8 @@
 
 use chunk_image::{Image, Value};
 
+use crate::wasi_setup::{Ran, Setup};
+
 /// A prepared call: runs one export with fixed arguments and returns its raw result bits
 /// (i32/f32 zero-extended to 64 bits).
 pub type Call<'a> = Box<dyn FnMut() -> Result<Vec<u64>, String> + 'a>;
@@ -16,6 +18,14 @@ pub trait Engine {
     fn compile(&self, wasm: &[u8]) -> Result<(), String>;
     /// Instantiates `chunks` (providers first) from `image`, linked.
     fn load(&self, image: &Image<'_>, chunks: &[&str]) -> Result<Box<dyn World>, String>;
+    /// Compiles the WASI command module `wasm` once, linked to atoll-wasi's preview1 subset.
+    fn command(&self, wasm: &[u8]) -> Result<Box<dyn Command>, String>;
+}
+
+/// A compiled WASI command module.
+pub trait Command {
+    /// Instantiates it afresh with `setup` and runs `_start` to its end.
+    fn run(&mut self, setup: &Setup) -> Result<Ran, String>;
 }
 
 /// Linked instances of some chunks.

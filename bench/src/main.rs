@@ -8,8 +8,11 @@
 
 mod atoll;
 mod engine;
+mod programs;
 mod report;
 mod sys;
+mod wasi_engines;
+mod wasi_setup;
 mod wasmi_engine;
 mod wasmtime_engine;
 
@@ -46,10 +49,12 @@ const USAGE: &str =
   --compile-time SECS  time-based compile: at least this long per chunk and engine (default 0.2)
   --runs N             timed samples per workload and engine; the median is reported (default 11)
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
-  --engines LIST       comma-separated subset of atoll,wasmtime-cranelift,wasmtime-winch,wasmi";
+  --engines LIST       comma-separated subset of atoll,wasmtime-cranelift,wasmtime-winch,wasmi
+  --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
+  --programs-only      only the WASI program workloads";
 
 /// Command-line settings.
-struct Settings {
+pub(crate) struct Settings {
     image: PathBuf,
     json: bool,
     iterations: Option<u32>,
@@ -57,6 +62,10 @@ struct Settings {
     runs: usize,
     sample: Duration,
     engines: Vec<String>,
+    /// Run the WASI program workloads (`--no-programs` skips them).
+    programs: bool,
+    /// Only the WASI program workloads (`--programs-only`).
+    programs_only: bool,
 }
 
 fn parse_args() -> Result<Settings, String> {
@@ -68,6 +77,8 @@ fn parse_args() -> Result<Settings, String> {
         runs: 11,
         sample: Duration::from_millis(10),
         engines: ENGINE_NAMES.iter().map(|s| s.to_string()).collect(),
+        programs: true,
+        programs_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -92,6 +103,8 @@ fn parse_args() -> Result<Settings, String> {
                     return Err(format!("unknown engine `{bad}`"));
                 }
             }
+            "--no-programs" => s.programs = false,
+            "--programs-only" => s.programs_only = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -160,6 +173,7 @@ fn main() -> ExitCode {
         runs: settings.runs,
         compile: Vec::new(),
         exec: Vec::new(),
+        programs: Vec::new(),
         errors: Vec::new(),
     };
     let mut engines = Vec::new();
@@ -172,14 +186,22 @@ fn main() -> ExitCode {
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
     }
-    if !settings.json {
-        eprintln!("compiling...");
+    if !settings.programs_only {
+        if !settings.json {
+            eprintln!("compiling...");
+        }
+        compile_section(&image, &engines, &settings, &mut report);
+        if !settings.json {
+            eprintln!("running...");
+        }
+        exec_section(&image, &engines, &settings, &mut report);
     }
-    compile_section(&image, &engines, &settings, &mut report);
-    if !settings.json {
-        eprintln!("running...");
+    if settings.programs {
+        if !settings.json {
+            eprintln!("running WASI programs...");
+        }
+        programs::section(&image, &engines, &settings, &mut report);
     }
-    exec_section(&image, &engines, &settings, &mut report);
     if settings.json {
         println!("{}", report.to_json());
     } else {
@@ -411,7 +433,7 @@ fn time_calls(
     ))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {

@@ -49,6 +49,8 @@ pub struct Report {
     pub runs: usize,
     pub compile: Vec<CompileRow>,
     pub exec: Vec<ExecRow>,
+    /// WASI programs, one whole run (instantiate + `_start`) per call.
+    pub programs: Vec<ExecRow>,
     pub errors: Vec<String>,
 }
 
@@ -130,9 +132,9 @@ impl Report {
     }
 
     /// Geometric mean over workloads of engine time / atoll time (`None` without atoll).
-    fn exec_geomean(&self, e: usize) -> Option<f64> {
+    fn exec_geomean(&self, rows: &[ExecRow], e: usize) -> Option<f64> {
         let (mut log, mut n) = (0.0, 0);
-        for row in &self.exec {
+        for row in rows {
             let base = row.figs.first()?.as_ref()?.secs;
             if let Some(fig) = row.figs.get(e).and_then(Option::as_ref) {
                 log += (fig.secs / base).ln();
@@ -144,6 +146,59 @@ impl Report {
 
     fn atoll_first(&self) -> bool {
         self.engines.first().map(String::as_str) == Some("atoll")
+    }
+
+    fn exec_tables(&self, out: &mut String, rows: &[ExecRow], title: &str, cycles_title: &str) {
+        let _ = writeln!(out, "\n{title}");
+        let mut table_rows = vec![{
+            let mut h = vec!["workload".to_string(), "result".into()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in rows {
+            let per: Vec<Option<f64>> = row
+                .figs
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.secs))
+                .collect();
+            let base = if self.atoll_first() {
+                per.first().copied().flatten()
+            } else {
+                None
+            };
+            let mut cells = vec![row.workload.clone(), row.result.clone()];
+            cells.extend(per.iter().map(|p| match p {
+                Some(v) => format!("{} {}", time(*v), ratio(*v, base)),
+                None => "failed".into(),
+            }));
+            table_rows.push(cells);
+        }
+        if self.atoll_first() {
+            let mut cells = vec!["geometric mean of ratios".to_string(), String::new()];
+            cells.extend((0..self.engines.len()).map(|e| {
+                self.exec_geomean(rows, e)
+                    .map_or("-".into(), |g| format!("{g:.2}x"))
+            }));
+            table_rows.push(cells);
+        }
+        table(out, &table_rows);
+
+        let _ = writeln!(out, "\n{cycles_title}");
+        let mut table_rows = vec![{
+            let mut h = vec!["workload".to_string()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in rows {
+            let mut cells = vec![row.workload.clone()];
+            cells.extend(row.figs.iter().map(|f| match f {
+                Some(f) if f.cycles >= 1e6 => format!("{:.2} Mcyc", f.cycles / 1e6),
+                Some(f) => format!("{:.1} kcyc", f.cycles / 1e3),
+                None => "failed".into(),
+            }));
+            table_rows.push(cells);
+        }
+        table(out, &table_rows);
     }
 
     /// The text rendering.
@@ -166,122 +221,120 @@ impl Report {
             }
         };
 
-        let _ = writeln!(
-            out,
-            "\nCompile throughput, wasm bytes/s (validate + compile + map executable, one thread;\n\
+        if !self.compile.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCompile throughput, wasm bytes/s (validate + compile + map executable, one thread;\n\
              ratio = engine / atoll, higher is faster)"
-        );
-        let mut rows = vec![{
-            let mut h = vec!["chunk".to_string(), "bytes".into(), "funcs".into()];
-            h.extend(self.engines.iter().cloned());
-            h
-        }];
-        for row in &self.compile {
-            let per: Vec<Option<f64>> = row
-                .figs
-                .iter()
-                .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
-                .collect();
-            let base = base_of(&per);
+            );
+            let mut rows = vec![{
+                let mut h = vec!["chunk".to_string(), "bytes".into(), "funcs".into()];
+                h.extend(self.engines.iter().cloned());
+                h
+            }];
+            for row in &self.compile {
+                let per: Vec<Option<f64>> = row
+                    .figs
+                    .iter()
+                    .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
+                    .collect();
+                let base = base_of(&per);
+                let mut cells = vec![
+                    row.chunk.clone(),
+                    row.bytes.to_string(),
+                    row.functions.to_string(),
+                ];
+                cells.extend(per.iter().map(|p| match p {
+                    Some(v) => format!("{} {}", rate(*v, "B"), ratio(*v, base)),
+                    None => "failed".into(),
+                }));
+                rows.push(cells);
+            }
+            let totals = self.compile_totals();
+            let total_bytes: usize = self.compile.iter().map(|r| r.bytes).sum();
+            let total_funcs: usize = self.compile.iter().map(|r| r.functions).sum();
+            for (label, pick, unit) in [
+                ("all (bytes/s)", 0usize, "B"),
+                ("all (functions/s)", 1, "fn"),
+            ] {
+                let per: Vec<Option<f64>> = totals
+                    .iter()
+                    .map(|t| t.map(|t| if pick == 0 { t.0 } else { t.1 } / t.2))
+                    .collect();
+                let base = base_of(&per);
+                let mut cells = vec![
+                    label.to_string(),
+                    total_bytes.to_string(),
+                    total_funcs.to_string(),
+                ];
+                cells.extend(per.iter().map(|p| match p {
+                    Some(v) => format!("{} {}", rate(*v, unit), ratio(*v, base)),
+                    None => "-".into(),
+                }));
+                rows.push(cells);
+            }
             let mut cells = vec![
-                row.chunk.clone(),
-                row.bytes.to_string(),
-                row.functions.to_string(),
+                "all (time, once each)".to_string(),
+                String::new(),
+                String::new(),
             ];
-            cells.extend(per.iter().map(|p| match p {
-                Some(v) => format!("{} {}", rate(*v, "B"), ratio(*v, base)),
-                None => "failed".into(),
-            }));
+            cells.extend(totals.iter().map(|t| t.map_or("-".into(), |t| time(t.2))));
             rows.push(cells);
+            table(&mut out, &rows);
         }
-        let totals = self.compile_totals();
-        let total_bytes: usize = self.compile.iter().map(|r| r.bytes).sum();
-        let total_funcs: usize = self.compile.iter().map(|r| r.functions).sum();
-        for (label, pick, unit) in [
-            ("all (bytes/s)", 0usize, "B"),
-            ("all (functions/s)", 1, "fn"),
-        ] {
-            let per: Vec<Option<f64>> = totals
-                .iter()
-                .map(|t| t.map(|t| if pick == 0 { t.0 } else { t.1 } / t.2))
-                .collect();
-            let base = base_of(&per);
-            let mut cells = vec![
-                label.to_string(),
-                total_bytes.to_string(),
-                total_funcs.to_string(),
-            ];
-            cells.extend(per.iter().map(|p| match p {
-                Some(v) => format!("{} {}", rate(*v, unit), ratio(*v, base)),
-                None => "-".into(),
-            }));
-            rows.push(cells);
-        }
-        let mut cells = vec![
-            "all (time, once each)".to_string(),
-            String::new(),
-            String::new(),
-        ];
-        cells.extend(totals.iter().map(|t| t.map_or("-".into(), |t| time(t.2))));
-        rows.push(cells);
-        table(&mut out, &rows);
 
-        let _ = writeln!(
-            out,
-            "\nExecution time per call (median; ratio = engine / atoll, higher is slower)"
-        );
-        let mut rows = vec![{
-            let mut h = vec!["workload".to_string(), "result".into()];
-            h.extend(self.engines.iter().cloned());
-            h
-        }];
-        for row in &self.exec {
-            let per: Vec<Option<f64>> = row
-                .figs
-                .iter()
-                .map(|f| f.as_ref().map(|f| f.secs))
-                .collect();
-            let base = base_of(&per);
-            let mut cells = vec![row.workload.clone(), row.result.clone()];
-            cells.extend(per.iter().map(|p| match p {
-                Some(v) => format!("{} {}", time(*v), ratio(*v, base)),
-                None => "failed".into(),
-            }));
-            rows.push(cells);
+        if !self.exec.is_empty() {
+            self.exec_tables(
+                &mut out,
+                &self.exec,
+                "Execution time per call (median; ratio = engine / atoll, higher is slower)",
+                "Execution, time-stamp-counter cycles per call (median)",
+            );
         }
-        if self.atoll_first() {
-            let mut cells = vec!["geometric mean of ratios".to_string(), String::new()];
-            cells.extend((0..self.engines.len()).map(|e| {
-                self.exec_geomean(e)
-                    .map_or("-".into(), |g| format!("{g:.2}x"))
-            }));
-            rows.push(cells);
+        if !self.programs.is_empty() {
+            self.exec_tables(
+                &mut out,
+                &self.programs,
+                "WASI programs, time per run: instantiate + _start to exit, code compiled once \
+                 (median; ratio = engine / atoll)",
+                "WASI programs, time-stamp-counter cycles per run (median)",
+            );
         }
-        table(&mut out, &rows);
-
-        let _ = writeln!(
-            out,
-            "\nExecution, time-stamp-counter cycles per call (median)"
-        );
-        let mut rows = vec![{
-            let mut h = vec!["workload".to_string()];
-            h.extend(self.engines.iter().cloned());
-            h
-        }];
-        for row in &self.exec {
-            let mut cells = vec![row.workload.clone()];
-            cells.extend(row.figs.iter().map(|f| match f {
-                Some(f) if f.cycles >= 1e6 => format!("{:.2} Mcyc", f.cycles / 1e6),
-                Some(f) => format!("{:.1} kcyc", f.cycles / 1e3),
-                None => "failed".into(),
-            }));
-            rows.push(cells);
-        }
-        table(&mut out, &rows);
         if !self.errors.is_empty() {
             let _ = writeln!(out, "\n{} error(s), listed on stderr", self.errors.len());
         }
         out
+    }
+
+    fn exec_json(&self, row: &ExecRow) -> String {
+        let num = |v: f64| {
+            if v.is_finite() {
+                format!("{v:e}")
+            } else {
+                "null".into()
+            }
+        };
+        let figs = self
+            .engines
+            .iter()
+            .zip(&row.figs)
+            .map(|(e, f)| match f {
+                Some(f) => format!(
+                    "{}:{{\"seconds\":{},\"cycles\":{},\"calls_per_sample\":{}}}",
+                    quote(e),
+                    num(f.secs),
+                    num(f.cycles),
+                    f.calls
+                ),
+                None => format!("{}:null", quote(e)),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "{{\"workload\":{},\"result\":{},\"engines\":{{{figs}}}}}",
+            quote(&row.workload),
+            quote(&row.result)
+        )
     }
 
     /// The JSON rendering (raw figures, no ratios).
@@ -323,35 +376,14 @@ impl Report {
                 )
             })
             .collect();
-        let exec = self
-            .exec
+        let exec = self.exec.iter().map(|row| self.exec_json(row)).collect();
+        let programs = self
+            .programs
             .iter()
-            .map(|row| {
-                let figs = self
-                    .engines
-                    .iter()
-                    .zip(&row.figs)
-                    .map(|(e, f)| match f {
-                        Some(f) => format!(
-                            "{}:{{\"seconds\":{},\"cycles\":{},\"calls_per_sample\":{}}}",
-                            quote(e),
-                            num(f.secs),
-                            num(f.cycles),
-                            f.calls
-                        ),
-                        None => format!("{}:null", quote(e)),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",");
-                format!(
-                    "{{\"workload\":{},\"result\":{},\"engines\":{{{figs}}}}}",
-                    quote(&row.workload),
-                    quote(&row.result)
-                )
-            })
+            .map(|row| self.exec_json(row))
             .collect();
         format!(
-            "{{\"date\":{},\"cpu\":{},\"cpus\":{},\"image\":{},\"compile_iterations\":{},\"runs\":{},\"engines\":{},\"compile\":{},\"exec\":{},\"errors\":{}}}",
+            "{{\"date\":{},\"cpu\":{},\"cpus\":{},\"image\":{},\"compile_iterations\":{},\"runs\":{},\"engines\":{},\"compile\":{},\"exec\":{},\"programs\":{},\"errors\":{}}}",
             quote(&self.date),
             quote(&self.cpu),
             self.cpus,
@@ -361,6 +393,7 @@ impl Report {
             list(self.engines.iter().map(|e| quote(e)).collect()),
             list(compile),
             list(exec),
+            list(programs),
             list(self.errors.iter().map(|e| quote(e)).collect()),
         )
     }

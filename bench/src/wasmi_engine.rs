@@ -10,7 +10,7 @@ use crate::engine::{Call, Engine, World, rdtsc};
 
 /// wasmi with `CompilationMode::Eager`.
 pub struct Wasmi {
-    engine: wasmi::Engine,
+    pub(crate) engine: wasmi::Engine,
 }
 
 impl Wasmi {
@@ -33,6 +33,10 @@ impl Engine for Wasmi {
         let module = Module::new(&self.engine, wasm).map_err(|e| e.to_string())?;
         std::hint::black_box(&module);
         Ok(())
+    }
+
+    fn command(&self, wasm: &[u8]) -> Result<Box<dyn crate::engine::Command>, String> {
+        self.wasi_command(wasm)
     }
 
     fn load(&self, image: &Image<'_>, chunks: &[&str]) -> Result<Box<dyn World>, String> {

@@ -12,7 +12,7 @@ use crate::engine::{Call, Engine, World, rdtsc};
 /// A Wasmtime engine with one compilation strategy.
 pub struct Wasmtime {
     name: &'static str,
-    engine: wasmtime::Engine,
+    pub(crate) engine: wasmtime::Engine,
 }
 
 impl Wasmtime {
@@ -34,6 +34,10 @@ impl Engine for Wasmtime {
         let module = Module::new(&self.engine, wasm).map_err(|e| format!("{e:?}"))?;
         std::hint::black_box(&module);
         Ok(())
+    }
+
+    fn command(&self, wasm: &[u8]) -> Result<Box<dyn crate::engine::Command>, String> {
+        self.wasi_command(wasm)
     }
 
     fn load(&self, image: &Image<'_>, chunks: &[&str]) -> Result<Box<dyn World>, String> {

@@ -9,14 +9,16 @@ use crate::error::FormatError;
 /// The first eight bytes of every image.
 pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
 /// Newest major version. Readers reject any major version they do not know; this reader knows
-/// 1, 2 and 3 (2 adds the programs section, 3 the workload section; the writer uses the oldest
-/// version that holds what the image has).
+/// 1, 2 and 3 (2 adds the programs section; 3 adds the workload section and a default
+/// environment to each program; the writer uses the lowest version that holds what the image
+/// has).
 pub const VERSION_MAJOR: u16 = 3;
 /// Minor version: additions old readers may ignore (they accept any minor of their major).
 pub const VERSION_MINOR: u16 = 0;
 /// Size of the fixed header of a version-1 image in bytes.
 pub const HEADER_LEN: usize = 72;
-/// Size of the fixed header of a version-2 image (a programs section before the checksums).
+/// Size of the fixed header of a version-2 or version-3 image (a programs section before the
+/// checksums).
 pub const HEADER_LEN_V2: usize = 80;
 /// Size of the fixed header of a version-3 image (a workload section after the programs).
 pub const HEADER_LEN_V3: usize = 88;

@@ -3,8 +3,9 @@
 //!
 //! Layout (little-endian; a *blob* is `length u32` then that many bytes, a *text* is a UTF-8
 //! blob): `count u32`, then per program: `chunk text`, `args: count u32, text...`,
-//! `files: count u32, (path text, contents blob)...`. The section is self-contained (it does not
-//! use the string table) and covered by the tables checksum.
+//! `files: count u32, (path text, contents blob)...`, and in version 3 `env: count u32,
+//! text...` (`KEY=VALUE`). The section is self-contained (it does not use the string table)
+//! and covered by the tables checksum.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -21,6 +22,8 @@ pub struct Program {
     pub args: Vec<String>,
     /// Read-only files: relative `/`-separated path and contents.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Default environment, `KEY=VALUE` (version 3).
+    pub env: Vec<String>,
 }
 
 /// A program as read from an image (borrowing from it).
@@ -32,6 +35,8 @@ pub struct ProgramView<'a> {
     pub args: Vec<&'a str>,
     /// Read-only files.
     pub files: Vec<(&'a str, &'a [u8])>,
+    /// Default environment, `KEY=VALUE` (empty before version 3).
+    pub env: Vec<&'a str>,
 }
 
 impl ProgramView<'_> {
@@ -45,8 +50,19 @@ impl ProgramView<'_> {
                 .iter()
                 .map(|(p, d)| (String::from(*p), d.to_vec()))
                 .collect(),
+            env: self.env.iter().map(|e| String::from(*e)).collect(),
         }
     }
+}
+
+/// Checks an environment entry: `KEY=VALUE` with a non-empty key and no NUL.
+fn env_entry(chunk: &str, kv: &str) -> Result<(), FormatError> {
+    if kv.split_once('=').is_some_and(|(k, _)| !k.is_empty()) && !kv.contains('\0') {
+        return Ok(());
+    }
+    Err(FormatError::BadProgram(alloc::format!(
+        "chunk `{chunk}`: environment entry `{kv}` is not KEY=VALUE"
+    )))
 }
 
 /// Whether `path` is a plain relative path: non-empty components, none `.` or `..`.
@@ -63,8 +79,20 @@ pub(crate) fn put_blob(out: &mut Vec<u8>, b: &[u8], what: &'static str) -> Resul
     Ok(())
 }
 
-/// Encodes `programs` (checked with [`check`] first).
-pub fn encode(programs: &[Program]) -> Result<Vec<u8>, FormatError> {
+/// The lowest major version that holds `programs`: 1 without any, 3 when one has an
+/// environment, else 2.
+pub fn major_for(programs: &[Program]) -> u16 {
+    if programs.is_empty() {
+        1
+    } else if programs.iter().any(|p| !p.env.is_empty()) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Encodes `programs` for an image of version `major` (2 or 3; checked with [`check`] first).
+pub fn encode(programs: &[Program], major: u16) -> Result<Vec<u8>, FormatError> {
     let mut out = Vec::new();
     out.put_u32(to_u32(programs.len(), "programs")?);
     for p in programs {
@@ -77,6 +105,13 @@ pub fn encode(programs: &[Program]) -> Result<Vec<u8>, FormatError> {
         for (path, data) in &p.files {
             put_blob(&mut out, path.as_bytes(), "program file path")?;
             put_blob(&mut out, data, "program file")?;
+        }
+        if major >= 3 {
+            out.put_u32(to_u32(p.env.len(), "program env")?);
+            for kv in &p.env {
+                env_entry(&p.chunk, kv)?;
+                put_blob(&mut out, kv.as_bytes(), "program env")?;
+            }
         }
     }
     Ok(out)
@@ -91,8 +126,8 @@ pub(crate) fn text<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<&'a s
     core::str::from_utf8(blob(cur)?).map_err(|_| FormatError::BadString(what))
 }
 
-/// Decodes the section (which must be consumed exactly).
-pub fn decode(bytes: &[u8]) -> Result<Vec<ProgramView<'_>>, FormatError> {
+/// Decodes the section of a version-`major` image (which must be consumed exactly).
+pub fn decode(bytes: &[u8], major: u16) -> Result<Vec<ProgramView<'_>>, FormatError> {
     let mut cur = Cursor::new(bytes, "programs");
     let count = cur.count(12)?;
     let mut out = Vec::with_capacity(count);
@@ -109,7 +144,20 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<ProgramView<'_>>, FormatError> {
             let path = text(&mut cur, "program file path")?;
             files.push((path, blob(&mut cur)?));
         }
-        out.push(ProgramView { chunk, args, files });
+        let mut env = Vec::new();
+        if major >= 3 {
+            for _ in 0..cur.count(4)? {
+                let kv = text(&mut cur, "program env")?;
+                env_entry(chunk, kv)?;
+                env.push(kv);
+            }
+        }
+        out.push(ProgramView {
+            chunk,
+            args,
+            files,
+            env,
+        });
     }
     if cur.remaining() != 0 {
         return Err(FormatError::BadProgram("trailing bytes".into()));

@@ -9,7 +9,7 @@ use crate::graph::check_image;
 use crate::layout::{Header, RECORD_LEN, Section, header_len};
 use crate::manifest_codec;
 use crate::model::{Chunk, Manifest};
-use crate::program::{self, ProgramView};
+use crate::program::{self, Program, ProgramView};
 use crate::strings::StringTable;
 use crate::workload::{self, WorkloadView};
 
@@ -143,7 +143,7 @@ impl<'a> Image<'a> {
         check_disjoint_cover(&mut manifest_ranges, manifests_raw.len(), "manifests")?;
         check_image(chunks.iter().map(|c| (c.name, &c.manifest)))?;
         let programs = if header.major >= 2 {
-            program::decode(programs_raw)?
+            program::decode(programs_raw, header.major)?
         } else {
             Vec::new()
         };
@@ -173,7 +173,7 @@ impl<'a> Image<'a> {
     }
 
     /// The major version of the image's layout (1; 2 with a programs section; 3 with a
-    /// workload section).
+    /// workload section or a program with a default environment).
     pub fn major_version(&self) -> u16 {
         self.major
     }
@@ -199,8 +199,22 @@ impl<'a> Image<'a> {
     }
 
     /// Owned copies of all chunks, e.g. to write the image again with recorded profiles.
+    /// Pass [`Image::to_programs`] along to `write_image_with_programs` so the programs
+    /// section is kept (or use [`Image::rewrite`]).
     pub fn to_chunks(&self) -> Vec<Chunk> {
         self.chunks.iter().map(ChunkView::to_chunk).collect()
+    }
+
+    /// Owned copies of all programs (the run settings of command chunks).
+    pub fn to_programs(&self) -> Vec<Program> {
+        self.programs.iter().map(ProgramView::to_program).collect()
+    }
+
+    /// The image written again from its parts (chunks, programs, workload): byte for byte the bytes
+    /// it was parsed from when those came from this writer.
+    pub fn rewrite(&self) -> Result<Vec<u8>, FormatError> {
+        let workload = (self.major >= 3).then(|| self.workload.to_workload());
+        crate::writer::write_image_full(&self.to_chunks(), &self.to_programs(), workload.as_ref())
     }
 
     /// The chunk named `name`.

@@ -22,7 +22,8 @@ pub fn write_image(chunks: &[Chunk]) -> Result<Vec<u8>, FormatError> {
 }
 
 /// Writes `chunks` and the run settings of their `programs`. Without programs the image is
-/// version 1 (byte for byte what older writers produced); with them, version 2.
+/// version 1 (byte for byte what older writers produced); with them, version 2, or version 3
+/// when a program has a default environment.
 pub fn write_image_with_programs(
     chunks: &[Chunk],
     programs: &[Program],
@@ -47,17 +48,21 @@ pub fn write_image_full(
         }),
         |name| chunks.iter().any(|c| c.name == name),
     )?;
-    let major: u16 = match (workload, programs.is_empty()) {
-        (Some(_), _) => 3,
-        (None, false) => 2,
-        (None, true) => 1,
+    // Version 3 holds a workload section and programs with environments; version 2 programs
+    // without them; version 1 neither.
+    let major: u16 = if workload.is_some() {
+        3
+    } else {
+        program::major_for(programs)
     };
-    let workload_bytes = match workload {
-        Some(w) => workload::encode(w)?,
-        None => Vec::new(),
+    // A version-3 image always has a workload section (the default one when none is given).
+    let workload_bytes = if major >= 3 {
+        workload::encode(workload.unwrap_or(&Workload::default()))?
+    } else {
+        Vec::new()
     };
     let programs_bytes = if major >= 2 {
-        program::encode(programs)?
+        program::encode(programs, major)?
     } else {
         Vec::new()
     };

@@ -21,6 +21,7 @@ fn programs_for(names: &[String]) -> Vec<Program> {
                 ("data/sub/b.bin".into(), vec![0, 1, 2, 255]),
                 ("top".into(), Vec::new()),
             ],
+            env: Vec::new(),
         })
         .collect()
 }
@@ -96,6 +97,7 @@ fn program_rules_are_enforced_by_the_writer() {
                     .into_iter()
                     .map(|(p, d)| (p.into(), d.to_vec()))
                     .collect(),
+                env: vec![],
             }],
         )
     };

@@ -95,8 +95,8 @@ fn inspect_json_is_one_object() {
         pipeline["depends_on"],
         serde_json::json!(["json", "crc32", "lz"])
     );
-    // Version 3: the image has programs (WASI commands with arguments and files) and a workload
-    // section (engine settings and traces).
+    // Version 3: the image has programs (WASI commands with arguments and files, one of them
+    // with a default environment) and a workload section (engine settings and traces).
     assert_eq!(v["version"], "3.0");
     assert_eq!(v["traces"].as_array().map(Vec::len), Some(4));
     let programs = v["programs"].as_array().expect("programs array");
@@ -106,6 +106,8 @@ fn inspect_json_is_one_object() {
             .iter()
             .any(|p| p["chunk"] == "dirstat" && p["args"] == serde_json::json!(["."]))
     );
+    assert!(programs.iter().any(|p| p["chunk"] == "wasitest"
+        && p["env"] == serde_json::json!(["ATOLL_GREETING=hello from the image", "LANG=C"])));
 }
 
 #[test]

@@ -49,6 +49,7 @@ fn cases() -> Vec<Case> {
                 stdin: want.stdin.clone(),
                 native: false,
                 lazy: false,
+                env: want.env.clone(),
             };
             let reference = command::run(&bytes, &request)
                 .unwrap_or_else(|e| panic!("{}: reference: {e}", entry.name));
@@ -61,6 +62,11 @@ fn cases() -> Vec<Case> {
             if let Some(input) = &want.stdin {
                 command.push_str(" < ");
                 command.push_str(input);
+            }
+            for kv in &want.env {
+                assert!(!kv.contains([' ', '"']), "variable {kv:?} needs quoting");
+                command.push_str(" --env ");
+                command.push_str(kv);
             }
             cases.push(Case {
                 chunk: entry.name.clone(),
@@ -167,7 +173,8 @@ fn every_program_matches_the_reference_in_the_kernel() {
         ("run lzc - < text/absent.txt", "no file `text/absent.txt`"),
         ("run lzc <", "file after `<`"),
         ("run lzc._start", "run it as a command"),
-        ("run wordfreq --background", "foreground"),
+        ("run wasitest env --env NOEQUALS", "not KEY=VALUE"),
+        ("output 999999", "no background command run"),
     ] {
         let out = m.command(command);
         c.error_line(command, &out);

@@ -31,12 +31,16 @@ fn run_engine(chunk: &str, want: &RunExpectation, native: bool, lazy: bool) -> R
         stdin: want.stdin.clone(),
         native,
         lazy,
+        env: want.env.clone(),
     };
     command::run(default_image(), &request).unwrap_or_else(|e| panic!("{chunk}: {e}"))
 }
 
 fn check(chunk: &str, want: &RunExpectation, base: &Path) {
-    let label = format!("{chunk} {:?} < {:?}", want.args, want.stdin);
+    let label = format!(
+        "{chunk} {:?} < {:?} env {:?}",
+        want.args, want.stdin, want.env
+    );
     let reference = run(chunk, want, false);
     match (&reference.ended, want.trap) {
         (Ended::Exit(code), false) => assert_eq!(*code, want.exit, "{label}: exit code"),
@@ -97,7 +101,7 @@ fn every_program_run_matches_its_expected_output_on_both_engines() {
 #[test]
 fn programs_carry_their_arguments_and_files() {
     let image = Image::parse(default_image()).expect("parses");
-    // Version 3: programs plus the workload section (engine settings and traces).
+    // Version 3: programs (wasitest has a default environment) and the workload section.
     assert_eq!(image.major_version(), 3);
     let lzc = image.program("lzc").expect("lzc program");
     assert_eq!(
@@ -211,6 +215,27 @@ fn exec_runs_files_with_preloads_directories_and_exit_codes() {
         let out = chunkc(&with(&[wt.to_str().unwrap(), "trap"]));
         assert_eq!(out.status.code(), Some(134), "native={native}: {out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("trap: "));
+        // --env sets the environment (a file run has no image defaults); a later value of
+        // the same key replaces the earlier one.
+        let out = chunkc(&with(&[
+            "--env",
+            "A=1",
+            "--env",
+            "ATOLL_GREETING=exec",
+            "--env",
+            "A=2",
+            wt.to_str().unwrap(),
+            "env",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "native={native}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "env[0] A=2\nenv[1] ATOLL_GREETING=exec\n2 variables; ATOLL_GREETING=exec\n"
+        );
+        // poll_oneoff's clock: nanosleep waits at least as long as asked.
+        let out = chunkc(&with(&[wt.to_str().unwrap(), "sleep", "30"]));
+        assert_eq!(out.status.code(), Some(0), "native={native}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("slept at least that long: yes"));
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -44,6 +44,8 @@ struct Background {
     id: u64,
     task: String,
     started: pae::Started,
+    /// A WASI command (`run CHUNK --background`): its outcome is its exit code.
+    command: bool,
 }
 
 static RUNNING: Mutex<Vec<Background>> = Mutex::new(Vec::new());
@@ -51,8 +53,15 @@ static RUNNING: Mutex<Vec<Background>> = Mutex::new(Vec::new());
 /// Records a finished task; returns its outcome text and whether it trapped, or the error of
 /// a call that did not fit the export (nothing ran).
 fn record(id: u64, task: &str, done: &pae::TaskOutcome) -> Result<(String, bool), CmdError> {
-    crate::predict::on_finished(task, done.run_cycles, done.result.is_ok());
+    // Tasks are exports; a WASI command (no `.`) is not a task the predictor models.
+    if task.contains('.') {
+        crate::predict::on_finished(task, done.run_cycles, done.result.is_ok());
+    }
+    let command = (!task.contains('.'))
+        .then(|| super::cmd_wasi::command_outcome(done))
+        .flatten();
     let (text, trapped) = match &done.result {
+        _ if command.is_some() => (command.unwrap_or_default(), false),
         Ok(results) => (pae::format_results(results), false),
         Err(InvokeError::Trap(trap)) => (alloc::format!("{trap}"), true),
         // Nothing ran: the call did not fit the export (parse_args checks the count first).
@@ -79,7 +88,7 @@ fn remember(record: TaskRecord) {
 }
 
 /// Records every background task that has finished.
-fn collect_background() {
+pub(super) fn collect_background() {
     let finished: Vec<Background> = {
         let mut running = RUNNING.lock();
         let (done, still): (Vec<_>, Vec<_>) = running.drain(..).partition(|b| b.started.is_done());
@@ -90,7 +99,16 @@ fn collect_background() {
         let outcome = b.started.wait();
         match outcome {
             Ok(done) => {
-                let _ = record(b.id, &b.task, &done);
+                if let Ok((text, trapped)) = record(b.id, &b.task, &done)
+                    && b.command
+                {
+                    let outcome = if trapped {
+                        alloc::format!("trap: {text}")
+                    } else {
+                        text
+                    };
+                    super::cmd_wasi::finished(b.id, &outcome);
+                }
             }
             Err(e) => println!("task {} ({}): {e}", b.id, b.task),
         }
@@ -103,12 +121,11 @@ pub fn run(args: &mut Args) -> CmdResult {
     let core = args.flag_u64("--core")?.map(|c| c as usize);
     let task = args.required("task (CHUNK.EXPORT or a command CHUNK)")?;
     if !task.contains('.') {
-        if background {
-            return Err(CmdError::Failed(
-                "a command runs in the foreground (no `--background`)".into(),
-            ));
-        }
         let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
+        if background {
+            let started = super::cmd_wasi::start_background(id, &task, args, core)?;
+            return announce(id, task, started, true, json);
+        }
         let ran = super::cmd_wasi::run_command(&task, args, json, core)?;
         remember(TaskRecord {
             id,
@@ -133,24 +150,7 @@ pub fn run(args: &mut Args) -> CmdResult {
     if background {
         let started = pae::start_on_thread(prepared, values, core)
             .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
-        let thread = started.thread();
-        RUNNING.lock().push(Background {
-            id,
-            task: task.clone(),
-            started,
-        });
-        if json {
-            let mut j = Json::new();
-            j.begin_object()
-                .u64("task_id", id)
-                .str("task", &task)
-                .u64("thread", thread)
-                .end_object();
-            println!("{}", j.finish());
-        } else {
-            println!("task {id} ({task}) started on thread {thread}");
-        }
-        return Ok(());
+        return announce(id, task, started, false, json);
     }
     let done = pae::run_on_thread(prepared, values, core)
         .map_err(|e| CmdError::Failed(alloc::format!("chunk thread: {e}")))?;
@@ -182,6 +182,29 @@ pub fn run(args: &mut Args) -> CmdResult {
     }
     if trapped {
         return Err(CmdError::Failed(alloc::format!("trap: {text}")));
+    }
+    Ok(())
+}
+
+/// Keeps a background task for `tasks` and prints its id.
+fn announce(id: u64, task: String, started: pae::Started, command: bool, json: bool) -> CmdResult {
+    let thread = started.thread();
+    RUNNING.lock().push(Background {
+        id,
+        task: task.clone(),
+        started,
+        command,
+    });
+    if json {
+        let mut j = Json::new();
+        j.begin_object()
+            .u64("task_id", id)
+            .str("task", &task)
+            .u64("thread", thread)
+            .end_object();
+        println!("{}", j.finish());
+    } else {
+        println!("task {id} ({task}) started on thread {thread}");
     }
     Ok(())
 }

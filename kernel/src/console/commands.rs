@@ -5,7 +5,9 @@ use core::fmt;
 
 use atoll_kcore::args::{ArgError, Args, split_words};
 
-use super::{cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system};
+use super::{
+    cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system, cmd_wasi,
+};
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
 use crate::println;
@@ -198,8 +200,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json] | CHUNK [ARGS...] [< FILE] [--core N] [--json]",
-        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome); `run CHUNK` runs a WASI command (default arguments from the image, `< FILE` from its files) and prints its output and exit code",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
         run: cmd_pae::run,
     },
     Command {
@@ -237,6 +239,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[--json]",
         help: "workload traces: shipped in the image and added from the console",
         run: cmd_predict::traces,
+    },
+    Command {
+        name: "output",
+        usage: "ID [--json]",
+        help: "what background command run ID (`run CHUNK ... --background`) wrote so far, and its exit code once it ended",
+        run: cmd_wasi::output,
     },
     Command {
         name: "tasks",

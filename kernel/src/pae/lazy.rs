@@ -223,7 +223,7 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
     let (chunk, _) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
-    let mut wasi = crate::wasi::command_context(chunk, None, None)
+    let mut wasi = crate::wasi::command_context(chunk, None, &[], crate::wasi::Stdin::Empty)
         .ok()
         .map(|(ctx, _)| WasiLink::new(ctx));
     let start = crate::arch::cpu::rdtsc();

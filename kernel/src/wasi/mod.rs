@@ -9,7 +9,10 @@
 //!   splitmix64 generator seeded from the TSC, which is not cryptographic. [`random_source`]
 //!   says which.
 //! - `fd_write` to stdout/stderr: captured (up to [`CAPTURE_MAX_BYTES`] each) and shown by the
-//!   console when the task ends.
+//!   console when the task ends (or, for a background run, by `output ID`).
+//! - `poll_oneoff` clock waits: the scheduler's `sleep_us` (the chunk thread sleeps; its core
+//!   runs others or halts).
+//! - `environ_get`: the chunk's default environment from the image, then `run --env K=V`.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -53,6 +56,8 @@ pub enum WasiError {
     NoFile(String),
     /// The image's files do not form a tree.
     Tree(TreeError),
+    /// An environment entry is not `KEY=VALUE`.
+    Env(String),
 }
 
 impl fmt::Display for WasiError {
@@ -66,6 +71,7 @@ impl fmt::Display for WasiError {
             ),
             Self::NoFile(p) => write!(f, "no file `{p}` among the program's files"),
             Self::Tree(e) => write!(f, "program files: {e}"),
+            Self::Env(e) => write!(f, "environment: {e}"),
         }
     }
 }
@@ -141,15 +147,30 @@ impl System for KernelSystem {
     fn yield_now(&mut self) {
         crate::sched::yield_now();
     }
+    fn sleep_ns(&mut self, ns: u64) {
+        // The scheduler sleeps in whole microseconds: round up so the wait is never short.
+        crate::sched::sleep_us(ns.div_ceil(1000));
+    }
+}
+
+/// Standard input of a command.
+#[derive(Debug)]
+pub enum Stdin<'a> {
+    /// Nothing (end of file at once).
+    Empty,
+    /// One of the program's files.
+    File(&'a str),
 }
 
 /// The WASI context `run CHUNK [ARGS...] [< FILE]` gives a command chunk: `argv[0]` is the
-/// chunk name, then `args` (or the image's default arguments when `None`); the program's files
-/// are preopened read-only as `.`; standard input is `stdin` (one of those files) or empty.
+/// chunk name, then `args` (or the image's default arguments when `None`); the environment is
+/// the image's default for the chunk with `env` (`KEY=VALUE`) on top; the program's files are
+/// preopened read-only as `.`; standard input is `stdin`.
 pub fn command_context(
     chunk: &str,
     args: Option<Vec<String>>,
-    stdin: Option<&str>,
+    env: &[String],
+    stdin: Stdin<'_>,
 ) -> Result<(WasiCtx, SharedCapture), WasiError> {
     let Loaded::Ready { image, .. } = chunks::loaded() else {
         return Err(WasiError::NoImage);
@@ -176,18 +197,23 @@ pub fn command_context(
             .map_err(WasiError::Tree)?;
     }
     let input: Arc<[u8]> = match stdin {
-        None => Arc::from(&[][..]),
-        Some(path) => program
+        Stdin::Empty => Arc::from(&[][..]),
+        Stdin::File(path) => program
             .and_then(|p| p.files.iter().find(|(f, _)| *f == path))
             .map(|(_, d)| Arc::from(*d))
             .ok_or_else(|| WasiError::NoFile(path.into()))?,
     };
+    let env = atoll_wasi::env::merge(
+        program.iter().flat_map(|p| p.env.iter().copied()),
+        env.iter().map(String::as_str),
+    )
+    .map_err(WasiError::Env)?;
     let capture = SharedCapture::default();
     let sys = KernelSystem {
         capture: capture.clone(),
         seed: cpu::rdtsc(),
     };
-    let mut ctx = WasiCtx::new(argv, Vec::new(), alloc::boxed::Box::new(sys));
+    let mut ctx = WasiCtx::new(argv, env, alloc::boxed::Box::new(sys));
     ctx.set_stdin_bytes(input);
     // A fresh context has descriptors 0..=2 only; the first preopen is 3.
     let _ = ctx.preopen(".", Arc::new(tree));

@@ -14,6 +14,9 @@ use crate::fds::{Entry, FdTable};
 use crate::guest::Guest;
 use crate::tree::{self, Node, Tree};
 
+#[path = "poll.rs"]
+pub(crate) mod poll;
+
 /// What the environment provides.
 pub trait System {
     /// Nanoseconds of a monotonic clock.
@@ -33,6 +36,14 @@ pub trait System {
     }
     /// Gives other threads the processor.
     fn yield_now(&mut self) {}
+    /// Waits at least `ns` nanoseconds of the monotonic clock (`poll_oneoff`'s clock
+    /// subscriptions). The default spins on [`System::monotonic_ns`], yielding.
+    fn sleep_ns(&mut self, ns: u64) {
+        let until = self.monotonic_ns().saturating_add(ns);
+        while self.monotonic_ns() < until {
+            self.yield_now();
+        }
+    }
 }
 
 /// `proc_exit` was called with this code: the program is over.
@@ -197,6 +208,13 @@ impl WasiCtx {
                 arg(args, 4),
             ),
             Func::PathOpen => self.path_open(&mut g, args),
+            Func::PollOneoff => self.poll_oneoff(
+                &mut g,
+                arg(args, 0),
+                arg(args, 1),
+                arg(args, 2),
+                arg(args, 3),
+            ),
             Func::PathFilestatGet => self.path_filestat(
                 &mut g,
                 arg(args, 0),
@@ -538,17 +556,20 @@ fn sizes(g: &mut Guest<'_>, list: &[Vec<u8>], count_out: u32, bytes_out: u32) ->
 
 fn list(g: &mut Guest<'_>, list: &[Vec<u8>], ptrs: u32, buf: u32) -> Result<(), Errno> {
     let bytes = list_bytes(list)?;
-    g.bytes(
-        ptrs,
-        (list.len() as u32).checked_mul(4).ok_or(Errno::Fault)?,
-    )?;
+    let count = u32::try_from(list.len()).map_err(|_| Errno::Overflow)?;
+    g.bytes(ptrs, count.checked_mul(4).ok_or(Errno::Fault)?)?;
     g.bytes(buf, bytes)?;
-    let mut at = buf;
+    // Offsets are computed in u64 and checked: with a memory of exactly 4 GiB the end of the
+    // last item is 2^32, one past what a u32 holds.
+    let mut at = u64::from(buf);
     for (i, item) in list.iter().enumerate() {
-        g.write_u32(ptrs + 4 * i as u32, at)?;
-        g.write(at, item)?;
-        g.write(at + item.len() as u32, &[0])?;
-        at += item.len() as u32 + 1;
+        let slot = u64::from(ptrs) + 4 * i as u64;
+        let ptr = |v: u64| u32::try_from(v).map_err(|_| Errno::Fault);
+        g.write_u32(ptr(slot)?, ptr(at)?)?;
+        g.write(ptr(at)?, item)?;
+        let nul = at + item.len() as u64;
+        g.write(ptr(nul)?, &[0])?;
+        at = nul + 1;
     }
     Ok(())
 }

@@ -11,6 +11,8 @@
 //!   [`WasiCtx::call`], which implements every function of the subset; the rest return
 //!   `ENOSYS` (writes to the tree return `EROFS`). Clocks, randomness and output go through
 //!   the [`System`] the embedder supplies.
+//! - `poll_oneoff` (clock and descriptor subscriptions) and [`env`] (a chunk's default
+//!   environment with `--env` settings on top).
 //! - `pae_link` (feature `pae`): binds the functions as host functions of atoll-pae's
 //!   generated code; `proc_exit` leaves generated code as a host trap and sets the exit code.
 #![cfg_attr(not(test), no_std)]
@@ -20,6 +22,7 @@ extern crate alloc;
 
 pub mod abi;
 mod ctx;
+pub mod env;
 mod errno;
 pub mod fds;
 mod guest;
@@ -29,6 +32,7 @@ pub mod pae_link;
 pub mod tree;
 
 pub use abi::{Func, MODULE};
+pub use ctx::poll::{EVENT_BYTES, SUBSCRIPTION_BYTES};
 pub use ctx::{Exit, System, WasiCtx};
 pub use errno::Errno;
 pub use guest::Guest;
@@ -36,3 +40,5 @@ pub use tree::{Node, Tree, TreeError};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_poll;

@@ -131,6 +131,7 @@ fn program_of(entry: &manifest::ChunkEntry, base: &Path) -> Result<Program, Chun
         chunk: entry.name.clone(),
         args: entry.args.clone(),
         files,
+        env: entry.env.clone(),
     })
 }
 

@@ -1,7 +1,8 @@
-//! `chunkc run IMAGE CHUNK [--native [--lazy]] [--stdin PATH] [ARGS...]`: runs a command chunk (a WASI
-//! program exporting `_start`) of an image the way the kernel's `run` does: `argv[0]` is the
-//! chunk name, the arguments default to the image's, the program's files are preopened
-//! read-only as `.`, and standard input is empty or one of those files.
+//! `chunkc run IMAGE CHUNK [--native [--lazy]] [--stdin PATH] [--env KEY=VALUE]... [ARGS...]`:
+//! runs a command chunk (a WASI program exporting `_start`) of an image the way the kernel's
+//! `run` does: `argv[0]` is the chunk name, the arguments default to the image's, the
+//! environment is the image's default with each `--env` on top, the program's files are
+//! preopened read-only as `.`, and standard input is empty or one of those files.
 
 use std::sync::Arc;
 
@@ -24,9 +25,12 @@ pub struct CommandRun {
     pub native: bool,
     /// With `native`: assemble every function at its first call.
     pub lazy: bool,
+    /// `KEY=VALUE` settings on top of the image's default environment.
+    pub env: Vec<String>,
 }
 
-/// Parses `CHUNK [--native] [--stdin PATH] [ARGS...]`.
+/// Parses `CHUNK [--native] [--stdin PATH] [--env KEY=VALUE]... [--] [ARGS...]` (after `--`
+/// or the first other word, every word is the program's).
 pub fn parse(args: &[String]) -> Result<CommandRun, ChunkcError> {
     let [chunk, rest @ ..] = args else {
         return Err(ChunkcError::Usage("run needs IMAGE CHUNK [ARGS...]".into()));
@@ -40,6 +44,19 @@ pub fn parse(args: &[String]) -> Result<CommandRun, ChunkcError> {
         match a.as_str() {
             "--native" => run.native = true,
             "--lazy" => run.lazy = true,
+            "--" => {
+                i += 1;
+                break;
+            }
+            "--env" => {
+                i += 1;
+                run.env.push(
+                    rest.get(i)
+                        .filter(|kv| atoll_wasi::env::valid_var(kv))
+                        .ok_or_else(|| ChunkcError::Usage("--env needs KEY=VALUE".into()))?
+                        .clone(),
+                );
+            }
             "--stdin" => {
                 i += 1;
                 run.stdin = Some(
@@ -90,9 +107,14 @@ pub fn setup(image: &Image<'_>, run: &CommandRun) -> Result<Setup, ChunkcError> 
             Arc::from(data.1)
         }
     };
+    let env = atoll_wasi::env::merge(
+        program.iter().flat_map(|p| p.env.iter().copied()),
+        run.env.iter().map(String::as_str),
+    )
+    .map_err(|e| ChunkcError::Run(format!("environment: {e}")))?;
     Ok(Setup {
         args: argv,
-        env: Vec::new(),
+        env,
         preopens: vec![(".".into(), Arc::new(tree))],
         stdin: Input::Bytes(stdin),
         output: Output::Capture,
@@ -121,9 +143,13 @@ mod tests {
     #[test]
     fn flags_then_program_arguments() {
         let r = parse(&s(&[
-            "lzc", "--native", "--stdin", "a.txt", "-", "--native",
+            "lzc", "--native", "--stdin", "a.txt", "--env", "A=1", "-", "--native",
         ]))
         .unwrap();
+        assert_eq!(r.env, s(&["A=1"]));
+        assert!(parse(&s(&["lzc", "--env", "NOVALUE"])).is_err());
+        let e = parse(&s(&["dirstat", "--", "--env"])).unwrap();
+        assert_eq!(e.args, Some(s(&["--env"])));
         assert_eq!(r.chunk, "lzc");
         assert!(r.native);
         assert_eq!(r.stdin.as_deref(), Some("a.txt"));

@@ -7,7 +7,8 @@
 //! at its first call); `--dir HOST[::GUEST]` preopens a
 //! read-only snapshot of a host directory (`GUEST` defaults to `HOST`); `--preload
 //! NAME=MODULE` instantiates another module (`.wasm` or `.wat`) whose exports satisfy imports
-//! from `NAME`; `--env KEY=VALUE` sets an environment variable.
+//! from `NAME`; `--env KEY=VALUE` sets an environment variable (given again, the later value
+//! replaces the earlier one in place).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -73,7 +74,7 @@ pub fn parse(args: &[String]) -> Result<ExecArgs, ChunkcError> {
             "--env" => {
                 let kv = it
                     .next()
-                    .filter(|kv| kv.contains('='))
+                    .filter(|kv| atoll_wasi::env::valid_var(kv))
                     .ok_or_else(|| usage("--env needs KEY=VALUE"))?;
                 out.env.push(kv.clone());
             }
@@ -125,7 +126,8 @@ pub fn exec(a: &ExecArgs) -> Result<RunOutput, ChunkcError> {
     argv.extend(a.args.iter().cloned());
     let setup = Setup {
         args: argv,
-        env: a.env.clone(),
+        env: atoll_wasi::env::merge([], a.env.iter().map(String::as_str))
+            .map_err(|e| ChunkcError::Usage(format!("exec: --env: {e}")))?,
         preopens,
         stdin: Input::Inherit,
         output: Output::Inherit,

@@ -115,6 +115,9 @@ pub fn table(image: &Image<'_>, image_len: usize) -> String {
                 p.args,
                 p.files.len()
             );
+            if !p.env.is_empty() {
+                let _ = writeln!(out, "  environment: {:?}", p.env);
+            }
         }
     }
     if image.major_version() >= 3 {
@@ -187,6 +190,7 @@ pub fn json(image: &Image<'_>, image_len: usize) -> Value {
         "programs": image.programs().iter().map(|p| serde_json::json!({
             "chunk": p.chunk,
             "args": p.args,
+            "env": p.env,
             "files": p.files.iter().map(|(path, data)| serde_json::json!({"path": path, "bytes": data.len()})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "size_bytes": image_len,

@@ -84,6 +84,9 @@ pub struct ChunkEntry {
     pub args: Vec<String>,
     /// A directory whose files ship read-only with the program (stored in the image).
     pub files: Option<PathBuf>,
+    /// Default environment of a command chunk, `KEY=VALUE` (stored in the image).
+    #[serde(default)]
+    pub env: Vec<String>,
     /// Runs of a command chunk and their expected output, checked by the tests.
     #[serde(default)]
     pub expect_run: Vec<RunExpectation>,
@@ -171,6 +174,9 @@ pub struct RunExpectation {
     pub args: Option<Vec<String>>,
     /// A path in the chunk's files to read as standard input.
     pub stdin: Option<String>,
+    /// `KEY=VALUE` settings on top of the chunk's default environment.
+    #[serde(default)]
+    pub env: Vec<String>,
     /// Expected exit code.
     #[serde(default)]
     pub exit: u32,

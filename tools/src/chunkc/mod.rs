@@ -45,7 +45,7 @@ pub const USAGE: &str = "usage:
   chunkc build MANIFEST.toml -o IMAGE
   chunkc inspect IMAGE [--json]
   chunkc run IMAGE CHUNK.EXPORT [ARGS...]
-  chunkc run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]
+  chunkc run IMAGE CHUNK [--native] [--stdin PATH] [--env K=V] [ARGS...]
   chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
   chunkc profile merge IMAGE RECORD -o OUT
   chunkc wast [--json] [--no-opt] FILE...";

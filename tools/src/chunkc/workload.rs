@@ -135,7 +135,7 @@ pub fn profile_merge(image: &Path, record: &Path, out: &Path) -> Result<String, 
     };
     let record = Record::parse(&text).map_err(|e| bad(e.to_string()))?;
     let mut chunks = parsed.to_chunks();
-    let programs: Vec<Program> = parsed.programs().iter().map(|p| p.to_program()).collect();
+    let programs: Vec<Program> = parsed.to_programs();
     let workload = (parsed.major_version() >= 3).then(|| parsed.workload().to_workload());
     let folded = merge_record(&mut chunks, &record).map_err(bad)?;
     let new = write_image_full(&chunks, &programs, workload.as_ref())?;

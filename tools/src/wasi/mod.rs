@@ -160,6 +160,9 @@ impl System for HostSystem {
     fn read_stdin(&mut self, buf: &mut [u8]) -> usize {
         std::io::stdin().read(buf).unwrap_or(0)
     }
+    fn sleep_ns(&mut self, ns: u64) {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
 }
 
 /// A WASI context for `setup`, and the capture buffers when output is captured.

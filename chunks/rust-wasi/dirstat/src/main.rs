@@ -1,7 +1,9 @@
 //! dirstat: walks a directory tree (default `.`) and prints every entry with its size, line
 //! count and an FNV-1a checksum, then totals per file extension.
 //!
-//! `dirstat [DIR] [--max-depth N]`
+//! `dirstat [DIR] [--max-depth N]`; `dirstat --sleep-ms N` sleeps with `std::thread::sleep`
+//! (WASI `poll_oneoff`) and says whether the monotonic clock advanced at least that much;
+//! `dirstat --vars` prints the environment (`std::env::vars`, WASI `environ_get`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -64,6 +66,23 @@ fn main() -> ExitCode {
     let mut max_depth = usize::MAX;
     let mut i = 1;
     while i < args.len() {
+        if args[i] == "--sleep-ms" {
+            let Some(ms) = args.get(i + 1).and_then(|n| n.parse::<u64>().ok()) else {
+                eprintln!("dirstat: --sleep-ms needs a number");
+                return ExitCode::from(64);
+            };
+            let start = std::time::Instant::now();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let enough = start.elapsed() >= std::time::Duration::from_millis(ms);
+            println!("slept {ms} ms: at least that long: {enough}");
+            return if enough { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        }
+        if args[i] == "--vars" {
+            for (k, v) in std::env::vars() {
+                println!("{k}={v}");
+            }
+            return ExitCode::SUCCESS;
+        }
         if args[i] == "--max-depth" {
             match args.get(i + 1).and_then(|n| n.parse().ok()) {
                 Some(n) => max_depth = n,
