@@ -14,7 +14,7 @@ use wasmparser::{BinaryReader, FunctionBody, Operator};
 
 use super::{Func, ModCx, RawMeta, lower_function};
 use crate::emit::{Cond, Emitter, R64, mem, reg};
-use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
+use crate::meta::{CallTarget, CounterSlot, FrameLayout, FunctionMeta};
 use crate::module::ModuleDesc;
 use crate::trap_labels::TrapLabels;
 use crate::vmctx::{TrapCode, off};
@@ -205,24 +205,7 @@ pub(crate) fn compile_one(
             ins[at].set_immediate32(bytes);
         }
     })?;
-    let o = |i: usize| assembled.offsets[i];
-    let meta = FunctionMeta {
-        index,
-        name: desc.names.get(index as usize).cloned().flatten(),
-        code_range: o(raw.start)..o(end),
-        insn_boundaries: raw.boundaries.iter().map(|&(i, w)| (o(i), w)).collect(),
-        call_sites: raw
-            .calls
-            .iter()
-            .map(|&(i, target)| CallSite {
-                offset: o(i),
-                return_offset: o(i + 1),
-                target,
-            })
-            .collect(),
-        frame: raw.frame,
-        counter_slots: raw.counters,
-        lower_ticks: 0,
-    };
+    let name = desc.names.get(index as usize).cloned().flatten();
+    let meta = raw.into_meta(index, name, &assembled.offsets, end, 0);
     Ok((assembled.code, meta, slots))
 }

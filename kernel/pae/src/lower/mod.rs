@@ -98,6 +98,39 @@ pub(crate) struct RawMeta {
     pub counters: core::ops::Range<u32>,
 }
 
+impl RawMeta {
+    /// Function `index`'s metadata once assembled: instruction indices become code offsets
+    /// through `offsets` (the encoder's), the code ending at instruction `end`.
+    pub(crate) fn into_meta(
+        self,
+        index: u32,
+        name: Option<alloc::string::String>,
+        offsets: &[u32],
+        end: usize,
+        lower_ticks: u64,
+    ) -> FunctionMeta {
+        let o = |i: usize| offsets[i];
+        FunctionMeta {
+            index,
+            name,
+            code_range: o(self.start)..o(end),
+            insn_boundaries: self.boundaries.iter().map(|&(i, w)| (o(i), w)).collect(),
+            call_sites: self
+                .calls
+                .iter()
+                .map(|&(i, target)| CallSite {
+                    offset: o(i),
+                    return_offset: o(i + 1),
+                    target,
+                })
+                .collect(),
+            frame: self.frame,
+            counter_slots: self.counters,
+            lower_ticks,
+        }
+    }
+}
+
 /// Per-function lowering state.
 pub(crate) struct Func<'a, 'm> {
     pub cx: &'a mut ModCx<'m>,
@@ -191,24 +224,8 @@ pub(crate) fn compile_module(
     let mut func_offsets = Vec::with_capacity(raws.len());
     for (index, (raw, lower_ticks)) in raws.into_iter().zip(ticks).enumerate() {
         func_offsets.push(o(raw.start));
-        funcs.push(FunctionMeta {
-            index: index as u32,
-            name: desc.names.get(index).cloned().flatten(),
-            code_range: o(raw.start)..o(raw.end),
-            insn_boundaries: raw.boundaries.iter().map(|&(i, w)| (o(i), w)).collect(),
-            call_sites: raw
-                .calls
-                .iter()
-                .map(|&(i, target)| CallSite {
-                    offset: o(i),
-                    return_offset: o(i + 1),
-                    target,
-                })
-                .collect(),
-            frame: raw.frame,
-            counter_slots: raw.counters,
-            lower_ticks,
-        });
+        let (name, end) = (desc.names.get(index).cloned().flatten(), raw.end);
+        funcs.push(raw.into_meta(index as u32, name, &assembled.offsets, end, lower_ticks));
     }
     Ok(CompiledModule {
         code: assembled.code,

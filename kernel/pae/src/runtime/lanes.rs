@@ -6,11 +6,24 @@
 
 use super::libcalls::{Round, round_bits};
 
-/// An operation the helper computes. The generated code passes `op as u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-#[allow(missing_docs)]
-pub enum LaneOp {
+/// Declares [`LaneOp`] and [`LANE_OPS`] (every operation, indexed by its number) from one list,
+/// so the two cannot disagree.
+macro_rules! lane_ops {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// An operation the helper computes. The generated code passes `op as u64`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        #[allow(missing_docs)]
+        pub enum LaneOp {
+            $($(#[$doc])* $name,)*
+        }
+
+        /// Every operation, indexed by its number.
+        pub const LANE_OPS: &[LaneOp] = &[$(LaneOp::$name,)*];
+    };
+}
+
+lane_ops! {
     I8x16Popcnt,
     F32x4Ceil,
     F32x4Floor,
@@ -70,69 +83,6 @@ pub enum LaneOp {
     I64x2Eq,
     I64x2Ne,
 }
-
-/// Every operation, indexed by its number.
-pub const LANE_OPS: [LaneOp; LaneOp::I64x2Ne as usize + 1] = {
-    use LaneOp::*;
-    [
-        I8x16Popcnt,
-        F32x4Ceil,
-        F32x4Floor,
-        F32x4Trunc,
-        F32x4Nearest,
-        F64x2Ceil,
-        F64x2Floor,
-        F64x2Trunc,
-        F64x2Nearest,
-        I32x4TruncSatF32x4S,
-        I32x4TruncSatF32x4U,
-        I32x4TruncSatF64x2SZero,
-        I32x4TruncSatF64x2UZero,
-        F32x4ConvertI32x4U,
-        F64x2ConvertLowI32x4U,
-        I64x2Mul,
-        I64x2LtS,
-        I64x2GtS,
-        I64x2LeS,
-        I64x2GeS,
-        I8x16Shuffle,
-        I8x16Swizzle,
-        I8x16Shl,
-        I8x16ShrS,
-        I8x16ShrU,
-        I64x2ShrS,
-        I16x8ExtaddPairwiseI8x16S,
-        I16x8ExtaddPairwiseI8x16U,
-        I32x4ExtaddPairwiseI16x8S,
-        I32x4ExtaddPairwiseI16x8U,
-        I16x8ExtmulLowI8x16S,
-        I16x8ExtmulHighI8x16S,
-        I16x8ExtmulLowI8x16U,
-        I16x8ExtmulHighI8x16U,
-        I32x4ExtmulLowI16x8S,
-        I32x4ExtmulHighI16x8S,
-        I32x4ExtmulLowI16x8U,
-        I32x4ExtmulHighI16x8U,
-        I64x2ExtmulLowI32x4S,
-        I64x2ExtmulHighI32x4S,
-        I64x2ExtmulLowI32x4U,
-        I64x2ExtmulHighI32x4U,
-        I16x8Q15MulrSatS,
-        I16x8NarrowI32x4U,
-        I8x16MinS,
-        I8x16MaxS,
-        I16x8MinU,
-        I16x8MaxU,
-        I32x4MinS,
-        I32x4MinU,
-        I32x4MaxS,
-        I32x4MaxU,
-        I32x4Mul,
-        I64x2Abs,
-        I64x2Eq,
-        I64x2Ne,
-    ]
-};
 
 /// A lane type: how it is read from and written into a vector.
 trait Lane: Copy {
