@@ -140,14 +140,17 @@ fn replays_under_a_small_bound_predict_and_keep_live_code() {
         c.check(u64_of(on, "preassembled") > 0, || {
             format!("{trace}: the worker should pre-assemble with prediction on: {on}")
         });
-        c.check(
-            u64_of(on, "hit_permille") > u64_of(off, "hit_permille"),
-            || {
-                format!(
-                    "{trace}: prediction should make more requests find their chunk: {off} vs {on}"
-                )
-            },
-        );
+        // `shift`'s phases each fit the bound: prediction can add at most a request or two
+        // there, and only if the worker beats the request, so it must not lose any.
+        let (hits_off, hits_on) = (u64_of(off, "hit_permille"), u64_of(on, "hit_permille"));
+        let gained = if trace == "shift" {
+            hits_on >= hits_off
+        } else {
+            hits_on > hits_off
+        };
+        c.check(gained, || {
+            format!("{trace}: prediction should make more requests find their chunk: {off} vs {on}")
+        });
         if trace != "shift" {
             c.check(u64_of(on, "top1_permille") >= 900, || {
                 format!("{trace}: top-1 accuracy below 90%: {on}")
