@@ -200,35 +200,24 @@ fn chunk_manifest(
     entry: &manifest::ChunkEntry,
     file: &ManifestFile,
 ) -> Result<Manifest, ChunkcError> {
+    // A refused kernel or WASI import: the module's error, not tied to one function.
+    let bad_import = |message| ChunkcError::Module {
+        chunk: name.into(),
+        path: path.to_path_buf(),
+        error: chunk_image::ModuleError {
+            message,
+            offset: None,
+            function: None,
+            function_name: None,
+        },
+    };
     let mut imports = Vec::new();
     for import in info.imports {
         let provider = if import.module == KERNEL_MODULE {
-            check_kernel_import(&import.name, &import.sig).map_err(|message| {
-                ChunkcError::Module {
-                    chunk: name.into(),
-                    path: path.to_path_buf(),
-                    error: chunk_image::ModuleError {
-                        message,
-                        offset: None,
-                        function: None,
-                        function_name: None,
-                    },
-                }
-            })?;
+            check_kernel_import(&import.name, &import.sig).map_err(bad_import)?;
             Provider::Kernel
         } else if import.module == WASI_MODULE {
-            check_wasi_import(&import.name, &import.sig).map_err(|message| {
-                ChunkcError::Module {
-                    chunk: name.into(),
-                    path: path.to_path_buf(),
-                    error: chunk_image::ModuleError {
-                        message,
-                        offset: None,
-                        function: None,
-                        function_name: None,
-                    },
-                }
-            })?;
+            check_wasi_import(&import.name, &import.sig).map_err(bad_import)?;
             Provider::Kernel
         } else {
             Provider::Chunk(import.module.clone())

@@ -266,24 +266,22 @@ impl Func<'_, '_> {
     }
 }
 
-/// Emits the thunk of imported function `index`: a function with the internal convention that
-/// calls a host function (SysV) or a wasm function of another instance.
-pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, CompileError> {
-    let ty = cx.m.func_type(index).clone();
-    let slots = ty.slots() as i32;
-    let frame_bytes = (8 + 8 * slots as u32).next_multiple_of(16);
-    let mut raw = RawMeta {
+/// Enters the frame of a thunk or stub with `slots` outgoing argument slots (the function's
+/// label is bound already): `push rbp; mov rbp, rsp; sub rsp, FRAME`, the stack check, and the
+/// VM context saved at `[rbp - 8]`. Returns the function's metadata so far.
+pub(super) fn enter_small_frame(cx: &mut ModCx<'_>, slots: u32) -> Result<RawMeta, CompileError> {
+    let frame_bytes = (8 + 8 * slots).next_multiple_of(16);
+    let raw = RawMeta {
         start: cx.e.pos() - 1,
         frame: FrameLayout {
             frame_bytes,
             locals: 0,
             stack_slots: 0,
-            outgoing_slots: slots as u32,
+            outgoing_slots: slots,
         },
         ..RawMeta::default()
     };
     let e = &mut cx.e;
-    let (rax, rcx, rdx) = (reg::RAX, reg::RCX, reg::RDX);
     e.ins(Instruction::with1(Code::Push_r64, R64[reg::RBP as usize]))?;
     e.mov_rr(reg::RBP, reg::RSP, true)?;
     e.ins(Instruction::with2(
@@ -298,8 +296,18 @@ pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMet
     ))?;
     let overflow = cx.trap(TrapCode::StackOverflow);
     cx.e.jcc(Cond::B, overflow)?;
+    cx.e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
+    Ok(raw)
+}
+
+/// Emits the thunk of imported function `index`: a function with the internal convention that
+/// calls a host function (SysV) or a wasm function of another instance.
+pub(super) fn emit_import_thunk(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, CompileError> {
+    let ty = cx.m.func_type(index).clone();
+    let slots = ty.slots() as i32;
+    let mut raw = enter_small_frame(cx, slots as u32)?;
     let e = &mut cx.e;
-    e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
+    let (rax, rcx, rdx) = (reg::RAX, reg::RCX, reg::RDX);
     e.load(rax, true, mem(reg::VMCTX, off::IMPORTS))?;
     e.ins(Instruction::with2(
         Code::Add_rm64_imm32,

@@ -13,11 +13,11 @@ use iced_x86::{Code, Instruction};
 use wasmparser::{BinaryReader, FunctionBody, Operator};
 
 use super::{Func, ModCx, RawMeta, lower_function};
-use crate::emit::{Cond, Emitter, R64, mem, reg};
-use crate::meta::{CallTarget, CounterSlot, FrameLayout, FunctionMeta};
+use crate::emit::{Cond, Emitter, mem, reg};
+use crate::meta::{CallTarget, CounterSlot, FunctionMeta};
 use crate::module::ModuleDesc;
 use crate::trap_labels::TrapLabels;
-use crate::vmctx::{TrapCode, off};
+use crate::vmctx::off;
 use crate::{CompileError, Libcall, Options, trampoline};
 
 /// Reserves block counter slots for defined function `index`, a stub here, to count its blocks
@@ -84,35 +84,9 @@ pub(crate) fn call_cell(f: &mut Func<'_, '_>, index: u32) -> Result<(), CompileE
 /// arguments copied from the incoming slots, results copied back, `leave; ret`.
 pub(crate) fn emit_stub(cx: &mut ModCx<'_>, index: u32) -> Result<RawMeta, CompileError> {
     let ty = cx.m.func_type(index).clone();
-    let slots = ty.slots() as u32;
-    let frame_bytes = (8 + 8 * slots).next_multiple_of(16);
-    let mut raw = RawMeta {
-        start: cx.e.pos() - 1,
-        frame: FrameLayout {
-            frame_bytes,
-            locals: 0,
-            stack_slots: 0,
-            outgoing_slots: slots,
-        },
-        ..RawMeta::default()
-    };
-    let overflow = cx.trap(TrapCode::StackOverflow);
     let failed = cx.traps.vm();
+    let mut raw = super::call::enter_small_frame(cx, ty.slots() as u32)?;
     let e = &mut cx.e;
-    e.ins(Instruction::with1(Code::Push_r64, R64[reg::RBP as usize]))?;
-    e.mov_rr(reg::RBP, reg::RSP, true)?;
-    e.ins(Instruction::with2(
-        Code::Sub_rm64_imm32,
-        R64[reg::RSP as usize],
-        frame_bytes as i32,
-    ))?;
-    e.ins(Instruction::with2(
-        Code::Cmp_r64_rm64,
-        R64[reg::RSP as usize],
-        mem(reg::VMCTX, off::STACK_LIMIT),
-    ))?;
-    e.jcc(Cond::B, overflow)?;
-    e.store(mem(reg::RBP, -8), reg::VMCTX, true)?;
     e.mov_rr(reg::RDI, reg::VMCTX, true)?;
     e.mov_imm(reg::RSI, false, u64::from(index))?;
     e.load(reg::RAX, true, mem(reg::VMCTX, off::LIBCALLS))?;
