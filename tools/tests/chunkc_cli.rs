@@ -432,3 +432,51 @@ fn engine_settings_and_traces_go_into_the_image() {
         assert!(err.contains("trace `t`") && err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn profile_merge_folds_a_record_into_the_image() {
+    let dir = scratch("profile-merge");
+    let record = dir.join("run.rec");
+    std::fs::write(
+        &record,
+        "atoll-profile 1\ntask fib.fib 2 100\ntransition fib.fib matmul.matmul 2\n",
+    )
+    .unwrap();
+    let merged = dir.join("merged.img");
+    let out = chunkc(&[
+        "profile",
+        "merge",
+        default_image(),
+        record.to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 profile lines folded"),
+        "{}",
+        stdout(&out)
+    );
+    let out = chunkc(&["inspect", merged.to_str().unwrap()]);
+    let text = stdout(&out);
+    // chunks/default.toml seeds fib.fib 60 and fib -> matmul 15.
+    assert!(text.contains("profile: fib.fib x62"), "{text}");
+    assert!(
+        text.contains("profile: fib.fib -> matmul.matmul x17"),
+        "{text}"
+    );
+    // A record naming a task the image does not have is refused; nothing is written.
+    std::fs::write(&record, "atoll-profile 1\ntask fib.nope 1 1\n").unwrap();
+    let refused = dir.join("refused.img");
+    let out = chunkc(&[
+        "profile",
+        "merge",
+        default_image(),
+        record.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("fib.nope"), "{}", stderr(&out));
+    assert!(!refused.exists());
+}
