@@ -362,10 +362,11 @@ fn show(bits: &[u64], types: &[ValType]) -> String {
         .iter()
         .zip(types)
         .map(|(b, t)| match Value::from_bits(*b, *t) {
-            Value::I32(v) => v.to_string(),
-            Value::I64(v) => v.to_string(),
-            Value::F32(v) => v.to_string(),
-            Value::F64(v) => v.to_string(),
+            Some(Value::I32(v)) => v.to_string(),
+            Some(Value::I64(v)) => v.to_string(),
+            Some(Value::F32(v)) => v.to_string(),
+            Some(Value::F64(v)) => v.to_string(),
+            None => format!("({})", t.name()),
         })
         .collect();
     shown.join(", ")

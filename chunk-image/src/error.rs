@@ -60,6 +60,19 @@ pub enum FormatError {
     BadValType(u8),
     /// An unknown provider tag.
     BadProvider(u8),
+    /// An unknown shared-object kind (version 4).
+    BadObjectKind(u8),
+    /// An imported memory, table or global does not match what its provider exports.
+    ObjectMismatch {
+        /// The importing chunk.
+        chunk: String,
+        /// Import module (the provider).
+        module: String,
+        /// Import name.
+        name: String,
+        /// What differs.
+        reason: &'static str,
+    },
     /// A manifest has bytes left after its last field.
     TrailingBytes {
         /// Index of the chunk record.
@@ -124,6 +137,16 @@ impl fmt::Display for FormatError {
             Self::BadString(what) => write!(f, "bad string: {what}"),
             Self::BadValType(code) => write!(f, "bad value type {code:#04x}"),
             Self::BadProvider(tag) => write!(f, "bad provider tag {tag}"),
+            Self::BadObjectKind(tag) => write!(f, "bad shared-object kind {tag}"),
+            Self::ObjectMismatch {
+                chunk,
+                module,
+                name,
+                reason,
+            } => write!(
+                f,
+                "chunk `{chunk}` imports `{module}.{name}` but the export does not match: {reason}"
+            ),
             Self::TrailingBytes { index } => {
                 write!(f, "chunk #{index}: trailing bytes after manifest")
             }

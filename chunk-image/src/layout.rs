@@ -9,10 +9,11 @@ use crate::error::FormatError;
 /// The first eight bytes of every image.
 pub const MAGIC: [u8; 8] = *b"ATOLLCHK";
 /// Newest major version. Readers reject any major version they do not know; this reader knows
-/// 1, 2 and 3 (2 adds the programs section; 3 adds the workload section and a default
-/// environment to each program; the writer uses the lowest version that holds what the image
-/// has).
-pub const VERSION_MAJOR: u16 = 3;
+/// 1 to 4 (2 adds the programs section; 3 adds the workload section and a default environment
+/// to each program; 4 adds memories, tables and globals shared between chunks to the manifests,
+/// and vector and reference types to their signatures, with version 3's header; the writer uses
+/// the lowest version that holds what the image has).
+pub const VERSION_MAJOR: u16 = 4;
 /// Minor version: additions old readers may ignore (they accept any minor of their major).
 pub const VERSION_MINOR: u16 = 0;
 /// Size of the fixed header of a version-1 image in bytes.
@@ -29,7 +30,7 @@ const fn header_crc_offset(major: u16) -> usize {
     header_len(major) - 4
 }
 
-/// The header length of `major` (1, 2 or 3).
+/// The header length of `major` (1, 2, or 3 and later).
 pub const fn header_len(major: u16) -> usize {
     match major {
         1 => HEADER_LEN,

@@ -35,13 +35,13 @@ pub mod workload;
 mod writer;
 
 pub use error::FormatError;
-pub use graph::{KERNEL_MODULE, WASI_MODULE};
+pub use graph::{KERNEL_MODULE, WASI_MODULE, linked_groups};
 pub use layout::{
     HEADER_LEN, HEADER_LEN_V2, HEADER_LEN_V3, MAGIC, RECORD_LEN, VERSION_MAJOR, VERSION_MINOR,
 };
 pub use model::{
-    CallEdge, Chunk, Export, FuncSig, Import, Manifest, Profile, Provider, Resources,
-    TaskFrequency, Transition, ValType,
+    CallEdge, Chunk, Export, FuncSig, Import, Manifest, ObjectExport, ObjectImport, ObjectType,
+    Profile, Provider, Resources, TaskFrequency, Transition, ValType,
 };
 pub use program::{Program, ProgramView};
 pub use reader::{ChunkView, Image};

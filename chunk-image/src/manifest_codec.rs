@@ -2,7 +2,11 @@
 //! length); counts are u32; integers are little-endian. Field order:
 //!
 //! resources (memory_pages u32, max_memory_pages u32 with `u32::MAX` = none, stack_bytes u32,
-//! cycles_per_call u64), imports, exports, call graph, task frequencies, transitions, tags.
+//! cycles_per_call u64), imports, exports, call graph, task frequencies, transitions, tags, and
+//! from version 4 the shared objects: object imports (module, name, type, provider) and object
+//! exports (name, index u32, type). An object type is a kind byte (0 memory, 1 table, 2 global)
+//! then memory `min u32, max u32`, table `elem u8, min u32, max u32` (`u32::MAX` = no maximum),
+//! global `type u8, mutable u8`. Signatures of versions 1 to 3 hold number types only.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -10,23 +14,34 @@ use alloc::vec::Vec;
 use crate::bytes::{Cursor, PutLe, to_u32};
 use crate::error::FormatError;
 use crate::model::{
-    CallEdge, Export, FuncSig, Import, Manifest, Profile, Provider, Resources, TaskFrequency,
-    Transition, ValType,
+    CallEdge, Export, FuncSig, Import, Manifest, ObjectExport, ObjectImport, ObjectType, Profile,
+    Provider, Resources, TaskFrequency, Transition, ValType,
 };
 use crate::strings::{StringTable, StringTableBuilder};
 
 const NO_MAX_PAGES: u32 = u32::MAX;
 const PROVIDER_KERNEL: u8 = 0;
 const PROVIDER_CHUNK: u8 = 1;
+const OBJECT_MEMORY: u8 = 0;
+const OBJECT_TABLE: u8 = 1;
+const OBJECT_GLOBAL: u8 = 2;
+/// The first version whose manifests hold shared objects and non-number signature types.
+pub const OBJECTS_VERSION: u16 = 4;
 /// Size of one string reference.
 const STR_LEN: usize = 8;
 
-/// Appends the encoding of `manifest` to `out`.
+/// Appends the encoding of `manifest` to `out` for an image of version `major`.
 pub fn encode(
     manifest: &Manifest,
+    major: u16,
     strings: &mut StringTableBuilder,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
+    if major < OBJECTS_VERSION && !manifest.fits_version_3() {
+        return Err(FormatError::TooLarge(
+            "shared objects or vector/reference types in a version-3 image",
+        ));
+    }
     let r = &manifest.resources;
     if r.max_memory_pages == Some(NO_MAX_PAGES) {
         return Err(FormatError::TooLarge("max_memory_pages"));
@@ -41,13 +56,7 @@ pub fn encode(
         strings.put(out, &import.module)?;
         strings.put(out, &import.name)?;
         put_sig(out, &import.sig)?;
-        match &import.provider {
-            Provider::Kernel => out.put_u8(PROVIDER_KERNEL),
-            Provider::Chunk(name) => {
-                out.put_u8(PROVIDER_CHUNK);
-                strings.put(out, name)?;
-            }
-        }
+        put_provider(out, strings, &import.provider)?;
     }
 
     out.put_u32(to_u32(manifest.exports.len(), "exports")?);
@@ -79,7 +88,100 @@ pub fn encode(
     for tag in &manifest.tags {
         strings.put(out, tag)?;
     }
+
+    if major >= OBJECTS_VERSION {
+        out.put_u32(to_u32(manifest.object_imports.len(), "object imports")?);
+        for import in &manifest.object_imports {
+            strings.put(out, &import.module)?;
+            strings.put(out, &import.name)?;
+            put_object(out, &import.ty);
+            put_provider(out, strings, &import.provider)?;
+        }
+        out.put_u32(to_u32(manifest.object_exports.len(), "object exports")?);
+        for export in &manifest.object_exports {
+            strings.put(out, &export.name)?;
+            out.put_u32(export.index);
+            put_object(out, &export.ty);
+        }
+    }
     Ok(())
+}
+
+fn put_provider(
+    out: &mut Vec<u8>,
+    strings: &mut StringTableBuilder,
+    provider: &Provider,
+) -> Result<(), FormatError> {
+    match provider {
+        Provider::Kernel => out.put_u8(PROVIDER_KERNEL),
+        Provider::Chunk(name) => {
+            out.put_u8(PROVIDER_CHUNK);
+            strings.put(out, name)?;
+        }
+    }
+    Ok(())
+}
+
+fn put_object(out: &mut Vec<u8>, ty: &ObjectType) {
+    let max = |m: Option<u32>| m.unwrap_or(NO_MAX_PAGES);
+    match *ty {
+        ObjectType::Memory { min, max: m } => {
+            out.put_u8(OBJECT_MEMORY);
+            out.put_u32(min);
+            out.put_u32(max(m));
+        }
+        ObjectType::Table { elem, min, max: m } => {
+            out.put_u8(OBJECT_TABLE);
+            out.put_u8(elem.code());
+            out.put_u32(min);
+            out.put_u32(max(m));
+        }
+        ObjectType::Global { ty, mutable } => {
+            out.put_u8(OBJECT_GLOBAL);
+            out.put_u8(ty.code());
+            out.put_u8(u8::from(mutable));
+        }
+    }
+}
+
+fn read_object(cur: &mut Cursor<'_>) -> Result<ObjectType, FormatError> {
+    let max = |m: u32| (m != NO_MAX_PAGES).then_some(m);
+    let value_type = |code: u8| ValType::from_code(code).ok_or(FormatError::BadValType(code));
+    Ok(match cur.u8()? {
+        OBJECT_MEMORY => ObjectType::Memory {
+            min: cur.u32()?,
+            max: max(cur.u32()?),
+        },
+        OBJECT_TABLE => {
+            let elem = value_type(cur.u8()?)?;
+            if !matches!(elem, ValType::FuncRef | ValType::ExternRef) {
+                return Err(FormatError::BadValType(elem.code()));
+            }
+            ObjectType::Table {
+                elem,
+                min: cur.u32()?,
+                max: max(cur.u32()?),
+            }
+        }
+        OBJECT_GLOBAL => {
+            let ty = value_type(cur.u8()?)?;
+            let mutable = match cur.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(FormatError::BadString("global mutability")),
+            };
+            ObjectType::Global { ty, mutable }
+        }
+        other => return Err(FormatError::BadObjectKind(other)),
+    })
+}
+
+fn read_provider(cur: &mut Cursor<'_>, strings: &StringTable<'_>) -> Result<Provider, FormatError> {
+    Ok(match cur.u8()? {
+        PROVIDER_KERNEL => Provider::Kernel,
+        PROVIDER_CHUNK => Provider::Chunk(owned(strings.read(cur, "provider")?)),
+        other => return Err(FormatError::BadProvider(other)),
+    })
 }
 
 fn put_sig(out: &mut Vec<u8>, sig: &FuncSig) -> Result<(), FormatError> {
@@ -92,11 +194,12 @@ fn put_sig(out: &mut Vec<u8>, sig: &FuncSig) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Decodes one manifest; the whole of `cur` must be consumed.
+/// Decodes one manifest of an image of version `major`; the whole of `cur` must be consumed.
 pub fn decode(
     cur: &mut Cursor<'_>,
     strings: &StringTable<'_>,
     index: usize,
+    major: u16,
 ) -> Result<Manifest, FormatError> {
     let memory_pages = cur.u32()?;
     let max = cur.u32()?;
@@ -112,12 +215,8 @@ pub fn decode(
     for _ in 0..count {
         let module = owned(strings.read(cur, "import module")?);
         let name = owned(strings.read(cur, "import name")?);
-        let sig = read_sig(cur)?;
-        let provider = match cur.u8()? {
-            PROVIDER_KERNEL => Provider::Kernel,
-            PROVIDER_CHUNK => Provider::Chunk(owned(strings.read(cur, "provider")?)),
-            other => return Err(FormatError::BadProvider(other)),
-        };
+        let sig = read_sig(cur, major)?;
+        let provider = read_provider(cur, strings)?;
         imports.push(Import {
             module,
             name,
@@ -131,7 +230,7 @@ pub fn decode(
     for _ in 0..count {
         let name = owned(strings.read(cur, "export name")?);
         let func_index = cur.u32()?;
-        let sig = read_sig(cur)?;
+        let sig = read_sig(cur, major)?;
         exports.push(Export {
             name,
             func_index,
@@ -172,12 +271,38 @@ pub fn decode(
         tags.push(owned(strings.read(cur, "tag")?));
     }
 
+    let mut object_imports = Vec::new();
+    let mut object_exports = Vec::new();
+    if major >= OBJECTS_VERSION {
+        let count = cur.count(2 * STR_LEN + 4)?;
+        object_imports.reserve(count);
+        for _ in 0..count {
+            object_imports.push(ObjectImport {
+                module: owned(strings.read(cur, "object import module")?),
+                name: owned(strings.read(cur, "object import name")?),
+                ty: read_object(cur)?,
+                provider: read_provider(cur, strings)?,
+            });
+        }
+        let count = cur.count(STR_LEN + 7)?;
+        object_exports.reserve(count);
+        for _ in 0..count {
+            object_exports.push(ObjectExport {
+                name: owned(strings.read(cur, "object export name")?),
+                index: cur.u32()?,
+                ty: read_object(cur)?,
+            });
+        }
+    }
+
     if cur.remaining() != 0 {
         return Err(FormatError::TrailingBytes { index });
     }
     Ok(Manifest {
         imports,
         exports,
+        object_imports,
+        object_exports,
         call_graph,
         resources,
         profile: Profile { tasks, transitions },
@@ -185,14 +310,17 @@ pub fn decode(
     })
 }
 
-fn read_sig(cur: &mut Cursor<'_>) -> Result<FuncSig, FormatError> {
+fn read_sig(cur: &mut Cursor<'_>, major: u16) -> Result<FuncSig, FormatError> {
     let mut lists: [Vec<ValType>; 2] = [Vec::new(), Vec::new()];
     for list in &mut lists {
         let count = cur.count(1)?;
         list.reserve(count);
         for _ in 0..count {
             let code = cur.u8()?;
-            list.push(ValType::from_code(code).ok_or(FormatError::BadValType(code))?);
+            let ty = ValType::from_code(code)
+                .filter(|t| t.is_number() || major >= OBJECTS_VERSION)
+                .ok_or(FormatError::BadValType(code))?;
+            list.push(ty);
         }
     }
     let [params, results] = lists;

@@ -6,7 +6,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// A WebAssembly value type that may cross a chunk boundary (plain numbers only).
+/// A WebAssembly value type that may cross a chunk boundary: the four number types, and from
+/// format version 4 the 128-bit vector and the two reference types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ValType {
     /// 32-bit integer.
@@ -17,6 +18,12 @@ pub enum ValType {
     F32,
     /// 64-bit IEEE float.
     F64,
+    /// 128-bit vector (simd128).
+    V128,
+    /// A function reference.
+    FuncRef,
+    /// An external (host) reference.
+    ExternRef,
 }
 
 impl ValType {
@@ -27,7 +34,16 @@ impl ValType {
             Self::I64 => 0x7E,
             Self::F32 => 0x7D,
             Self::F64 => 0x7C,
+            Self::V128 => 0x7B,
+            Self::FuncRef => 0x70,
+            Self::ExternRef => 0x6F,
         }
+    }
+
+    /// Whether it is one of the four number types (the only ones format versions 1 to 3 hold
+    /// and the console can show).
+    pub const fn is_number(self) -> bool {
+        matches!(self, Self::I32 | Self::I64 | Self::F32 | Self::F64)
     }
 
     /// Decodes a value-type byte.
@@ -37,6 +53,9 @@ impl ValType {
             0x7E => Some(Self::I64),
             0x7D => Some(Self::F32),
             0x7C => Some(Self::F64),
+            0x7B => Some(Self::V128),
+            0x70 => Some(Self::FuncRef),
+            0x6F => Some(Self::ExternRef),
             _ => None,
         }
     }
@@ -48,6 +67,9 @@ impl ValType {
             Self::I64 => "i64",
             Self::F32 => "f32",
             Self::F64 => "f64",
+            Self::V128 => "v128",
+            Self::FuncRef => "funcref",
+            Self::ExternRef => "externref",
         }
     }
 }
@@ -92,6 +114,126 @@ pub struct Export {
     pub func_index: u32,
     /// Its signature.
     pub sig: FuncSig,
+}
+
+/// The type of a memory, table or global that chunks share: what an import asks for and what
+/// an export offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    /// A linear memory with limits in 64 KiB pages.
+    Memory {
+        /// Initial (export) or least acceptable (import) size.
+        min: u32,
+        /// Maximum, if declared.
+        max: Option<u32>,
+    },
+    /// A table of references.
+    Table {
+        /// `FuncRef` or `ExternRef`.
+        elem: ValType,
+        /// Initial (export) or least acceptable (import) size.
+        min: u32,
+        /// Maximum, if declared.
+        max: Option<u32>,
+    },
+    /// A global.
+    Global {
+        /// Its value type.
+        ty: ValType,
+        /// Whether it may be written.
+        mutable: bool,
+    },
+}
+
+impl ObjectType {
+    /// `memory`, `table` or `global`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory { .. } => "memory",
+            Self::Table { .. } => "table",
+            Self::Global { .. } => "global",
+        }
+    }
+
+    /// Why an export of type `self` cannot satisfy an import asking for `wanted`, by
+    /// WebAssembly's import-matching rules (limits: the export's minimum at least the import's,
+    /// and its maximum declared and at most the import's when the import declares one; globals:
+    /// same type and mutability), or `None` when it matches.
+    pub fn mismatch(&self, wanted: &ObjectType) -> Option<&'static str> {
+        let limits = |min: u32, max: Option<u32>, want_min: u32, want_max: Option<u32>| {
+            if min < want_min {
+                return Some("its minimum size is below the import's");
+            }
+            match (max, want_max) {
+                (None, Some(_)) => Some("the import needs a maximum size and the export has none"),
+                (Some(m), Some(w)) if m > w => Some("its maximum size is above the import's"),
+                _ => None,
+            }
+        };
+        match (self, wanted) {
+            (
+                Self::Memory { min, max },
+                Self::Memory {
+                    min: wmin,
+                    max: wmax,
+                },
+            ) => limits(*min, *max, *wmin, *wmax),
+            (
+                Self::Table { elem, min, max },
+                Self::Table {
+                    elem: welem,
+                    min: wmin,
+                    max: wmax,
+                },
+            ) => {
+                if elem != welem {
+                    Some("the element types differ")
+                } else {
+                    limits(*min, *max, *wmin, *wmax)
+                }
+            }
+            (
+                Self::Global { ty, mutable },
+                Self::Global {
+                    ty: wty,
+                    mutable: wmut,
+                },
+            ) => {
+                if ty != wty {
+                    Some("the value types differ")
+                } else if mutable != wmut {
+                    Some("the mutability differs")
+                } else {
+                    None
+                }
+            }
+            _ => Some("it is a different kind of object"),
+        }
+    }
+}
+
+/// An imported memory, table or global and the chunk that provides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectImport {
+    /// The import's module name (the providing chunk's name).
+    pub module: String,
+    /// The imported object's name.
+    pub name: String,
+    /// What it must be.
+    pub ty: ObjectType,
+    /// Who provides it (always a chunk: the kernel exports no objects).
+    pub provider: Provider,
+}
+
+/// An exported memory, table or global.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectExport {
+    /// Export name.
+    pub name: String,
+    /// Index in the module's memory, table or global index space (imports first).
+    pub index: u32,
+    /// What it is.
+    pub ty: ObjectType,
 }
 
 /// A direct call from one function to another (function index space, imports first).
@@ -152,6 +294,10 @@ pub struct Manifest {
     pub imports: Vec<Import>,
     /// Exported functions.
     pub exports: Vec<Export>,
+    /// Imported memories, tables and globals (shared with their providers; version 4).
+    pub object_imports: Vec<ObjectImport>,
+    /// Exported memories, tables and globals (version 4).
+    pub object_exports: Vec<ObjectExport>,
     /// The call graph of the module's functions.
     pub call_graph: Vec<CallEdge>,
     /// Resource requirements.
@@ -166,7 +312,21 @@ impl Manifest {
     /// Names of the chunks this chunk imports from, deduplicated, in first-use order.
     pub fn chunk_dependencies(&self) -> Vec<&str> {
         let mut deps: Vec<&str> = Vec::new();
-        for import in &self.imports {
+        let providers = self.imports.iter().map(|i| &i.provider);
+        for provider in providers.chain(self.object_imports.iter().map(|i| &i.provider)) {
+            if let Provider::Chunk(name) = provider
+                && !deps.contains(&name.as_str())
+            {
+                deps.push(name);
+            }
+        }
+        deps
+    }
+
+    /// Names of the chunks whose memories, tables or globals this chunk imports.
+    pub fn object_providers(&self) -> Vec<&str> {
+        let mut deps: Vec<&str> = Vec::new();
+        for import in &self.object_imports {
             if let Provider::Chunk(name) = &import.provider
                 && !deps.contains(&name.as_str())
             {
@@ -174,6 +334,16 @@ impl Manifest {
             }
         }
         deps
+    }
+
+    /// Whether format versions 1 to 3 can hold this manifest (no shared objects, number types
+    /// only at its boundary).
+    pub fn fits_version_3(&self) -> bool {
+        let numbers = |s: &FuncSig| s.params.iter().chain(&s.results).all(|t| t.is_number());
+        self.object_imports.is_empty()
+            && self.object_exports.is_empty()
+            && self.imports.iter().all(|i| numbers(&i.sig))
+            && self.exports.iter().all(|e| numbers(&e.sig))
     }
 }
 

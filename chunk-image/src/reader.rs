@@ -129,7 +129,7 @@ impl<'a> Image<'a> {
                 return Err(FormatError::ContentHash { index });
             }
             let mut mcur = Cursor::new(manifest_bytes, "manifest");
-            let manifest = manifest_codec::decode(&mut mcur, &strings, index)?;
+            let manifest = manifest_codec::decode(&mut mcur, &strings, index, header.major)?;
             module_ranges.push(module_range);
             manifest_ranges.push(manifest_range);
             chunks.push(ChunkView {

@@ -16,10 +16,12 @@ use core::fmt;
 
 use wasmparser::{
     BinaryReaderError, ExternalKind, FuncValidatorAllocations, KnownCustom, Name, Operator, Parser,
-    Payload, TypeRef, ValidPayload, Validator, WasmFeatures,
+    Payload, RefType, TypeRef, ValidPayload, Validator, WasmFeatures,
 };
 
-use crate::model::{CallEdge, Export, FuncSig, ValType};
+use crate::model::{
+    CallEdge, Export, FuncSig, ObjectExport, ObjectImport, ObjectType, Provider, ValType,
+};
 
 /// The WebAssembly features atoll supports.
 pub const SUPPORTED_FEATURES: WasmFeatures = WasmFeatures::WASM1
@@ -120,6 +122,11 @@ pub struct ModuleInfo {
     pub imports: Vec<FuncImport>,
     /// Exported functions.
     pub exports: Vec<Export>,
+    /// Imported memories, tables and globals, in import order (provider: the chunk named by
+    /// the import module).
+    pub object_imports: Vec<ObjectImport>,
+    /// Exported memories, tables and globals.
+    pub object_exports: Vec<ObjectExport>,
     /// Direct call edges, sorted and deduplicated.
     pub call_graph: Vec<CallEdge>,
     /// Initial pages of the module's memory (0 if it has none).
@@ -135,14 +142,16 @@ pub fn validate_module(bytes: &[u8]) -> Result<(), ModuleError> {
 
 /// Validates `bytes` and extracts imports, exports, the call graph and memory needs.
 ///
-/// Chunks may only import functions, and exported or imported functions may only use the
-/// number types i32/i64/f32/f64.
+/// Chunks import functions, memories, tables and globals; a function crossing a chunk boundary
+/// may use the number types, `v128`, `funcref` and `externref`.
 pub fn analyze_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     let names = function_names(bytes);
     let mut validator = Validator::new_with_features(SUPPORTED_FEATURES);
     let mut allocs = FuncValidatorAllocations::default();
     let mut types: Vec<Option<FuncSig>> = Vec::new();
     let mut func_types: Vec<u32> = Vec::new();
+    // The memory, table and global index spaces (imports first), for the exports.
+    let mut objects = ObjectSpaces::default();
     let mut info = ModuleInfo::default();
     let mut edges = BTreeSet::new();
 
@@ -169,24 +178,48 @@ pub fn analyze_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
             Payload::ImportSection(reader) => {
                 for import in reader.clone().into_imports() {
                     let import = import.map_err(|e| ModuleError::from_parser(&e))?;
-                    let TypeRef::Func(type_index) = import.ty else {
-                        return Err(ModuleError::plain(format!(
-                            "import `{}.{}`: chunks may only import functions",
-                            import.module, import.name
-                        )));
-                    };
-                    let sig = lookup_sig(&types, type_index).ok_or_else(|| {
+                    let boundary = || {
                         ModuleError::plain(format!(
-                            "import `{}.{}`: only i32/i64/f32/f64 may cross a chunk boundary",
+                            "import `{}.{}`: only number, vector and reference types may cross a \
+                             chunk boundary",
                             import.module, import.name
                         ))
-                    })?;
-                    func_types.push(type_index);
-                    info.imports.push(FuncImport {
+                    };
+                    let ty = match import.ty {
+                        TypeRef::Func(type_index) => {
+                            let sig = lookup_sig(&types, type_index).ok_or_else(boundary)?;
+                            func_types.push(type_index);
+                            info.imports.push(FuncImport {
+                                module: import.module.to_string(),
+                                name: import.name.to_string(),
+                                sig,
+                            });
+                            continue;
+                        }
+                        TypeRef::Memory(m) => objects.memory(&m),
+                        TypeRef::Table(t) => objects.table(&t),
+                        TypeRef::Global(g) => objects.global(&g),
+                        TypeRef::Tag(_) | TypeRef::FuncExact(_) => None,
+                    }
+                    .ok_or_else(boundary)?;
+                    info.object_imports.push(ObjectImport {
                         module: import.module.to_string(),
                         name: import.name.to_string(),
-                        sig,
+                        ty,
+                        provider: Provider::Chunk(import.module.to_string()),
                     });
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader.clone() {
+                    let table = table.map_err(|e| ModuleError::from_parser(&e))?;
+                    objects.table(&table.ty);
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader.clone() {
+                    let global = global.map_err(|e| ModuleError::from_parser(&e))?;
+                    objects.global(&global.ty);
                 }
             }
             Payload::FunctionSection(reader) => {
@@ -197,6 +230,7 @@ pub fn analyze_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
             Payload::MemorySection(reader) => {
                 if let Some(memory) = reader.clone().into_iter().next() {
                     let memory = memory.map_err(|e| ModuleError::from_parser(&e))?;
+                    objects.memory(&memory);
                     info.memory_pages = u32::try_from(memory.initial)
                         .map_err(|_| ModuleError::plain("memory too large"))?;
                     info.max_memory_pages = memory.maximum.and_then(|m| u32::try_from(m).ok());
@@ -205,18 +239,37 @@ pub fn analyze_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
             Payload::ExportSection(reader) => {
                 for export in reader.clone() {
                     let export = export.map_err(|e| ModuleError::from_parser(&e))?;
-                    if export.kind != ExternalKind::Func {
+                    let boundary = || {
+                        ModuleError::plain(format!(
+                            "export `{}`: only number, vector and reference types may cross a \
+                             chunk boundary",
+                            export.name
+                        ))
+                    };
+                    let space = match export.kind {
+                        ExternalKind::Func => None,
+                        ExternalKind::Memory => Some(&objects.memories),
+                        ExternalKind::Table => Some(&objects.tables),
+                        ExternalKind::Global => Some(&objects.globals),
+                        ExternalKind::Tag | ExternalKind::FuncExact => continue,
+                    };
+                    if let Some(space) = space {
+                        let ty = space
+                            .get(export.index as usize)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(boundary)?;
+                        info.object_exports.push(ObjectExport {
+                            name: export.name.to_string(),
+                            index: export.index,
+                            ty,
+                        });
                         continue;
                     }
                     let sig = func_types
                         .get(export.index as usize)
                         .and_then(|&t| lookup_sig(&types, t))
-                        .ok_or_else(|| {
-                            ModuleError::plain(format!(
-                                "export `{}`: only i32/i64/f32/f64 may cross a chunk boundary",
-                                export.name
-                            ))
-                        })?;
+                        .ok_or_else(boundary)?;
                     info.exports.push(Export {
                         name: export.name.to_string(),
                         func_index: export.index,
@@ -251,21 +304,84 @@ pub fn analyze_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     Ok(info)
 }
 
+/// The types in a module's memory, table and global index spaces, in index order; `None` for
+/// one whose type cannot cross a chunk boundary (a 64-bit memory, a typed reference).
+#[derive(Default)]
+struct ObjectSpaces {
+    memories: Vec<Option<ObjectType>>,
+    tables: Vec<Option<ObjectType>>,
+    globals: Vec<Option<ObjectType>>,
+}
+
+impl ObjectSpaces {
+    fn memory(&mut self, m: &wasmparser::MemoryType) -> Option<ObjectType> {
+        let ty = (!m.memory64).then_some(()).and_then(|()| {
+            Some(ObjectType::Memory {
+                min: u32::try_from(m.initial).ok()?,
+                max: match m.maximum {
+                    Some(max) => Some(u32::try_from(max).ok()?),
+                    None => None,
+                },
+            })
+        });
+        self.memories.push(ty);
+        ty
+    }
+
+    fn table(&mut self, t: &wasmparser::TableType) -> Option<ObjectType> {
+        let elem = ref_type(t.element_type);
+        let ty = (!t.table64).then_some(()).and_then(|()| {
+            Some(ObjectType::Table {
+                elem: elem?,
+                min: u32::try_from(t.initial).ok()?,
+                max: match t.maximum {
+                    Some(max) => Some(u32::try_from(max).ok()?),
+                    None => None,
+                },
+            })
+        });
+        self.tables.push(ty);
+        ty
+    }
+
+    fn global(&mut self, g: &wasmparser::GlobalType) -> Option<ObjectType> {
+        let ty = val_type(&g.content_type).map(|ty| ObjectType::Global {
+            ty,
+            mutable: g.mutable,
+        });
+        self.globals.push(ty);
+        ty
+    }
+}
+
+fn ref_type(r: RefType) -> Option<ValType> {
+    if r == RefType::FUNCREF {
+        Some(ValType::FuncRef)
+    } else if r == RefType::EXTERNREF {
+        Some(ValType::ExternRef)
+    } else {
+        None
+    }
+}
+
+fn val_type(ty: &wasmparser::ValType) -> Option<ValType> {
+    match ty {
+        wasmparser::ValType::I32 => Some(ValType::I32),
+        wasmparser::ValType::I64 => Some(ValType::I64),
+        wasmparser::ValType::F32 => Some(ValType::F32),
+        wasmparser::ValType::F64 => Some(ValType::F64),
+        wasmparser::ValType::V128 => Some(ValType::V128),
+        wasmparser::ValType::Ref(r) => ref_type(*r),
+    }
+}
+
 fn lookup_sig(types: &[Option<FuncSig>], index: u32) -> Option<FuncSig> {
     types.get(index as usize).cloned().flatten()
 }
 
 fn sig_of(params: &[wasmparser::ValType], results: &[wasmparser::ValType]) -> Option<FuncSig> {
     let convert = |list: &[wasmparser::ValType]| -> Option<Vec<ValType>> {
-        list.iter()
-            .map(|ty| match ty {
-                wasmparser::ValType::I32 => Some(ValType::I32),
-                wasmparser::ValType::I64 => Some(ValType::I64),
-                wasmparser::ValType::F32 => Some(ValType::F32),
-                wasmparser::ValType::F64 => Some(ValType::F64),
-                _ => None,
-            })
-            .collect()
+        list.iter().map(val_type).collect()
     };
     Some(FuncSig {
         params: convert(params)?,

@@ -1,4 +1,4 @@
-//! Plain WebAssembly numbers as tools and the console read and print them, so the kernel's
+//! Plain WebAssembly numbers (not vectors or references) as tools and the console read and print them, so the kernel's
 //! `run` and the host reference (`chunkc run`) format results identically.
 
 use core::fmt;
@@ -62,6 +62,7 @@ impl Value {
             }
             ValType::F32 => text.parse().ok().map(Self::F32),
             ValType::F64 => text.parse().ok().map(Self::F64),
+            ValType::V128 | ValType::FuncRef | ValType::ExternRef => None,
         }
     }
 
@@ -75,14 +76,16 @@ impl Value {
         }
     }
 
-    /// The value of type `ty` held in a 64-bit slot.
-    pub fn from_bits(bits: u64, ty: ValType) -> Self {
-        match ty {
+    /// The number of type `ty` held in a 64-bit slot; `None` for a vector or a reference,
+    /// which are not plain numbers.
+    pub fn from_bits(bits: u64, ty: ValType) -> Option<Self> {
+        Some(match ty {
             ValType::I32 => Self::I32(bits as u32 as i32),
             ValType::I64 => Self::I64(bits as i64),
             ValType::F32 => Self::F32(f32::from_bits(bits as u32)),
             ValType::F64 => Self::F64(f64::from_bits(bits)),
-        }
+            ValType::V128 | ValType::FuncRef | ValType::ExternRef => return None,
+        })
     }
 }
 
@@ -112,7 +115,11 @@ mod tests {
             (Value::F32(1.5), ValType::F32),
             (Value::F64(-0.25), ValType::F64),
         ] {
-            assert_eq!(Value::from_bits(v.to_bits(), ty), v);
+            assert_eq!(Value::from_bits(v.to_bits(), ty), Some(v));
+        }
+        for ty in [ValType::V128, ValType::FuncRef, ValType::ExternRef] {
+            assert_eq!(Value::from_bits(0, ty), None);
+            assert_eq!(Value::parse("0", ty), None);
         }
         assert_eq!(Value::I32(-1).to_bits(), 0xffff_ffff);
     }

@@ -50,7 +50,9 @@ pub fn write_image_full(
     )?;
     // Version 3 holds a workload section and programs with environments; version 2 programs
     // without them; version 1 neither.
-    let major: u16 = if workload.is_some() {
+    let major: u16 = if chunks.iter().any(|c| !c.manifest.fits_version_3()) {
+        manifest_codec::OBJECTS_VERSION
+    } else if workload.is_some() {
         3
     } else {
         program::major_for(programs)
@@ -73,7 +75,7 @@ pub fn write_image_full(
     let mut module_offset = 0usize;
     for chunk in chunks {
         let manifest_start = manifests.len();
-        manifest_codec::encode(&chunk.manifest, &mut strings, &mut manifests)?;
+        manifest_codec::encode(&chunk.manifest, major, &mut strings, &mut manifests)?;
         let manifest_bytes = manifests.get(manifest_start..).unwrap_or_default();
 
         let mut crc = Crc32c::new();

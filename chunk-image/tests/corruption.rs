@@ -98,10 +98,10 @@ fn header_errors_are_typed() {
     bad[0] = b'X';
     assert_eq!(Image::parse(&bad).unwrap_err(), FormatError::BadMagic);
     let mut bad = image.clone();
-    bad[8] = 4;
+    bad[8] = 5;
     assert_eq!(
         Image::parse(&bad).unwrap_err(),
-        FormatError::UnsupportedVersion { major: 4, minor: 0 }
+        FormatError::UnsupportedVersion { major: 5, minor: 0 }
     );
     // A version-1 image claiming version 2 has the wrong header length for it.
     let mut bad = image.clone();

@@ -137,9 +137,9 @@ fn program_rules_are_enforced_by_the_writer() {
 #[test]
 fn unknown_major_versions_are_refused() {
     let mut bytes = one_program_image();
-    bytes[8] = 4;
+    bytes[8] = 5;
     assert!(matches!(
         Image::parse(&bytes),
-        Err(FormatError::UnsupportedVersion { major: 4, .. })
+        Err(FormatError::UnsupportedVersion { major: 5, .. })
     ));
 }

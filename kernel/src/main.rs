@@ -20,7 +20,8 @@
 //! - `pae::code`: code injection (copying generated code into pages that become read-execute);
 //! - `pae::imports`: the kernel functions generated code calls, with raw pointers into its
 //!   VM context and linear memory;
-//! - `pae::task`: hands a task's instances (which hold raw pointers) to its chunk thread.
+//! - `pae::task`: hands a task's instances (which hold raw pointers) to its chunk thread;
+//! - `pae::group`: a linked group's instances move between the threads that hold the group.
 #![no_std]
 #![no_main]
 

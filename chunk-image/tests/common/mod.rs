@@ -121,6 +121,7 @@ pub fn random_chunks(rng: &mut Rng, max_chunks: usize) -> Vec<Chunk> {
                 resources,
                 profile: Profile { tasks, transitions },
                 tags,
+                ..Manifest::default()
             },
         });
     }

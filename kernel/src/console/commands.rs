@@ -6,7 +6,8 @@ use core::fmt;
 use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
-    cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system, cmd_wasi,
+    cmd_debug, cmd_group, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp,
+    cmd_system, cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -269,6 +270,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[on | off | startup CHUNK.EXPORT [--rounds N]] [--json]",
         help: "assembly from the request: `on` makes tasks assemble only what their export reaches (the rest at its first call); shows per chunk what was assembled up front and lazily; `startup` measures task-start latency with whole-module assembly and from the request in one run",
         run: cmd_lazy::lazy,
+    },
+    Command {
+        name: "groups",
+        usage: "[reset CHUNK] [--json]",
+        help: "linked groups: chunks sharing memories, tables or globals keep one instance each from task to task (tasks of a group run one at a time); `reset` drops a group's instances",
+        run: cmd_group::groups,
     },
     Command {
         name: "islands",

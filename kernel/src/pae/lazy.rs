@@ -265,7 +265,13 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
         };
         assembled.push((name, Arc::new(a)));
     }
-    let instances = super::instantiate_all(&assembled, wasi.as_mut())?;
+    let mut instances = alloc::collections::BTreeMap::new();
+    super::instantiate_into(
+        &mut instances,
+        &mut atoll_pae::runtime::SigRegistry::default(),
+        &assembled,
+        wasi.as_mut(),
+    )?;
     let cycles = crate::arch::cpu::rdtsc() - start;
     drop(instances);
     let mut s = Startup {

@@ -4,9 +4,14 @@
 //!
 //! Assembled code is cached per chunk (compiled once, mapped read-execute once, shared by every
 //! instance). Each task gets fresh instances of its chunk and of every chunk it imports from,
-//! providers first, so tasks never see each other's linear memory.
+//! providers first, so tasks never see each other's linear memory; except chunks of a linked
+//! group (they share memories, tables or globals), which keep one instance each from task to
+//! task (`group`).
 
 pub mod cache;
+// May use `unsafe`: the group's instances move between threads with it (see `main.rs`).
+#[allow(unsafe_code)]
+pub mod group;
 // These three may use `unsafe` (each says why; the list is in `main.rs`).
 #[allow(unsafe_code)]
 mod code;
@@ -63,6 +68,8 @@ pub enum PaeError {
     DependencyCycle(String),
     /// The chunk cache could not hold the chunk (pinned chunks fill it).
     NoRoom(String),
+    /// The chunk is in no linked group.
+    NotInGroup(String),
 }
 
 impl fmt::Display for PaeError {
@@ -81,6 +88,10 @@ impl fmt::Display for PaeError {
             Self::NoRoom(c) => write!(
                 f,
                 "the chunk cache has no room for `{c}` (running tasks pin the rest)"
+            ),
+            Self::NotInGroup(c) => write!(
+                f,
+                "chunk `{c}` shares no memory, table or global with other chunks (it is in no group)"
             ),
         }
     }
@@ -286,6 +297,10 @@ pub struct Prepared {
     stack_bytes: u64,
     /// The cache pins and uncached code it holds (released after the instances are dropped).
     held: Held,
+    /// The linked group whose instances the task runs in (then `instances` is empty).
+    group: Option<Arc<group::Group>>,
+    /// After a run in a group: what the run added to each group instance's block counters.
+    group_counts: Vec<(String, Vec<u64>)>,
 }
 
 /// What a task holds of the cache: pins on its chunks, and code assembled for it alone.
@@ -300,6 +315,14 @@ pub struct Held {
 }
 
 impl Held {
+    /// Takes over `other`'s pins, uncached code and counts.
+    fn absorb(&mut self, mut other: Held) {
+        self.pinned.append(&mut other.pinned);
+        self.uncached.append(&mut other.uncached);
+        self.hits += other.hits;
+        self.misses += other.misses;
+    }
+
     fn note(&mut self, chunk: &str, how: cache::Obtained) {
         match how {
             cache::Obtained::Hit | cache::Obtained::Waited => {
@@ -384,15 +407,38 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
             .map_or(0, |c| u64::from(c.manifest.resources.stack_bytes)),
         _ => 0,
     };
-    let (instances, registered) = crate::island::instantiating(|reg| {
-        let mut instances = instantiate_all(&assembled, wasi.as_mut())?;
-        let keys = instances
-            .values_mut()
-            .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
-            .collect::<Vec<u64>>();
-        Ok::<_, PaeError>((instances, keys))
-    })?;
+    let group = group::of(chunk)?;
+    let (instances, registered) = match &group {
+        Some(g) => {
+            if wasi.is_some() {
+                return Err(PaeError::BadArgs(alloc::format!(
+                    "`{chunk}` shares state with other chunks (group `{}`) and cannot run as a \
+                     WASI command",
+                    g.name
+                )));
+            }
+            let mut state = g.enter();
+            g.instantiate_missing(&mut state, &assembled)?;
+            (BTreeMap::new(), Vec::new())
+        }
+        None => crate::island::instantiating(|reg| {
+            let mut instances = BTreeMap::new();
+            instantiate_into(
+                &mut instances,
+                &mut SigRegistry::default(),
+                &assembled,
+                wasi.as_mut(),
+            )?;
+            let keys = instances
+                .values_mut()
+                .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
+                .collect::<Vec<u64>>();
+            Ok::<_, PaeError>((instances, keys))
+        })?,
+    };
     Ok(Prepared {
+        group,
+        group_counts: Vec::new(),
         held,
         stack_bytes,
         task: task.into(),
@@ -406,15 +452,19 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
     })
 }
 
-/// Instantiates `assembled` (providers before their users) and links them; a command's WASI
-/// imports bind to `wasi`.
-fn instantiate_all(
+/// Instantiates `assembled` (providers before their users) into `instances`, linking each to
+/// the instances already there (functions, and shared memories, tables and globals); a
+/// command's WASI imports bind to `wasi`.
+fn instantiate_into(
+    instances: &mut BTreeMap<String, Box<Instance>>,
+    sigs: &mut SigRegistry,
     assembled: &[(String, Arc<Assembled>)],
     mut wasi: Option<&mut WasiLink>,
-) -> Result<BTreeMap<String, Box<Instance>>, PaeError> {
-    let mut sigs = SigRegistry::default();
-    let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
+) -> Result<(), PaeError> {
     for (name, assembled) in assembled {
+        if instances.contains_key(name) {
+            continue;
+        }
         let mut externs = Vec::new();
         for import in &assembled.module.desc.imports {
             let ext = if import.module == chunk_image::KERNEL_MODULE {
@@ -459,21 +509,18 @@ fn instantiate_all(
                         )),
                     )
                 })?;
-                let index = provider
-                    .module()
-                    .desc
-                    .export_func(&import.name)
+                provider
+                    .export_extern(&import.name, &import.kind, &assembled.module.desc)
                     .ok_or_else(|| {
                         PaeError::Instantiate(
                             name.clone(),
                             InstantiateError::Link(alloc::format!(
-                                "`{}.{}` is not exported",
+                                "`{}.{}` is not exported as the kind and type imported",
                                 import.module,
                                 import.name
                             )),
                         )
-                    })?;
-                provider.func_ref(index)
+                    })?
             };
             externs.push(ext);
         }
@@ -482,12 +529,12 @@ fn instantiate_all(
             Box::new(SharedCode(assembled.code.clone())),
             Box::new(VecMemory::default()),
             &externs,
-            &mut sigs,
+            sigs,
         )
         .map_err(|e| PaeError::Instantiate(name.clone(), e))?;
         instances.insert(name.clone(), instance);
     }
-    Ok(instances)
+    Ok(())
 }
 
 impl Drop for Prepared {
@@ -528,31 +575,86 @@ impl Prepared {
         self.wasi.as_mut().and_then(|w| w.ctx().exit_code())
     }
 
-    /// Each instance's block counters, by chunk name.
+    /// Each instance's block counters, by chunk name: the task's own instances' (live while it
+    /// runs), then, after a run in a linked group, what the run added to the group's.
     pub fn counters(&self) -> impl Iterator<Item = (&str, &[u64])> {
         self.instances
             .iter()
             .map(|(name, inst)| (name.as_str(), inst.counters()))
+            .chain(
+                self.group_counts
+                    .iter()
+                    .map(|(name, c)| (name.as_str(), c.as_slice())),
+            )
     }
 
-    /// Runs the export on the current stack, allowing generated code `stack_budget_bytes`.
+    /// The linked group the task runs in, if any: the caller holds it (`Group::enter`) around
+    /// [`Prepared::invoke`], outside the time it counts as running generated code.
+    pub fn group(&self) -> Option<Arc<group::Group>> {
+        self.group.clone()
+    }
+
+    /// Runs the export on the current stack, allowing generated code `stack_budget_bytes`;
+    /// for a task of a linked group, `held` is the group's state (see [`Prepared::group`]).
     pub fn invoke(
         &mut self,
         args: &[u64],
         stack_budget_bytes: usize,
+        held: Option<&mut group::State>,
     ) -> Result<Vec<Value>, InvokeError> {
-        let instance = self
-            .instances
-            .get_mut(&self.chunk)
-            .expect("prepared chunk instance");
-        instance.stack_budget_bytes = stack_budget_bytes;
         specialize::record(&self.chunk, self.func, args);
-        let raw = instance.invoke(self.func, args)?;
+        let raw = match held {
+            Some(state) => self.invoke_in_group(state, args, stack_budget_bytes)?,
+            None => {
+                let instance = self
+                    .instances
+                    .get_mut(&self.chunk)
+                    .expect("prepared chunk instance");
+                instance.stack_budget_bytes = stack_budget_bytes;
+                instance.invoke(self.func, args)?
+            }
+        };
         Ok(raw
             .iter()
             .zip(&self.results)
-            .map(|(bits, ty)| Value::from_bits(*bits, *ty))
+            .filter_map(|(bits, ty)| Value::from_bits(*bits, *ty))
             .collect())
+    }
+}
+
+impl Prepared {
+    /// Runs the export in the group's instance of the chunk (the caller holds the group) and
+    /// keeps what the run added to each group instance's block counters.
+    fn invoke_in_group(
+        &mut self,
+        state: &mut group::State,
+        args: &[u64],
+        stack_budget_bytes: usize,
+    ) -> Result<Vec<u64>, InvokeError> {
+        let before: Vec<(String, Vec<u64>)> = state
+            .instances
+            .iter()
+            .map(|(n, i)| (n.clone(), i.counters().to_vec()))
+            .collect();
+        let instance = state
+            .instances
+            .get_mut(&self.chunk)
+            .ok_or(InvokeError::Trap(atoll_pae::TrapCode::HostError))?;
+        instance.stack_budget_bytes = stack_budget_bytes;
+        let result = instance.invoke(self.func, args);
+        self.group_counts = before
+            .into_iter()
+            .filter_map(|(name, old)| {
+                let now = state.instances.get(&name)?.counters();
+                let added = now
+                    .iter()
+                    .zip(&old)
+                    .map(|(n, o)| n.wrapping_sub(*o))
+                    .collect();
+                Some((name, added))
+            })
+            .collect();
+        result
     }
 }
 

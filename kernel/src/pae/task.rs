@@ -92,13 +92,24 @@ fn chunk_thread(ticket: u64) {
         .counters()
         .map(|(chunk, counters)| crate::island::begin_counters(chunk, counters))
         .collect();
+    // A task of a linked group waits here (not counted as running) while another task of
+    // the group runs.
+    let group = work.prepared.group();
+    let mut held = group.as_ref().map(|g| {
+        let state = g.enter();
+        g.note_task();
+        state
+    });
     let start = cpu::rdtsc();
     sched::set_in_generated(true);
-    let result = work.prepared.invoke(&work.args, work.budget_bytes);
+    let result = work
+        .prepared
+        .invoke(&work.args, work.budget_bytes, held.as_deref_mut());
     sched::set_in_generated(false);
     let run_cycles = cpu::rdtsc() - start;
-    for ((chunk, counters), key) in work.prepared.counters().zip(live) {
-        crate::island::end_counters(key, chunk, counters);
+    drop(held);
+    for (i, (chunk, counters)) in work.prepared.counters().enumerate() {
+        crate::island::end_counters(live.get(i).copied().flatten(), chunk, counters);
     }
     let wasi_exit = work.prepared.wasi_exit_code();
     *job.ran.lock() = Some(Ran {

@@ -229,6 +229,18 @@ fn chunk_manifest(
             provider,
         });
     }
+    if let Some(import) = info
+        .object_imports
+        .iter()
+        .find(|i| i.module == KERNEL_MODULE || i.module == WASI_MODULE)
+    {
+        return Err(bad_import(format!(
+            "import `{}.{}`: the kernel provides functions only, not a {}",
+            import.module,
+            import.name,
+            import.ty.kind()
+        )));
+    }
     let prefix = format!("{name}.");
     let profile = Profile {
         tasks: file
@@ -256,6 +268,8 @@ fn chunk_manifest(
     Ok(Manifest {
         imports,
         exports: info.exports,
+        object_imports: info.object_imports,
+        object_exports: info.object_exports,
         call_graph: info.call_graph,
         resources: Resources {
             memory_pages: info.memory_pages,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use chunk_image::{ChunkView, FuncSig, Image, Provider};
+use chunk_image::{ChunkView, FuncSig, Image, ObjectType, Provider};
 use serde_json::{Value, json};
 
 /// `(i32, i32) -> i64` style text for a signature.
@@ -89,6 +89,18 @@ pub fn table(image: &Image<'_>, image_len: usize) -> String {
                 sig_text(&i.sig)
             );
         }
+        for e in &m.object_exports {
+            let _ = writeln!(out, "  export {} {}", e.name, object_text(&e.ty));
+        }
+        for i in &m.object_imports {
+            let _ = writeln!(
+                out,
+                "  import {}.{} {} (shared)",
+                i.module,
+                i.name,
+                object_text(&i.ty)
+            );
+        }
         let max = m
             .resources
             .max_memory_pages
@@ -170,6 +182,12 @@ pub fn json(image: &Image<'_>, image_len: usize) -> Value {
                         Provider::Chunk(p) => p.clone(),
                     },
                 })).collect::<Vec<_>>(),
+                "object_exports": m.object_exports.iter().map(|e| json!({
+                    "name": e.name, "index": e.index, "type": object_text(&e.ty),
+                })).collect::<Vec<_>>(),
+                "object_imports": m.object_imports.iter().map(|i| json!({
+                    "module": i.module, "name": i.name, "type": object_text(&i.ty),
+                })).collect::<Vec<_>>(),
                 "call_graph": m.call_graph.iter().map(|e| [e.caller, e.callee]).collect::<Vec<_>>(),
                 "resources": {
                     "memory_pages": m.resources.memory_pages,
@@ -207,4 +225,21 @@ pub fn json(image: &Image<'_>, image_len: usize) -> Value {
             "steps": atoll_predict::trace::parse(body).map_or(0, |s| s.len()),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// A shared object's type in text form: `memory 1..4`, `table funcref 2..`, `global mut i64`.
+pub fn object_text(ty: &ObjectType) -> String {
+    let limits = |min: u32, max: Option<u32>| match max {
+        Some(max) => format!("{min}..{max}"),
+        None => format!("{min}.."),
+    };
+    match *ty {
+        ObjectType::Memory { min, max } => format!("memory {}", limits(min, max)),
+        ObjectType::Table { elem, min, max } => {
+            format!("table {} {}", elem.name(), limits(min, max))
+        }
+        ObjectType::Global { ty, mutable } => {
+            format!("global {}{}", if mutable { "mut " } else { "" }, ty.name())
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //! - `build MANIFEST.toml -o IMAGE` compiles `.wat`, takes `.wasm`, builds Rust chunks for
 //!   `wasm32-unknown-unknown`, analyzes and validates every module and writes the image.
 //! - `inspect IMAGE [--json]` prints chunks, sizes, dependencies, resources and profile.
-//! - `run IMAGE CHUNK.EXPORT ARGS...` runs an export with the wasmi reference interpreter;
+//! - `run IMAGE CHUNK.EXPORT ARGS... [; CHUNK.EXPORT ARGS...]...` runs exports with the wasmi
+//!   reference interpreter, one after another as the kernel would (chunks sharing memories,
+//!   tables or globals keep their instances from one task to the next);
 //!   `run IMAGE CHUNK [--native] [--stdin PATH] [ARGS...]` runs a command chunk (WASI `_start`)
 //!   with wasmi or atoll's code generator.
 //! - `exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] FILE.wasm [ARGS...]` runs
@@ -44,7 +46,7 @@ use crate::wasi;
 pub const USAGE: &str = "usage:
   chunkc build MANIFEST.toml -o IMAGE
   chunkc inspect IMAGE [--json]
-  chunkc run IMAGE CHUNK.EXPORT [ARGS...]
+  chunkc run IMAGE CHUNK.EXPORT [ARGS...] [';' CHUNK.EXPORT [ARGS...]]...
   chunkc run IMAGE CHUNK [--native] [--stdin PATH] [--env K=V] [ARGS...]
   chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
   chunkc profile merge IMAGE RECORD -o OUT
@@ -103,21 +105,25 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
                 }
                 return Ok(ran.status());
             }
-            let result = run::run_text(&bytes, target, rest)?;
-            for line in &result.printed {
-                writeln!(out, "{line}").map_err(write_err)?;
-            }
-            match result.outcome {
-                run::Outcome::Returned(values) => {
-                    let text: Vec<String> = values.iter().map(ToString::to_string).collect();
-                    writeln!(out, "{}", text.join(" ")).map_err(write_err)?;
-                    Ok(0)
+            let mut words = vec![target.clone()];
+            words.extend(rest.iter().cloned());
+            let mut status = 0;
+            for result in run::run_tasks(&bytes, &words)? {
+                for line in &result.printed {
+                    writeln!(out, "{line}").map_err(write_err)?;
                 }
-                run::Outcome::Trapped(message) => {
-                    writeln!(out, "trap: {message}").map_err(write_err)?;
-                    Ok(1)
+                match result.outcome {
+                    run::Outcome::Returned(values) => {
+                        let text: Vec<String> = values.iter().map(ToString::to_string).collect();
+                        writeln!(out, "{}", text.join(" ")).map_err(write_err)?;
+                    }
+                    run::Outcome::Trapped(message) => {
+                        writeln!(out, "trap: {message}").map_err(write_err)?;
+                        status = 1;
+                    }
                 }
             }
+            Ok(status)
         }
         Some("profile") => {
             let (image, record, o) = match &args[1..] {

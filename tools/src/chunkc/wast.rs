@@ -22,7 +22,7 @@ use atoll_pae::runtime::{
     Extern, Global, Instance, InvokeError, Memory, SigRegistry, Table, VecMemory,
 };
 use atoll_pae::vmctx::VmContext;
-use atoll_pae::{CompileError, CompiledModule, FuncType, Options, TrapCode, Ty};
+use atoll_pae::{CompileError, CompiledModule, Options, TrapCode, Ty};
 use wast::core::{AbstractHeapType, HeapType, WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet};
@@ -382,7 +382,7 @@ impl Runner {
                     .get(&import.module)
                     .map(|&i| &mut self.instances[i])
                 {
-                    Some(Slot::Live(inst)) => export_extern(inst, &import.name, &import.kind, desc),
+                    Some(Slot::Live(inst)) => inst.export_extern(&import.name, &import.kind, desc),
                     Some(Slot::Skipped(why)) => return Err(NotLive::Skip(why.clone())),
                     Some(Slot::Failed(why)) => return Err(NotLive::Fail(why.clone())),
                     None => None,
@@ -692,29 +692,6 @@ fn trap_from_message(msg: &str) -> TrapCode {
     .into_iter()
     .find(|c| msg.contains(c.message()))
     .unwrap_or(TrapCode::HostError)
-}
-
-fn export_extern(
-    inst: &mut Instance,
-    name: &str,
-    kind: &atoll_pae::module::ImportKind,
-    importer: &atoll_pae::ModuleDesc,
-) -> Option<Extern> {
-    use atoll_pae::module::ImportKind;
-    let module = inst.module().clone();
-    let desc = &module.desc;
-    let export = desc.exports.iter().find(|e| e.name == name)?;
-    match (kind, export.kind) {
-        (ImportKind::Func(t), ExternalKind::Func) => {
-            let want: &FuncType = &importer.types[*t as usize];
-            (desc.func_type(export.index) == want).then(|| inst.func_ref(export.index))
-        }
-        // The runtime checks types, mutability and limits (a link error names the mismatch).
-        (ImportKind::Global(..), ExternalKind::Global) => inst.export_global(export.index),
-        (ImportKind::Table(_), ExternalKind::Table) => inst.export_table(export.index),
-        (ImportKind::Memory(_), ExternalKind::Memory) => inst.export_memory(),
-        _ => None,
-    }
 }
 
 /// Runs each file and writes the reports; returns whether every assertion held.

@@ -615,6 +615,33 @@ impl Instance {
         self.memory.clone().map(Extern::Memory)
     }
 
+    /// This instance's export `name` as an [`Extern`] for an import of `kind` (types from
+    /// `importer`): a function only when its signature is the one the import declares;
+    /// globals, tables and memories of the import's kind (instantiation then checks their type,
+    /// mutability and limits, and a link error names a mismatch). `None` when there is no such
+    /// export of that kind.
+    pub fn export_extern(
+        &mut self,
+        name: &str,
+        kind: &ImportKind,
+        importer: &crate::ModuleDesc,
+    ) -> Option<Extern> {
+        use wasmparser::ExternalKind;
+        let module = self.module.clone();
+        let desc = &module.desc;
+        let export = desc.exports.iter().find(|e| e.name == name)?;
+        match (kind, export.kind) {
+            (ImportKind::Func(t), ExternalKind::Func) => {
+                let want: &FuncType = importer.types.get(*t as usize)?;
+                (desc.func_type(export.index) == want).then(|| self.func_ref(export.index))
+            }
+            (ImportKind::Global(..), ExternalKind::Global) => self.export_global(export.index),
+            (ImportKind::Table(_), ExternalKind::Table) => self.export_table(export.index),
+            (ImportKind::Memory(_), ExternalKind::Memory) => self.export_memory(),
+            _ => None,
+        }
+    }
+
     /// Table `index`.
     pub fn table(&self, index: u32) -> Option<&Table> {
         self.tables.get(index as usize)
