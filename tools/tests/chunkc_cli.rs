@@ -42,7 +42,7 @@ fn default_image() -> &'static str {
             image.to_str().expect("utf-8 path"),
         ]);
         assert!(out.status.success(), "build failed: {}", stderr(&out));
-        assert!(stdout(&out).contains("20 chunks"), "{}", stdout(&out));
+        assert!(stdout(&out).contains("23 chunks"), "{}", stdout(&out));
         image.to_string_lossy().into_owned()
     })
 }
@@ -56,7 +56,7 @@ fn inspect_lists_every_chunk_with_dependencies_and_resources() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../chunks/default.toml"),
     )
     .expect("manifest");
-    assert_eq!(manifest.chunks.len(), 20);
+    assert_eq!(manifest.chunks.len(), 23);
     for chunk in manifest.chunks.iter().map(|c| c.name.as_str()) {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{chunk} "))),
@@ -86,7 +86,7 @@ fn inspect_json_is_one_object() {
     assert_eq!(text.lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let chunks = v["chunks"].as_array().expect("chunks array");
-    assert_eq!(chunks.len(), 20);
+    assert_eq!(chunks.len(), 23);
     let pipeline = chunks
         .iter()
         .find(|c| c["name"] == "pipeline")
@@ -95,9 +95,19 @@ fn inspect_json_is_one_object() {
         pipeline["depends_on"],
         serde_json::json!(["json", "crc32", "lz"])
     );
-    // Version 3: the image has programs (WASI commands with arguments and files, one of them
-    // with a default environment) and a workload section (engine settings and traces).
-    assert_eq!(v["version"], "3.0");
+    // Version 4: the image has programs (WASI commands with arguments and files, one of them
+    // with a default environment), a workload section (engine settings and traces), and chunks
+    // sharing a memory, a table and globals.
+    assert_eq!(v["version"], "4.0");
+    let reader = chunks
+        .iter()
+        .find(|c| c["name"] == "reader")
+        .expect("reader");
+    assert_eq!(reader["depends_on"], serde_json::json!(["board"]));
+    assert_eq!(
+        reader["object_imports"][0],
+        serde_json::json!({"module": "board", "name": "mem", "type": "memory 1.."})
+    );
     assert_eq!(v["traces"].as_array().map(Vec::len), Some(4));
     let programs = v["programs"].as_array().expect("programs array");
     assert_eq!(programs.len(), 6);
@@ -136,6 +146,93 @@ fn run_prints_results_and_traps() {
 
     let out = chunkc(&["run", image, "nope.fib", "1"]);
     assert!(stderr(&out).starts_with("error: no chunk `nope`"));
+
+    // Tasks separated by `;` run in one session: chunks sharing state keep it between them;
+    // a trap ends the sequence.
+    let out = chunkc(&[
+        "run",
+        image,
+        "writer.fill",
+        "7",
+        "10",
+        ";",
+        "reader.sum",
+        "10",
+        ";",
+        "reader.apply",
+        "0",
+        "1",
+        ";",
+        "reader.sum",
+        "10",
+    ]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], lines[1], "{text}");
+    assert_ne!(lines[0], "0");
+    assert!(lines[2].starts_with("trap: "), "{text}");
+    assert_eq!(out.status.code(), Some(1));
+    // Separate runs start from fresh state.
+    let out = chunkc(&["run", image, "reader.sum", "10"]);
+    assert_eq!(stdout(&out), "0\n");
+}
+
+#[test]
+fn shared_objects_that_do_not_match_are_refused_by_build() {
+    let provider =
+        r#"(module (memory (export "mem") 1 2) (global (export "g") i32 (i32.const 1)))"#;
+    for (import, reason) in [
+        (
+            r#"(import "store" "mem" (memory 3))"#,
+            "minimum size is below",
+        ),
+        (
+            r#"(import "store" "mem" (memory 1 1))"#,
+            "maximum size is above",
+        ),
+        (
+            r#"(import "store" "g" (global (mut i32)))"#,
+            "mutability differs",
+        ),
+        (r#"(import "store" "g" (global i64))"#, "value types differ"),
+        (
+            r#"(import "store" "none" (memory 1))"#,
+            "no chunk provides it",
+        ),
+    ] {
+        let manifest = r#"
+[[chunk]]
+name = "store"
+wat = "store.wat"
+
+[[chunk]]
+name = "user"
+wat = "user.wat"
+"#;
+        let user = format!("(module {import})");
+        let out = build_set(
+            "objects",
+            manifest,
+            &[("store.wat", provider), ("user.wat", &user)],
+        );
+        assert_eq!(out.status.code(), Some(1), "{import}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.contains(reason),
+            "{import}: {err}"
+        );
+    }
+    let out = build_set(
+        "objects-kernel",
+        "[[chunk]]\nname = \"user\"\nwat = \"user.wat\"\n",
+        &[("user.wat", r#"(module (import "atoll" "mem" (memory 1)))"#)],
+    );
+    assert!(
+        stderr(&out).contains("the kernel provides functions only"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn spec_file(name: &str) -> String {

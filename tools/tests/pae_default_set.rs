@@ -71,13 +71,11 @@ impl World {
                         data: (&mut *self.printed as *mut Vec<String>).cast(),
                     }
                 } else {
+                    // Functions, and the memories, tables and globals chunks share.
                     let provider = self.instance(&import.module);
-                    let index = provider
-                        .module()
-                        .desc
-                        .export_func(&import.name)
-                        .expect("provider export");
-                    provider.func_ref(index)
+                    provider
+                        .export_extern(&import.name, &import.kind, &module.desc)
+                        .expect("provider export")
                 };
                 imports.push(ext);
             }
