@@ -101,8 +101,9 @@ fn every_program_run_matches_its_expected_output_on_both_engines() {
 #[test]
 fn programs_carry_their_arguments_and_files() {
     let image = Image::parse(default_image()).expect("parses");
-    // Version 3: programs (wasitest has a default environment) and the workload section.
-    assert_eq!(image.major_version(), 3);
+    // Version 4: programs (wasitest has a default environment), the workload section, and
+    // chunks sharing memories, tables and globals.
+    assert_eq!(image.major_version(), 4);
     let lzc = image.program("lzc").expect("lzc program");
     assert_eq!(
         lzc.args,
@@ -238,4 +239,77 @@ fn exec_runs_files_with_preloads_directories_and_exit_codes() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("slept at least that long: yes"));
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The vector instructions in `module`'s function bodies.
+fn simd_instructions(module: &[u8]) -> usize {
+    let mut count = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = payload {
+            let mut ops = body.get_operators_reader().expect("operators");
+            while !ops.eof() {
+                let name = format!("{:?}", ops.read().expect("operator"));
+                let lanes = ["V128", "I8x16", "I16x8", "I32x4", "I64x2", "F32x4", "F64x2"];
+                if lanes.iter().any(|p| name.starts_with(p)) {
+                    count += 1;
+                }
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn the_simd_c_program_matches_its_plain_c_build_for_the_host() {
+    // The checked-in outputs come from the same C file compiled natively (no wasm SIMD path):
+    // compile it again here and compare, so they are not just what the wasm build printed.
+    let file = manifest::load(&manifest_path()).expect("manifest");
+    let entry = file
+        .chunks
+        .iter()
+        .find(|e| e.cflags.iter().any(|f| f == "-msimd128"))
+        .expect("a C program built with -msimd128");
+    let base = manifest_path().parent().expect("dir").to_path_buf();
+    let src = base.join(entry.c.as_ref().expect("a C program"));
+    let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/native-c");
+    std::fs::create_dir_all(&out_dir).expect("scratch dir");
+    let exe = out_dir.join(&entry.name);
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run cc (the host C compiler)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let files = base.join(entry.files.as_ref().expect("files"));
+    for want in &entry.expect_run {
+        let native = std::process::Command::new(&exe)
+            .args(want.args.iter().flatten())
+            .current_dir(&files)
+            .output()
+            .expect("run the native build");
+        let expected = std::fs::read(base.join(want.stdout.as_ref().expect("stdout file")))
+            .expect("expected output");
+        assert_eq!(
+            String::from_utf8_lossy(&native.stdout),
+            String::from_utf8_lossy(&expected),
+            "{} {:?}: native build",
+            entry.name,
+            want.args
+        );
+        assert_eq!(native.status.code(), Some(want.exit as i32));
+    }
+    // And the wasm build really is vector code.
+    let image = Image::parse(default_image()).expect("image");
+    let module = image.chunk(&entry.name).expect("chunk").module;
+    let simd = simd_instructions(module);
+    assert!(
+        simd >= 50,
+        "only {simd} SIMD instructions in {}",
+        entry.name
+    );
 }

@@ -94,7 +94,11 @@ pub fn build_all(manifest_path: &Path) -> Result<ImageParts, ChunkcError> {
     let mut programs = Vec::new();
     for (entry, source) in file.chunks.iter().zip(&sources) {
         let (path, module) = match source {
-            Source::C(src) => c_build::compile(src, &c_out.join(format!("{}.wasm", entry.name)))?,
+            Source::C(src) => c_build::compile(
+                src,
+                &entry.cflags,
+                &c_out.join(format!("{}.wasm", entry.name)),
+            )?,
             _ => load_module(source, rust_output.as_ref(), wasi_output.as_ref())?,
         };
         if !entry.args.is_empty() || entry.files.is_some() {

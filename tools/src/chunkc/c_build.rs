@@ -11,8 +11,13 @@ fn clang() -> String {
     std::env::var("CC_WASI").unwrap_or_else(|_| "clang".into())
 }
 
-/// Compiles `src` to `out` and returns the module bytes.
-pub fn compile(src: &Path, out: &Path) -> Result<(PathBuf, Vec<u8>), ChunkcError> {
+/// Compiles `src` with the extra `flags` (e.g. `-msimd128`) to `out` and returns the module
+/// bytes.
+pub fn compile(
+    src: &Path,
+    flags: &[String],
+    out: &Path,
+) -> Result<(PathBuf, Vec<u8>), ChunkcError> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| ChunkcError::io(dir, e))?;
     }
@@ -25,8 +30,9 @@ pub fn compile(src: &Path, out: &Path) -> Result<(PathBuf, Vec<u8>), ChunkcError
             "-Werror",
             // DWARF is most of the module otherwise; the name section stays.
             "-Wl,--strip-debug",
-            "-o",
         ])
+        .args(flags)
+        .arg("-o")
         .arg(out)
         .arg(src)
         .output()

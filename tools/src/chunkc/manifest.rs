@@ -77,6 +77,9 @@ pub struct ChunkEntry {
     pub rust: Option<String>,
     /// A C program, compiled with `clang --target=wasm32-wasi` (wasi-libc).
     pub c: Option<PathBuf>,
+    /// Extra clang flags for a C program (e.g. `-msimd128`).
+    #[serde(default)]
+    pub cflags: Vec<String>,
     /// A binary crate in `rust_wasi_workspace`, built for `wasm32-wasip1`.
     pub rust_wasi: Option<String>,
     /// Default arguments of a command chunk (stored in the image).
