@@ -18,6 +18,21 @@ struct Case {
     /// Expected results line, or `None` when a trap is expected.
     results: Option<String>,
     trap: Option<String>,
+    /// The chunk shares state with others (a linked group, whose instances live from task to
+    /// task): `groups reset` first, as every expectation runs from fresh state.
+    in_group: bool,
+}
+
+/// Runs one case's command (after resetting its group when it is in one).
+fn run_case(m: &mut Machine, case: &Case) -> String {
+    if case.in_group {
+        let chunk = case.command["run ".len()..]
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        m.command(&format!("groups reset {chunk}"));
+    }
+    m.command(&case.command)
 }
 
 fn cases() -> Vec<Case> {
@@ -31,8 +46,14 @@ fn cases() -> Vec<Case> {
         )
     });
     let image = Image::parse(&bytes).expect("default image parses");
+    let groups = chunk_image::linked_groups(image.chunks().iter().map(|c| (c.name, &c.manifest)));
     let mut cases = Vec::new();
     for entry in &file.chunks {
+        let in_group = image
+            .chunks()
+            .iter()
+            .position(|c| c.name == entry.name)
+            .is_some_and(|i| groups[i].is_some());
         for expect in &entry.expect {
             let sig = &image
                 .chunk(&entry.name)
@@ -60,6 +81,7 @@ fn cases() -> Vec<Case> {
                 prints: expect.prints.clone(),
                 results,
                 trap: expect.trap.clone(),
+                in_group,
             });
         }
     }
@@ -101,7 +123,7 @@ fn every_default_export_runs_in_the_kernel_assembled_from_the_request() {
     let mut failures = Vec::new();
     m.command("lazy on");
     for case in &cases {
-        let out = m.command(&case.command);
+        let out = run_case(&mut m, case);
         if let Err(e) = check(case, &out) {
             failures.push(e);
         }
@@ -144,7 +166,7 @@ fn every_default_export_runs_in_the_kernel() {
     let mut m = Machine::boot(Options::bios().smp(2));
     let mut failures = Vec::new();
     for case in &cases {
-        let out = m.command(&case.command);
+        let out = run_case(&mut m, case);
         if let Err(e) = check(case, &out) {
             failures.push(e);
         }
