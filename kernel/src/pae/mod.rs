@@ -269,8 +269,8 @@ fn console_types(task: &str, tys: &[Ty]) -> Result<Vec<ValType>, PaeError> {
         .map(|&t| {
             val_type(t).ok_or_else(|| {
                 PaeError::BadArgs(alloc::format!(
-                    "`{task}` has a reference-typed parameter or result, which a task cannot take \
-                     or return"
+                    "`{task}` has a vector or reference parameter or result, which a console task \
+                     cannot take or return (other chunks can call it)"
                 ))
             })
         })
