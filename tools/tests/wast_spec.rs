@@ -167,6 +167,62 @@ fn cpu_features_match_the_host() {
     assert_eq!(cpu.ssse3, is_x86_feature_detected!("ssse3"));
     assert_eq!(cpu.sse41, is_x86_feature_detected!("sse4.1"));
     assert_eq!(cpu.sse42, is_x86_feature_detected!("sse4.2"));
+    assert_eq!(cpu.popcnt, is_x86_feature_detected!("popcnt"));
+    assert_eq!(cpu.lzcnt, is_x86_feature_detected!("lzcnt"));
+    assert_eq!(cpu.bmi1, is_x86_feature_detected!("bmi1"));
+}
+
+/// The scalar operators with a CPU-tailored form (`popcnt`, `clz` by `lzcnt`, `ctz` by `tzcnt`,
+/// `ceil`/`floor`/`trunc`/`nearest` by `roundss/sd`) pass their scripts optimized with each
+/// extension alone, with all of them and with none (the portable fallbacks).
+#[test]
+fn scalar_scripts_pass_with_each_cpu_feature_alone_and_without() {
+    let files: Vec<PathBuf> = scripts(&spec_dir())
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            [
+                "i32.wast",
+                "i64.wast",
+                "f32.wast",
+                "f64.wast",
+                "float_misc.wast",
+                "int_exprs.wast",
+            ]
+            .contains(&name.as_ref())
+        })
+        .collect();
+    assert_eq!(files.len(), 4, "scalar scripts are missing");
+    let host = CpuFeatures::detect();
+    let none = CpuFeatures::SSE2;
+    let alone = [
+        CpuFeatures {
+            popcnt: host.popcnt,
+            ..none
+        },
+        CpuFeatures {
+            lzcnt: host.lzcnt,
+            ..none
+        },
+        CpuFeatures {
+            bmi1: host.bmi1,
+            ..none
+        },
+        CpuFeatures {
+            sse41: host.sse41,
+            ..none
+        },
+    ];
+    for cpu in [none, host].into_iter().chain(alone) {
+        run_set(
+            &files,
+            Options {
+                cpu,
+                ..Options::default()
+            },
+            2_000,
+        );
+    }
 }
 
 #[test]

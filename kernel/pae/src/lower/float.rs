@@ -159,6 +159,30 @@ impl Func<'_, '_> {
             FloatOp::Const(ty, bits) => self.push_const(ty, bits)?,
             FloatOp::Bin(ty, op) => self.float_bin(ty, op)?,
             FloatOp::Cmp(ty, op) => self.float_cmp(ty, op, fuse)?,
+            FloatOp::Un(ty, FUn::Round(which)) if self.cx.opts.cpu.sse41 => {
+                // roundss/sd: imm 0 nearest-even, 1 down, 2 up, 3 toward zero; bit 3 keeps the
+                // inexact exception quiet. A NaN comes out quiet, as wasm allows.
+                let mode: u32 = match which {
+                    Libcall::F32Nearest | Libcall::F64Nearest => 0,
+                    Libcall::F32Floor | Libcall::F64Floor => 1,
+                    Libcall::F32Ceil | Libcall::F64Ceil => 2,
+                    _ => 3,
+                };
+                let a = self.pop();
+                let x = self.xmm_of(a)?;
+                let code = if ty.is_wide() {
+                    Code::Roundsd_xmm_xmmm64_imm8
+                } else {
+                    Code::Roundss_xmm_xmmm32_imm8
+                };
+                self.cx.e.ins(Instruction::with3(
+                    code,
+                    XMM[x as usize],
+                    XMM[x as usize],
+                    mode | 8,
+                ))?;
+                self.push(ty, Loc::Xmm(x));
+            }
             FloatOp::Un(ty, FUn::Round(which)) => self.libcall(which, 1, Some(ty), false)?,
             FloatOp::Un(ty, op) => {
                 let a = self.pop();

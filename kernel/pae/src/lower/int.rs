@@ -238,8 +238,14 @@ impl Func<'_, '_> {
                 let r = self.gpr_of(a)?;
                 let w = ty.is_wide();
                 let bits: u64 = if w { 64 } else { 32 };
+                let cpu = self.cx.opts.cpu;
                 let e = &mut self.cx.e;
-                if clz {
+                if clz && cpu.lzcnt {
+                    // lzcnt gives the width for zero, as wasm wants.
+                    e.rr((Code::Lzcnt_r32_rm32, Code::Lzcnt_r64_rm64), w, r, r)?;
+                } else if !clz && cpu.bmi1 {
+                    e.rr((Code::Tzcnt_r32_rm32, Code::Tzcnt_r64_rm64), w, r, r)?;
+                } else if clz {
                     // bsr gives the index of the highest set bit; -1 stands in for "none".
                     e.mov_imm(reg::RCX, true, u64::MAX)?;
                     e.rr((Code::Bsr_r32_rm32, Code::Bsr_r64_rm64), w, r, r)?;
@@ -252,6 +258,17 @@ impl Func<'_, '_> {
                     e.rr((Code::Bsf_r32_rm32, Code::Bsf_r64_rm64), w, r, r)?;
                     e.rr((Code::Cmove_r32_rm32, Code::Cmove_r64_rm64), w, r, reg::RCX)?;
                 }
+                self.push(ty, Loc::Gpr(r));
+            }
+            IntOp::Popcnt(ty) if self.cx.opts.cpu.popcnt => {
+                let a = self.pop();
+                let r = self.gpr_of(a)?;
+                self.cx.e.rr(
+                    (Code::Popcnt_r32_rm32, Code::Popcnt_r64_rm64),
+                    ty.is_wide(),
+                    r,
+                    r,
+                )?;
                 self.push(ty, Loc::Gpr(r));
             }
             IntOp::Popcnt(ty) => {
