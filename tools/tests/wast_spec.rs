@@ -195,25 +195,7 @@ fn scalar_scripts_pass_with_each_cpu_feature_alone_and_without() {
     assert_eq!(files.len(), 4, "scalar scripts are missing");
     let host = CpuFeatures::detect();
     let none = CpuFeatures::SSE2;
-    let alone = [
-        CpuFeatures {
-            popcnt: host.popcnt,
-            ..none
-        },
-        CpuFeatures {
-            lzcnt: host.lzcnt,
-            ..none
-        },
-        CpuFeatures {
-            bmi1: host.bmi1,
-            ..none
-        },
-        CpuFeatures {
-            sse41: host.sse41,
-            ..none
-        },
-    ];
-    for cpu in [none, host].into_iter().chain(alone) {
+    for cpu in [none, host].into_iter().chain(host.each_alone()) {
         run_set(
             &files,
             Options {

@@ -62,4 +62,50 @@ impl CpuFeatures {
             sse42: bit(20),
         }
     }
+
+    /// Each extension `self` has, alone on the SSE2 baseline (for testing every form).
+    pub fn each_alone(self) -> alloc::vec::Vec<CpuFeatures> {
+        let none = Self::SSE2;
+        [
+            (
+                self.popcnt,
+                CpuFeatures {
+                    popcnt: true,
+                    ..none
+                },
+            ),
+            (
+                self.lzcnt,
+                CpuFeatures {
+                    lzcnt: true,
+                    ..none
+                },
+            ),
+            (self.bmi1, CpuFeatures { bmi1: true, ..none }),
+            (
+                self.ssse3,
+                CpuFeatures {
+                    ssse3: true,
+                    ..none
+                },
+            ),
+            (
+                self.sse41,
+                CpuFeatures {
+                    sse41: true,
+                    ..none
+                },
+            ),
+            (
+                self.sse42,
+                CpuFeatures {
+                    sse42: true,
+                    ..none
+                },
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(has, alone)| has.then_some(alone))
+        .collect()
+    }
 }
