@@ -9,6 +9,7 @@
 
 #[allow(unsafe_code)]
 mod memory;
+pub mod observe;
 pub mod place;
 pub mod reloc;
 pub mod stress;
@@ -273,7 +274,10 @@ pub fn sample_tick(core: usize, rip: u64, now: u64) {
     match ISLANDS.try_lock() {
         Some(mut guard) => {
             if let Some(k) = guard.as_mut() {
-                k.set.record_sample(rip, now.saturating_sub(prev));
+                let cycles = now.saturating_sub(prev);
+                if let Some(id) = k.set.record_sample(rip, cycles) {
+                    observe::note_core_sample(core, id, cycles);
+                }
             }
         }
         None => {
