@@ -2,7 +2,7 @@
 //! measured move by normalized least mean squares (`w += mu * err * x / (eps + |x|^2)`) with
 //! a small ridge decay (`w -= w * lambda`), all in integer arithmetic.
 
-use crate::features::{Features, N_FEATURES};
+use crate::features::{F, Features, N_FEATURES};
 use crate::fixed::{ONE, clamp, div, mul};
 
 /// Bound of every weight.
@@ -38,6 +38,27 @@ impl Default for Model {
 }
 
 impl Model {
+    /// A model starting from `weights` (a prior belief the outcomes then correct).
+    pub fn with_prior(weights: [i64; N_FEATURES]) -> Self {
+        Self {
+            weights: weights.map(|w| clamp(w, WEIGHT_BOUND)),
+            ..Self::default()
+        }
+    }
+
+    /// The textbook placement rule as a prior: moving off a loaded core, away from the
+    /// islands it runs with, onto an idle core with none of them, pays; a hot island gains a
+    /// little from a 2 MiB page. `benefit = (load_s - load_t)/2 + (co_s - co_t)/2 + page/8`.
+    pub fn placement_prior() -> Self {
+        let mut w = [0; N_FEATURES];
+        w[F::LoadSource as usize] = ONE / 2;
+        w[F::LoadTarget as usize] = -ONE / 2;
+        w[F::CoexecSource as usize] = ONE / 2;
+        w[F::CoexecTarget as usize] = -ONE / 2;
+        w[F::PageChange as usize] = ONE / 8;
+        Self::with_prior(w)
+    }
+
     /// Predicted benefit of the move `x` describes, Q16 (clamped to +-2).
     pub fn predict(&self, x: &Features) -> i64 {
         let sum = self
@@ -68,7 +89,6 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::F;
     use crate::fixed::from_milli;
 
     /// A small deterministic generator (xorshift), so the tests need no crate.
@@ -124,6 +144,26 @@ mod tests {
         assert!(m.weights[F::LoadTarget as usize] < -from_milli(200));
         assert!(m.weights[F::CoexecSource as usize] > from_milli(250));
         assert_eq!(m.trained, 400);
+    }
+
+    #[test]
+    fn a_prior_the_outcomes_contradict_is_unlearned() {
+        // The world: moves gain nothing, whatever the loads (plus noise of +-0.2).
+        let mut m = Model::placement_prior();
+        let mut rng = Rng(42);
+        let mut errors = Vec::new();
+        for _ in 0..200 {
+            let (f, _) = sample(&mut rng);
+            let noise = (rng.unit() - ONE / 2) * 2 / 5;
+            let p = m.train(&f, noise);
+            errors.push(p - noise);
+        }
+        let first = mae(&errors[..20]);
+        let last = mae(&errors[180..]);
+        assert!(last * 3 < first * 2, "first {first} last {last}");
+        // Down to the noise (uniform +-0.2 has a mean absolute value of 0.1).
+        assert!(last < from_milli(130), "last {last}");
+        assert!(m.weights[F::LoadSource as usize].abs() < from_milli(150));
     }
 
     #[test]

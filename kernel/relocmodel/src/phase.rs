@@ -7,8 +7,9 @@ use alloc::vec::Vec;
 
 use crate::fixed::{ONE, ratio};
 
-/// Heat (calls per second) of each island in each phase of the workload, and each phase's
-/// length in windows: exponentially weighted means (the newest occurrence counts half).
+/// Heat (calls per second while it runs) of each island in each phase of the workload, and
+/// each phase's length in windows: exponentially weighted means (a new window's rate counts a
+/// quarter, a new occurrence's length half).
 #[derive(Debug, Clone, Default)]
 pub struct PhaseMemory {
     phases: u32,
@@ -35,14 +36,15 @@ impl PhaseMemory {
         }
     }
 
-    /// In phase `phase`, `island` ran at `calls_per_second` over one window.
+    /// In phase `phase`, `island` ran at `calls_per_second` over one window (the caller
+    /// reports only windows in which it ran).
     pub fn observe(&mut self, phase: u32, island: u32, calls_per_second: u64) {
         if phase >= self.phases {
             return;
         }
         self.heat
             .entry((island, phase))
-            .and_modify(|h| *h = (*h + calls_per_second) / 2)
+            .and_modify(|h| *h = (*h * 3 + calls_per_second) / 4)
             .or_insert(calls_per_second);
     }
 
@@ -174,7 +176,7 @@ mod tests {
         let mut m = PhaseMemory::default();
         m.set_phases(3);
         m.observe(0, 7, 100);
-        m.observe(0, 7, 300);
+        m.observe(0, 7, 500);
         m.observe(1, 8, 50);
         m.observe(5, 9, 1);
         assert_eq!(m.expected(7, 0), Some(200));

@@ -25,7 +25,7 @@ use crate::island::reloc::MoveReport;
 pub const MAX_WAIT_WINDOWS: u32 = 40;
 /// Windows in which the island ran that a measurement sums (the window after the move and
 /// the next ones), so a few calls more or less do not swing the rate.
-pub const MEASURE_WINDOWS: u32 = 2;
+pub const MEASURE_WINDOWS: u32 = 3;
 /// Moves per window of the prediction-error series.
 pub const ERROR_WINDOW_MOVES: u32 = 4;
 /// The console's core: never a target.
@@ -48,6 +48,8 @@ struct Pending {
     /// What the island did in the windows after the move in which it ran.
     after: WindowRate,
     after_windows: u32,
+    /// Phase of the first window summed into `after`.
+    after_phase: Option<u32>,
 }
 
 /// Counters for `autoreloc status`.
@@ -109,8 +111,13 @@ pub struct Engine {
 impl Default for Engine {
     fn default() -> Self {
         Self {
-            model: Model::default(),
-            decider: Decider::new(Policy::default()),
+            model: Model::placement_prior(),
+            // Explore every 6 windows (60 ms) after the warm-up: with one move per phase worth
+            // making, the model would otherwise see few outcomes.
+            decider: Decider::new(Policy {
+                explore_every: 6,
+                ..Policy::default()
+            }),
             errors: ErrorTracker::new(ERROR_WINDOW_MOVES),
             phases: PhaseMemory::default(),
             coexec: CoExec::default(),
@@ -151,7 +158,7 @@ fn env_text(home: Option<u32>, run: Option<u32>, large: bool) -> String {
     match (home, run) {
         (Some(h), _) => alloc::format!("core {h} {page}"),
         (None, Some(r)) => alloc::format!("running on core {r} {page}"),
-        (None, None) => alloc::format!("{page}"),
+        (None, None) => String::from(page),
     }
 }
 
@@ -200,8 +207,10 @@ impl Engine {
                     None => self.phase_now = Some((idx, 1)),
                 }
                 for i in w.islands.iter().filter(|i| i.entry) {
-                    self.phases
-                        .observe(idx, i.id, w.rate(i.id).calls_per_second());
+                    let rate = w.rate(i.id);
+                    if rate.active() {
+                        self.phases.observe(idx, i.id, rate.calls_per_second());
+                    }
                 }
             }
             (None, _) => self.phase_now = None,
@@ -239,7 +248,12 @@ impl Engine {
                 continue;
             }
             let rate = w.rate(p.island);
-            if rate.calls > 0 {
+            // The sum stays within one phase: another phase is another workload.
+            let phase_changed = p.after_windows > 0 && phase != p.after_phase;
+            if rate.calls > 0 && !phase_changed {
+                if p.after_windows == 0 {
+                    p.after_phase = phase;
+                }
                 p.after.calls += rate.calls;
                 p.after.cycles += rate.cycles;
                 p.after.elapsed_ticks += rate.elapsed_ticks;
@@ -248,7 +262,7 @@ impl Engine {
             } else {
                 p.waited += 1;
             }
-            let ready = p.after_windows >= MEASURE_WINDOWS && p.after.active();
+            let ready = (p.after_windows >= MEASURE_WINDOWS || phase_changed) && p.after.active();
             if !ready && p.waited < MAX_WAIT_WINDOWS {
                 i += 1;
                 continue;
@@ -263,13 +277,15 @@ impl Engine {
                 continue;
             }
             // Measured in another phase than the one it moved in: the window before is
-            // another workload; the baseline is the island's last run in this phase.
-            let before = if phase == p.phase {
+            // another workload; the baseline is the island's last run in that phase.
+            let before = if p.after_phase == p.phase {
                 p.before
             } else {
                 WindowRate::default()
             };
-            let seasonal = phase.and_then(|ph| p.seasonal.get(ph as usize).copied().flatten());
+            let seasonal = p
+                .after_phase
+                .and_then(|ph| p.seasonal.get(ph as usize).copied().flatten());
             let m = measure(before, p.after, seasonal);
             self.model.train(&p.features, m.benefit);
             self.errors.record(p.predicted, m.benefit);
@@ -411,6 +427,7 @@ impl Engine {
             phase: self.phase_now.map(|(p, _)| p),
             after: WindowRate::default(),
             after_windows: 0,
+            after_phase: None,
         });
         Planned {
             seq,
