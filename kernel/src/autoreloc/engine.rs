@@ -106,6 +106,9 @@ pub struct Engine {
     phase_now: Option<(u32, u32)>,
     /// The last window, for `status`.
     pub last: Window,
+    /// Relocation priority of each island with a candidate in the last window: its best
+    /// candidate's predicted benefit (Q16).
+    pub priority: BTreeMap<u32, i64>,
 }
 
 impl Default for Engine {
@@ -129,6 +132,7 @@ impl Default for Engine {
             history: BTreeMap::new(),
             phase_now: None,
             last: Window::default(),
+            priority: BTreeMap::new(),
         }
     }
 }
@@ -179,10 +183,17 @@ impl Engine {
         self.coexec.record_window(&active);
         self.measure_pending(&w);
         let mut planned = Vec::new();
+        let cands = self.candidates(&w);
+        self.counters.candidates += cands.len() as u64;
+        // Each island's relocation priority: its best candidate's predicted benefit.
+        self.priority.clear();
+        for c in &cands {
+            let p = self.model.predict(&c.features);
+            let e = self.priority.entry(c.island).or_insert(p);
+            *e = (*e).max(p);
+        }
+        self.decider.refill(crate::time::cycles_to_us(w.elapsed));
         if decide {
-            let cands = self.candidates(&w);
-            self.counters.candidates += cands.len() as u64;
-            self.decider.refill(crate::time::cycles_to_us(w.elapsed));
             for c in self.decider.decide(&cands, &self.model) {
                 planned.push(self.plan(&w, &c));
             }

@@ -39,7 +39,7 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
         }
     }
     start()?;
-    let (c, pending, budget, trained, mae, recent, phase, skips, chosen, cores, islands) =
+    let (c, pending, budget, trained, mae, recent, phase, skips, chosen, cores, islands, priority) =
         autoreloc::with(|e| {
             (
                 e.counters,
@@ -58,6 +58,7 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
                     .filter(|i| i.calls > 0)
                     .cloned()
                     .collect::<alloc::vec::Vec<_>>(),
+                e.priority.clone(),
             )
         });
     if json {
@@ -113,6 +114,10 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
                 .u64("sampled_cycles", i.cycles)
                 .u64("threads", u64::from(i.threads))
                 .bool("large_page", i.large_page);
+            match priority.get(&i.id) {
+                Some(p) => j.i64("priority_milli", to_milli(*p)),
+                None => j.null("priority_milli"),
+            };
             for (key, v) in [("home", i.home), ("run_core", i.run_core)] {
                 match v {
                     Some(c) => j.u64(key, u64::from(c)),
@@ -435,6 +440,24 @@ fn report_text(r: &Report) {
     }
 }
 
+fn phases_json(j: &mut Json) {
+    let work = phased::work_cores();
+    j.array("phases");
+    for p in &phased::PHASES {
+        j.begin_object().str("name", p.name).array("tasks");
+        for (task, _) in p.tasks {
+            j.str_value(task);
+        }
+        j.end_array()
+            .u64(
+                "core",
+                u64::from(work.get(p.place % work.len().max(1)).copied().unwrap_or(0)),
+            )
+            .end_object();
+    }
+    j.end_array();
+}
+
 fn phases_text() {
     let work = phased::work_cores();
     for (i, p) in phased::PHASES.iter().enumerate() {
@@ -513,6 +536,7 @@ pub fn phased(args: &mut Args) -> CmdResult {
                 .u64("per_phase", per_phase)
                 .u64("inflight", inflight)
                 .bool("icount", time::icount());
+            phases_json(&mut j);
             report_json(&mut j, "off", &off);
             report_json(&mut j, "on", &on);
             j.u64("throughput_ratio_milli", tput)
@@ -541,6 +565,7 @@ pub fn phased(args: &mut Args) -> CmdResult {
             .u64("per_phase", per_phase)
             .u64("inflight", inflight)
             .bool("icount", time::icount());
+        phases_json(&mut j);
         report_json(&mut j, "run", &r);
         j.end_object();
         println!("{}", j.finish());
