@@ -228,7 +228,7 @@ pub fn plot(text: &str, out: &std::path::Path) -> Result<usize, PlotError> {
         .collect();
     let p_max = pauses.iter().copied().max().unwrap_or(1).max(1);
     let bucket = (p_max / 20).max(1);
-    let mut counts = vec![0u32; 21];
+    let mut counts = [0u32; 21];
     for p in &pauses {
         counts[(*p / bucket) as usize] += 1;
     }
