@@ -79,6 +79,10 @@ pub struct Counters {
     pub node_moves: u64,
     /// Completed moves of islands idle in the window before, hot in the next phase.
     pub ahead_of_phase: u64,
+    /// Code bytes of the moved copies.
+    pub bytes: u64,
+    /// Bytes written for them (a reused kept copy needs only the bytes that differ).
+    pub bytes_written: u64,
 }
 
 /// The engine.
@@ -423,6 +427,7 @@ impl Engine {
             phase: self.phase_now.map(|(p, _)| p),
             active_before: before.active(),
             pause_cycles: 0,
+            bytes: (0, 0),
             fate: Fate::Pending,
         });
         self.counters.decisions += 1;
@@ -459,8 +464,11 @@ impl Engine {
                     Target::Node(_) => self.counters.node_moves += 1,
                 }
                 let ahead = self.is_ahead(p.island);
+                self.counters.bytes += u64::from(r.bytes);
+                self.counters.bytes_written += u64::from(r.bytes_written);
                 if let Some(e) = self.log.get_mut(p.seq) {
                     e.pause_cycles = r.pause_cycles;
+                    e.bytes = (r.bytes, r.bytes_written);
                     if ahead && !e.active_before {
                         self.counters.ahead_of_phase += 1;
                     }

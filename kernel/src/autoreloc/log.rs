@@ -62,6 +62,8 @@ pub struct Entry {
     pub active_before: bool,
     /// Stop-the-world pause of the move, TSC cycles.
     pub pause_cycles: u64,
+    /// Bytes of the new copy, and bytes written for it (fewer when a kept copy was reused).
+    pub bytes: (u32, u32),
     /// What became of it.
     pub fate: Fate,
 }

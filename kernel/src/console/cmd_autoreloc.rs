@@ -80,6 +80,8 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
             .u64("to_small", c.to_small)
             .u64("node_moves", c.node_moves)
             .u64("ahead_of_phase", c.ahead_of_phase)
+            .u64("bytes", c.bytes)
+            .u64("bytes_written", c.bytes_written)
             .u64("predicted_moves", chosen.0)
             .u64("explore_moves", chosen.1)
             .u64("skipped_below_threshold", skips.below_threshold)
@@ -151,6 +153,10 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
         chosen.0,
         chosen.1,
         c.ahead_of_phase
+    );
+    println!(
+        "copies: {} bytes of code moved, {} written (kept copies reused for moves back)",
+        c.bytes, c.bytes_written
     );
     println!(
         "skipped: {} under the threshold, {} awaiting measurement, {} over budget; budget now {} moves",
@@ -334,7 +340,9 @@ pub fn engine_log(args: &mut Args) -> CmdResult {
                     },
                 )
                 .bool("active_before", e.active_before)
-                .u64("pause_cycles", e.pause_cycles);
+                .u64("pause_cycles", e.pause_cycles)
+                .u64("bytes", u64::from(e.bytes.0))
+                .u64("bytes_written", u64::from(e.bytes.1));
             match e.phase {
                 Some(p) => j.u64("phase", u64::from(p)),
                 None => j.null("phase"),

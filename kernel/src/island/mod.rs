@@ -58,6 +58,10 @@ struct KernelIslands {
     /// hold by value (tables, element segments, imports bound to other instances) are
     /// re-targeted when an island moves.
     instances: Vec<(u64, usize)>,
+    /// Copies islands left in pages of their own, kept for a move back, by island and node.
+    kept: BTreeMap<place::KeptKey, memory::KeptRegion>,
+    /// Their keys, oldest first (for the bound).
+    kept_order: alloc::collections::VecDeque<place::KeptKey>,
 }
 
 /// The block counters of one running instance: `len` `u64`s at `addr`, written by its
@@ -158,8 +162,9 @@ pub fn unregister(module: ModuleId) {
         let gone = k.set.retire_module(module);
         for (id, base, len) in gone {
             if let Some(p) = k.places.remove(&id) {
-                place::retire(k, Some(p), base, len as usize);
+                place::retire(k, Some(p), base, len as usize, None);
             }
+            place::forget_kept(k, id.0);
         }
         k.live.retain(|l| l.module != module.0 as usize);
         let m = k.modules.get_mut(module.0 as usize)?;
