@@ -135,8 +135,10 @@ pub enum Dest {
     Reused {
         /// Where it was kept.
         key: KeptKey,
-        /// The kept copy.
-        kept: KeptRegion,
+        /// Its first address.
+        base: u64,
+        /// The kept copy (taken by `install`; gone if that failed, its frames given back).
+        kept: Option<KeptRegion>,
     },
     /// A slot at `addr` in large page `index`; `taken` once the code is written.
     Large {
@@ -163,7 +165,11 @@ impl Dest {
                 let key = (island, r.node);
                 if let Some(kept) = take_kept(k, key) {
                     if kept.reserved_bytes() >= max_bytes {
-                        return Ok(Self::Reused { key, kept });
+                        return Ok(Self::Reused {
+                            key,
+                            base: kept.base(),
+                            kept: Some(kept),
+                        });
                     }
                     kept.free();
                 }
@@ -201,7 +207,7 @@ impl Dest {
     pub fn address(&self) -> u64 {
         match self {
             Self::Small(r) => r.base(),
-            Self::Reused { kept, .. } => kept.base(),
+            Self::Reused { base, .. } => *base,
             Self::Large { addr, .. } => *addr,
         }
     }
@@ -218,20 +224,10 @@ impl Dest {
             Self::Small(r) => r
                 .install(code, frame_source(node))
                 .map(|()| code.len() as u64),
-            Self::Reused { .. } => {
-                // Take the kept copy out; on failure its frames are already given back and the
-                // reservation (never handed out again) is simply dropped.
-                let taken = core::mem::replace(
-                    self,
-                    Self::Large {
-                        index: usize::MAX,
-                        addr: 0,
-                        taken: None,
-                    },
-                );
-                let Self::Reused { kept, .. } = taken else {
-                    return Err(VmError::OutOfVirtualSpace);
-                };
+            Self::Reused { kept, .. } => {
+                // On failure `restore` gave the frames back; the reservation (never handed out
+                // again) is simply dropped.
+                let kept = kept.take().ok_or(VmError::OutOfVirtualSpace)?;
                 let (region, written) = kept.restore(code, frame_source(node))?;
                 *self = Self::Small(region);
                 Ok(written)
@@ -251,7 +247,12 @@ impl Dest {
     pub(super) fn abandon(self, k: &mut KernelIslands) {
         match self {
             Self::Small(r) => r.free(),
-            Self::Reused { key, kept } => keep_copy(k, key, kept),
+            Self::Reused {
+                key,
+                kept: Some(kept),
+                ..
+            } => keep_copy(k, key, kept),
+            Self::Reused { kept: None, .. } => {}
             Self::Large {
                 index,
                 addr,
@@ -265,16 +266,18 @@ impl Dest {
         }
     }
 
-    /// The move happened: this is where the island lives now.
-    pub fn into_place(self) -> Place {
+    /// The move happened: this is where the island lives now (`None` only for a kept copy
+    /// that was never installed, which no completed move has; its frames go back).
+    pub fn into_place(self) -> Option<Place> {
         match self {
-            Self::Small(r) => Place::Small(r),
-            // Not installed: cannot be the place of a completed move; its frames go back.
+            Self::Small(r) => Some(Place::Small(r)),
             Self::Reused { kept, .. } => {
-                kept.free();
-                Place::Large(usize::MAX)
+                if let Some(kept) = kept {
+                    kept.free();
+                }
+                None
             }
-            Self::Large { index, .. } => Place::Large(index),
+            Self::Large { index, .. } => Some(Place::Large(index)),
         }
     }
 }

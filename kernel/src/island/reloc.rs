@@ -490,7 +490,9 @@ fn relocate_locked(
     // Nothing refers to the old copy any more: make it fault if something still jumps there.
     let new_base = dest.address();
     let old_place = k.places.remove(&id);
-    k.places.insert(id, dest.into_place());
+    if let Some(place) = dest.into_place() {
+        k.places.insert(id, place);
+    }
     let old_copy = place::retire(k, old_place, old_base, old_len, Some((id.0, old_node)));
     let mut followers = Followers {
         migrate: resolved.migrate,
