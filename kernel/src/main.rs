@@ -31,6 +31,8 @@ extern crate alloc;
 mod acpi;
 mod arch;
 #[deny(unsafe_code)]
+mod autoreloc;
+#[deny(unsafe_code)]
 mod chunks;
 #[deny(unsafe_code)]
 mod console;

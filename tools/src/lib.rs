@@ -2,4 +2,5 @@
 
 pub mod chunkc;
 pub mod qemu;
+pub mod relocplot;
 pub mod wasi;

@@ -142,6 +142,7 @@ pub fn relocate(args: &mut Args) -> CmdResult {
     let old = match r.old_copy {
         OldCopy::Int3 => "int3",
         OldCopy::Unmapped => "unmapped",
+        OldCopy::UnmappedKept => "unmapped, frames kept for a move back",
         OldCopy::LargePageFreed => "int3, 2 MiB page freed",
     };
     if json {
@@ -151,6 +152,8 @@ pub fn relocate(args: &mut Args) -> CmdResult {
             .u64("from", r.from)
             .u64("to", r.to)
             .u64("bytes", u64::from(r.bytes))
+            .u64("bytes_written", u64::from(r.bytes_written))
+            .bool("reused_copy", r.reused_copy)
             .u64("page_bytes", r.page_bytes);
         opt_u32(&mut j, "core", r.core);
         opt_u32(&mut j, "node", r.node);
@@ -200,9 +203,15 @@ pub fn relocate(args: &mut Args) -> CmdResult {
         .core
         .map_or_else(String::new, |c| alloc::format!("; home core {c}"));
     println!(
-        "island {}: {} bytes {:#x} -> {:#x} ({} KiB pages{home}); old copy {old}",
+        "island {}: {} bytes ({} written{}) {:#x} -> {:#x} ({} KiB pages{home}); old copy {old}",
         r.island,
         r.bytes,
+        r.bytes_written,
+        if r.reused_copy {
+            ", its kept copy reused"
+        } else {
+            ""
+        },
         r.from,
         r.to,
         r.page_bytes / 1024
@@ -384,6 +393,8 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
             .u64("to_large", s.to_large)
             .u64("to_small", s.to_small)
             .u64("bytes_moved", s.bytes_moved)
+            .u64("bytes_written", s.bytes_written)
+            .u64("reused_copies", s.reused_copies)
             .u64("instances_registered", instances as u64);
         j.object("retries_by_reason");
         for (name, n) in RETRY_REASONS.iter().zip(s.retries_by_reason) {
@@ -396,8 +407,8 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
         return Ok(());
     }
     println!(
-        "relocations: {} done, {} failed, {} retried rounds, {} bytes moved",
-        s.count, s.failures, s.retries, s.bytes_moved
+        "relocations: {} done, {} failed, {} retried rounds, {} bytes moved, {} written ({} moves reused a kept copy)",
+        s.count, s.failures, s.retries, s.bytes_moved, s.bytes_written, s.reused_copies
     );
     println!(
         "rewritten: {} RIPs, {} return addresses, {} call sites; {} threads moved with their island",

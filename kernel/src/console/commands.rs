@@ -6,8 +6,8 @@ use core::fmt;
 use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
-    cmd_debug, cmd_group, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp,
-    cmd_system, cmd_wasi,
+    cmd_autoreloc, cmd_debug, cmd_group, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict,
+    cmd_smp, cmd_system, cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -294,6 +294,30 @@ pub static COMMANDS: &[Command] = &[
         usage: "<chunk.export> [ARGS...] [--count N] [--cores 1,2,3] [--islands CHUNK] [--json]",
         help: "run the task on each core, again and again, while N moves of its islands (or CHUNK's) alternate between 4 KiB/2 MiB pages and cores; prints moves, rewrites and every run's result",
         run: cmd_island::reloc_stress,
+    },
+    Command {
+        name: "autoreloc",
+        usage: "on | off | status [--json]",
+        help: "the predictive relocation engine: let it move islands by itself (on), stop it (off), or show its windows, moves, measurements, budget and model error (status)",
+        run: cmd_autoreloc::autoreloc,
+    },
+    Command {
+        name: "model",
+        usage: "[--json]",
+        help: "the relocation engine's online model: features and weights, prediction error overall, recent and per window, recent predictions with measured outcomes",
+        run: cmd_autoreloc::model,
+    },
+    Command {
+        name: "engine-log",
+        usage: "[--last N] [--json]",
+        help: "the relocation engine's decisions: island, from, to, predicted and measured benefit, reason",
+        run: cmd_autoreloc::engine_log,
+    },
+    Command {
+        name: "phased",
+        usage: "[--rounds N] [--per-phase N] [--inflight N] [--engine on|off | --compare] [--json]",
+        help: "phased workload (parse+checksum, checksum+compress, compress+parse, each placed on one core): tasks/s of guest time, median latency, results, moves ahead of their phase; --compare runs engine off then on",
+        run: cmd_autoreloc::phased,
     },
     Command {
         name: "reloc-stats",

@@ -4,6 +4,7 @@
 //! every command's output. A failed command prints one line starting `error: ` and the shell
 //! goes on.
 
+mod cmd_autoreloc;
 mod cmd_debug;
 mod cmd_group;
 mod cmd_island;

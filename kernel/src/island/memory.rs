@@ -84,6 +84,109 @@ impl CodeRegion {
     pub fn free(self) {
         let _ = vm::unmap_free_4k_range(VirtAddr(self.base), self.frames.len() as u64);
     }
+
+    /// Unmaps the pages (a stale jump there faults as not present, as after [`Self::free`])
+    /// but keeps their frames and what they hold, so a later move back to this place writes
+    /// only the bytes that differ ([`KeptRegion::restore`]).
+    pub fn keep(self) -> KeptRegion {
+        let mut frames = Vec::with_capacity(self.frames.len());
+        for (i, &pa) in self.frames.iter().enumerate() {
+            match vm::unmap(VirtAddr(self.base + i as u64 * SIZE_4K), PageSize::Size4K) {
+                Ok(_) => frames.push(pa),
+                // Not mapped (cannot happen for an installed region): nothing to keep there.
+                Err(_) => break,
+            }
+        }
+        KeptRegion {
+            base: self.base,
+            reserved_pages: self.reserved_pages,
+            frames,
+        }
+    }
+}
+
+/// The frames of a copy an island left, unmapped, with their content: its previous copy at
+/// that place, kept (bounded) for a move back.
+#[derive(Debug)]
+pub struct KeptRegion {
+    base: u64,
+    reserved_pages: u64,
+    frames: Vec<PhysAddr>,
+}
+
+impl KeptRegion {
+    /// The first address of the place.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Room reserved there, in bytes.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved_pages * SIZE_4K
+    }
+
+    /// Makes the place hold `code` (encoded for [`Self::base`]) and maps it read-execute
+    /// again. When the code needs as many pages as were kept, only the bytes that differ from
+    /// the old copy are written (the rest of the last page is `int3`, as at a fresh install);
+    /// otherwise the old frames are freed and the code is installed in fresh ones. Returns the
+    /// region and the bytes written.
+    pub fn restore(
+        self,
+        code: &[u8],
+        alloc_frame: impl Fn(PageSize) -> Option<PhysAddr>,
+    ) -> Result<(CodeRegion, u64), VmError> {
+        let pages = (code.len() as u64).div_ceil(SIZE_4K).max(1);
+        let mut region = CodeRegion {
+            base: self.base,
+            reserved_pages: self.reserved_pages,
+            frames: Vec::new(),
+        };
+        if pages != self.frames.len() as u64 {
+            self.free();
+            if let Err(e) = region.install(code, alloc_frame) {
+                region.free();
+                return Err(e);
+            }
+            return Ok((region, code.len() as u64));
+        }
+        let mut written = 0u64;
+        for (i, &pa) in self.frames.iter().enumerate() {
+            let page = physmem::to_virt(pa).0 as *mut u8;
+            for j in 0..SIZE_4K as usize {
+                let want = code.get(i * SIZE_4K as usize + j).copied().unwrap_or(0xCC);
+                // SAFETY: `pa` is a frame this region owns (kept since its pages were unmapped,
+                // mapped nowhere else); the direct map covers it read-write; `j` is inside the
+                // page.
+                unsafe {
+                    let p = page.add(j);
+                    if p.read_volatile() != want {
+                        p.write_volatile(want);
+                        written += 1;
+                    }
+                }
+            }
+        }
+        for (i, &pa) in self.frames.iter().enumerate() {
+            let va = VirtAddr(self.base + i as u64 * SIZE_4K);
+            if let Err(e) = vm::map(va, pa, PageSize::Size4K, Protection::READ_EXEC) {
+                // Undo the pages mapped so far and give every frame back.
+                let _ = vm::unmap_free_4k_range(VirtAddr(self.base), i as u64);
+                for &rest in &self.frames[i..] {
+                    let _ = frames::free(rest, PageSize::Size4K);
+                }
+                return Err(e);
+            }
+        }
+        region.frames = self.frames;
+        Ok((region, written))
+    }
+
+    /// Gives the frames back (the pages are unmapped already).
+    pub fn free(self) {
+        for pa in self.frames {
+            let _ = frames::free(pa, PageSize::Size4K);
+        }
+    }
 }
 
 /// One 2 MiB page of code, mapped read-execute with a single 2 MiB entry, into which islands

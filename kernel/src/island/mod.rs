@@ -9,6 +9,7 @@
 
 #[allow(unsafe_code)]
 mod memory;
+pub mod observe;
 pub mod place;
 pub mod reloc;
 pub mod stress;
@@ -57,6 +58,10 @@ struct KernelIslands {
     /// hold by value (tables, element segments, imports bound to other instances) are
     /// re-targeted when an island moves.
     instances: Vec<(u64, usize)>,
+    /// Copies islands left in pages of their own, kept for a move back, by island and node.
+    kept: BTreeMap<place::KeptKey, memory::KeptRegion>,
+    /// Their keys, oldest first (for the bound).
+    kept_order: alloc::collections::VecDeque<place::KeptKey>,
 }
 
 /// The block counters of one running instance: `len` `u64`s at `addr`, written by its
@@ -157,8 +162,9 @@ pub fn unregister(module: ModuleId) {
         let gone = k.set.retire_module(module);
         for (id, base, len) in gone {
             if let Some(p) = k.places.remove(&id) {
-                place::retire(k, Some(p), base, len as usize);
+                place::retire(k, Some(p), base, len as usize, None);
             }
+            place::forget_kept(k, id.0);
         }
         k.live.retain(|l| l.module != module.0 as usize);
         let m = k.modules.get_mut(module.0 as usize)?;
@@ -273,7 +279,10 @@ pub fn sample_tick(core: usize, rip: u64, now: u64) {
     match ISLANDS.try_lock() {
         Some(mut guard) => {
             if let Some(k) = guard.as_mut() {
-                k.set.record_sample(rip, now.saturating_sub(prev));
+                let cycles = now.saturating_sub(prev);
+                if let Some(id) = k.set.record_sample(rip, cycles) {
+                    observe::note_core_sample(core, id, cycles);
+                }
             }
         }
         None => {

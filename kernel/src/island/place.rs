@@ -6,7 +6,7 @@ use atoll_island::{Environment, PageSize};
 use atoll_kcore::addr::PhysAddr;
 
 use super::KernelIslands;
-use super::memory::{CodeRegion, LargePage};
+use super::memory::{CodeRegion, KeptRegion, LargePage};
 use super::reloc::RelocError;
 use crate::mem::vm::VmError;
 use crate::mem::{frames, numa};
@@ -118,11 +118,28 @@ pub enum Place {
     Large(usize),
 }
 
+/// Copies kept for moves back, over all islands (the oldest is freed beyond).
+pub const MAX_KEPT_COPIES: usize = 32;
+
+/// Key of a kept copy: the island and the NUMA node of its memory (the environment of a 4 KiB
+/// copy as far as memory goes; the home core does not change where the code is).
+pub type KeptKey = (u32, Option<u32>);
+
 /// The new copy's memory while a move is prepared.
 #[derive(Debug)]
 pub enum Dest {
     /// Reserved 4 KiB pages (mapped by `install`).
     Small(CodeRegion),
+    /// The island's previous copy at this environment, kept: `install` writes only the bytes
+    /// that differ and maps it again (then it is a `Small`).
+    Reused {
+        /// Where it was kept.
+        key: KeptKey,
+        /// Its first address.
+        base: u64,
+        /// The kept copy (taken by `install`; gone if that failed, its frames given back).
+        kept: Option<KeptRegion>,
+    },
     /// A slot at `addr` in large page `index`; `taken` once the code is written.
     Large {
         /// The page.
@@ -135,14 +152,29 @@ pub enum Dest {
 }
 
 impl Dest {
-    /// Room for up to `max_bytes` of code as `r` asks.
+    /// Room for up to `max_bytes` of code as `r` asks, for island `island`: its kept copy at
+    /// that environment when it has one with room enough.
     pub(super) fn reserve(
         k: &mut KernelIslands,
         r: &Resolved,
         max_bytes: u64,
+        island: u32,
     ) -> Result<Self, VmError> {
         match r.page {
-            PageSize::Size4K => CodeRegion::reserve(max_bytes).map(Self::Small),
+            PageSize::Size4K => {
+                let key = (island, r.node);
+                if let Some(kept) = take_kept(k, key) {
+                    if kept.reserved_bytes() >= max_bytes {
+                        return Ok(Self::Reused {
+                            key,
+                            base: kept.base(),
+                            kept: Some(kept),
+                        });
+                    }
+                    kept.free();
+                }
+                CodeRegion::reserve(max_bytes).map(Self::Small)
+            }
             PageSize::Size2M => {
                 let found = k.large.iter().enumerate().rev().find_map(|(i, p)| {
                     let (node, page) = p.as_ref()?;
@@ -175,26 +207,38 @@ impl Dest {
     pub fn address(&self) -> u64 {
         match self {
             Self::Small(r) => r.base(),
+            Self::Reused { base, .. } => *base,
             Self::Large { addr, .. } => *addr,
         }
     }
 
-    /// Writes the copy and makes it executable (not writable through that mapping).
+    /// Writes the copy and makes it executable (not writable through that mapping); returns
+    /// the bytes written (fewer than the code's when a kept copy is reused).
     pub(super) fn install(
         &mut self,
         k: &mut KernelIslands,
         node: Option<u32>,
         code: &[u8],
-    ) -> Result<(), VmError> {
+    ) -> Result<u64, VmError> {
         match self {
-            Self::Small(r) => r.install(code, frame_source(node)),
+            Self::Small(r) => r
+                .install(code, frame_source(node))
+                .map(|()| code.len() as u64),
+            Self::Reused { kept, .. } => {
+                // On failure `restore` gave the frames back; the reservation (never handed out
+                // again) is simply dropped.
+                let kept = kept.take().ok_or(VmError::OutOfVirtualSpace)?;
+                let (region, written) = kept.restore(code, frame_source(node))?;
+                *self = Self::Small(region);
+                Ok(written)
+            }
             Self::Large { index, addr, taken } => {
                 let page = k.large_page(*index).ok_or(VmError::OutOfVirtualSpace)?;
                 if !page.install(*addr, code) {
                     return Err(VmError::OutOfVirtualSpace);
                 }
                 *taken = Some(code.len() as u64);
-                Ok(())
+                Ok(code.len() as u64)
             }
         }
     }
@@ -203,6 +247,12 @@ impl Dest {
     pub(super) fn abandon(self, k: &mut KernelIslands) {
         match self {
             Self::Small(r) => r.free(),
+            Self::Reused {
+                key,
+                kept: Some(kept),
+                ..
+            } => keep_copy(k, key, kept),
+            Self::Reused { kept: None, .. } => {}
             Self::Large {
                 index,
                 addr,
@@ -216,11 +266,57 @@ impl Dest {
         }
     }
 
-    /// The move happened: this is where the island lives now.
-    pub fn into_place(self) -> Place {
+    /// The move happened: this is where the island lives now (`None` only for a kept copy
+    /// that was never installed, which no completed move has; its frames go back).
+    pub fn into_place(self) -> Option<Place> {
         match self {
-            Self::Small(r) => Place::Small(r),
-            Self::Large { index, .. } => Place::Large(index),
+            Self::Small(r) => Some(Place::Small(r)),
+            Self::Reused { kept, .. } => {
+                if let Some(kept) = kept {
+                    kept.free();
+                }
+                None
+            }
+            Self::Large { index, .. } => Some(Place::Large(index)),
+        }
+    }
+}
+
+/// Takes island `key`'s kept copy, if any.
+fn take_kept(k: &mut KernelIslands, key: KeptKey) -> Option<KeptRegion> {
+    let kept = k.kept.remove(&key)?;
+    k.kept_order.retain(|q| *q != key);
+    Some(kept)
+}
+
+/// Keeps `kept` as `key`'s copy (replacing an older one), freeing the oldest copies beyond
+/// [`MAX_KEPT_COPIES`].
+fn keep_copy(k: &mut KernelIslands, key: KeptKey, kept: KeptRegion) {
+    if let Some(old) = take_kept(k, key) {
+        old.free();
+    }
+    k.kept.insert(key, kept);
+    k.kept_order.push_back(key);
+    while k.kept_order.len() > MAX_KEPT_COPIES {
+        if let Some(oldest) = k.kept_order.pop_front()
+            && let Some(r) = k.kept.remove(&oldest)
+        {
+            r.free();
+        }
+    }
+}
+
+/// Frees every kept copy of `island` (its module is gone).
+pub(super) fn forget_kept(k: &mut KernelIslands, island: u32) {
+    let keys: alloc::vec::Vec<KeptKey> = k
+        .kept
+        .keys()
+        .filter(|key| key.0 == island)
+        .copied()
+        .collect();
+    for key in keys {
+        if let Some(r) = take_kept(k, key) {
+            r.free();
         }
     }
 }
@@ -232,23 +328,34 @@ pub enum OldCopy {
     Int3,
     /// Its own pages were unmapped and freed.
     Unmapped,
+    /// Its own pages were unmapped; their frames are kept for a move back (differential copy).
+    UnmappedKept,
     /// Filled with `int3`, and its 2 MiB page, left empty, was unmapped and freed.
     LargePageFreed,
 }
 
 /// Makes the copy an island left at `addr` (`len` bytes, living in `place`, or in its module's
-/// pages for `None`) unusable: a missed reference traps instead of running stale code.
+/// pages for `None`) unusable: a missed reference traps instead of running stale code. With
+/// `keep`, a copy in pages of its own keeps its frames under that key for a move back.
 pub(super) fn retire(
     k: &mut KernelIslands,
     place: Option<Place>,
     addr: u64,
     len: usize,
+    keep: Option<KeptKey>,
 ) -> OldCopy {
     match place {
-        Some(Place::Small(region)) => {
-            region.free();
-            OldCopy::Unmapped
-        }
+        Some(Place::Small(region)) => match keep {
+            Some(key) => {
+                let kept = region.keep();
+                keep_copy(k, key, kept);
+                OldCopy::UnmappedKept
+            }
+            None => {
+                region.free();
+                OldCopy::Unmapped
+            }
+        },
         Some(Place::Large(index)) => {
             // An empty page other than the newest one is given back (the newest keeps
             // taking slots).

@@ -183,6 +183,11 @@ pub struct MoveReport {
     pub threads_migrated: u32,
     /// Bytes of the new copy.
     pub bytes: u32,
+    /// Bytes written to make it: all of them in fresh memory, only those that differ when the
+    /// island's kept copy at that environment was reused (differential copy).
+    pub bytes_written: u32,
+    /// The island's kept copy at that environment was reused.
+    pub reused_copy: bool,
     /// Threads whose saved RIP was inside and was rewritten.
     pub rips_rewritten: u32,
     /// Return-address slots rewritten.
@@ -240,6 +245,10 @@ pub struct RelocStats {
     pub code_pointers_retargeted: u64,
     /// Bytes of code moved.
     pub bytes_moved: u64,
+    /// Bytes actually written for them (differential copies write fewer).
+    pub bytes_written: u64,
+    /// Moves that reused the island's kept copy.
+    pub reused_copies: u64,
     /// Pause of every completed move, in TSC cycles.
     pub pause_cycles: Vec<u64>,
 }
@@ -310,6 +319,8 @@ fn record(s: &mut RelocStats, result: &Result<MoveReport, RelocError>) {
             s.call_sites_patched += u64::from(r.call_sites_patched);
             s.code_pointers_retargeted += u64::from(r.code_pointers_retargeted);
             s.bytes_moved += u64::from(r.bytes);
+            s.bytes_written += u64::from(r.bytes_written);
+            s.reused_copies += u64::from(r.reused_copy);
             s.pause_cycles.push(r.pause_cycles);
         }
         // Asking for an island, core or node that does not exist is bad input, not a failed
@@ -380,7 +391,10 @@ fn relocate_locked(
     let funcs: Vec<u32> = island.func_indices().collect();
     let code = memory::read_code(old_base, old_len).ok_or(RelocError::Unmapped(old_base))?;
     // Re-encoding may lengthen branches; twice the size (and a little) always suffices.
-    let mut dest = Dest::reserve(k, &resolved, old_len as u64 * 2 + 64)?;
+    let old_node = island.env.numa_node;
+    let mut dest = Dest::reserve(k, &resolved, old_len as u64 * 2 + 64, id.0)?;
+    let reused_copy = matches!(dest, Dest::Reused { .. });
+    let mut bytes_written = 0u64;
     let to = Environment {
         core: resolved.core,
         page_size: resolved.page,
@@ -393,7 +407,10 @@ fn relocate_locked(
         .map_err(RelocError::from)
         .and_then(|p| {
             dest.install(k, resolved.node, &p.code)
-                .map(|()| p)
+                .map(|written| {
+                    bytes_written = written;
+                    p
+                })
                 .map_err(RelocError::from)
         })
         .and_then(|p| {
@@ -473,8 +490,10 @@ fn relocate_locked(
     // Nothing refers to the old copy any more: make it fault if something still jumps there.
     let new_base = dest.address();
     let old_place = k.places.remove(&id);
-    k.places.insert(id, dest.into_place());
-    let old_copy = place::retire(k, old_place, old_base, old_len);
+    if let Some(place) = dest.into_place() {
+        k.places.insert(id, place);
+    }
+    let old_copy = place::retire(k, old_place, old_base, old_len, Some((id.0, old_node)));
     let mut followers = Followers {
         migrate: resolved.migrate,
         ids: [0; MAX_FOLLOWERS],
@@ -498,6 +517,8 @@ fn relocate_locked(
         node: resolved.node,
         threads_migrated: 0,
         bytes: plan.prep.code.len() as u32,
+        bytes_written: bytes_written as u32,
+        reused_copy,
         rips_rewritten: counts.rips,
         return_addresses_rewritten: counts.return_addresses,
         call_sites_patched: counts.call_sites,
