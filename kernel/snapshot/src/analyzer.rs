@@ -95,6 +95,14 @@ impl Analyzer {
             .collect()
     }
 
+    /// Every task recorded, with its runs.
+    pub fn tasks(&self) -> Vec<(String, u64)> {
+        self.tasks
+            .iter()
+            .map(|(t, r)| (t.clone(), r.runs))
+            .collect()
+    }
+
     /// Every segment any run reached.
     pub fn segments(&self) -> Vec<String> {
         let mut all: Vec<String> = self

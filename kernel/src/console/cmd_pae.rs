@@ -138,11 +138,20 @@ pub fn run(args: &mut Args) -> CmdResult {
         });
         return Ok(());
     }
+    let snapshots = args.flag_str("--snapshots")?;
     let mut words = Vec::new();
     while let Some(w) = args.positional() {
         words.push(w);
     }
     args.finish()?;
+    if let Some(mode) = snapshots {
+        if background {
+            return Err(CmdError::Failed(
+                "--snapshots runs in the foreground (no --background)".into(),
+            ));
+        }
+        return super::cmd_snap::run_task(&task, &words, &mode, core, json);
+    }
     crate::predict::on_request(&task);
     let prepared = pae::prepare(&task)?;
     let values = prepared.parse_args(&words)?;

@@ -6,7 +6,8 @@ use core::fmt;
 use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
-    cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_system, cmd_wasi,
+    cmd_debug, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict, cmd_smp, cmd_snap, cmd_system,
+    cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -200,8 +201,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
-        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--snapshots on|off] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome; `--snapshots on|off`: restore the predicted path from snapshots, or re-run it, see `snap`); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
         run: cmd_pae::run,
     },
     Command {
@@ -269,6 +270,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[on | off | startup CHUNK.EXPORT [--rounds N]] [--json]",
         help: "assembly from the request: `on` makes tasks assemble only what their export reaches (the rest at its first call); shows per chunk what was assembled up front and lazily; `startup` measures task-start latency with whole-module assembly and from the request in one run",
         run: cmd_lazy::lazy,
+    },
+    Command {
+        name: "snap",
+        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh | bench CHUNK.EXPORT [ARGS...] [--rounds N] [--json]",
+        help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path",
+        run: cmd_snap::snap,
     },
     Command {
         name: "islands",

@@ -265,7 +265,7 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
         };
         assembled.push((name, Arc::new(a)));
     }
-    let instances = super::instantiate_all(&assembled, wasi.as_mut())?;
+    let instances = super::instantiate_all(&assembled, wasi.as_mut(), "", None)?;
     let cycles = crate::arch::cpu::rdtsc() - start;
     drop(instances);
     let mut s = Startup {

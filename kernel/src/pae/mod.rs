@@ -25,7 +25,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use atoll_island::ModuleId;
-use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{
+    Extern, Instance, InstantiateError, InvokeError, LinearMemory, SigRegistry, VecMemory,
+};
 use atoll_pae::{CompileError, CompiledModule, Options, Ty};
 use atoll_wasi::WasiCtx;
 use atoll_wasi::pae_link::WasiLink;
@@ -33,7 +35,7 @@ use chunk_image::{ValType, Value};
 
 pub use code::KernelCode;
 use code::SharedCode;
-pub use task::{Started, TaskOutcome, run_on_thread, start_on_thread};
+pub use task::{Started, TaskOutcome, run_keeping, run_on_thread, start_on_thread};
 
 use crate::chunks::{self, Loaded};
 use crate::mem::vm::VmError;
@@ -286,6 +288,11 @@ pub struct Prepared {
     stack_bytes: u64,
     /// The cache pins and uncached code it holds (released after the instances are dropped).
     held: Held,
+    /// Exports (no parameters) of the chunk run before the task's own, in order: the path a
+    /// request re-runs when no snapshot covers it (`docs/snapshots.md`).
+    path: Vec<u32>,
+    /// TSC cycles the path took in the last `invoke`.
+    path_cycles: u64,
 }
 
 /// What a task holds of the cache: pins on its chunks, and code assembled for it alone.
@@ -331,15 +338,32 @@ impl Drop for Held {
 
 /// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
 pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
-    prepare_with(task, None)
+    prepare_with(task, None, None)
+}
+
+/// Like [`prepare`], the task's own chunk instantiated over `memory` (a snapshot restore's
+/// page-backed memory).
+pub fn prepare_with_memory(
+    task: &str,
+    memory: Box<dyn LinearMemory>,
+) -> Result<Prepared, PaeError> {
+    prepare_with(task, None, Some(memory))
 }
 
 /// Like [`prepare`] for a command chunk's `_start`, its WASI imports bound to `ctx`.
 pub fn prepare_command(chunk: &str, ctx: WasiCtx) -> Result<Prepared, PaeError> {
-    prepare_with(&alloc::format!("{chunk}._start"), Some(WasiLink::new(ctx)))
+    prepare_with(
+        &alloc::format!("{chunk}._start"),
+        Some(WasiLink::new(ctx)),
+        None,
+    )
 }
 
-fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeError> {
+fn prepare_with(
+    task: &str,
+    mut wasi: Option<WasiLink>,
+    mut main_memory: Option<Box<dyn LinearMemory>>,
+) -> Result<Prepared, PaeError> {
     let (chunk, export) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
@@ -385,7 +409,7 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         _ => 0,
     };
     let (instances, registered) = crate::island::instantiating(|reg| {
-        let mut instances = instantiate_all(&assembled, wasi.as_mut())?;
+        let mut instances = instantiate_all(&assembled, wasi.as_mut(), chunk, main_memory.take())?;
         let keys = instances
             .values_mut()
             .map(|inst| reg.register_instance(core::ptr::from_mut::<Instance>(inst) as usize))
@@ -403,6 +427,8 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         func,
         params,
         results,
+        path: Vec::new(),
+        path_cycles: 0,
     })
 }
 
@@ -411,6 +437,8 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
 fn instantiate_all(
     assembled: &[(String, Arc<Assembled>)],
     mut wasi: Option<&mut WasiLink>,
+    main: &str,
+    mut main_memory: Option<Box<dyn LinearMemory>>,
 ) -> Result<BTreeMap<String, Box<Instance>>, PaeError> {
     let mut sigs = SigRegistry::default();
     let mut instances: BTreeMap<String, Box<Instance>> = BTreeMap::new();
@@ -480,7 +508,10 @@ fn instantiate_all(
         let instance = Instance::new(
             assembled.module.clone(),
             Box::new(SharedCode(assembled.code.clone())),
-            Box::new(VecMemory::default()),
+            match main_memory.take().filter(|_| name == main) {
+                Some(memory) => memory,
+                None => Box::new(VecMemory::default()),
+            },
             &externs,
             &mut sigs,
         )
@@ -528,6 +559,23 @@ impl Prepared {
         self.wasi.as_mut().and_then(|w| w.ctx().exit_code())
     }
 
+    /// The task's own chunk's instance (for snapshots: capture and restore).
+    pub fn main_instance(&mut self) -> &mut Instance {
+        self.instances
+            .get_mut(&self.chunk)
+            .expect("prepared chunk instance")
+    }
+
+    /// Has `invoke` run these exports (function indices, no parameters) first.
+    pub fn set_path(&mut self, funcs: Vec<u32>) {
+        self.path = funcs;
+    }
+
+    /// TSC cycles the path took in the last run.
+    pub fn path_cycles(&self) -> u64 {
+        self.path_cycles
+    }
+
     /// Each instance's block counters, by chunk name.
     pub fn counters(&self) -> impl Iterator<Item = (&str, &[u64])> {
         self.instances
@@ -546,6 +594,11 @@ impl Prepared {
             .get_mut(&self.chunk)
             .expect("prepared chunk instance");
         instance.stack_budget_bytes = stack_budget_bytes;
+        let start = crate::arch::cpu::rdtsc();
+        for &f in &self.path {
+            instance.invoke(f, &[])?;
+        }
+        self.path_cycles = crate::arch::cpu::rdtsc() - start;
         specialize::record(&self.chunk, self.func, args);
         let raw = instance.invoke(self.func, args)?;
         Ok(raw

@@ -249,3 +249,14 @@ pub extern "C" fn primes_nth(k: i32) -> i32 {
     }
     -1
 }
+
+/// The prime whose 1-based rank is word `i`'s id plus one: a request whose path runs both
+/// inits (the dictionary's first, then the sieve's), so it restores two layers.
+#[unsafe(no_mangle)]
+pub extern "C" fn lex_prime_of(i: i32) -> i32 {
+    let id = lex_lookup(i);
+    if id < 0 {
+        return -1;
+    }
+    primes_nth(id + 1)
+}
