@@ -146,9 +146,9 @@ pub fn run(args: &mut Args) -> CmdResult {
     args.finish()?;
     if let Some(mode) = snapshots {
         if background {
-            return Err(CmdError::Failed(
-                "--snapshots runs in the foreground (no --background)".into(),
-            ));
+            let started = super::cmd_snap::start_task(&task, &words, &mode, core)?;
+            let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
+            return announce(id, task, started, false, json);
         }
         return super::cmd_snap::run_task(&task, &words, &mode, core, json);
     }

@@ -241,24 +241,37 @@ fn results_text(r: &Result<Vec<chunk_image::Value>, InvokeError>) -> String {
     }
 }
 
+fn mode(mode: &str) -> Result<bool, CmdError> {
+    match mode {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(CmdError::Args(ArgError::Invalid {
+            what: "--snapshots (on, off)",
+            value: other.into(),
+        })),
+    }
+}
+
+/// `run CHUNK.EXPORT ARGS... --snapshots on|off --background`: prepared (and restored) here,
+/// started on its chunk thread; `tasks` shows the outcome.
+pub fn start_task(
+    task: &str,
+    words: &[String],
+    mode_word: &str,
+    core: Option<usize>,
+) -> Result<crate::pae::Started, CmdError> {
+    Ok(snap::start(task, words, mode(mode_word)?, core)?)
+}
+
 /// `run CHUNK.EXPORT ARGS... --snapshots on|off`.
 pub fn run_task(
     task: &str,
     words: &[String],
-    mode: &str,
+    mode_word: &str,
     core: Option<usize>,
     json: bool,
 ) -> CmdResult {
-    let on = match mode {
-        "on" => true,
-        "off" => false,
-        other => {
-            return Err(CmdError::Args(ArgError::Invalid {
-                what: "--snapshots (on, off)",
-                value: other.into(),
-            }));
-        }
-    };
+    let on = mode(mode_word)?;
     let r = snap::run(task, words, on, core)?;
     if json {
         let mut j = Json::new();

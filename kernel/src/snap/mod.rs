@@ -544,16 +544,33 @@ pub struct RunReport {
     pub thread: u64,
 }
 
-/// Runs `task` with `words` as arguments: with snapshots on, restored from the snapshots its
-/// predicted path selects (the rest of the path runs); off, after running the whole path.
-pub fn run(
+/// Prepares `task` (restored from snapshots when `snapshots`, else with its path to run) and
+/// starts it on a chunk thread without waiting.
+pub fn start(
     task: &str,
     words: &[String],
     snapshots: bool,
     core: Option<usize>,
-) -> Result<RunReport, SnapError> {
+) -> Result<pae::Started, SnapError> {
+    let (prepared, args, _, _, _) = prepare_request(task, words, snapshots)?;
+    Ok(pae::start_on_thread(prepared, args, core)?)
+}
+
+type PreparedRequest = (
+    Prepared,
+    Vec<u64>,
+    Option<MemoryHandle>,
+    Restored,
+    (Vec<String>, PathSource),
+);
+
+/// The request's instances, restored (or not) and with the rest of its path to run.
+fn prepare_request(
+    task: &str,
+    words: &[String],
+    snapshots: bool,
+) -> Result<PreparedRequest, SnapError> {
     let (chunk, _) = split(task)?;
-    let start = cpu::rdtsc();
     check_chunk(chunk)?;
     let (path, source) = predicted_path(task)?;
     crate::predict::on_request(task);
@@ -569,9 +586,8 @@ pub fn run(
         (pae::prepare(task)?, None, Restored::default())
     };
     let args = prepared.parse_args(words)?;
-    let rest = &path[restored.covered..];
     let module = prepared.main_instance().module().clone();
-    let funcs: Vec<u32> = rest
+    let funcs: Vec<u32> = path[restored.covered..]
         .iter()
         .filter_map(|s| {
             s.split_once('.')
@@ -579,6 +595,21 @@ pub fn run(
         })
         .collect();
     prepared.set_path(funcs);
+    Ok((prepared, args, handle, restored, (path, source)))
+}
+
+/// Runs `task` with `words` as arguments: with snapshots on, restored from the snapshots its
+/// predicted path selects (the rest of the path runs); off, after running the whole path.
+pub fn run(
+    task: &str,
+    words: &[String],
+    snapshots: bool,
+    core: Option<usize>,
+) -> Result<RunReport, SnapError> {
+    let start = cpu::rdtsc();
+    let (prepared, args, handle, restored, (path, source)) =
+        prepare_request(task, words, snapshots)?;
+    let rest = &path[restored.covered..];
     let (outcome, back) = pae::run_keeping(prepared, args, core)?;
     let total_cycles = cpu::rdtsc() - start;
     let mut prepared =

@@ -170,6 +170,23 @@ pub extern "C" fn lex_touch(tag: i32) -> i64 {
     lex_checksum()
 }
 
+/// `rounds` times: writes values derived from `tag` and the round into every 64th slot (every
+/// page of the table) and yields the core; then returns the checksum. Instances restored from
+/// one snapshot and running this at once must each see only their own writes.
+#[unsafe(no_mangle)]
+pub extern "C" fn lex_mark(tag: i32, rounds: i32) -> i64 {
+    lex_init();
+    let d = DICT.get();
+    for r in 0..clamp_len(rounds, 1 << 20) as u32 {
+        for s in (0..SLOTS).step_by(64) {
+            d.ids[s] = (tag as u16) ^ (s as u16).wrapping_add(r as u16);
+            d.keys[s] = d.keys[s].rotate_left(1) ^ (tag as u32);
+        }
+        guest::yield_now();
+    }
+    lex_checksum()
+}
+
 /// Sieves and builds the prefix table (once); returns the primes below 2^22.
 #[unsafe(no_mangle)]
 #[inline(never)]
