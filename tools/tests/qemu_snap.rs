@@ -239,6 +239,57 @@ fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writ
     );
     c.check(first_result(&j) == prime_ref, || format!("off: {j:?}"));
 
+    // Refresh: the analyzer saw lexicon requests reach lex_init (which has no snapshot now)
+    // and primes_init (which has one): with low thresholds lex_init is taken in the
+    // background; with a drop threshold above every weight, everything goes.
+    let j = run_json(&mut c, &mut m, "snap refresh --take 1 --drop 1 --json");
+    let taking: Vec<String> = j
+        .get("taking")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    c.check(taking == vec!["lexicon.lex_init".to_string()], || {
+        format!("refresh: {j:?}")
+    });
+    let start = Instant::now();
+    let mut taken = false;
+    while !taken && start.elapsed() < Duration::from_secs(300) {
+        let out = m.command("snap list --json");
+        taken = out.contains("\"segment\":\"lexicon.lex_init\"");
+        if !taken {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    c.check(taken, || {
+        "the background generator took no lex_init snapshot".into()
+    });
+    let j = run_json(
+        &mut c,
+        &mut m,
+        "run lexicon.lex_lookup 12345 --snapshots on --json",
+    );
+    c.check(
+        first_result(&j) == "12345" && ids_of(&j, "layers").len() == 1,
+        || format!("restored from the refreshed snapshot: {j:?}"),
+    );
+    let j = run_json(
+        &mut c,
+        &mut m,
+        "snap refresh --drop 1001 --take 1001 --json",
+    );
+    c.check(ids_of(&j, "dropped").len() == 2, || {
+        format!("drop all: {j:?}")
+    });
+    let out = m.command("snap list --json");
+    c.check(out.contains("\"snapshots\":[]"), || {
+        format!("after dropping all: {out}")
+    });
+
     // Bad input.
     for bad in [
         "snap take nosuch.export",

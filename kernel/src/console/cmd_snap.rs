@@ -58,8 +58,18 @@ pub fn snap(args: &mut Args) -> CmdResult {
             stats(json);
         }
         "refresh" => {
+            let defaults = RefreshPolicy::default();
+            let policy = RefreshPolicy {
+                take_permille: args
+                    .flag_u64("--take")?
+                    .map_or(defaults.take_permille, |v| v.min(1000) as u32),
+                drop_permille: args
+                    .flag_u64("--drop")?
+                    .map_or(defaults.drop_permille, |v| v.min(1001) as u32),
+                budget_bytes: args.flag_u64("--budget")?.unwrap_or(defaults.budget_bytes),
+            };
             args.finish()?;
-            let plan = snap::refresh(RefreshPolicy::default());
+            let plan = snap::refresh(policy);
             let thread = snap::generate_in_background(plan.take.clone())?;
             if json {
                 let mut j = Json::new();

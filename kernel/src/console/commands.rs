@@ -273,7 +273,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "snap",
-        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh | bench CHUNK.EXPORT [ARGS...] [--rounds N] [--json]",
+        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] [--json]",
         help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path",
         run: cmd_snap::snap,
     },
