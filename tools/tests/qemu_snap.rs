@@ -356,5 +356,35 @@ fn restore_against_rerunning_the_path_under_icount() {
             format!("{cmd}: re-run {rerun}, restore {restore}")
         });
     }
+    // A workload trace replayed with snapshots off and on: same outcomes (the command fails
+    // otherwise), the lexicon requests restored, the others (no init path) run as they are.
+    let out = m.command(
+        "trace add lexmix lexicon.lex_lookup 5 ; lexicon.primes_pi 1000 ; crc32.crc32_fox ; lexicon.lex_prime_of 77 ; 3*[ lexicon.lex_lookup 9 ]",
+    );
+    c.check(!out.contains("error"), || format!("trace add: {out}"));
+    let cmd = "replay lexmix --snapshots both --json";
+    let out = m.command_within(cmd, Duration::from_secs(600));
+    let j = c.json(cmd, &out);
+    let passes = j
+        .get("passes")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!("replay lexmix --snapshots both: {out}");
+    c.check(passes.len() == 2, || format!("{cmd}: {out}"));
+    if let [off, on] = &passes[..] {
+        c.check(
+            u64_of(off, "restored_requests") == 0 && u64_of(off, "segments_run") == 7,
+            || format!("off: {off:?}"),
+        );
+        c.check(
+            u64_of(on, "restored_requests") == 6 && u64_of(on, "segments_run") == 0,
+            || format!("on: {on:?}"),
+        );
+        c.check(
+            u64_of(off, "total_instructions") > 20 * u64_of(on, "total_instructions"),
+            || format!("{cmd}: {out}"),
+        );
+    }
     c.finish(&m);
 }

@@ -460,3 +460,67 @@ fn bench(task: &str, words: &[String], rounds: usize, json: bool) -> CmdResult {
     println!("  pages mapped shared {ps}, copied on write {pc}");
     Ok(())
 }
+
+/// `replay TRACE --snapshots on|off|both`: the trace's requests with snapshots off and on,
+/// side by side; every outcome the same both ways.
+pub fn replay(name: &str, mode_word: &str, json: bool) -> CmdResult {
+    let modes: &[bool] = match mode_word {
+        "both" => &[false, true],
+        "on" => &[true],
+        "off" => &[false],
+        other => {
+            return Err(CmdError::Args(ArgError::Invalid {
+                what: "--snapshots (on, off, both)",
+                value: other.into(),
+            }));
+        }
+    };
+    let passes = snap::replay::replay(name, modes)?;
+    let ratio_text = match (passes.first(), passes.get(1)) {
+        (Some(a), Some(b)) => ratio(a.total_cycles(), b.total_cycles()),
+        _ => "n/a".into(),
+    };
+    if json {
+        let mut j = Json::new();
+        j.begin_object().str("trace", name).array("passes");
+        for p in &passes {
+            j.begin_object()
+                .str("snapshots", if p.snapshots { "on" } else { "off" })
+                .u64("requests", p.outcomes.len() as u64)
+                .u64("total_cycles", p.total_cycles())
+                .u64("median_cycles", p.median_cycles())
+                .u64("restored_requests", p.restored_steps)
+                .u64("segments_run", p.segments_run)
+                .u64("path_cycles", p.path_cycles)
+                .u64("restore_cycles", p.restore_cycles)
+                .u64("pages_shared", p.pages_shared)
+                .u64("pages_copied", p.pages_copied);
+            if let Some(i) = instructions(p.total_cycles()) {
+                j.u64("total_instructions", i);
+            }
+            j.end_object();
+        }
+        j.end_array().str("speedup", &ratio_text).end_object();
+        println!("{}", j.finish());
+        return Ok(());
+    }
+    for p in &passes {
+        println!(
+            "snapshots {}: {} requests, {} cycles in all (median {}), {} restored, {} path segments run ({} cycles), restore {} cycles, pages shared {}, copied on write {}",
+            if p.snapshots { "on " } else { "off" },
+            p.outcomes.len(),
+            p.total_cycles(),
+            p.median_cycles(),
+            p.restored_steps,
+            p.segments_run,
+            p.path_cycles,
+            p.restore_cycles,
+            p.pages_shared,
+            p.pages_copied
+        );
+    }
+    if passes.len() == 2 {
+        println!("same outcomes both ways; off / on: {ratio_text}x");
+    }
+    Ok(())
+}

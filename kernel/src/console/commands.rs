@@ -225,8 +225,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "replay",
-        usage: "TRACE [--predict on|off|both] [--limit BYTES] [--policy lru|lfu] [--results] [--json]",
-        help: "run a workload trace with prediction off and on from the same cold start (empty cache, seeded model): start latency, top-1/top-3 accuracy, cache hit rate; `--limit`/`--policy` hold for the replay only",
+        usage: "TRACE [--predict on|off|both] [--limit BYTES] [--policy lru|lfu] [--results] [--json] | TRACE --snapshots on|off|both [--json]",
+        help: "run a workload trace with prediction off and on from the same cold start (empty cache, seeded model): start latency, top-1/top-3 accuracy, cache hit rate; `--limit`/`--policy` hold for the replay only; `--snapshots`: the trace's requests with their paths re-run and restored from snapshots, side by side (see `snap`)",
         run: cmd_predict::replay_cmd,
     },
     Command {

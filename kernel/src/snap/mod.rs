@@ -5,28 +5,31 @@
 //!
 //! The pure logic is `atoll-snapshot`; copy-on-write memory is [`paged`].
 
+mod generate;
 #[allow(unsafe_code)]
 pub mod paged;
+pub mod replay;
+mod request;
+
+pub use generate::{generate_in_background, take};
+pub use request::{RunReport, run, start};
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use atoll_pae::runtime::InvokeError;
 use atoll_snapshot::analyzer::{Analyzer, RefreshPlan, RefreshPolicy, plan_refresh};
-use atoll_snapshot::instance::{SnapError as CaptureError, before, capture, restore};
-use atoll_snapshot::layer::Layer;
-use atoll_snapshot::library::{Library, LibraryError, Selection};
+use atoll_snapshot::instance::SnapError as CaptureError;
+use atoll_snapshot::library::{Library, LibraryError};
 use atoll_snapshot::{SnapId, is_init_export};
-use chunk_image::Value;
 use spin::Mutex;
 
 use crate::arch::cpu;
 use crate::chunks::{self, Loaded};
 use crate::pae::{self, PaeError, Prepared};
 use crate::sched::ThreadError;
-use paged::{MemoryHandle, PagedError, PagedMemory, SnapFrame};
+use paged::{PagedError, SnapFrame};
 
 /// A snapshot page: a frame shared by the library and every instance restored from it.
 pub type Page = Arc<SnapFrame>;
@@ -50,6 +53,8 @@ pub enum SnapError {
     Library(LibraryError),
     /// The paged memory failed.
     Paged(PagedError),
+    /// A workload trace could not be replayed.
+    Trace(String),
 }
 
 impl fmt::Display for SnapError {
@@ -69,6 +74,7 @@ impl fmt::Display for SnapError {
             Self::State(e) => write!(f, "{e}"),
             Self::Library(e) => write!(f, "{e}"),
             Self::Paged(e) => write!(f, "{e}"),
+            Self::Trace(e) => write!(f, "{e}"),
         }
     }
 }
@@ -160,6 +166,8 @@ pub enum PathSource {
     Profile,
     /// No run recorded yet: the init exports its export can call (static call graph).
     CallGraph,
+    /// The chunk imports from other chunks: no path (its state is not its own).
+    Providers,
 }
 
 impl PathSource {
@@ -168,6 +176,7 @@ impl PathSource {
         match self {
             Self::Profile => "profile",
             Self::CallGraph => "call-graph",
+            Self::Providers => "providers",
         }
     }
 }
@@ -251,156 +260,6 @@ fn weights() -> alloc::collections::BTreeMap<String, u32> {
             .collect()
     });
     with(|s| s.analyzer.weights(&freq))
-}
-
-/// What restoring put in place.
-#[derive(Debug, Clone, Default)]
-pub struct Restored {
-    /// Layers restored, in order.
-    pub layers: Vec<SnapId>,
-    /// Path segments they cover (a prefix).
-    pub covered: usize,
-    /// Pages mapped shared.
-    pub pages_shared: u64,
-    /// TSC cycles the restore took (composition, mapping, globals, table).
-    pub cycles: u64,
-}
-
-/// Restores `selection` into `prepared`'s own instance, whose memory is `handle`.
-fn restore_into(
-    prepared: &mut Prepared,
-    handle: MemoryHandle,
-    selection: &Selection,
-) -> Result<Restored, SnapError> {
-    let start = cpu::rdtsc();
-    let mut pages: Vec<(u32, Page)> = Vec::new();
-    with(|s| {
-        let composite = s
-            .library
-            .composite(selection)
-            .ok_or_else(|| SnapError::State("the selected snapshots do not compose".into()))?;
-        restore(
-            prepared.main_instance(),
-            &composite,
-            |_, index, _, page: &Page| {
-                pages.push((index, page.clone()));
-                Ok::<(), PagedError>(())
-            },
-        )?;
-        s.restores += 1;
-        Ok::<(), SnapError>(())
-    })?;
-    handle.share(&pages)?;
-    Ok(Restored {
-        layers: selection.layers.clone(),
-        covered: selection.covered,
-        pages_shared: pages.len() as u64,
-        cycles: cpu::rdtsc() - start,
-    })
-}
-
-/// The selection restoring layer `id` with its ancestors.
-fn chain_of(id: SnapId) -> Result<Selection, SnapError> {
-    with(|s| {
-        let mut layers = Vec::new();
-        let mut at = Some(id);
-        while let Some(i) = at {
-            let l = s
-                .library
-                .get(i)
-                .ok_or(SnapError::Library(LibraryError::NotFound(i)))?;
-            layers.push(i);
-            at = l.parent;
-        }
-        layers.reverse();
-        Ok(Selection {
-            covered: layers.len(),
-            layers,
-        })
-    })
-}
-
-/// What `take` produced.
-#[derive(Debug, Clone)]
-pub struct Taken {
-    /// The new snapshot.
-    pub id: SnapId,
-    /// Its segment.
-    pub segment: String,
-    /// The layer it is built on.
-    pub parent: Option<SnapId>,
-    /// Pages captured.
-    pub pages: u64,
-    /// Bytes held.
-    pub bytes: u64,
-    /// TSC cycles the segment ran.
-    pub run_cycles: u64,
-    /// TSC cycles the capture took (diff and copies).
-    pub capture_cycles: u64,
-    /// The core the segment ran on.
-    pub core: u32,
-}
-
-/// Runs `segment` in a scratch instance (restored from `parent` and its chain, if given) on a
-/// chunk thread on `core` (or the least-loaded core) and keeps what it changed as a snapshot.
-pub fn take(
-    segment: &str,
-    parent: Option<SnapId>,
-    core: Option<usize>,
-) -> Result<Taken, SnapError> {
-    let (chunk, _) = split(segment)?;
-    check_chunk(chunk)?;
-    let mut prepared = match parent {
-        Some(p) => {
-            let selection = chain_of(p)?;
-            let memory = PagedMemory::new()?;
-            let handle = memory.handle();
-            let mut prepared = pae::prepare_with_memory(segment, alloc::boxed::Box::new(memory))?;
-            restore_into(&mut prepared, handle, &selection)?;
-            prepared
-        }
-        None => pae::prepare(segment)?,
-    };
-    if prepared.parse_args(&[]).is_err() {
-        return Err(SnapError::Segment(segment.into()));
-    }
-    let pre = before(prepared.main_instance());
-    let (outcome, back) = pae::run_keeping(prepared, Vec::new(), core)?;
-    match outcome.result {
-        Ok(_) => {}
-        Err(InvokeError::Trap(t)) => return Err(SnapError::Trap(t.message().into())),
-        Err(e) => return Err(SnapError::Trap(alloc::format!("{e}"))),
-    }
-    let mut prepared =
-        back.ok_or_else(|| SnapError::State("the chunk thread kept the task".into()))?;
-    let start = cpu::rdtsc();
-    let id = with(|s| s.library.reserve_id());
-    let mut layer = Layer::new(id, segment.into(), parent, 0);
-    capture(prepared.main_instance(), &pre, &mut layer, |_, bytes| {
-        SnapFrame::with_bytes(bytes)
-            .map(Arc::new)
-            .ok_or(PagedError::OutOfFrames)
-    })?;
-    let capture_cycles = cpu::rdtsc() - start;
-    layer.run_cycles = outcome.run_cycles;
-    layer.weight_permille = weights().get(segment).copied().unwrap_or(0);
-    let taken = Taken {
-        id,
-        segment: segment.into(),
-        parent,
-        pages: layer.pages.len() as u64,
-        bytes: layer.size_bytes(),
-        run_cycles: outcome.run_cycles,
-        capture_cycles,
-        core: outcome.core,
-    };
-    with(|s| {
-        s.takes += 1;
-        s.library.insert(layer)
-    })
-    .map_err(SnapError::Library)?;
-    drop(prepared);
-    Ok(taken)
 }
 
 /// Drops snapshot `id` and everything built on it; returns the ids dropped. Instances
@@ -513,132 +372,6 @@ pub fn stats() -> Stats {
     })
 }
 
-/// A request run with snapshots on or off.
-#[derive(Debug)]
-pub struct RunReport {
-    /// The request's results (or trap).
-    pub result: Result<Vec<Value>, InvokeError>,
-    /// Snapshots on.
-    pub snapshots: bool,
-    /// The predicted path.
-    pub path: Vec<String>,
-    /// Where the path came from.
-    pub source: PathSource,
-    /// What was restored (snapshots on).
-    pub restored: Restored,
-    /// Segments of the path run (not covered by snapshots).
-    pub ran_segments: usize,
-    /// TSC cycles running those segments took.
-    pub path_cycles: u64,
-    /// TSC cycles of the request's own export.
-    pub request_cycles: u64,
-    /// TSC cycles from the request to its result (prepare, restore or path, export).
-    pub total_cycles: u64,
-    /// Pages this instance copied on write, and pages it still shared at the end.
-    pub pages_copied: u64,
-    /// Pages still shared when the request ended.
-    pub pages_still_shared: u64,
-    /// Core and thread of the chunk thread.
-    pub core: u32,
-    /// Chunk thread id.
-    pub thread: u64,
-}
-
-/// Prepares `task` (restored from snapshots when `snapshots`, else with its path to run) and
-/// starts it on a chunk thread without waiting.
-pub fn start(
-    task: &str,
-    words: &[String],
-    snapshots: bool,
-    core: Option<usize>,
-) -> Result<pae::Started, SnapError> {
-    let (prepared, args, _, _, _) = prepare_request(task, words, snapshots)?;
-    Ok(pae::start_on_thread(prepared, args, core)?)
-}
-
-type PreparedRequest = (
-    Prepared,
-    Vec<u64>,
-    Option<MemoryHandle>,
-    Restored,
-    (Vec<String>, PathSource),
-);
-
-/// The request's instances, restored (or not) and with the rest of its path to run.
-fn prepare_request(
-    task: &str,
-    words: &[String],
-    snapshots: bool,
-) -> Result<PreparedRequest, SnapError> {
-    let (chunk, _) = split(task)?;
-    check_chunk(chunk)?;
-    let (path, source) = predicted_path(task)?;
-    crate::predict::on_request(task);
-    let (mut prepared, handle, restored) = if snapshots {
-        let memory = PagedMemory::new()?;
-        let handle = memory.handle();
-        let mut prepared = pae::prepare_with_memory(task, alloc::boxed::Box::new(memory))?;
-        let names: Vec<&str> = path.iter().map(String::as_str).collect();
-        let selection = with(|s| s.library.select(&names));
-        let restored = restore_into(&mut prepared, handle, &selection)?;
-        (prepared, Some(handle), restored)
-    } else {
-        (pae::prepare(task)?, None, Restored::default())
-    };
-    let args = prepared.parse_args(words)?;
-    let module = prepared.main_instance().module().clone();
-    let funcs: Vec<u32> = path[restored.covered..]
-        .iter()
-        .filter_map(|s| {
-            s.split_once('.')
-                .and_then(|(_, e)| module.desc.export_func(e))
-        })
-        .collect();
-    prepared.set_path(funcs);
-    Ok((prepared, args, handle, restored, (path, source)))
-}
-
-/// Runs `task` with `words` as arguments: with snapshots on, restored from the snapshots its
-/// predicted path selects (the rest of the path runs); off, after running the whole path.
-pub fn run(
-    task: &str,
-    words: &[String],
-    snapshots: bool,
-    core: Option<usize>,
-) -> Result<RunReport, SnapError> {
-    let start = cpu::rdtsc();
-    let (prepared, args, handle, restored, (path, source)) =
-        prepare_request(task, words, snapshots)?;
-    let rest = &path[restored.covered..];
-    let (outcome, back) = pae::run_keeping(prepared, args, core)?;
-    let total_cycles = cpu::rdtsc() - start;
-    let mut prepared =
-        back.ok_or_else(|| SnapError::State("the chunk thread kept the task".into()))?;
-    crate::predict::on_finished(task, outcome.run_cycles, outcome.result.is_ok());
-    record_reach(task, &mut prepared);
-    if !rest.is_empty() {
-        with(|s| s.path_runs += 1);
-    }
-    let path_cycles = prepared.path_cycles();
-    let (pages_copied, pages_still_shared) = handle.map_or((0, 0), |h| h.figures());
-    drop(prepared);
-    Ok(RunReport {
-        result: outcome.result,
-        snapshots,
-        ran_segments: rest.len(),
-        path,
-        source,
-        restored,
-        path_cycles,
-        request_cycles: outcome.run_cycles.saturating_sub(path_cycles),
-        total_cycles,
-        pages_copied,
-        pages_still_shared,
-        core: outcome.core,
-        thread: outcome.thread,
-    })
-}
-
 /// Plans a refresh under `policy` with the current weights, drops what it says, and returns
 /// the plan (the segments to take are taken by [`refresh_worker`] in the background).
 pub fn refresh(policy: RefreshPolicy) -> RefreshPlan {
@@ -648,31 +381,4 @@ pub fn refresh(policy: RefreshPolicy) -> RefreshPlan {
         let _ = drop_snapshot(id);
     }
     plan
-}
-
-/// Segments waiting for the background generator.
-static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Queues `segments` and starts a generator thread on the least-loaded core, which takes
-/// them one by one (each segment runs on a chunk thread of the least-loaded core).
-pub fn generate_in_background(segments: Vec<String>) -> Result<Option<usize>, ThreadError> {
-    if segments.is_empty() {
-        return Ok(None);
-    }
-    PENDING.lock().extend(segments);
-    crate::sched::spawn("snapshot generator", None, refresh_worker, 0).map(Some)
-}
-
-/// The generator thread: takes every pending segment.
-pub fn refresh_worker(_: u64) {
-    loop {
-        let next = PENDING.lock().pop();
-        let Some(segment) = next else {
-            return;
-        };
-        match take(&segment, None, None) {
-            Ok(t) => log::info!("snapshot {} of {} taken in the background", t.id, t.segment),
-            Err(e) => log::warn!("snapshot of {segment}: {e}"),
-        }
-    }
 }

@@ -1,0 +1,129 @@
+//! The snapshot generator: runs a segment in a scratch instance on a chunk thread and keeps
+//! what it changed as a layer; the background generator thread for `snap refresh`.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use atoll_pae::runtime::InvokeError;
+use atoll_snapshot::SnapId;
+use atoll_snapshot::instance::{before, capture};
+use atoll_snapshot::layer::Layer;
+use spin::Mutex;
+
+use super::paged::{PagedError, PagedMemory, SnapFrame};
+use super::request::{chain_of, restore_into};
+use super::{SnapError, check_chunk, split, weights, with};
+use crate::arch::cpu;
+use crate::pae;
+use crate::sched::ThreadError;
+
+/// What `take` produced.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The new snapshot.
+    pub id: SnapId,
+    /// Its segment.
+    pub segment: String,
+    /// The layer it is built on.
+    pub parent: Option<SnapId>,
+    /// Pages captured.
+    pub pages: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// TSC cycles the segment ran.
+    pub run_cycles: u64,
+    /// TSC cycles the capture took (diff and copies).
+    pub capture_cycles: u64,
+    /// The core the segment ran on.
+    pub core: u32,
+}
+
+/// Runs `segment` in a scratch instance (restored from `parent` and its chain, if given) on a
+/// chunk thread on `core` (or the least-loaded core) and keeps what it changed as a snapshot.
+pub fn take(
+    segment: &str,
+    parent: Option<SnapId>,
+    core: Option<usize>,
+) -> Result<Taken, SnapError> {
+    let (chunk, _) = split(segment)?;
+    check_chunk(chunk)?;
+    let mut prepared = match parent {
+        Some(p) => {
+            let selection = chain_of(p)?;
+            let memory = PagedMemory::new()?;
+            let handle = memory.handle();
+            let mut prepared = pae::prepare_with_memory(segment, alloc::boxed::Box::new(memory))?;
+            restore_into(&mut prepared, handle, &selection)?;
+            prepared
+        }
+        None => pae::prepare(segment)?,
+    };
+    if prepared.parse_args(&[]).is_err() {
+        return Err(SnapError::Segment(segment.into()));
+    }
+    let pre = before(prepared.main_instance());
+    let (outcome, back) = pae::run_keeping(prepared, Vec::new(), core)?;
+    match outcome.result {
+        Ok(_) => {}
+        Err(InvokeError::Trap(t)) => return Err(SnapError::Trap(t.message().into())),
+        Err(e) => return Err(SnapError::Trap(alloc::format!("{e}"))),
+    }
+    let mut prepared =
+        back.ok_or_else(|| SnapError::State("the chunk thread kept the task".into()))?;
+    let start = cpu::rdtsc();
+    let id = with(|s| s.library.reserve_id());
+    let mut layer = Layer::new(id, segment.into(), parent, 0);
+    capture(prepared.main_instance(), &pre, &mut layer, |_, bytes| {
+        SnapFrame::with_bytes(bytes)
+            .map(Arc::new)
+            .ok_or(PagedError::OutOfFrames)
+    })?;
+    let capture_cycles = cpu::rdtsc() - start;
+    layer.run_cycles = outcome.run_cycles;
+    layer.weight_permille = weights().get(segment).copied().unwrap_or(0);
+    let taken = Taken {
+        id,
+        segment: segment.into(),
+        parent,
+        pages: layer.pages.len() as u64,
+        bytes: layer.size_bytes(),
+        run_cycles: outcome.run_cycles,
+        capture_cycles,
+        core: outcome.core,
+    };
+    with(|s| {
+        s.takes += 1;
+        s.library.insert(layer)
+    })
+    .map_err(SnapError::Library)?;
+    drop(prepared);
+    Ok(taken)
+}
+
+/// Segments waiting for the background generator.
+static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Queues `segments` and starts a generator thread on the least-loaded core, which takes
+/// them one by one (each segment runs on a chunk thread of the least-loaded core).
+pub fn generate_in_background(segments: Vec<String>) -> Result<Option<usize>, ThreadError> {
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    PENDING.lock().extend(segments);
+    crate::sched::spawn("snapshot generator", None, refresh_worker, 0).map(Some)
+}
+
+/// The generator thread: takes every pending segment.
+pub fn refresh_worker(_: u64) {
+    loop {
+        let next = PENDING.lock().pop();
+        let Some(segment) = next else {
+            return;
+        };
+        match take(&segment, None, None) {
+            Ok(t) => log::info!("snapshot {} of {} taken in the background", t.id, t.segment),
+            Err(e) => log::warn!("snapshot of {segment}: {e}"),
+        }
+    }
+}
