@@ -4,6 +4,8 @@
 //!   every page of the table it restored: each result is the host's for its own writes alone
 //!   (no instance sees another's), the snapshot's checksum is the same before and after, and
 //!   the pages were copied on write (counted) while the snapshot stayed shared;
+//! - `snap verify`: a restored instance and one that ran the path compared byte for byte in
+//!   the kernel (memory read through the shared mappings, globals, tables);
 //! - layered restore (two independent layers), a chained layer preferred over them, dropping
 //!   a layer (its chain goes with it, the path runs instead), `--snapshots off`: all with the
 //!   reference result; bad input gets `error:` lines;
@@ -107,6 +109,15 @@ fn run_json(c: &mut Checks, m: &mut Machine, cmd: &str) -> Json {
 
 #[test]
 fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writes() {
+    isolation_and_layers(Options::bios().smp(4));
+}
+
+#[test]
+fn instances_restored_from_one_snapshot_on_several_cores_uefi() {
+    isolation_and_layers(Options::uefi().smp(4));
+}
+
+fn isolation_and_layers(options: Options) {
     const ROUNDS: i32 = 4000;
     let tags: Vec<(i32, u32)> = vec![(1, 1), (2, 2), (3, 3), (4, 1), (5, 2), (6, 3)];
     let expected: Vec<String> = tags
@@ -124,7 +135,7 @@ fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writ
     let checksum_ref = reference("lex_checksum", &[]);
     let prime_ref = reference("lex_prime_of", &[12345]);
 
-    let mut m = Machine::boot(Options::bios().smp(4));
+    let mut m = Machine::boot(options);
     let mut c = Checks::new();
     let t = run_json(&mut c, &mut m, "snap take lexicon.lex_init --json");
     let lex = u64_of(&t, "id");
@@ -198,6 +209,14 @@ fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writ
             && u64_of(&j, "ran_segments") == 0,
         || format!("layered: {j:?}, the host gives {prime_ref}"),
     );
+    // In the kernel, byte for byte: restored (through its shared mappings) and ran.
+    let j = run_json(&mut c, &mut m, "snap verify lexicon.lex_prime_of --json");
+    c.check(
+        j.get("equal").and_then(Json::as_bool) == Some(true)
+            && ids_of(&j, "layers") == vec![lex, primes]
+            && u64_of(&j, "bytes") >= 1 << 20,
+        || format!("verify, independent layers: {j:?}"),
+    );
     // A layer chained on the first is preferred to the independent one.
     let t = run_json(
         &mut c,
@@ -214,6 +233,12 @@ fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writ
     c.check(
         first_result(&j) == prime_ref && ids_of(&j, "layers") == vec![lex, chained],
         || format!("chained: {j:?}"),
+    );
+    let j = run_json(&mut c, &mut m, "snap verify lexicon.lex_prime_of --json");
+    c.check(
+        j.get("equal").and_then(Json::as_bool) == Some(true)
+            && ids_of(&j, "layers") == vec![lex, chained],
+        || format!("verify, chained layers: {j:?}"),
     );
     // Dropping the first layer drops the chain; the path's first segment now runs, and the
     // second's snapshot alone must not be used (it would skip the first).
@@ -300,6 +325,8 @@ fn instances_restored_from_one_snapshot_on_several_cores_see_only_their_own_writ
         "snap frobnicate",
         "run lexicon.lex_lookup 1 --snapshots maybe",
         "snap take lexicon.lex_init --on 999",
+        "snap verify lexicon.lex_checksum_of_nothing",
+        "snap verify crc32.crc32_fox",
     ] {
         let out = m.command(bad);
         c.error_line(bad, &out);

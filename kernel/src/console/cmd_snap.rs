@@ -22,7 +22,7 @@ impl From<SnapError> for CmdError {
 
 pub fn snap(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
-    let word = args.required("subcommand (list, take, drop, stats, refresh, bench)")?;
+    let word = args.required("subcommand (list, take, drop, stats, refresh, bench, verify)")?;
     match word.as_str() {
         "list" => {
             args.finish()?;
@@ -92,6 +92,44 @@ pub fn snap(args: &mut Args) -> CmdResult {
                 );
             }
         }
+        "verify" => {
+            let task = args.required("CHUNK.EXPORT")?;
+            args.finish()?;
+            let v = snap::verify::verify(&task)?;
+            let layers: Vec<String> = v.layers.iter().map(|i| alloc::format!("{i}")).collect();
+            if json {
+                let mut j = Json::new();
+                j.begin_object().str("task", &task).array("path");
+                for s in &v.path {
+                    j.str_value(s);
+                }
+                j.end_array().array("layers");
+                for id in &v.layers {
+                    j.u64_value(u64::from(*id));
+                }
+                j.end_array()
+                    .u64("bytes", v.bytes)
+                    .u64("globals", v.globals)
+                    .u64("table_entries", v.table_entries)
+                    .bool("equal", v.difference.is_none())
+                    .end_object();
+                println!("{}", j.finish());
+            } else {
+                println!(
+                    "{task}: path [{}], layers [{}]: {} bytes, {} globals, {} table entries compared",
+                    v.path.join(", "),
+                    layers.join(", "),
+                    v.bytes,
+                    v.globals,
+                    v.table_entries
+                );
+            }
+            if let Some(d) = v.difference {
+                return Err(CmdError::Failed(alloc::format!(
+                    "restored and ran instances differ: {d}"
+                )));
+            }
+        }
         "bench" => {
             let rounds = args.flag_u64("--rounds")?.unwrap_or(3).clamp(1, 50) as usize;
             let task = args.required("CHUNK.EXPORT")?;
@@ -101,7 +139,7 @@ pub fn snap(args: &mut Args) -> CmdResult {
         }
         other => {
             return Err(CmdError::Args(ArgError::Invalid {
-                what: "snap subcommand (list, take, drop, stats, refresh, bench)",
+                what: "snap subcommand (list, take, drop, stats, refresh, bench, verify)",
                 value: other.into(),
             }));
         }

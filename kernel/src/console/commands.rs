@@ -273,8 +273,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "snap",
-        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] [--json]",
-        help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path",
+        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
+        help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path; `verify` compares a restored instance with one that ran the path, byte for byte",
         run: cmd_snap::snap,
     },
     Command {

@@ -10,6 +10,7 @@ mod generate;
 pub mod paged;
 pub mod replay;
 mod request;
+pub mod verify;
 
 pub use generate::{generate_in_background, take};
 pub use request::{RunReport, run, start};
