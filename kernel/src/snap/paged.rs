@@ -48,7 +48,7 @@ impl SnapFrame {
     /// A new frame holding `bytes` (at most 4 KiB; the rest zero).
     pub fn with_bytes(bytes: &[u8]) -> Option<Self> {
         let pa = frames::alloc(PageSize::Size4K)?;
-        let dst = frame_bytes(pa);
+        let dst = fresh_frame_bytes(pa);
         dst[..bytes.len()].copy_from_slice(bytes);
         dst[bytes.len()..].fill(0);
         Some(Self { pa })
@@ -56,7 +56,12 @@ impl SnapFrame {
 
     /// The frame's contents.
     pub fn bytes(&self) -> &[u8] {
-        frame_bytes(self.pa)
+        // SAFETY: the frame was filled once in `with_bytes`, before it was shared, and is only
+        // ever mapped read-only since, so no one writes it; `self` keeps it allocated for as
+        // long as the returned slice (which borrows `self`) lives.
+        unsafe {
+            core::slice::from_raw_parts(physmem::to_virt(self.pa).0 as *const u8, SIZE_4K as usize)
+        }
     }
 }
 
@@ -74,11 +79,11 @@ impl Drop for SnapFrame {
     }
 }
 
-fn frame_bytes(pa: PhysAddr) -> &'static mut [u8] {
-    // SAFETY: `pa` is a 4 KiB frame this module owns (allocated here, not freed while a
-    // `SnapFrame` or a region page holds it), reached through the direct map, which maps all
-    // physical memory read-write. Callers write to a frame only before it is shared (a new
-    // snapshot frame, a private copy not yet mapped), so no other reference sees the change.
+/// A frame nobody else can reach yet (just allocated, not mapped anywhere), to fill.
+fn fresh_frame_bytes(pa: PhysAddr) -> &'static mut [u8] {
+    // SAFETY: `pa` is a 4 KiB frame just taken from the frame allocator by the caller and not
+    // yet mapped or handed to anyone, reached through the direct map (which maps all physical
+    // memory read-write): this is the only reference to it until the caller maps or shares it.
     unsafe { core::slice::from_raw_parts_mut(physmem::to_virt(pa).0 as *mut u8, SIZE_4K as usize) }
 }
 
@@ -338,7 +343,7 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
     };
     let mapped = match (&found, write_to_ro) {
         (Found::Absent, false) => {
-            frame_bytes(pa).fill(0);
+            fresh_frame_bytes(pa).fill(0);
             vm::map(
                 VirtAddr(page_va),
                 pa,
@@ -348,7 +353,7 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
             .is_ok()
         }
         (Found::Shared(frame), true) => {
-            frame_bytes(pa).copy_from_slice(frame.bytes());
+            fresh_frame_bytes(pa).copy_from_slice(frame.bytes());
             vm::remap_4k(&[(VirtAddr(page_va), pa)], Protection::READ_WRITE).is_ok()
         }
         _ => {
