@@ -6,6 +6,8 @@
 //!   the pages were copied on write (counted) while the snapshot stayed shared;
 //! - `snap verify`: a restored instance and one that ran the path compared byte for byte in
 //!   the kernel (memory read through the shared mappings, globals, tables);
+//! - a client's library: a client's session layer restored for its requests only (re-run with
+//!   snapshots off), other clients and requests without one get the shared layer;
 //! - layered restore (two independent layers), a chained layer preferred over them, dropping
 //!   a layer (its chain goes with it, the path runs instead), `--snapshots off`: all with the
 //!   reference result; bad input gets `error:` lines;
@@ -194,6 +196,47 @@ fn isolation_and_layers(options: Options) {
     );
     c.check(ids_of(&j, "layers") == vec![lex], || format!("{j:?}"));
 
+    // A client's library: alice's session (her own request, chained on the shared layer) is
+    // restored for her requests only; off, it is re-run for her.
+    let alice_ref = reference("lex_mark", &[7, 1]);
+    let t = run_json(
+        &mut c,
+        &mut m,
+        &format!("snap take lexicon.lex_mark 7 1 --on {lex} --client alice --json"),
+    );
+    let alice = u64_of(&t, "id");
+    for (cmd, want, layers) in [
+        (
+            "run lexicon.lex_checksum --snapshots on --client alice --json",
+            &alice_ref,
+            vec![lex, alice],
+        ),
+        (
+            "run lexicon.lex_checksum --snapshots off --client alice --json",
+            &alice_ref,
+            vec![],
+        ),
+        (
+            "run lexicon.lex_checksum --snapshots on --client bob --json",
+            &checksum_ref,
+            vec![lex],
+        ),
+        (
+            "run lexicon.lex_checksum --snapshots on --json",
+            &checksum_ref,
+            vec![lex],
+        ),
+    ] {
+        let j = run_json(&mut c, &mut m, cmd);
+        c.check(
+            first_result(&j) == *want && ids_of(&j, "layers") == layers,
+            || format!("{cmd}: {j:?}, expected {want} from layers {layers:?}"),
+        );
+    }
+    c.check(alice_ref != checksum_ref, || {
+        "alice's session changes the table".into()
+    });
+
     // Two independent layers for a two-segment path.
     let t = run_json(&mut c, &mut m, "snap take lexicon.primes_init --json");
     let primes = u64_of(&t, "id");
@@ -243,9 +286,10 @@ fn isolation_and_layers(options: Options) {
     // Dropping the first layer drops the chain; the path's first segment now runs, and the
     // second's snapshot alone must not be used (it would skip the first).
     let out = m.command(&format!("snap drop {lex}"));
-    c.check(out.contains(&format!("dropped {lex} {chained}")), || {
-        out.clone()
-    });
+    c.check(
+        out.trim() == format!("dropped {lex} {alice} {chained}"),
+        || format!("the drop takes the chains on {lex} with it: {out}"),
+    );
     let j = run_json(
         &mut c,
         &mut m,
@@ -327,6 +371,8 @@ fn isolation_and_layers(options: Options) {
         "snap take lexicon.lex_init --on 999",
         "snap verify lexicon.lex_checksum_of_nothing",
         "snap verify crc32.crc32_fox",
+        "snap take lexicon.lex_mark 7 1",
+        "run lexicon.lex_lookup 1 --client alice",
     ] {
         let out = m.command(bad);
         c.error_line(bad, &out);

@@ -53,6 +53,8 @@ pub struct Layer<P> {
     pub weight_permille: u32,
     /// What re-running the segment cost when it was captured (TSC cycles).
     pub run_cycles: u64,
+    /// The client whose library holds it (`None`: shared by every request).
+    pub client: Option<String>,
 }
 
 impl<P> Layer<P> {
@@ -70,6 +72,7 @@ impl<P> Layer<P> {
             dropped_elems: BTreeSet::new(),
             weight_permille: 0,
             run_cycles: 0,
+            client: None,
         }
     }
 

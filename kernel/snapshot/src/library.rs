@@ -7,6 +7,13 @@
 //! weight, then the newest, skipping candidates that do not compose (see
 //! [`crate::layer::compose`]). It stops at the first segment it cannot cover: the rest of the
 //! path is run (a snapshot of a later segment alone would skip the earlier one's effects).
+//!
+//! **Per-client libraries.** A layer may belong to a client. A request that carries a client
+//! id sees the shared layers and its client's, and prefers its client's for a segment (after
+//! the chain rule); a request never sees another client's layers. A client's layers chained on
+//! the end of its path form its *session* ([`Library::session`]): segments the client ran
+//! (requests with their arguments), restored after the path so the client's next request
+//! starts from its own state; with snapshots off they are re-run in the same order.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -146,8 +153,18 @@ impl<P> Library<P> {
         Ok(gone)
     }
 
-    /// Chooses the layers for `path` (see the module's rule).
+    /// Chooses the shared layers for `path` (see the module's rule).
     pub fn select(&self, path: &[&str]) -> Selection {
+        self.select_for(path, None)
+    }
+
+    /// Whether a request of `client` may use `layer`.
+    fn visible(layer: &Layer<P>, client: Option<&str>) -> bool {
+        layer.client.is_none() || layer.client.as_deref() == client
+    }
+
+    /// Chooses the layers for `path` for a request of `client` (see the module's rules).
+    pub fn select_for(&self, path: &[&str], client: Option<&str>) -> Selection {
         let mut chosen: Vec<&Layer<P>> = Vec::new();
         let mut covered = 0;
         for segment in path {
@@ -155,11 +172,16 @@ impl<P> Library<P> {
             let mut candidates: Vec<&Layer<P>> = self
                 .layers
                 .iter()
-                .filter(|l| l.segment == *segment && l.parent.is_none_or(in_chosen))
+                .filter(|l| {
+                    l.segment == *segment
+                        && l.parent.is_none_or(in_chosen)
+                        && Self::visible(l, client)
+                })
                 .collect();
             candidates.sort_by_key(|l| {
                 (
                     l.parent.is_none(),
+                    l.client.is_none(),
                     core::cmp::Reverse(l.weight_permille),
                     core::cmp::Reverse(l.id),
                 )
@@ -180,6 +202,42 @@ impl<P> Library<P> {
         Selection {
             layers: chosen.iter().map(|l| l.id).collect(),
             covered,
+        }
+    }
+
+    /// `client`'s session after `last` (the last layer chosen for its path, `None` for the
+    /// base): its layers chained one on the other from there, heaviest then newest at each
+    /// step, as long as they compose with `chosen` (the selection so far). Returns their ids.
+    pub fn session(&self, chosen: &[SnapId], client: &str) -> Vec<SnapId> {
+        let mut ids: Vec<SnapId> = chosen.to_vec();
+        let mut out = Vec::new();
+        loop {
+            let last = ids.last().copied();
+            let mut candidates: Vec<&Layer<P>> = self
+                .layers
+                .iter()
+                .filter(|l| l.client.as_deref() == Some(client) && l.parent == last)
+                .filter(|l| !ids.contains(&l.id))
+                .collect();
+            candidates.sort_by_key(|l| {
+                (
+                    core::cmp::Reverse(l.weight_permille),
+                    core::cmp::Reverse(l.id),
+                )
+            });
+            let pick = candidates.into_iter().find(|cand| {
+                let trial: Option<Vec<&Layer<P>>> = ids
+                    .iter()
+                    .map(|&i| self.get(i))
+                    .chain(core::iter::once(Some(*cand)))
+                    .collect();
+                trial.is_some_and(|t| compose(&t).is_ok())
+            });
+            let Some(l) = pick else {
+                return out;
+            };
+            ids.push(l.id);
+            out.push(l.id);
         }
     }
 
@@ -297,6 +355,50 @@ mod tests {
             lib.insert(Layer::new(id, "c.a".into(), Some(77), 1))
                 .unwrap_err(),
             LibraryError::NoParent(77)
+        );
+    }
+
+    fn add_for(lib: &mut Library<u8>, seg: &str, parent: Option<SnapId>, client: &str) -> SnapId {
+        let id = lib.reserve_id();
+        let mut l = Layer::new(id, seg.into(), parent, 1);
+        l.pages.insert(100 + id, id as u8);
+        l.client = Some(client.into());
+        lib.insert(l).unwrap()
+    }
+
+    #[test]
+    fn a_client_prefers_its_own_layers_and_never_sees_another_clients() {
+        let mut lib = Library::new();
+        let shared = add(&mut lib, "c.a", None, &[0], 900);
+        let alice = add_for(&mut lib, "c.a", None, "alice");
+        let bob = add_for(&mut lib, "c.a", None, "bob");
+        assert_eq!(lib.select_for(&["c.a"], Some("alice")).layers, vec![alice]);
+        assert_eq!(lib.select_for(&["c.a"], Some("bob")).layers, vec![bob]);
+        assert_eq!(lib.select_for(&["c.a"], Some("carol")).layers, vec![shared]);
+        assert_eq!(
+            lib.select(&["c.a"]).layers,
+            vec![shared],
+            "no client: shared only"
+        );
+        let mut only_alice = Library::new();
+        add_for(&mut only_alice, "c.a", None, "alice");
+        assert_eq!(only_alice.select(&["c.a"]).covered, 0);
+        assert_eq!(only_alice.select_for(&["c.a"], Some("bob")).covered, 0);
+    }
+
+    #[test]
+    fn a_clients_session_continues_its_path() {
+        let mut lib = Library::new();
+        let a = add(&mut lib, "c.a", None, &[0], 500);
+        let s1 = add_for(&mut lib, "c.req 1", Some(a), "alice");
+        let s2 = add_for(&mut lib, "c.req 2", Some(s1), "alice");
+        let other = add_for(&mut lib, "c.req 9", Some(a), "bob");
+        assert_eq!(lib.session(&[a], "alice"), vec![s1, s2]);
+        assert_eq!(lib.session(&[a], "bob"), vec![other]);
+        assert!(lib.session(&[a], "carol").is_empty());
+        assert!(
+            lib.session(&[], "alice").is_empty(),
+            "alice's session starts on a"
         );
     }
 

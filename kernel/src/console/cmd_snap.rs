@@ -32,10 +32,13 @@ pub fn snap(args: &mut Args) -> CmdResult {
             let on = args.flag_u64("--on")?.map(|v| v as u32);
             let core = args.flag_u64("--core")?.map(|c| c as usize);
             let background = args.flag("--background");
-            let segment = args.required("SEGMENT (CHUNK.EXPORT)")?;
+            let client = args.flag_str("--client")?;
+            let mut words = alloc::vec![args.required("SEGMENT (CHUNK.EXPORT)")?];
+            words.extend(args.rest());
             args.finish()?;
+            let segment = words.join(" ");
             if background {
-                if on.is_some() || core.is_some() {
+                if on.is_some() || core.is_some() || client.is_some() || words.len() > 1 {
                     return Err(CmdError::Failed(
                         "--background takes a segment on the base, on the least-loaded core".into(),
                     ));
@@ -44,7 +47,7 @@ pub fn snap(args: &mut Args) -> CmdResult {
                 println!("generator thread {} started", thread.unwrap_or(0));
                 return Ok(());
             }
-            take(&segment, on, core, json)?;
+            take(&segment, on, core, client.as_deref(), json)?;
         }
         "drop" => {
             let id = parse_u64(&args.required("ID")?, "snapshot id")?;
@@ -147,8 +150,14 @@ pub fn snap(args: &mut Args) -> CmdResult {
     Ok(())
 }
 
-fn take(segment: &str, on: Option<u32>, core: Option<usize>, json: bool) -> CmdResult {
-    let t = snap::take(segment, on, core)?;
+fn take(
+    segment: &str,
+    on: Option<u32>,
+    core: Option<usize>,
+    client: Option<&str>,
+    json: bool,
+) -> CmdResult {
+    let t = snap::take(segment, on, core, client)?;
     if json {
         let mut j = Json::new();
         j.begin_object()
@@ -196,6 +205,10 @@ fn list(json: bool) {
                 Some(p) => j.u64("parent", u64::from(p)),
                 None => j.null("parent"),
             };
+            match &l.client {
+                Some(c) => j.str("client", c),
+                None => j.null("client"),
+            };
             j.u64("pages", l.pages)
                 .u64("bytes", l.bytes)
                 .u64("memory_pages", l.memory_pages)
@@ -211,14 +224,15 @@ fn list(json: bool) {
         return;
     }
     println!(
-        "  {:<4} {:<24} {:<6} {:>6} {:>10} {:>7} {:>14}  checksum",
-        "id", "segment", "on", "pages", "bytes", "weight", "run cycles"
+        "  {:<4} {:<24} {:<8} {:<6} {:>6} {:>10} {:>7} {:>14}  checksum",
+        "id", "segment", "client", "on", "pages", "bytes", "weight", "run cycles"
     );
     for l in &all {
         println!(
-            "  {:<4} {:<24} {:<6} {:>6} {:>10} {:>6}‰ {:>14}  {:016x}",
+            "  {:<4} {:<24} {:<8} {:<6} {:>6} {:>10} {:>6}‰ {:>14}  {:016x}",
             l.id,
             l.segment,
+            l.client.as_deref().unwrap_or("shared"),
             l.parent
                 .map(|p| alloc::format!("{p}"))
                 .unwrap_or_else(|| "base".into()),
@@ -307,8 +321,9 @@ pub fn start_task(
     words: &[String],
     mode_word: &str,
     core: Option<usize>,
+    client: Option<&str>,
 ) -> Result<crate::pae::Started, CmdError> {
-    Ok(snap::start(task, words, mode(mode_word)?, core)?)
+    Ok(snap::start(task, words, mode(mode_word)?, core, client)?)
 }
 
 /// `run CHUNK.EXPORT ARGS... --snapshots on|off`.
@@ -317,10 +332,11 @@ pub fn run_task(
     words: &[String],
     mode_word: &str,
     core: Option<usize>,
+    client: Option<&str>,
     json: bool,
 ) -> CmdResult {
     let on = mode(mode_word)?;
-    let r = snap::run(task, words, on, core)?;
+    let r = snap::run(task, words, on, core, client)?;
     if json {
         let mut j = Json::new();
         j.begin_object().str("task", task);
@@ -418,7 +434,7 @@ fn bench(task: &str, words: &[String], rounds: usize, json: bool) -> CmdResult {
     let mut covered = 0;
     for _ in 0..rounds {
         for on in [false, true] {
-            let r = snap::run(task, words, on, None)?;
+            let r = snap::run(task, words, on, None, None)?;
             let text = results_text(&r.result);
             match &results {
                 None => results = Some(text),

@@ -201,7 +201,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--snapshots on|off] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--snapshots on|off [--client NAME]] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
         help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome; `--snapshots on|off`: restore the predicted path from snapshots, or re-run it, see `snap`); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
         run: cmd_pae::run,
     },
@@ -273,7 +273,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "snap",
-        usage: "list | take SEGMENT [--on ID] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
+        usage: "list | take SEGMENT [ARGS...] [--on ID] [--client NAME] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
         help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path; `verify` compares a restored instance with one that ran the path, byte for byte",
         run: cmd_snap::snap,
     },

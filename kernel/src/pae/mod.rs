@@ -288,9 +288,9 @@ pub struct Prepared {
     stack_bytes: u64,
     /// The cache pins and uncached code it holds (released after the instances are dropped).
     held: Held,
-    /// Exports (no parameters) of the chunk run before the task's own, in order: the path a
-    /// request re-runs when no snapshot covers it (`docs/snapshots.md`).
-    path: Vec<u32>,
+    /// Exports of the chunk (with their arguments) run before the task's own, in order: the
+    /// path a request re-runs when no snapshot covers it (`docs/snapshots.md`).
+    path: Vec<(u32, Vec<u64>)>,
     /// TSC cycles the path took in the last `invoke`.
     path_cycles: u64,
 }
@@ -566,8 +566,8 @@ impl Prepared {
             .expect("prepared chunk instance")
     }
 
-    /// Has `invoke` run these exports (function indices, no parameters) first.
-    pub fn set_path(&mut self, funcs: Vec<u32>) {
+    /// Has `invoke` run these exports (function index, raw arguments) first.
+    pub fn set_path(&mut self, funcs: Vec<(u32, Vec<u64>)>) {
         self.path = funcs;
     }
 
@@ -595,8 +595,8 @@ impl Prepared {
             .expect("prepared chunk instance");
         instance.stack_budget_bytes = stack_budget_bytes;
         let start = crate::arch::cpu::rdtsc();
-        for &f in &self.path {
-            instance.invoke(f, &[])?;
+        for (f, args) in &self.path {
+            instance.invoke(*f, args)?;
         }
         self.path_cycles = crate::arch::cpu::rdtsc() - start;
         specialize::record(&self.chunk, self.func, args);

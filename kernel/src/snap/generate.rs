@@ -13,7 +13,7 @@ use spin::Mutex;
 
 use super::paged::{PagedError, PagedMemory, SnapFrame};
 use super::request::{chain_of, restore_into};
-use super::{SnapError, check_chunk, split, weights, with};
+use super::{SnapError, check_chunk, segment_parts, split, weights, with};
 use crate::arch::cpu;
 use crate::pae;
 use crate::sched::ThreadError;
@@ -39,15 +39,35 @@ pub struct Taken {
     pub core: u32,
 }
 
-/// Runs `segment` in a scratch instance (restored from `parent` and its chain, if given) on a
-/// chunk thread on `core` (or the least-loaded core) and keeps what it changed as a snapshot.
+/// Runs `segment` (`chunk.export`, with argument words for a client's segment) in a scratch
+/// instance (restored from `parent` and its chain, if given) on a chunk thread on `core` (or
+/// the least-loaded core) and keeps what it changed as a snapshot, in `client`'s library or
+/// the shared one.
 pub fn take(
-    segment: &str,
+    segment_text: &str,
     parent: Option<SnapId>,
     core: Option<usize>,
+    client: Option<&str>,
 ) -> Result<Taken, SnapError> {
+    let (segment, words) = segment_parts(segment_text);
     let (chunk, _) = split(segment)?;
     check_chunk(chunk)?;
+    if !words.is_empty() && client.is_none() {
+        // Shared segments are what paths name: exports without arguments.
+        return Err(SnapError::Segment(segment_text.into()));
+    }
+    if let (Some(p), Some(c)) = (parent, client) {
+        let visible = with(|s| {
+            s.library
+                .get(p)
+                .is_some_and(|l| l.client.is_none() || l.client.as_deref() == Some(c))
+        });
+        if !visible {
+            return Err(SnapError::State(alloc::format!(
+                "snapshot {p} belongs to another client"
+            )));
+        }
+    }
     let mut prepared = match parent {
         Some(p) => {
             let selection = chain_of(p)?;
@@ -59,11 +79,11 @@ pub fn take(
         }
         None => pae::prepare(segment)?,
     };
-    if prepared.parse_args(&[]).is_err() {
-        return Err(SnapError::Segment(segment.into()));
-    }
+    let Ok(args) = prepared.parse_args(&words) else {
+        return Err(SnapError::Segment(segment_text.into()));
+    };
     let pre = before(prepared.main_instance());
-    let (outcome, back) = pae::run_keeping(prepared, Vec::new(), core)?;
+    let (outcome, back) = pae::run_keeping(prepared, args, core)?;
     match outcome.result {
         Ok(_) => {}
         Err(InvokeError::Trap(t)) => return Err(SnapError::Trap(t.message().into())),
@@ -73,7 +93,16 @@ pub fn take(
         back.ok_or_else(|| SnapError::State("the chunk thread kept the task".into()))?;
     let start = cpu::rdtsc();
     let id = with(|s| s.library.reserve_id());
-    let mut layer = Layer::new(id, segment.into(), parent, 0);
+    let mut layer = Layer::new(
+        id,
+        segment_text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        parent,
+        0,
+    );
+    layer.client = client.map(String::from);
     capture(prepared.main_instance(), &pre, &mut layer, |_, bytes| {
         SnapFrame::with_bytes(bytes)
             .map(Arc::new)
@@ -84,7 +113,7 @@ pub fn take(
     layer.weight_permille = weights().get(segment).copied().unwrap_or(0);
     let taken = Taken {
         id,
-        segment: segment.into(),
+        segment: layer.segment.clone(),
         parent,
         pages: layer.pages.len() as u64,
         bytes: layer.size_bytes(),
@@ -121,7 +150,7 @@ pub fn refresh_worker(_: u64) {
         let Some(segment) = next else {
             return;
         };
-        match take(&segment, None, None) {
+        match take(&segment, None, None, None) {
             Ok(t) => log::info!("snapshot {} of {} taken in the background", t.id, t.segment),
             Err(e) => log::warn!("snapshot of {segment}: {e}"),
         }

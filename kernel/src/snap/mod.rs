@@ -136,6 +136,47 @@ fn split(segment: &str) -> Result<(&str, &str), SnapError> {
         .ok_or_else(|| SnapError::Segment(segment.into()))
 }
 
+/// A segment's task (`chunk.export`) and argument words (`chunk.export ARG...`).
+fn segment_parts(segment: &str) -> (&str, Vec<String>) {
+    let mut words = segment.split_whitespace();
+    let task = words.next().unwrap_or("");
+    (task, words.map(String::from).collect())
+}
+
+/// The export a segment calls and its raw arguments, checked against the export's signature.
+fn segment_call(segment: &str) -> Result<(u32, Vec<u64>), SnapError> {
+    let (task, words) = segment_parts(segment);
+    let (chunk, export) = split(task)?;
+    let Loaded::Ready { image, .. } = chunks::loaded() else {
+        return Err(PaeError::NoImage.into());
+    };
+    let view = image
+        .chunk(chunk)
+        .ok_or_else(|| PaeError::NoChunk(chunk.into()))?;
+    let sig = &view
+        .manifest
+        .exports
+        .iter()
+        .find(|e| e.name == export)
+        .ok_or_else(|| PaeError::NoExport(task.into()))?
+        .sig;
+    if sig.params.len() != words.len() {
+        return Err(SnapError::Segment(segment.into()));
+    }
+    let args = words
+        .iter()
+        .zip(&sig.params)
+        .map(|(w, ty)| chunk_image::Value::parse(w, *ty).map(chunk_image::Value::to_bits))
+        .collect::<Option<Vec<u64>>>()
+        .ok_or_else(|| SnapError::Segment(segment.into()))?;
+    let (desc, _) = atoll_pae::reach::analyze(view.module)
+        .map_err(|e| SnapError::Pae(PaeError::Compile(chunk.into(), e)))?;
+    let f = desc
+        .export_func(export)
+        .ok_or_else(|| PaeError::NoExport(task.into()))?;
+    Ok((f, args))
+}
+
 /// The chunk's init exports as segments, in export order.
 pub fn init_segments(chunk: &str) -> Result<Vec<String>, SnapError> {
     let Loaded::Ready { image, .. } = chunks::loaded() else {
@@ -295,6 +336,8 @@ pub struct Listed {
     pub table_entries: u64,
     /// Wasm pages of memory afterwards.
     pub memory_pages: u64,
+    /// The client whose library holds it (`None`: shared).
+    pub client: Option<String>,
 }
 
 /// Every snapshot (weights refreshed from the analyzer first).
@@ -320,6 +363,7 @@ pub fn list() -> Vec<Listed> {
                 globals: l.globals.len() as u64,
                 table_entries: l.table.len() as u64,
                 memory_pages: l.memory_pages,
+                client: l.client.clone(),
             })
             .collect()
     })

@@ -76,7 +76,7 @@ pub fn replay(name: &str, modes: &[bool]) -> Result<Vec<Pass>, SnapError> {
             ..Pass::default()
         };
         for (i, step) in steps.iter().enumerate() {
-            let r = run(&step.task, &step.args, on, None)
+            let r = run(&step.task, &step.args, on, None, None)
                 .map_err(|e| SnapError::Trace(alloc::format!("step {}: {e}", i + 1)))?;
             pass.add(&r);
             if step.think_us > 0 {

@@ -12,7 +12,10 @@ use atoll_snapshot::library::{LibraryError, Selection};
 use chunk_image::Value;
 
 use super::paged::{MemoryHandle, PagedError, PagedMemory};
-use super::{Page, PathSource, SnapError, check_chunk, predicted_path, record_reach, split, with};
+use super::{
+    Page, PathSource, SnapError, check_chunk, predicted_path, record_reach, segment_call, split,
+    with,
+};
 use crate::arch::cpu;
 use crate::pae::{self, Prepared};
 
@@ -121,8 +124,9 @@ pub fn start(
     words: &[String],
     snapshots: bool,
     core: Option<usize>,
+    client: Option<&str>,
 ) -> Result<pae::Started, SnapError> {
-    let (prepared, args, _, _, _) = prepare_request(task, words, snapshots)?;
+    let (prepared, args, _, _, _) = prepare_request(task, words, snapshots, client)?;
     Ok(pae::start_on_thread(prepared, args, core)?)
 }
 
@@ -134,43 +138,63 @@ type PreparedRequest = (
     (Vec<String>, PathSource),
 );
 
+/// `path` for a request of `client` (if any): the shared selection's layers, and when they
+/// cover the whole path, the client's session after them (its layers and segments).
+fn select(path: &[String], client: Option<&str>) -> (Selection, Vec<String>) {
+    let names: Vec<&str> = path.iter().map(String::as_str).collect();
+    with(|s| {
+        let mut selection = s.library.select_for(&names, client);
+        let mut session = Vec::new();
+        if let Some(c) = client
+            && selection.covered == path.len()
+        {
+            for id in s.library.session(&selection.layers, c) {
+                if let Some(l) = s.library.get(id) {
+                    session.push(l.segment.clone());
+                    selection.layers.push(id);
+                    selection.covered += 1;
+                }
+            }
+        }
+        (selection, session)
+    })
+}
+
 /// The request's instances, restored (or not) and with the rest of its path to run.
 fn prepare_request(
     task: &str,
     words: &[String],
     snapshots: bool,
+    client: Option<&str>,
 ) -> Result<PreparedRequest, SnapError> {
     let (chunk, _) = split(task)?;
     // A chunk with providers has no path to restore or run: the request runs as it is.
     let own_state = check_chunk(chunk).is_ok();
-    let (path, source) = if own_state {
+    let (mut path, source) = if own_state {
         predicted_path(task)?
     } else {
         (Vec::new(), PathSource::Providers)
     };
     let snapshots = snapshots && own_state;
+    // The client's session extends the path, both ways (off: its segments run).
+    let (selection, session) = select(&path, client.filter(|_| own_state));
+    path.extend(session);
     crate::predict::on_request(task);
     let (mut prepared, handle, restored) = if snapshots {
         let memory = PagedMemory::new()?;
         let handle = memory.handle();
         let mut prepared = pae::prepare_with_memory(task, alloc::boxed::Box::new(memory))?;
-        let names: Vec<&str> = path.iter().map(String::as_str).collect();
-        let selection = with(|s| s.library.select(&names));
         let restored = restore_into(&mut prepared, handle, &selection)?;
         (prepared, Some(handle), restored)
     } else {
         (pae::prepare(task)?, None, Restored::default())
     };
     let args = prepared.parse_args(words)?;
-    let module = prepared.main_instance().module().clone();
-    let funcs: Vec<u32> = path[restored.covered..]
+    let calls = path[restored.covered..]
         .iter()
-        .filter_map(|s| {
-            s.split_once('.')
-                .and_then(|(_, e)| module.desc.export_func(e))
-        })
-        .collect();
-    prepared.set_path(funcs);
+        .map(|s| segment_call(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    prepared.set_path(calls);
     Ok((prepared, args, handle, restored, (path, source)))
 }
 
@@ -181,10 +205,11 @@ pub fn run(
     words: &[String],
     snapshots: bool,
     core: Option<usize>,
+    client: Option<&str>,
 ) -> Result<RunReport, SnapError> {
     let start = cpu::rdtsc();
     let (prepared, args, handle, restored, (path, source)) =
-        prepare_request(task, words, snapshots)?;
+        prepare_request(task, words, snapshots, client)?;
     let rest = &path[restored.covered..];
     let (outcome, back) = pae::run_keeping(prepared, args, core)?;
     let total_cycles = cpu::rdtsc() - start;

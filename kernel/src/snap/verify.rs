@@ -11,7 +11,7 @@ use atoll_pae::runtime::Instance;
 
 use super::paged::PagedMemory;
 use super::request::restore_into;
-use super::{SnapError, check_chunk, predicted_path, split, with};
+use super::{SnapError, check_chunk, predicted_path, segment_call, split, with};
 use crate::pae::{self, Prepared};
 
 /// What `verify` compared.
@@ -69,16 +69,10 @@ pub fn verify(task: &str) -> Result<Verified, SnapError> {
     };
     // The instance that ran the path: the last segment as its task, the others before it.
     let mut ran = pae::prepare(last)?;
-    let module = ran.main_instance().module().clone();
-    let funcs = |segs: &[String]| -> Vec<u32> {
-        segs.iter()
-            .filter_map(|s| {
-                s.split_once('.')
-                    .and_then(|(_, e)| module.desc.export_func(e))
-            })
-            .collect()
+    let funcs = |segs: &[String]| -> Result<Vec<(u32, Vec<u64>)>, SnapError> {
+        segs.iter().map(|s| segment_call(s)).collect()
     };
-    ran.set_path(funcs(&path[..path.len() - 1]));
+    ran.set_path(funcs(&path[..path.len() - 1])?);
     let mut ran = run_path(ran)?;
     // The restored instance.
     let memory = PagedMemory::new()?;
@@ -88,7 +82,7 @@ pub fn verify(task: &str) -> Result<Verified, SnapError> {
     let selection = with(|s| s.library.select(&names));
     let r = restore_into(&mut restored, handle, &selection)?;
     if r.covered < path.len() {
-        restored.set_path(funcs(&path[r.covered..path.len() - 1]));
+        restored.set_path(funcs(&path[r.covered..path.len() - 1])?);
         restored = run_path(restored)?;
     }
     let a = state(ran.main_instance());
