@@ -4,6 +4,8 @@
 //!   every page of the table it restored: each result is the host's for its own writes alone
 //!   (no instance sees another's), the snapshot's checksum is the same before and after, and
 //!   the pages were copied on write (counted) while the snapshot stayed shared;
+//! - refresh by hand and automatic (`snap auto on`): the likely segment taken in the
+//!   background and restored by the next request; everything dropped above every weight;
 //! - `snap verify`: a restored instance and one that ran the path compared byte for byte in
 //!   the kernel (memory read through the shared mappings, globals, tables);
 //! - a client's library: a client's session layer restored for its requests only (re-run with
@@ -359,6 +361,44 @@ fn isolation_and_layers(options: Options) {
         format!("after dropping all: {out}")
     });
 
+    // Automatic refresh: after each snapshot-aware request the policy runs; the segment the
+    // request's path needs is taken in the background, and the next request restores it.
+    let out = m.command("snap auto on --every 1 --take 1 --drop 0");
+    c.check(out.contains("automatic refresh on: every 1"), || {
+        out.clone()
+    });
+    let j = run_json(
+        &mut c,
+        &mut m,
+        "run lexicon.lex_lookup 5 --snapshots on --json",
+    );
+    c.check(ids_of(&j, "layers").is_empty(), || {
+        format!("nothing to restore yet: {j:?}")
+    });
+    let start = Instant::now();
+    let mut taken = false;
+    while !taken && start.elapsed() < Duration::from_secs(300) {
+        let out = m.command("snap list --json");
+        taken = out.contains("\"segment\":\"lexicon.lex_init\"");
+        if !taken {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    c.check(taken, || {
+        "automatic refresh took no lex_init snapshot".into()
+    });
+    let j = run_json(
+        &mut c,
+        &mut m,
+        "run lexicon.lex_lookup 5 --snapshots on --json",
+    );
+    c.check(
+        first_result(&j) == "5" && ids_of(&j, "layers").len() == 1,
+        || format!("restored after the automatic refresh: {j:?}"),
+    );
+    let out = m.command("snap auto off");
+    c.check(out.contains("automatic refresh off"), || out.clone());
+
     // Bad input.
     for bad in [
         "snap take nosuch.export",
@@ -373,6 +413,7 @@ fn isolation_and_layers(options: Options) {
         "snap verify crc32.crc32_fox",
         "snap take lexicon.lex_mark 7 1",
         "run lexicon.lex_lookup 1 --client alice",
+        "snap auto maybe",
     ] {
         let out = m.command(bad);
         c.error_line(bad, &out);

@@ -22,7 +22,8 @@ impl From<SnapError> for CmdError {
 
 pub fn snap(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
-    let word = args.required("subcommand (list, take, drop, stats, refresh, bench, verify)")?;
+    let word =
+        args.required("subcommand (list, take, drop, stats, refresh, auto, bench, verify)")?;
     match word.as_str() {
         "list" => {
             args.finish()?;
@@ -59,6 +60,39 @@ pub fn snap(args: &mut Args) -> CmdResult {
         "stats" => {
             args.finish()?;
             stats(json);
+        }
+        "auto" => {
+            let defaults = RefreshPolicy::default();
+            let every = args.flag_u64("--every")?.unwrap_or(10);
+            let policy = RefreshPolicy {
+                take_permille: args
+                    .flag_u64("--take")?
+                    .map_or(defaults.take_permille, |v| v.min(1000) as u32),
+                drop_permille: args
+                    .flag_u64("--drop")?
+                    .map_or(defaults.drop_permille, |v| v.min(1001) as u32),
+                budget_bytes: args.flag_u64("--budget")?.unwrap_or(defaults.budget_bytes),
+            };
+            let word = args.positional();
+            args.finish()?;
+            match word.as_deref() {
+                Some("on") => snap::set_auto(Some((policy, every))),
+                Some("off") => snap::set_auto(None),
+                None => {}
+                Some(other) => {
+                    return Err(CmdError::Args(ArgError::Invalid {
+                        what: "snap auto (on, off)",
+                        value: other.into(),
+                    }));
+                }
+            }
+            match snap::auto() {
+                Some((p, every)) => println!(
+                    "automatic refresh on: every {every} requests, take at {}‰, drop below {}‰, budget {} bytes",
+                    p.take_permille, p.drop_permille, p.budget_bytes
+                ),
+                None => println!("automatic refresh off"),
+            }
         }
         "refresh" => {
             let defaults = RefreshPolicy::default();
@@ -142,7 +176,7 @@ pub fn snap(args: &mut Args) -> CmdResult {
         }
         other => {
             return Err(CmdError::Args(ArgError::Invalid {
-                what: "snap subcommand (list, take, drop, stats, refresh, bench, verify)",
+                what: "snap subcommand (list, take, drop, stats, refresh, auto, bench, verify)",
                 value: other.into(),
             }));
         }

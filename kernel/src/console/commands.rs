@@ -273,7 +273,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "snap",
-        usage: "list | take SEGMENT [ARGS...] [--on ID] [--client NAME] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
+        usage: "list | take SEGMENT [ARGS...] [--on ID] [--client NAME] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | auto on|off [--every N] [--take P] [--drop P] [--budget B] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
         help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path; `verify` compares a restored instance with one that ran the path, byte for byte",
         run: cmd_snap::snap,
     },

@@ -130,26 +130,57 @@ pub fn take(
     Ok(taken)
 }
 
-/// Segments waiting for the background generator.
-static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Segments waiting for the background generator, and whether its thread is running (both
+/// changed together under the lock, so a segment queued as the thread is leaving is not lost).
+static PENDING: Mutex<(Vec<String>, bool)> = Mutex::new((Vec::new(), false));
 
-/// Queues `segments` and starts a generator thread on the least-loaded core, which takes
-/// them one by one (each segment runs on a chunk thread of the least-loaded core).
+/// Queues `segments` (those not queued yet) and starts the generator thread on the
+/// least-loaded core unless it is running; it takes them one by one (each segment runs on a
+/// chunk thread of the least-loaded core). Returns the thread started, if one was.
 pub fn generate_in_background(segments: Vec<String>) -> Result<Option<usize>, ThreadError> {
-    if segments.is_empty() {
+    let start = {
+        let mut p = PENDING.lock();
+        for seg in segments {
+            if !p.0.contains(&seg) {
+                p.0.push(seg);
+            }
+        }
+        let start = !p.1 && !p.0.is_empty();
+        if start {
+            p.1 = true;
+        }
+        start
+    };
+    if !start {
         return Ok(None);
     }
-    PENDING.lock().extend(segments);
-    crate::sched::spawn("snapshot generator", None, refresh_worker, 0).map(Some)
+    crate::sched::spawn("snapshot generator", None, refresh_worker, 0)
+        .map(Some)
+        .inspect_err(|_| PENDING.lock().1 = false)
 }
 
-/// The generator thread: takes every pending segment.
+/// The generator thread: takes every pending segment that has no shared snapshot yet.
 pub fn refresh_worker(_: u64) {
     loop {
-        let next = PENDING.lock().pop();
+        let next = {
+            let mut p = PENDING.lock();
+            let next = p.0.pop();
+            if next.is_none() {
+                p.1 = false;
+            }
+            next
+        };
         let Some(segment) = next else {
             return;
         };
+        let have = with(|s| {
+            s.library
+                .iter()
+                .any(|l| l.segment == segment && l.parent.is_none() && l.client.is_none())
+        });
+        if have {
+            continue;
+        }
         match take(&segment, None, None, None) {
             Ok(t) => log::info!("snapshot {} of {} taken in the background", t.id, t.segment),
             Err(e) => log::warn!("snapshot of {segment}: {e}"),

@@ -417,8 +417,38 @@ pub fn stats() -> Stats {
     })
 }
 
+/// Automatic refresh: the policy, and every how many snapshot-aware requests it runs.
+static AUTO: Mutex<Option<(RefreshPolicy, u64)>> = Mutex::new(None);
+static AUTO_COUNT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Turns automatic refresh on (every `every` snapshot-aware requests, with `policy`) or off.
+pub fn set_auto(auto: Option<(RefreshPolicy, u64)>) {
+    *AUTO.lock() = auto.map(|(p, every)| (p, every.max(1)));
+    AUTO_COUNT.store(0, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The automatic refresh setting.
+pub fn auto() -> Option<(RefreshPolicy, u64)> {
+    *AUTO.lock()
+}
+
+/// After a snapshot-aware request: refreshes when automatic refresh is due (the segments to
+/// take go to the background generator).
+fn after_request() {
+    let Some((policy, every)) = auto() else {
+        return;
+    };
+    let n = AUTO_COUNT.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    if n.is_multiple_of(every) {
+        let plan = refresh(policy);
+        if let Err(e) = generate_in_background(plan.take) {
+            log::warn!("automatic refresh: no generator thread: {e}");
+        }
+    }
+}
+
 /// Plans a refresh under `policy` with the current weights, drops what it says, and returns
-/// the plan (the segments to take are taken by [`refresh_worker`] in the background).
+/// the plan (the segments to take are for [`generate_in_background`]).
 pub fn refresh(policy: RefreshPolicy) -> RefreshPlan {
     let w = weights();
     let plan = with(|s| plan_refresh(&mut s.library, &w, policy));

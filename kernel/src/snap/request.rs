@@ -217,6 +217,7 @@ pub fn run(
         back.ok_or_else(|| SnapError::State("the chunk thread kept the task".into()))?;
     crate::predict::on_finished(task, outcome.run_cycles, outcome.result.is_ok());
     record_reach(task, &mut prepared);
+    super::after_request();
     if !rest.is_empty() {
         with(|s| s.path_runs += 1);
     }
