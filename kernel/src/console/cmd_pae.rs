@@ -148,11 +148,11 @@ pub fn run(args: &mut Args) -> CmdResult {
     if let Some(mode) = snapshots {
         let client = client.as_deref();
         if background {
-            let started = super::cmd_snap::start_task(&task, &words, &mode, core, client)?;
+            let started = super::cmd_snap_run::start_task(&task, &words, &mode, core, client)?;
             let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
             return announce(id, task, started, false, json);
         }
-        return super::cmd_snap::run_task(&task, &words, &mode, core, client, json);
+        return super::cmd_snap_run::run_task(&task, &words, &mode, core, client, json);
     }
     if client.is_some() {
         return Err(CmdError::Failed(

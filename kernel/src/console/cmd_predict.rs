@@ -441,7 +441,7 @@ pub fn replay_cmd(args: &mut Args) -> CmdResult {
     let name = args.required("trace name")?;
     args.finish()?;
     if let Some(s) = snapshots {
-        return super::cmd_snap::replay(&name, &s, json);
+        return super::cmd_snap_run::replay(&name, &s, json);
     }
     let modes: &[bool] = match mode.as_deref() {
         None | Some("both") => &[false, true],
