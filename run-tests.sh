@@ -28,7 +28,7 @@ for arg in "$@"; do
 done
 
 # Crates that run in the kernel: linted for x86_64-unknown-none as well as for the host.
-KERNEL_PACKAGES=(atoll-kernel atoll-kcore atoll-pae atoll-island atoll-wasi atoll-relocmodel)
+KERNEL_PACKAGES=(atoll-kernel atoll-kcore atoll-pae atoll-island atoll-wasi atoll-relocmodel atoll-snapshot)
 LOG_DIR=target/test-logs
 mkdir -p "$LOG_DIR"
 tests_passed=0

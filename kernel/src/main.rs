@@ -21,7 +21,9 @@
 //! - `pae::imports`: the kernel functions generated code calls, with raw pointers into its
 //!   VM context and linear memory;
 //! - `pae::task`: hands a task's instances (which hold raw pointers) to its chunk thread;
-//! - `pae::group`: a linked group's instances move between the threads that hold the group.
+//! - `pae::group`: a linked group's instances move between the threads that hold the group;
+//! - `snap::paged`: zeroes and copies snapshot and copy-on-write frames through the direct
+//!   map.
 #![no_std]
 #![no_main]
 
@@ -58,6 +60,8 @@ mod sched;
 mod smi;
 #[deny(unsafe_code)]
 mod smp;
+#[deny(unsafe_code)]
+mod snap;
 #[deny(unsafe_code)]
 mod testload;
 #[deny(unsafe_code)]
@@ -106,7 +110,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     arch::cpu::enable_sse();
     arch::gdt::init_this_core();
     arch::idt::load_this_core();
-    arch::trap::set_exception_hook(arch::probe::fixup);
+    arch::trap::set_exception_hook(snap::exception_hook);
     arch::trap::set_nmi_handler(smi::rendezvous::on_nmi);
     let frames = mem::frames::stats();
     log::info!(

@@ -75,6 +75,18 @@ mod pf_bits {
     pub const FETCH: u64 = 1 << 4;
 }
 
+/// Whether a page fault's error code says: a write (not a fetch) to a present page that
+/// refused it (the copy-on-write case).
+pub fn is_write_to_read_only(code: u64) -> bool {
+    code & pf_bits::PRESENT != 0 && code & pf_bits::WRITE != 0 && code & pf_bits::FETCH == 0
+}
+
+/// Whether a page fault's error code says: a read or write (not a fetch) of a page that is not
+/// present (the demand-paging case).
+pub fn is_data_access_to_absent(code: u64) -> bool {
+    code & pf_bits::PRESENT == 0 && code & pf_bits::FETCH == 0
+}
+
 /// What a page fault's error code says happened.
 pub fn page_fault_cause(code: u64) -> &'static str {
     let present = code & pf_bits::PRESENT != 0;

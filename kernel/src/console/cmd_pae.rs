@@ -138,11 +138,27 @@ pub fn run(args: &mut Args) -> CmdResult {
         });
         return Ok(());
     }
+    let snapshots = args.flag_str("--snapshots")?;
+    let client = args.flag_str("--client")?;
     let mut words = Vec::new();
     while let Some(w) = args.positional() {
         words.push(w);
     }
     args.finish()?;
+    if let Some(mode) = snapshots {
+        let client = client.as_deref();
+        if background {
+            let started = super::cmd_snap_run::start_task(&task, &words, &mode, core, client)?;
+            let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
+            return announce(id, task, started, false, json);
+        }
+        return super::cmd_snap_run::run_task(&task, &words, &mode, core, client, json);
+    }
+    if client.is_some() {
+        return Err(CmdError::Failed(
+            "--client names a snapshot library: it goes with --snapshots".into(),
+        ));
+    }
     crate::predict::on_request(&task);
     let prepared = pae::prepare(&task)?;
     let values = prepared.parse_args(&words)?;

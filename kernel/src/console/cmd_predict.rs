@@ -437,8 +437,12 @@ pub fn replay_cmd(args: &mut Args) -> CmdResult {
         Some(p) => Some(Policy::parse(&p).ok_or_else(|| failed("the policy is lru or lfu"))?),
         None => None,
     };
+    let snapshots = args.flag_str("--snapshots")?;
     let name = args.required("trace name")?;
     args.finish()?;
+    if let Some(s) = snapshots {
+        return super::cmd_snap_run::replay(&name, &s, json);
+    }
     let modes: &[bool] = match mode.as_deref() {
         None | Some("both") => &[false, true],
         Some("on") => &[true],

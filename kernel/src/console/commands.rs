@@ -7,7 +7,7 @@ use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
     cmd_autoreloc, cmd_debug, cmd_group, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict,
-    cmd_smp, cmd_system, cmd_wasi,
+    cmd_smp, cmd_snap, cmd_system, cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -201,8 +201,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
-        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
+        usage: "CHUNK.EXPORT [ARGS...] [--core N] [--background] [--snapshots on|off [--client NAME]] [--json] | CHUNK [ARGS...] [< FILE | < -] [--env K=V]... [--core N] [--background] [--json]",
+        help: "assemble what is missing, run an export on a chunk thread; prints results or the trap (`--background`: prints the task id at once; `tasks` shows the outcome; `--snapshots on|off`: restore the predicted path from snapshots, or re-run it, see `snap`); `run CHUNK` runs a WASI command (default arguments and environment from the image, `< FILE` from its files, `< -` from lines typed until a lone `.` or Ctrl-D) and prints its output and exit code (`--background`: `output ID` shows them)",
         run: cmd_pae::run,
     },
     Command {
@@ -225,8 +225,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "replay",
-        usage: "TRACE [--predict on|off|both] [--limit BYTES] [--policy lru|lfu] [--results] [--json]",
-        help: "run a workload trace with prediction off and on from the same cold start (empty cache, seeded model): start latency, top-1/top-3 accuracy, cache hit rate; `--limit`/`--policy` hold for the replay only",
+        usage: "TRACE [--predict on|off|both] [--limit BYTES] [--policy lru|lfu] [--results] [--json] | TRACE --snapshots on|off|both [--json]",
+        help: "run a workload trace with prediction off and on from the same cold start (empty cache, seeded model): start latency, top-1/top-3 accuracy, cache hit rate; `--limit`/`--policy` hold for the replay only; `--snapshots`: the trace's requests with their paths re-run and restored from snapshots, side by side (see `snap`)",
         run: cmd_predict::replay_cmd,
     },
     Command {
@@ -276,6 +276,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[reset CHUNK] [--json]",
         help: "linked groups: chunks sharing memories, tables or globals keep one instance each from task to task (tasks of a group run one at a time); `reset` drops a group's instances",
         run: cmd_group::groups,
+    },
+    Command {
+        name: "snap",
+        usage: "list | take SEGMENT [ARGS...] [--on ID] [--client NAME] [--core N] [--background] | drop ID | stats | refresh [--take PERMILLE] [--drop PERMILLE] [--budget BYTES] | auto on|off [--every N] [--take P] [--drop P] [--budget B] | bench CHUNK.EXPORT [ARGS...] [--rounds N] | verify CHUNK.EXPORT [--json]",
+        help: "predictive snapshots (docs/snapshots.md): keep the state a segment (an init export) produced, restore it copy-on-write instead of re-running it; `bench` measures restore against re-running the path; `verify` compares a restored instance with one that ran the path, byte for byte",
+        run: cmd_snap::snap,
     },
     Command {
         name: "islands",

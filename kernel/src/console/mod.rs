@@ -13,6 +13,8 @@ mod cmd_numa;
 mod cmd_pae;
 mod cmd_predict;
 mod cmd_smp;
+mod cmd_snap;
+mod cmd_snap_run;
 mod cmd_system;
 mod cmd_wasi;
 pub mod commands;

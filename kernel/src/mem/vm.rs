@@ -289,6 +289,57 @@ pub fn unmap_free_4k_range(va: VirtAddr, pages: u64) -> Result<(), VmError> {
     result
 }
 
+/// Points each 4 KiB page `va` of `pages` at its new frame with `prot` (unmapping the old
+/// one), under one lock and with one shootdown over the pages' span; returns the old frames
+/// (the caller frees or keeps them), once no core can reach them any more.
+pub fn remap_4k(
+    pages: &[(VirtAddr, PhysAddr)],
+    prot: Protection,
+) -> Result<Vec<PhysAddr>, VmError> {
+    let mut old = Vec::with_capacity(pages.len());
+    let result = with(|vm| {
+        for &(va, pa) in pages {
+            check_region(vm, va, PageSize::Size4K)?;
+            let mut mem = DirectMap;
+            let mut mapper = Mapper::new(&mut mem, root());
+            old.push(mapper.unmap(va, PageSize::Size4K)?);
+            mapper.map(va, pa, PageSize::Size4K, prot, &mut GlobalTableFrames)?;
+            flush_local(va);
+        }
+        Ok(())
+    });
+    if let (Some(lo), Some(hi)) = (
+        pages.iter().map(|p| p.0.0).min(),
+        pages.iter().map(|p| p.0.0).max(),
+    ) {
+        crate::smp::ipi::shootdown_range(lo, (hi - lo) / SIZE_4K + 1);
+    }
+    result.map(|()| old)
+}
+
+/// Unmaps the 4 KiB pages `pages` with one shootdown over their span, and returns their
+/// frames (the caller decides which to free), once no core can reach them any more.
+pub fn unmap_4k_list(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
+    let mut unmapped: Vec<PhysAddr> = Vec::with_capacity(pages.len());
+    let result = with(|vm| {
+        for &page in pages {
+            check_region(vm, page, PageSize::Size4K)?;
+            let mut mem = DirectMap;
+            unmapped.push(Mapper::new(&mut mem, root()).unmap(page, PageSize::Size4K)?);
+            count(&mut vm.stats, PageSize::Size4K, -1);
+            flush_local(page);
+        }
+        Ok(())
+    });
+    if let (Some(lo), Some(hi)) = (
+        pages.iter().map(|p| p.0).min(),
+        pages.iter().map(|p| p.0).max(),
+    ) {
+        crate::smp::ipi::shootdown_range(lo, (hi - lo) / SIZE_4K + 1);
+    }
+    result.map(|()| unmapped)
+}
+
 /// Current figures.
 pub fn stats() -> VmStats {
     with(|vm| vm.stats)

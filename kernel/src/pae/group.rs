@@ -145,7 +145,7 @@ impl Group {
         } = state;
         crate::island::instantiating(|reg| {
             let before: Vec<String> = instances.keys().cloned().collect();
-            super::instantiate_into(instances, sigs, &missing, None)?;
+            super::instantiate_into(instances, sigs, &missing, None, None)?;
             for (name, inst) in instances.iter_mut() {
                 if !before.contains(name) {
                     registered.push(

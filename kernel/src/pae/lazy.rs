@@ -271,6 +271,7 @@ fn prepare_fresh(task: &str, from_request: bool) -> Result<Startup, PaeError> {
         &mut atoll_pae::runtime::SigRegistry::default(),
         &assembled,
         wasi.as_mut(),
+        None,
     )?;
     let cycles = crate::arch::cpu::rdtsc() - start;
     drop(instances);

@@ -30,7 +30,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use atoll_island::ModuleId;
-use atoll_pae::runtime::{Extern, Instance, InstantiateError, InvokeError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{
+    Extern, Instance, InstantiateError, InvokeError, LinearMemory, SigRegistry, VecMemory,
+};
 use atoll_pae::{CompileError, CompiledModule, Options, Ty};
 use atoll_wasi::WasiCtx;
 use atoll_wasi::pae_link::WasiLink;
@@ -38,7 +40,7 @@ use chunk_image::{ValType, Value};
 
 pub use code::KernelCode;
 use code::SharedCode;
-pub use task::{Started, TaskOutcome, run_on_thread, start_on_thread};
+pub use task::{Started, TaskOutcome, run_keeping, run_on_thread, start_on_thread};
 
 use crate::chunks::{self, Loaded};
 use crate::mem::vm::VmError;
@@ -301,6 +303,11 @@ pub struct Prepared {
     group: Option<Arc<group::Group>>,
     /// After a run in a group: what the run added to each group instance's block counters.
     group_counts: Vec<(String, Vec<u64>)>,
+    /// Exports of the chunk (with their arguments) run before the task's own, in order: the
+    /// path a request re-runs when no snapshot covers it (`docs/snapshots.md`).
+    path: Vec<(u32, Vec<u64>)>,
+    /// TSC cycles the path took in the last `invoke`.
+    path_cycles: u64,
 }
 
 /// What a task holds of the cache: pins on its chunks, and code assembled for it alone.
@@ -354,15 +361,32 @@ impl Drop for Held {
 
 /// Assembles what is missing and instantiates `task` (`chunk.export`) and its providers.
 pub fn prepare(task: &str) -> Result<Prepared, PaeError> {
-    prepare_with(task, None)
+    prepare_with(task, None, None)
+}
+
+/// Like [`prepare`], the task's own chunk instantiated over `memory` (a snapshot restore's
+/// page-backed memory).
+pub fn prepare_with_memory(
+    task: &str,
+    memory: Box<dyn LinearMemory>,
+) -> Result<Prepared, PaeError> {
+    prepare_with(task, None, Some(memory))
 }
 
 /// Like [`prepare`] for a command chunk's `_start`, its WASI imports bound to `ctx`.
 pub fn prepare_command(chunk: &str, ctx: WasiCtx) -> Result<Prepared, PaeError> {
-    prepare_with(&alloc::format!("{chunk}._start"), Some(WasiLink::new(ctx)))
+    prepare_with(
+        &alloc::format!("{chunk}._start"),
+        Some(WasiLink::new(ctx)),
+        None,
+    )
 }
 
-fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeError> {
+fn prepare_with(
+    task: &str,
+    mut wasi: Option<WasiLink>,
+    mut main_memory: Option<Box<dyn LinearMemory>>,
+) -> Result<Prepared, PaeError> {
     let (chunk, export) = task
         .split_once('.')
         .ok_or_else(|| PaeError::BadTaskName(task.into()))?;
@@ -410,10 +434,10 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
     let group = group::of(chunk)?;
     let (instances, registered) = match &group {
         Some(g) => {
-            if wasi.is_some() {
+            if wasi.is_some() || main_memory.is_some() {
                 return Err(PaeError::BadArgs(alloc::format!(
-                    "`{chunk}` shares state with other chunks (group `{}`) and cannot run as a \
-                     WASI command",
+                    "`{chunk}` shares state with other chunks (group `{}`): it runs in the \
+                     group's instances, not as a WASI command or from a snapshot",
                     g.name
                 )));
             }
@@ -428,6 +452,7 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
                 &mut SigRegistry::default(),
                 &assembled,
                 wasi.as_mut(),
+                main_memory.take().map(|m| (chunk, m)),
             )?;
             let keys = instances
                 .values_mut()
@@ -449,17 +474,21 @@ fn prepare_with(task: &str, mut wasi: Option<WasiLink>) -> Result<Prepared, PaeE
         func,
         params,
         results,
+        path: Vec::new(),
+        path_cycles: 0,
     })
 }
 
 /// Instantiates `assembled` (providers before their users) into `instances`, linking each to
 /// the instances already there (functions, and shared memories, tables and globals); a
-/// command's WASI imports bind to `wasi`.
+/// command's WASI imports bind to `wasi`; `main_memory` is `(chunk, memory)` to instantiate
+/// that chunk over (a snapshot restore's page-backed memory), the others get heap memory.
 fn instantiate_into(
     instances: &mut BTreeMap<String, Box<Instance>>,
     sigs: &mut SigRegistry,
     assembled: &[(String, Arc<Assembled>)],
     mut wasi: Option<&mut WasiLink>,
+    mut main_memory: Option<(&str, Box<dyn LinearMemory>)>,
 ) -> Result<(), PaeError> {
     for (name, assembled) in assembled {
         if instances.contains_key(name) {
@@ -527,7 +556,10 @@ fn instantiate_into(
         let instance = Instance::new(
             assembled.module.clone(),
             Box::new(SharedCode(assembled.code.clone())),
-            Box::new(VecMemory::default()),
+            match main_memory.take_if(|(main, _)| main == name) {
+                Some((_, memory)) => memory,
+                None => Box::new(VecMemory::default()),
+            },
             &externs,
             sigs,
         )
@@ -575,6 +607,22 @@ impl Prepared {
         self.wasi.as_mut().and_then(|w| w.ctx().exit_code())
     }
 
+    /// The task's own chunk's instance (for snapshots: capture and restore).
+    /// `None` for a task of a linked group: it runs in the group's instances.
+    pub fn main_instance(&mut self) -> Option<&mut Instance> {
+        self.instances.get_mut(&self.chunk).map(|b| &mut **b)
+    }
+
+    /// Has `invoke` run these exports (function index, raw arguments) first.
+    pub fn set_path(&mut self, funcs: Vec<(u32, Vec<u64>)>) {
+        self.path = funcs;
+    }
+
+    /// TSC cycles the path took in the last run.
+    pub fn path_cycles(&self) -> u64 {
+        self.path_cycles
+    }
+
     /// Each instance's block counters, by chunk name: the task's own instances' (live while it
     /// runs), then, after a run in a linked group, what the run added to the group's.
     pub fn counters(&self) -> impl Iterator<Item = (&str, &[u64])> {
@@ -611,6 +659,12 @@ impl Prepared {
                     .get_mut(&self.chunk)
                     .expect("prepared chunk instance");
                 instance.stack_budget_bytes = stack_budget_bytes;
+                // The path first (snapshots: what a request re-runs when no snapshot covers it).
+                let start = crate::arch::cpu::rdtsc();
+                for (f, args) in &self.path {
+                    instance.invoke(*f, args)?;
+                }
+                self.path_cycles = crate::arch::cpu::rdtsc() - start;
                 instance.invoke(self.func, args)?
             }
         };

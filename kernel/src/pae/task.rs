@@ -133,6 +133,20 @@ pub fn run_on_thread(
     start_on_thread(prepared, args, core)?.wait()
 }
 
+/// Like [`run_on_thread`], and hands the prepared task back (its instances as the run left
+/// them), or `None` if the chunk thread did not finish with it.
+pub fn run_keeping(
+    prepared: Prepared,
+    args: Vec<u64>,
+    core: Option<usize>,
+) -> Result<(TaskOutcome, Option<Prepared>), ThreadError> {
+    let started = start_on_thread(prepared, args, core)?;
+    let job = started.job.clone();
+    let outcome = started.wait()?;
+    let prepared = job.work.lock().take().map(|w| w.prepared);
+    Ok((outcome, prepared))
+}
+
 /// A task running on its chunk thread.
 pub struct Started {
     job: Arc<Job>,

@@ -11,8 +11,10 @@
 pub mod lanes;
 pub mod libcalls;
 mod shared;
+mod state;
 
 pub use shared::{Global, Memory, Table};
+pub use state::{RefValue, StateError};
 
 use alloc::boxed::Box;
 use alloc::string::String;
