@@ -5,6 +5,7 @@
 //! goes on.
 
 mod cmd_debug;
+mod cmd_hwinfo;
 mod cmd_island;
 mod cmd_lazy;
 mod cmd_numa;

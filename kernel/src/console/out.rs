@@ -34,6 +34,9 @@ impl Write for Writer<'_> {
 /// Prints formatted text (interrupts held off so a handler on this core cannot deadlock on the
 /// lock).
 pub fn print_fmt(args: fmt::Arguments<'_>) {
+    if !serial::present() {
+        return;
+    }
     serial::locked(|com1| {
         let _ = Writer(com1).write_fmt(args);
     });
@@ -41,11 +44,17 @@ pub fn print_fmt(args: fmt::Arguments<'_>) {
 
 /// Sends raw bytes (terminal control from the line editor) without newline translation.
 pub fn write_raw(bytes: &[u8]) {
+    if !serial::present() {
+        return;
+    }
     serial::locked(|com1| com1.send(bytes));
 }
 
 /// Takes one received byte, if any.
 pub fn try_read_byte() -> Option<u8> {
+    if !serial::present() {
+        return None;
+    }
     serial::locked(Com1::try_receive)
 }
 
@@ -56,9 +65,32 @@ pub fn enable_rx_interrupt() {
 
 /// A writer for fault reports that never deadlocks.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
+    if !serial::present() {
+        return;
+    }
     serial::emergency(|com1| {
         let _ = Writer(com1).write_fmt(args);
     });
+}
+
+/// Which consoles this machine has.
+#[derive(Debug, Clone, Copy)]
+pub struct Consoles {
+    /// COM1 answered its presence check.
+    pub serial: bool,
+    /// The bootloader's framebuffer is a text console.
+    pub screen: bool,
+    /// A PS/2 keyboard feeds the line editor.
+    pub keyboard: bool,
+}
+
+/// The consoles in use.
+pub fn consoles() -> Consoles {
+    Consoles {
+        serial: serial::present(),
+        screen: false,
+        keyboard: false,
+    }
 }
 
 /// `print!` to the console.
