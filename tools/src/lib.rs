@@ -1,5 +1,6 @@
 //! atoll's host tools.
 
 pub mod chunkc;
+pub mod flash;
 pub mod qemu;
 pub mod wasi;
