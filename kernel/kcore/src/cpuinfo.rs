@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn amd_extended_family_and_hypervisor() {
         // AMD EPYC 7601 (Zen): base family 0xF + extended 8 = 0x17, model 0x01, stepping 2.
-        let sig = (8 << 20) | (0xf << 8) | (0 << 16) | (1 << 4) | 2;
+        let sig = (8 << 20) | (0xf << 8) | (1 << 4) | 2; // extended model 0
         let leaves = [
             (0, [0xd, le(b"Auth"), le(b"cAMD"), le(b"enti")]),
             (1, [sig, 0, (1 << 31) | (1 << 21), 0]),

@@ -126,7 +126,7 @@ impl LineEditor {
                         };
                     }
                     // Further parameters (modifiers) and intermediate bytes.
-                    0x30..=0x3f | 0x20..=0x2f => self.esc = EscState::Csi { param, more: true },
+                    0x20..=0x3f => self.esc = EscState::Csi { param, more: true },
                     // The final byte (0x40..=0x7e) ends the sequence.
                     _ => {
                         self.esc = EscState::None;

@@ -60,7 +60,7 @@ impl Set1Decoder {
         let make = code & 0x7f;
         match (e0, make) {
             // E0 2A / E0 AA: the "fake shift" some keyboards wrap around keys; ignored.
-            (true, 0x2a | 0x36) => return,
+            (true, 0x2a | 0x36) => {}
             (false, 0x2a) => self.shift_left = !released,
             (false, 0x36) => self.shift_right = !released,
             (false, 0x1d) => self.ctrl_left = !released,

@@ -23,7 +23,7 @@ pub trait Surface {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Esc {
     None,
-    Esc,
+    Started,
     Csi(Option<u16>),
 }
 
@@ -121,7 +121,7 @@ impl TextScreen {
     fn byte(&mut self, b: u8, s: &mut impl Surface) {
         match self.esc {
             Esc::None => {}
-            Esc::Esc => {
+            Esc::Started => {
                 self.esc = if b == b'[' { Esc::Csi(None) } else { Esc::None };
                 return;
             }
@@ -158,7 +158,7 @@ impl TextScreen {
         }
         self.utf8 = false;
         match b {
-            0x1b => self.esc = Esc::Esc,
+            0x1b => self.esc = Esc::Started,
             b'\n' => {
                 self.wrap_pending = false;
                 self.col = 0;
@@ -280,7 +280,8 @@ mod tests {
         );
         assert_eq!(s.cells, t.cells);
         // 20 newlines past 8 rows, two rows at a time.
-        assert_eq!(s.scrolls, (20 - 7 + 1) / 2);
+        // The 8th newline is the first past the bottom: 13 more newlines, two rows per scroll.
+        assert_eq!(s.scrolls, 7);
     }
 
     #[test]
