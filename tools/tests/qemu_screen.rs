@@ -4,7 +4,8 @@
 //!   keyboard (with Home, Ctrl-C and an unknown command) and their output appear on the screen,
 //!   and `poweroff` typed there ends QEMU with status 0;
 //! - with both: the screen mirrors the serial output line for line, and keys typed on the
-//!   keyboard run commands whose output also goes to the serial line.
+//!   keyboard run commands whose output also goes to the serial line; 400 random key presses
+//!   (Enter, Esc, arrows, Ctrl and Shift combinations among them) leave the shell working.
 //!
 //! Run alone with `cargo test -p tools --release --test qemu_screen -- --test-threads 2`.
 
@@ -228,6 +229,76 @@ fn screen_mirrors_serial_and_keyboard_joins_it() {
         |s| s.has_row_starting("frames: ") && at_prompt(s),
     );
     assert!(s.has_row_starting("atoll> mem"), "{}", s.joined());
+
+    // 400 random key presses (letters, digits, symbols, Enter, Backspace, Esc, Tab, arrows,
+    // Home/End/Delete, Ctrl and Shift combinations), held 2 ms each: the shell survives and
+    // the keyboard still types commands.
+    const KEYS: [&str; 30] = [
+        "a",
+        "z",
+        "q",
+        "m",
+        "1",
+        "0",
+        "spc",
+        "ret",
+        "backspace",
+        "esc",
+        "tab",
+        "up",
+        "down",
+        "left",
+        "right",
+        "home",
+        "end",
+        "delete",
+        "ctrl-c",
+        "ctrl-a",
+        "ctrl-e",
+        "ctrl-u",
+        "shift-a",
+        "shift-1",
+        "bracket_left",
+        "minus",
+        "dot",
+        "slash",
+        "shift-grave_accent",
+        "kp_enter",
+    ];
+    let mut x: u32 = 0x2545_f491;
+    for _ in 0..400 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        mon.command(&format!("sendkey {} 20", KEYS[x as usize % KEYS.len()]))
+            .unwrap();
+    }
+    let mut synced = None;
+    for n in 0..20 {
+        mon.key("ctrl-c").unwrap();
+        mon.type_text(&format!("sync{n}\r")).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        if m.serial_log().contains(&format!("`sync{n}`")) {
+            synced = Some(n);
+            break;
+        }
+    }
+    let n = synced.unwrap_or_else(|| {
+        let log = m.serial_log();
+        let tail = &log.as_bytes()[log.len().saturating_sub(3000)..];
+        let screen = mon.screen().map(|s| s.joined()).unwrap_or_default();
+        panic!(
+            "no marker line typed after the random keys came back\n--- serial tail ---\n{}\n--- screen ---\n{screen}",
+            tools::qemu::scan::printable(tail)
+        )
+    });
+    m.wait_for(&format!("`sync{n}`"), Duration::from_secs(30));
+    m.wait_prompt();
+    let help = m.command("help");
+    assert!(
+        help.lines().any(|l| l.trim_start().starts_with("hwinfo ")),
+        "{help}"
+    );
     assert_eq!(m.poweroff_and_wait(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
