@@ -35,6 +35,21 @@ impl Pixels {
     }
 }
 
+/// Draws one cell row of `N`-byte pixels (the pixel size known at compile time, so each pixel
+/// is one store).
+fn draw_row<const N: usize>(line: &mut [u8], bits: u8, on: &[u8; 4], off: &[u8; 4]) {
+    let (on, off): (&[u8; N], &[u8; N]) = match (on[..N].try_into(), off[..N].try_into()) {
+        (Ok(on), Ok(off)) => (on, off),
+        _ => return,
+    };
+    for (x, pixel) in line.chunks_exact_mut(N).enumerate() {
+        let colour = if bits & (0x80 >> x) != 0 { on } else { off };
+        if let Ok(pixel) = <&mut [u8; N]>::try_from(pixel) {
+            *pixel = *colour;
+        }
+    }
+}
+
 impl Surface for Pixels {
     fn draw(&mut self, col: usize, row: usize, ch: u8, cursor: bool) {
         let bitmap = cell_bitmap(ch);
@@ -48,9 +63,11 @@ impl Surface for Pixels {
             let Some(line) = self.buf.get_mut(start..start + CELL_WIDTH * bpp) else {
                 return;
             };
-            for (x, pixel) in line.chunks_exact_mut(bpp).enumerate() {
-                let colour = if bits & (0x80 >> x) != 0 { &on } else { &off };
-                pixel.copy_from_slice(&colour[..bpp]);
+            match bpp {
+                4 => draw_row::<4>(line, bits, &on, &off),
+                3 => draw_row::<3>(line, bits, &on, &off),
+                2 => draw_row::<2>(line, bits, &on, &off),
+                _ => draw_row::<1>(line, bits, &on, &off),
             }
         }
     }
