@@ -55,6 +55,8 @@ pub struct IrqSetup {
     pub timer_hz: u64,
     /// The GSI COM1 arrives on.
     pub serial_gsi: u32,
+    /// The GSI the PS/2 keyboard arrives on, if there is a controller.
+    pub keyboard_gsi: Option<u32>,
 }
 
 /// Sets up the APICs on the boot core. Interrupts stay off until the caller enables them.
@@ -77,10 +79,21 @@ pub fn init(info: &AcpiInfo) -> Result<IrqSetup, IrqError> {
     let (gsi, trigger) = isa_route(info, serial::COM1_ISA_IRQ);
     let bsp = apic::id() as u8;
     ioapic::route(gsi, Vector::Serial as u8, bsp, trigger).map_err(IrqError::Route)?;
+    // The keyboard goes to the same core as COM1: the console's receive ring then has one
+    // producer at a time (interrupt handlers do not nest).
+    let keyboard_gsi = if crate::console::keyboard::init() {
+        let (kbd_gsi, kbd_trigger) = isa_route(info, crate::arch::ps2::KEYBOARD_ISA_IRQ);
+        ioapic::route(kbd_gsi, Vector::Keyboard as u8, bsp, kbd_trigger)
+            .map_err(IrqError::Route)?;
+        Some(kbd_gsi)
+    } else {
+        None
+    };
     Ok(IrqSetup {
         x2apic: apic::mode() == apic::Mode::X2Apic,
         timer_hz,
         serial_gsi: gsi,
+        keyboard_gsi,
     })
 }
 

@@ -106,6 +106,18 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         Ok((heap, bytes)) => log::info!("heap: {} MiB at {:#x}", bytes >> 20, heap.0),
         Err(e) => panic!("memory setup failed: {e:?}"),
     }
+    // The screen console needs the heap (its character grid); from here on it shows what the
+    // serial line gets.
+    console::screen::init(
+        core::mem::replace(
+            &mut boot_info.framebuffer,
+            bootloader_api::info::Optional::None,
+        )
+        .into_option(),
+    );
+    if let Some((cols, rows)) = console::screen::size() {
+        log::info!("screen console: {cols}x{rows} characters");
+    }
     arch::percpu::init(0, arch::cpu::initial_apic_id());
     arch::cpu::enable_sse();
     arch::gdt::init_this_core();
@@ -177,10 +189,15 @@ fn start_cores() {
         }
     };
     log::info!(
-        "local APIC ({}), timer {} kHz; COM1 on GSI {}",
+        "local APIC ({}), timer {} kHz; COM1 on GSI {}{}",
         if setup.x2apic { "x2APIC" } else { "xAPIC" },
         setup.timer_hz / 1000,
-        setup.serial_gsi
+        setup.serial_gsi,
+        if setup.keyboard_gsi.is_some() {
+            ", PS/2 keyboard"
+        } else {
+            ""
+        }
     );
     let cores = smp::assign_ids(&info.cpus, arch::apic::id());
     smp::ipi::init();

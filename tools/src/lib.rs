@@ -1,6 +1,7 @@
 //! atoll's host tools.
 
 pub mod chunkc;
+pub mod flash;
 pub mod qemu;
 pub mod relocplot;
 pub mod wasi;

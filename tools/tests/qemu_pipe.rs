@@ -403,3 +403,61 @@ fn numa_option_splits_the_machine_and_refuses_bad_splits() {
         );
     }
 }
+
+/// Two defects of piped sessions: a line holding a lone ESC left the line editor inside an
+/// escape sequence (no prompt came back, the session hung), and a line holding Ctrl-C (which
+/// prints a prompt of its own) made the relay count one prompt too many, so it sent the next
+/// line early and, at the end of the input, stopped QEMU in the middle of the last command.
+#[test]
+fn lone_escape_and_ctrl_c_lines_keep_the_relay_in_step() {
+    let (status, stdout, context) =
+        run_piped(&[], b"\x1b\nmem\nabc\x03\ncpus\nxyz\x03\n\x1b[\npoweroff\n");
+    assert_eq!(status, 0, "should power off\n{context}");
+    assert!(
+        !context.contains("input ended; stopping QEMU"),
+        "`poweroff` must run, not be cut off by the relay\n{context}"
+    );
+    let outputs = command_outputs(&stdout);
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        names,
+        ["mem", "abc^C", "cpus", "xyz^C", "poweroff"],
+        "every line should reach the shell whole, in order\n{context}"
+    );
+    for (command, output) in outputs.iter().filter(|(c, _)| c == "mem" || c == "cpus") {
+        assert!(
+            !output.trim().is_empty() && !output.lines().any(|l| l.starts_with("error: ")),
+            "`{command}` should print its figures\n{context}"
+        );
+    }
+
+    // Without `poweroff` the relay stops QEMU at the end of the input, but only once the last
+    // command finished: its output and the prompt after it are there.
+    let (status, stdout, context) = run_piped(&[], b"abc\x03\nmem\n");
+    assert_eq!(status, 0, "{context}");
+    assert!(context.contains("input ended; stopping QEMU"), "{context}");
+    let outputs = command_outputs(&stdout);
+    let mem = outputs
+        .iter()
+        .find(|(c, _)| c == "mem")
+        .unwrap_or_else(|| panic!("`mem` should run\n{context}"));
+    assert!(!mem.1.trim().is_empty(), "`mem` output\n{context}");
+    let prompts = {
+        let bytes = stdout.as_bytes();
+        let (mut count, mut from) = (0, 0);
+        while let Some(pos) = scan::find_prompt(bytes, from) {
+            count += 1;
+            from = pos + 1;
+        }
+        count
+    };
+    assert_eq!(
+        prompts, 4,
+        "boot, Ctrl-C, the empty rest of that line, and `mem`: QEMU must not be stopped before \
+         the prompt after `mem`\n{context}"
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! It understands printable ASCII, backspace (DEL or BS), Ctrl-A/Ctrl-E, Ctrl-C (drop the line),
 //! Ctrl-U (kill to start), and the VT100 escapes for the arrows and home/end
-//! (`ESC [ A/B/C/D/H/F`, `ESC [ 1~ / 4~ / 7~ / 8~ / 3~` and `ESC O H/F`). The editor produces
+//! (`ESC [ A/B/C/D/H/F`, `ESC [ 1~ / 4~ / 7~ / 8~ / 3~` and `ESC O A/B/C/D/H/F`). Other escape
+//! sequences are skipped whole; a control byte inside one (Enter after a lone ESC) ends it and
+//! counts as typed, so no input leaves the editor stuck in a sequence. The editor produces
 //! terminal output to write back (echo and redraws), so it needs no knowledge of the UART.
 
 use alloc::collections::VecDeque;
@@ -28,12 +30,21 @@ pub enum Event {
     Overflow,
 }
 
+/// Where the editor is inside a terminal escape sequence.
+///
+/// A sequence ends at its final byte, or at any control byte (C0 or DEL): that byte is then
+/// taken as typed, so a lone ESC followed by Enter still ends the line. A byte after ESC that
+/// starts no sequence is taken as typed too: ESC alone does nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EscState {
     None,
     Esc,
-    Csi,
-    CsiNum(u8),
+    /// `ESC [`, with the first numeric parameter so far (`None` before any digit) and whether
+    /// a second parameter (after `;`) began.
+    Csi {
+        param: Option<u16>,
+        more: bool,
+    },
     Ss3,
 }
 
@@ -84,51 +95,76 @@ impl LineEditor {
 
     /// Feeds one received byte. Terminal output to echo is appended to `out`.
     pub fn feed(&mut self, byte: u8, out: &mut Vec<u8>) -> Event {
+        let is_control = byte < 0x20 || byte == 0x7f;
         match self.esc {
+            EscState::None => {}
+            // A control byte ends any sequence and is then taken as typed.
+            _ if is_control => self.esc = EscState::None,
             EscState::Esc => {
-                self.esc = match byte {
-                    b'[' => EscState::Csi,
-                    b'O' => EscState::Ss3,
-                    _ => EscState::None,
-                };
-                return Event::Pending;
-            }
-            EscState::Csi => {
                 self.esc = EscState::None;
                 match byte {
-                    b'A' => self.history_up(out),
-                    b'B' => self.history_down(out),
-                    b'C' => self.right(out),
-                    b'D' => self.left(out),
-                    b'H' => self.home(out),
-                    b'F' => self.end(out),
-                    b'0'..=b'9' => self.esc = EscState::CsiNum(byte - b'0'),
-                    _ => {}
+                    b'[' => {
+                        self.esc = EscState::Csi {
+                            param: None,
+                            more: false,
+                        }
+                    }
+                    b'O' => self.esc = EscState::Ss3,
+                    // Not a sequence: the ESC is dropped and this byte taken as typed.
+                    _ => return self.plain(byte, out),
                 }
                 return Event::Pending;
             }
-            EscState::CsiNum(n) => {
-                self.esc = EscState::None;
-                match (n, byte) {
-                    (1 | 7, b'~') => self.home(out),
-                    (4 | 8, b'~') => self.end(out),
-                    (3, b'~') => self.delete_at_cursor(out),
-                    (_, b'0'..=b'9') => self.esc = EscState::CsiNum(n.saturating_mul(10)),
-                    _ => {}
+            EscState::Csi { param, more } => {
+                match byte {
+                    b'0'..=b'9' if !more => {
+                        let digit = u16::from(byte - b'0');
+                        let value = param.unwrap_or(0).saturating_mul(10).saturating_add(digit);
+                        self.esc = EscState::Csi {
+                            param: Some(value),
+                            more,
+                        };
+                    }
+                    // Further parameters (modifiers) and intermediate bytes.
+                    0x20..=0x3f => self.esc = EscState::Csi { param, more: true },
+                    // The final byte (0x40..=0x7e) ends the sequence.
+                    _ => {
+                        self.esc = EscState::None;
+                        self.csi(param, byte, out);
+                    }
                 }
                 return Event::Pending;
             }
             EscState::Ss3 => {
                 self.esc = EscState::None;
-                match byte {
-                    b'H' => self.home(out),
-                    b'F' => self.end(out),
-                    _ => {}
-                }
+                self.csi(None, byte, out);
                 return Event::Pending;
             }
-            EscState::None => {}
         }
+        self.plain(byte, out)
+    }
+
+    /// Whether the editor is inside an escape sequence (the next byte continues it).
+    pub fn in_escape(&self) -> bool {
+        self.esc != EscState::None
+    }
+
+    /// Acts on the final byte of `ESC [ ... final` or `ESC O final`.
+    fn csi(&mut self, param: Option<u16>, byte: u8, out: &mut Vec<u8>) {
+        match (param, byte) {
+            (None | Some(1), b'A') => self.history_up(out),
+            (None | Some(1), b'B') => self.history_down(out),
+            (None | Some(1), b'C') => self.right(out),
+            (None | Some(1), b'D') => self.left(out),
+            (None | Some(1), b'H') | (Some(1 | 7), b'~') => self.home(out),
+            (None | Some(1), b'F') | (Some(4 | 8), b'~') => self.end(out),
+            (Some(3), b'~') => self.delete_at_cursor(out),
+            _ => {}
+        }
+    }
+
+    /// A byte outside any escape sequence.
+    fn plain(&mut self, byte: u8, out: &mut Vec<u8>) -> Event {
         match byte {
             0x1b => self.esc = EscState::Esc,
             b'\r' | b'\n' => return self.enter(out),
@@ -391,6 +427,60 @@ mod tests {
         assert_eq!(ed.current(), b"xab");
         assert_eq!(ed.cursor(), 1);
         assert!(out.ends_with(b"\r> xab\x1b[K\x1b[2D"));
+    }
+
+    #[test]
+    fn lone_escape_does_not_swallow_enter() {
+        let mut ed = LineEditor::new("> ");
+        // ESC then Enter: the line ends (empty), and the editor is out of the sequence.
+        assert_eq!(feed_all(&mut ed, b"\x1b\r"), [line("")]);
+        assert!(!ed.in_escape());
+        assert_eq!(feed_all(&mut ed, b"help\x1b\r"), [line("help")]);
+        // ESC followed by an ordinary character: ESC dropped, the character typed.
+        assert_eq!(feed_all(&mut ed, b"\x1bhelp\r"), [line("help")]);
+        // Unfinished CSI and SS3 sequences end at the control byte.
+        assert_eq!(feed_all(&mut ed, b"ab\x1b[\r"), [line("ab")]);
+        assert_eq!(feed_all(&mut ed, b"ab\x1b[12;\r"), [line("ab")]);
+        assert_eq!(feed_all(&mut ed, b"ab\x1bO\r"), [line("ab")]);
+        // Ctrl-C inside a sequence still cancels; ESC ESC [ D is one left arrow.
+        assert_eq!(feed_all(&mut ed, b"x\x1b[\x03"), [Event::Cancelled]);
+        assert_eq!(feed_all(&mut ed, b"ab\x1b\x1b[Dc\r"), [line("acb")]);
+    }
+
+    #[test]
+    fn unknown_sequences_are_skipped_whole() {
+        let mut ed = LineEditor::new("> ");
+        // Ctrl-right (`ESC [ 1 ; 5 C`), F5 (`ESC [ 15~`), a private mode (`ESC [ ? 25 h`): none
+        // inserts a character.
+        assert_eq!(
+            feed_all(&mut ed, b"ab\x1b[1;5C\x1b[15~\x1b[?25hc\r"),
+            [line("abc")]
+        );
+        assert_eq!(feed_all(&mut ed, b"ac\x1bODb\r"), [line("abc")]);
+    }
+
+    #[test]
+    fn every_line_ends_whatever_came_before() {
+        // After any byte sequence, `\r` produces an event (a line or an overflow): the shell
+        // always prints its prompt again.
+        let mut x: u32 = 99;
+        for _ in 0..2000 {
+            let mut ed = LineEditor::new("> ");
+            let mut out = Vec::new();
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let pool = b"\x1b[O;0123~ABCDHFa\x7f\x08";
+                ed.feed(pool[(x as usize) % pool.len()], &mut out);
+            }
+            let event = ed.feed(b'\r', &mut out);
+            assert!(
+                matches!(event, Event::Line(_) | Event::Overflow),
+                "{event:?}"
+            );
+            assert!(!ed.in_escape());
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod pit;
 pub mod port;
 pub mod power;
 pub mod probe;
+pub mod ps2;
 pub mod rtc;
 pub mod serial;
 pub mod trampoline;

@@ -7,6 +7,8 @@
 //! [`emergency`], which waits only briefly for the lock and then writes through a second handle:
 //! a report must come out even when the faulting code held the lock.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::{FifoTriggerLevel, IER};
@@ -39,6 +41,10 @@ const fn com1() -> Com1 {
 
 static COM1: Mutex<Com1> = Mutex::new(com1());
 
+/// Whether COM1 answered the presence check at [`init`]. Without it nothing is sent or read:
+/// waiting for an absent transmitter to drain would hang a PC that has no serial port.
+static PRESENT: AtomicBool = AtomicBool::new(false);
+
 impl Com1 {
     /// Sends `bytes`, waiting for room in the transmitter.
     pub fn send(&mut self, bytes: &[u8]) {
@@ -60,8 +66,15 @@ pub fn init() {
         interrupts: IER::empty(),
         ..Config::DEFAULT
     };
-    // A UART that fails the presence check cannot report it anywhere: output is lost either way.
-    let _ = locked(|com1| com1.uart.init(config));
+    // A UART that fails the presence check (its scratch register does not hold a value) is
+    // left alone for good.
+    let ok = locked(|com1| com1.uart.init(config)).is_ok();
+    PRESENT.store(ok, Ordering::Release);
+}
+
+/// Whether COM1 exists (it passed the presence check at [`init`]).
+pub fn present() -> bool {
+    PRESENT.load(Ordering::Acquire)
 }
 
 /// Runs `f` on COM1 under its lock, with interrupts held off so a handler on this core cannot
@@ -85,5 +98,8 @@ pub fn emergency<R>(f: impl FnOnce(&mut Com1) -> R) -> R {
 
 /// Raises an interrupt whenever received data is available.
 pub fn enable_rx_interrupt() {
+    if !present() {
+        return;
+    }
     locked(|com1| com1.uart.enable_interrupts(IER::DATA_READY));
 }

@@ -6,6 +6,8 @@
 pub enum Vector {
     /// COM1 receive, routed through the I/O APIC.
     Serial = 0x24,
+    /// The PS/2 keyboard (IRQ 1), routed through the I/O APIC.
+    Keyboard = 0x25,
     /// The local APIC timer: preemption and sleeper wake-ups.
     Timer = 0x30,
     /// Voluntary reschedule (`int`), so every switch goes through a trap frame.

@@ -6,8 +6,8 @@ use core::fmt;
 use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
-    cmd_autoreloc, cmd_debug, cmd_group, cmd_island, cmd_lazy, cmd_numa, cmd_pae, cmd_predict,
-    cmd_smp, cmd_snap, cmd_system, cmd_wasi,
+    cmd_autoreloc, cmd_debug, cmd_group, cmd_hwinfo, cmd_island, cmd_lazy, cmd_numa, cmd_pae,
+    cmd_predict, cmd_smp, cmd_snap, cmd_system, cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -174,6 +174,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[--json]",
         help: "ACPI tables, I/O APICs, interrupt overrides, power facts",
         run: cmd_system::acpi,
+    },
+    Command {
+        name: "hwinfo",
+        usage: "[--json]",
+        help: "hardware report for bug reports: CPU (vendor, family/model/stepping, features atoll uses), memory map, ACPI tables, cores, NUMA nodes, consoles",
+        run: cmd_hwinfo::hwinfo,
     },
     Command {
         name: "uptime",

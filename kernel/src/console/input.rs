@@ -1,5 +1,7 @@
-//! Console input: the COM1 receive interrupt drains the UART into a ring and wakes the shell,
-//! which sleeps (blocked, its core in `hlt`) while nothing has arrived.
+//! Console input: the COM1 receive interrupt drains the UART, and the keyboard interrupt the
+//! PS/2 controller, into one ring, and wakes the shell, which sleeps (blocked, its core in
+//! `hlt`) while nothing has arrived. Both interrupts go to the boot core, so the ring has one
+//! producer at a time.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -19,6 +21,7 @@ static IRQ_DRIVEN: AtomicBool = AtomicBool::new(false);
 pub fn init_irq(shell_slot: usize) {
     SHELL.store(shell_slot, Ordering::Release);
     crate::arch::trap::set_switch_handler(Vector::Serial as u8, on_serial);
+    crate::arch::trap::set_switch_handler(Vector::Keyboard as u8, on_keyboard);
     IRQ_DRIVEN.store(true, Ordering::Release);
     out::enable_rx_interrupt();
 }
@@ -31,6 +34,17 @@ fn drain() {
 
 fn on_serial(frame: &mut TrapFrame) -> Resume {
     drain();
+    wake_shell(frame)
+}
+
+fn on_keyboard(frame: &mut TrapFrame) -> Resume {
+    super::keyboard::drain(|b| {
+        RX.push(b);
+    });
+    wake_shell(frame)
+}
+
+fn wake_shell(frame: &mut TrapFrame) -> Resume {
     apic::eoi();
     let shell = SHELL.load(Ordering::Acquire);
     if shell != usize::MAX && sched::wake_from_irq(shell) {
@@ -52,6 +66,10 @@ pub fn read_byte() -> u8 {
             sched::block_unless(|| !RX.is_empty());
         } else if let Some(b) = out::try_read_byte() {
             return b;
+        } else if super::keyboard::present() {
+            super::keyboard::drain(|b| {
+                RX.push(b);
+            });
         } else {
             core::hint::spin_loop();
         }

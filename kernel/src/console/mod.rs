@@ -1,4 +1,4 @@
-//! The serial console: a line editor with history feeding a command table.
+//! The console (serial line, screen and keyboard): a line editor with history feeding a command table.
 //!
 //! The prompt is `atoll> ` at the start of a line, printed when the kernel is ready and after
 //! every command's output. A failed command prints one line starting `error: ` and the shell
@@ -7,6 +7,7 @@
 mod cmd_autoreloc;
 mod cmd_debug;
 mod cmd_group;
+mod cmd_hwinfo;
 mod cmd_island;
 mod cmd_lazy;
 mod cmd_numa;
@@ -19,7 +20,9 @@ mod cmd_system;
 mod cmd_wasi;
 pub mod commands;
 pub mod input;
+pub mod keyboard;
 pub mod out;
+pub mod screen;
 
 use alloc::vec::Vec;
 

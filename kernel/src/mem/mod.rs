@@ -49,7 +49,52 @@ pub fn init(regions: &MemoryRegions) -> Result<(PhysAddr, u64), MemInitError> {
     frames::install(alloc);
     let low = find_low_page(regions);
     LOW_PAGE.store(low.unwrap_or(u64::MAX), Ordering::Relaxed);
+    MAP_SUMMARY.call_once(|| MapSummary::of(regions));
     Ok((heap_phys, heap_bytes))
+}
+
+/// The bootloader's memory map in brief, for `hwinfo` (bug reports).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapSummary {
+    /// Regions in the map.
+    pub regions: u64,
+    /// Bytes of usable RAM, in how many regions.
+    pub usable_bytes: u64,
+    /// Usable regions.
+    pub usable_regions: u64,
+    /// Bytes the bootloader used (page tables, kernel, boot info, ramdisk).
+    pub bootloader_bytes: u64,
+    /// Bytes the firmware reserved (or typed in a way the bootloader passes on as unknown).
+    pub firmware_bytes: u64,
+    /// The end of the highest region.
+    pub top: u64,
+}
+
+impl MapSummary {
+    fn of(regions: &MemoryRegions) -> Self {
+        let mut s = MapSummary::default();
+        for r in regions.iter() {
+            let bytes = r.end.saturating_sub(r.start);
+            s.regions += 1;
+            s.top = s.top.max(r.end);
+            match r.kind {
+                MemoryRegionKind::Usable => {
+                    s.usable_bytes += bytes;
+                    s.usable_regions += 1;
+                }
+                MemoryRegionKind::Bootloader => s.bootloader_bytes += bytes,
+                _ => s.firmware_bytes += bytes,
+            }
+        }
+        s
+    }
+}
+
+static MAP_SUMMARY: spin::Once<MapSummary> = spin::Once::new();
+
+/// The memory map summary recorded at boot.
+pub fn map_summary() -> MapSummary {
+    MAP_SUMMARY.get().copied().unwrap_or_default()
 }
 
 /// A usable page below 1 MiB kept for the AP trampoline (`u64::MAX`: none).

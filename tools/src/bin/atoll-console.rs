@@ -4,12 +4,14 @@
 //! With a terminal on stdin QEMU gets the terminal itself (`-serial mon:stdio`, raw; Ctrl-A X
 //! quits). With a pipe, input typed before the kernel is ready would be lost, so this relays it:
 //! guest output is copied to stdout as it arrives, and each input line is sent (ending in `\r`,
-//! as a terminal's Enter) only once the kernel has printed its prompt `atoll> ` for it. When the
-//! input ends, it waits for the last command to finish and stops QEMU.
+//! as a terminal's Enter) only once the kernel has printed every prompt the lines before it
+//! produce (a line holding Ctrl-C produces two: see `tools::qemu::prompts`). When the input
+//! ends, it waits for the last command to finish and stops QEMU.
 //!
 //! Exit status: QEMU's (0 after `poweroff`); 0 when the input ended and QEMU was stopped; 1 if
 //! the kernel halted on a fault report (`*** halted`) or on a usage error; 124 if
-//! `ATOLL_PROMPT_TIMEOUT` (seconds, pipe mode only) passed without the next prompt.
+//! `ATOLL_PROMPT_TIMEOUT` (seconds, pipe mode only) passed without the next prompt, or, when it
+//! is unset, if the guest printed nothing for [`SILENCE_TIMEOUT`] while a prompt was awaited.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tools::qemu::config::{Firmware, FirmwareVars, MachineConfig, QEMU, SerialMode};
 use tools::qemu::machine::exit_code;
+use tools::qemu::prompts::PromptPredictor;
 use tools::qemu::scan::ConsoleScanner;
 
 const USAGE: &str = "usage: atoll-console --image DISK-IMAGE [--firmware bios|uefi] [--kernel ELF] \
@@ -173,14 +176,20 @@ enum Event {
     InputEnd,
     /// The guest printed its prompt (the count so far).
     Prompts(usize),
+    /// The guest printed something (no new prompt).
+    Output,
     /// The guest printed the last line of a fault report and stopped.
     Halted,
     /// QEMU closed its output: it exited.
     Exited,
 }
 
-/// The longest wait for a prompt in pipe mode, from `ATOLL_PROMPT_TIMEOUT` (seconds); unlimited
-/// when unset.
+/// Without `ATOLL_PROMPT_TIMEOUT`, how long the guest may print nothing at all while the relay
+/// waits for a prompt: a piped session never waits forever.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The longest wait for a prompt in pipe mode, from `ATOLL_PROMPT_TIMEOUT` (seconds); `None`
+/// when unset (then [`SILENCE_TIMEOUT`] applies).
 fn prompt_timeout() -> Result<Option<Duration>, String> {
     match std::env::var("ATOLL_PROMPT_TIMEOUT") {
         Err(_) => Ok(None),
@@ -213,6 +222,8 @@ fn spawn_output_thread(mut guest_out: impl Read + Send + 'static, events: Sender
             scanner.feed(&chunk[..n]);
             if scanner.prompts != prompts {
                 let _ = events.send(Event::Prompts(scanner.prompts));
+            } else {
+                let _ = events.send(Event::Output);
             }
             if scanner.halted && !halted {
                 let _ = events.send(Event::Halted);
@@ -243,9 +254,12 @@ fn spawn_input_thread(events: Sender<Event>) {
 }
 
 /// The pipe-mode relay: each input line goes to the guest (ending in `\r`) only after the guest
-/// printed one more prompt than lines were sent.
+/// printed every prompt expected so far: one for the boot, then as many per sent line as the
+/// shell's line editor makes of it.
 fn relay(mut child: Child) -> Result<i32, String> {
-    let timeout = prompt_timeout()?;
+    let prompt_timeout = prompt_timeout()?;
+    // With ATOLL_PROMPT_TIMEOUT only a prompt restarts the clock; without it any output does.
+    let wait_limit = prompt_timeout.unwrap_or(SILENCE_TIMEOUT);
     let (events, inbox) = mpsc::channel();
     spawn_output_thread(
         child.stdout.take().ok_or("QEMU's stdout is not piped")?,
@@ -254,19 +268,22 @@ fn relay(mut child: Child) -> Result<i32, String> {
     spawn_input_thread(events);
     let mut guest_in = child.stdin.take().ok_or("QEMU's stdin is not piped")?;
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
-    let (mut input_ended, mut prompts, mut sent) = (false, 0, 0);
-    let mut deadline = timeout.map(|t| Instant::now() + t);
+    let mut predictor = PromptPredictor::default();
+    let (mut input_ended, mut prompts, mut expected) = (false, 0, 1);
+    let mut deadline = Instant::now() + wait_limit;
     loop {
-        let event = match deadline {
-            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(at) => inbox.recv_timeout(at.saturating_duration_since(Instant::now())),
-        };
+        let event = inbox.recv_timeout(deadline.saturating_duration_since(Instant::now()));
         match event {
             Ok(Event::Line(line)) => pending.push_back(line),
             Ok(Event::InputEnd) => input_ended = true,
             Ok(Event::Prompts(count)) => {
                 prompts = count;
-                deadline = timeout.map(|t| Instant::now() + t);
+                deadline = Instant::now() + wait_limit;
+            }
+            Ok(Event::Output) => {
+                if prompt_timeout.is_none() {
+                    deadline = Instant::now() + wait_limit;
+                }
             }
             Ok(Event::Halted) => {
                 eprintln!("\natoll-console: the kernel halted after a fault report; stopping QEMU");
@@ -278,19 +295,23 @@ fn relay(mut child: Child) -> Result<i32, String> {
                 return Ok(exit_code(status));
             }
             // Waiting for input, not for the guest: the timeout does not apply.
-            Err(RecvTimeoutError::Timeout) if prompts > sent => {
-                deadline = timeout.map(|t| Instant::now() + t);
+            Err(RecvTimeoutError::Timeout) if prompts >= expected => {
+                deadline = Instant::now() + wait_limit;
             }
             Err(RecvTimeoutError::Timeout) => {
-                let timeout = timeout.unwrap_or_default();
-                eprintln!(
-                    "\natoll-console: no prompt within {timeout:?} (ATOLL_PROMPT_TIMEOUT); stopping QEMU"
-                );
+                let why = match prompt_timeout {
+                    Some(t) => format!("no prompt within {t:?} (ATOLL_PROMPT_TIMEOUT)"),
+                    None => format!(
+                        "no output for {wait_limit:?} while waiting for a prompt \
+                         (set ATOLL_PROMPT_TIMEOUT to bound each wait)"
+                    ),
+                };
+                eprintln!("\natoll-console: {why}; stopping QEMU");
                 stop(&mut child);
                 return Ok(124);
             }
         }
-        while prompts > sent {
+        while prompts >= expected {
             let Some(mut line) = pending.pop_front() else {
                 break;
             };
@@ -301,13 +322,13 @@ fn relay(mut child: Child) -> Result<i32, String> {
                 .and_then(|()| guest_in.flush())
                 .is_ok()
             {
-                sent += 1;
-                deadline = timeout.map(|t| Instant::now() + t);
+                expected += predictor.prompts_for(&line);
+                deadline = Instant::now() + wait_limit;
             } else {
                 break;
             }
         }
-        if input_ended && pending.is_empty() && prompts > sent {
+        if input_ended && pending.is_empty() && prompts >= expected {
             eprintln!("\natoll-console: input ended; stopping QEMU");
             stop(&mut child);
             return Ok(0);

@@ -61,6 +61,8 @@ pub enum SerialMode {
     Terminal,
     /// Plain stdin/stdout pipes, no monitor: for programs driving the console.
     Pipe,
+    /// No serial port at all (a PC without a UART: the screen console's tests).
+    Absent,
 }
 
 /// One QEMU machine: firmware, cores, memory, disk image and debugging options.
@@ -130,6 +132,7 @@ impl MachineConfig {
         match serial {
             SerialMode::Terminal => cmd.args(["-serial", "mon:stdio"]),
             SerialMode::Pipe => cmd.args(["-serial", "stdio", "-monitor", "none"]),
+            SerialMode::Absent => cmd.args(["-serial", "none", "-monitor", "none"]),
         };
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         if self.firmware == Firmware::Uefi {

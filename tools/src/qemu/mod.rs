@@ -3,7 +3,10 @@
 //! - [`config`]: the QEMU machine (one description for `run-qemu.sh` and the tests).
 //! - [`numa`]: splitting the machine into NUMA nodes (`--numa N`, [`Options::numa`]).
 //! - [`checks`]: collecting a boot's failed checks, reported at once with the serial log.
+//! - [`screen`]: the screen console through QEMU's monitor (screendump decoded with atoll's
+//!   font, sendkey).
 //! - [`scan`]: reading the serial console (prompts, fault reports, command output).
+//! - [`prompts`]: how many prompts a piped line yields (the relay's count).
 //! - [`options`]: what a test machine boots (options, prebuilt image paths, timeouts).
 //! - [`kernel_elf`]: the kernel ELF behind the images, to check the addresses a fault report
 //!   prints.
@@ -16,7 +19,9 @@ pub mod kernel_elf;
 pub mod machine;
 pub mod numa;
 pub mod options;
+pub mod prompts;
 pub mod scan;
+pub mod screen;
 pub mod threads;
 
 pub use checks::Checks;
