@@ -97,7 +97,10 @@ host_tests() {
     local status=0 args=()
     mapfile -t args < <(tools_tests host)
     cargo test --no-fail-fast --workspace --exclude atoll-kernel --exclude tools || status=1
-    cargo test --no-fail-fast -p tools --lib --bins "${args[@]}" || status=1
+    # The tools tests run whole programs under the reference interpreter (wasmi; `lexicon`'s
+    # inits are hundreds of millions of wasm instructions): release, sharing the QEMU stage's
+    # build. The crates' own unit tests above keep the debug assertions.
+    cargo test --release --no-fail-fast -p tools --lib --bins "${args[@]}" || status=1
     cargo test -p tools --doc || status=1
     return "$status"
 }

@@ -65,6 +65,12 @@ fn every_export_gives_its_expected_output() {
             continue;
         }
         for export in &view.manifest.exports {
+            // Vector and reference values have no console form: such exports are checked
+            // through the chunks that call them (`vecmath` through `lanes`).
+            let sig = &export.sig;
+            if !sig.params.iter().chain(&sig.results).all(|t| t.is_number()) {
+                continue;
+            }
             assert!(
                 entry.expect.iter().any(|e| e.call == export.name),
                 "{}.{} has no expected output in chunks/default.toml",

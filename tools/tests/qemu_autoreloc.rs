@@ -26,29 +26,11 @@
 
 use std::time::Duration;
 
-use tools::chunkc::run::{Outcome, run_text};
-use tools::qemu::options::default_chunk_image;
+use tools::qemu::reference::result_of;
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// How long one `phased` run may take (under half a minute on an idle machine).
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
-
-fn reference(task: &str, args: &str) -> String {
-    let image =
-        std::fs::read(default_chunk_image()).expect("default chunk image (built by run-tests.sh)");
-    let args: Vec<String> = args.split_whitespace().map(String::from).collect();
-    match run_text(&image, task, &args)
-        .expect("the task runs under the reference interpreter")
-        .outcome
-    {
-        Outcome::Returned(values) => values
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        Outcome::Trapped(t) => panic!("the reference trapped: {t}"),
-    }
-}
 
 fn u(j: &Json, key: &str) -> u64 {
     j.get(key).and_then(Json::as_u64).unwrap_or(0)
@@ -71,7 +53,7 @@ fn check_results(c: &mut Checks, what: &str, run: &Json, expected_tasks: u64) {
     for r in &results {
         let task = r["task"].as_str().unwrap_or("");
         let args = r["args"].as_str().unwrap_or("");
-        let want = reference(task, args);
+        let want = result_of(task, &args.split_whitespace().collect::<Vec<_>>());
         c.check(r["value"].as_str() == Some(want.as_str()), || {
             format!("{what}: {task} {args} returned {r}, the reference {want}")
         });

@@ -17,7 +17,8 @@
 
 use std::time::{Duration, Instant};
 
-use tools::chunkc::run::{Outcome, run_tasks};
+use tools::chunkc::run::run_tasks;
+use tools::qemu::reference::outcome_text;
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// The reference results of `tasks` (each `CHUNK.EXPORT ARGS...`) run in order in one session.
@@ -31,15 +32,8 @@ fn reference(tasks: &[&str]) -> Vec<String> {
     }
     run_tasks(&bytes, &words)
         .expect("reference runs")
-        .into_iter()
-        .map(|r| match r.outcome {
-            Outcome::Returned(v) => v
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
-            Outcome::Trapped(m) => format!("trap: {m}"),
-        })
+        .iter()
+        .map(|r| outcome_text(&r.outcome))
         .collect()
 }
 

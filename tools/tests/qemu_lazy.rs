@@ -13,12 +13,13 @@
 //! `scripts/build.sh --firmware all --console`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atoll_pae::reach;
 use atoll_pae::runtime::{Instance, SigRegistry, VecMemory};
 use chunk_image::Image;
 use tools::chunkc::wast_host::HostCode;
+use tools::qemu::reference::wait_tasks;
 use tools::qemu::{Checks, Json, Machine, Options};
 
 const CHUNK: &str = "json";
@@ -81,35 +82,6 @@ fn chunk_figures(c: &mut Checks, m: &mut Machine) -> Json {
         })
         .cloned()
         .unwrap_or(Json::Null)
-}
-
-/// `tasks --json` (state, outcome) of the given ids, once none is running.
-fn wait_tasks(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
-    let start = Instant::now();
-    loop {
-        let out = m.command("tasks --json");
-        let j = c.json("tasks --json", &out);
-        let list = j
-            .get("tasks")
-            .and_then(Json::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let states: Vec<(String, String)> = ids
-            .iter()
-            .map(|id| {
-                list.iter()
-                    .find(|t| t.get("id").and_then(Json::as_u64) == Some(*id))
-                    .map_or(("missing".into(), String::new()), |t| {
-                        let s = |k: &str| t.get(k).and_then(Json::as_str).unwrap_or("").into();
-                        (s("state"), s("outcome"))
-                    })
-            })
-            .collect();
-        if states.iter().all(|(s, _)| s != "running") || start.elapsed() > Duration::from_secs(600)
-        {
-            return states;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use tools::chunkc::run::{Outcome, run_text};
 use tools::qemu::options::{default_chunk_image, repo_root};
+use tools::qemu::reference::result_in;
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// The bound the replays run under: smaller than the traces' working set.
@@ -45,24 +45,10 @@ fn trace_reference(name: &str) -> Vec<String> {
         .iter()
         .map(|s| {
             memo.entry((s.task.clone(), s.args.clone()))
-                .or_insert_with(|| reference(&image, &s.task, &s.args))
+                .or_insert_with(|| result_in(&image, &s.task, &s.args))
                 .clone()
         })
         .collect()
-}
-
-fn reference(image: &[u8], task: &str, args: &[String]) -> String {
-    match run_text(image, task, args)
-        .expect("the reference runs the task")
-        .outcome
-    {
-        Outcome::Returned(v) => v
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        Outcome::Trapped(t) => format!("trap: {t}"),
-    }
 }
 
 /// Replays `trace` and checks results and the bound; returns the passes by mode.
@@ -177,7 +163,7 @@ fn replays_under_a_small_bound_predict_and_keep_live_code() {
     // Live code: a long task keeps its chunk through a clear and a tight replay.
     let args = ["400", "18"];
     let image = std::fs::read(default_chunk_image()).unwrap();
-    let want = reference(
+    let want = result_in(
         &image,
         "hot.spin",
         &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -249,7 +235,7 @@ fn replays_under_a_small_bound_predict_and_keep_live_code() {
     m.command("cache clear");
     for args in [["fib.fib", "50"], ["fib.fib", "10"], ["fib.fib", "93"]] {
         let out = m.command(&format!("run {} {}", args[0], args[1]));
-        let want = reference(&image, args[0], &[args[1].to_string()]);
+        let want = result_in(&image, args[0], &[args[1].to_string()]);
         c.check(out.trim() == want, || {
             format!(
                 "specialized `run {} {}`: {out} (reference {want})",

@@ -19,8 +19,7 @@
 
 use std::time::Duration;
 
-use tools::chunkc::run::{Outcome, run_text};
-use tools::qemu::options::default_chunk_image;
+use tools::qemu::reference::result_of;
 use tools::qemu::threads::{find, threads};
 use tools::qemu::{Checks, Json, Machine, Options};
 
@@ -33,25 +32,7 @@ const STRESS_TIMEOUT: Duration = Duration::from_secs(1500);
 
 /// The host reference's result of `hot.<export> args`.
 fn reference(export: &str, args: &[&str]) -> String {
-    reference_of(&format!("hot.{export}"), args)
-}
-
-/// The host reference's result of `task args`.
-fn reference_of(task: &str, args: &[&str]) -> String {
-    let image =
-        std::fs::read(default_chunk_image()).expect("default chunk image (built by run-tests.sh)");
-    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-    match run_text(&image, task, &args)
-        .expect("the task runs under the reference interpreter")
-        .outcome
-    {
-        Outcome::Returned(values) => values
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        Outcome::Trapped(t) => panic!("the reference trapped: {t}"),
-    }
+    result_of(&format!("hot.{export}"), args)
 }
 
 fn u64_of(j: &Json, key: &str) -> u64 {
@@ -130,7 +111,7 @@ fn move_and_check(
 /// Runs `reloc-stress` and checks every run returned the reference and no move failed;
 /// returns the report.
 fn stress_run(c: &mut Checks, m: &mut Machine, task: &str, args: &[&str], extra: &str) -> Json {
-    let want = reference_of(task, args);
+    let want = result_of(task, args);
     let cmd = format!("reloc-stress {task} {} {extra} --json", args.join(" "));
     let all = m.command_within(&cmd, STRESS_TIMEOUT);
     // The task may print (pipeline does): the report is the line that starts the JSON object.

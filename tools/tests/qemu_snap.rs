@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use chunk_image::{Image, Value};
 use tools::chunkc::run::{Outcome, run_values};
+use tools::qemu::reference::{outcome_text, wait_tasks};
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// The host reference: `lexicon.EXPORT(args)` on a fresh instance (every export runs its
@@ -33,14 +34,12 @@ fn reference(export: &str, args: &[i32]) -> String {
     let image = Image::parse(&bytes).expect("image parses");
     let args: Vec<Value> = args.iter().map(|&a| Value::I32(a)).collect();
     let r = run_values(&image, "lexicon", export, &args).expect("wasmi runs it");
-    match r.outcome {
-        Outcome::Returned(v) => v
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => panic!("{export}: {other:?}"),
-    }
+    assert!(
+        matches!(r.outcome, Outcome::Returned(_)),
+        "{export}: {:?}",
+        r.outcome
+    );
+    outcome_text(&r.outcome)
 }
 
 fn u64_of(j: &Json, key: &str) -> u64 {
@@ -75,35 +74,6 @@ fn checksum_of(c: &mut Checks, m: &mut Machine, id: u64) -> String {
         .and_then(|s| s.get("checksum").and_then(Json::as_str))
         .unwrap_or("missing")
         .to_string()
-}
-
-/// `tasks --json` (state, outcome) of the given ids, once none is running.
-fn wait_tasks(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
-    let start = Instant::now();
-    loop {
-        let out = m.command("tasks --json");
-        let j = c.json("tasks --json", &out);
-        let list = j
-            .get("tasks")
-            .and_then(Json::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let states: Vec<(String, String)> = ids
-            .iter()
-            .map(|id| {
-                list.iter()
-                    .find(|t| t.get("id").and_then(Json::as_u64) == Some(*id))
-                    .map_or(("missing".into(), String::new()), |t| {
-                        let s = |k: &str| t.get(k).and_then(Json::as_str).unwrap_or("").into();
-                        (s("state"), s("outcome"))
-                    })
-            })
-            .collect();
-        if states.iter().all(|(s, _)| s != "running") || start.elapsed() > Duration::from_secs(600)
-        {
-            return states;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn run_json(c: &mut Checks, m: &mut Machine, cmd: &str) -> Json {

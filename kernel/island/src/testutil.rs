@@ -78,15 +78,21 @@ pub const LOOP: &str = r#"
     local.get $acc))
 "#;
 
-/// Compiles a `.wat` text with the default options.
+/// Compiles a `.wat` text with the default options on the SSE2 baseline: the tests reach
+/// runtime helpers (libcalls) through operators (`f64.ceil`, `popcnt`) that a CPU with SSE4.1
+/// or POPCNT gets inline.
 pub fn compile(wat: &str) -> CompiledModule {
     compile_with(wat, &Options::default())
 }
 
-/// Compiles a `.wat` text.
+/// Compiles a `.wat` text (on the SSE2 baseline, see [`compile`]).
 pub fn compile_with(wat: &str, options: &Options) -> CompiledModule {
     let bytes = wat::parse_str(wat).expect("valid wat");
-    atoll_pae::compile(&bytes, options).expect("compiles")
+    let options = Options {
+        cpu: atoll_pae::CpuFeatures::SSE2,
+        ..*options
+    };
+    atoll_pae::compile(&bytes, &options).expect("compiles")
 }
 
 /// Every instruction of `code` decoded at `ip`.

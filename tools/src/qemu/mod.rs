@@ -7,6 +7,8 @@
 //!   font, sendkey).
 //! - [`scan`]: reading the serial console (prompts, fault reports, command output).
 //! - [`prompts`]: how many prompts a piped line yields (the relay's count).
+//! - [`reference`]: the host reference's results as the console prints them, background tasks'
+//!   outcomes.
 //! - [`options`]: what a test machine boots (options, prebuilt image paths, timeouts).
 //! - [`kernel_elf`]: the kernel ELF behind the images, to check the addresses a fault report
 //!   prints.
@@ -20,6 +22,7 @@ pub mod machine;
 pub mod numa;
 pub mod options;
 pub mod prompts;
+pub mod reference;
 pub mod scan;
 pub mod screen;
 pub mod threads;
