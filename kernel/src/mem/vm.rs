@@ -308,12 +308,7 @@ pub fn remap_4k(
         }
         Ok(())
     });
-    if let (Some(lo), Some(hi)) = (
-        pages.iter().map(|p| p.0.0).min(),
-        pages.iter().map(|p| p.0.0).max(),
-    ) {
-        crate::smp::ipi::shootdown_range(lo, (hi - lo) / SIZE_4K + 1);
-    }
+    shootdown_span(pages.iter().map(|p| p.0.0));
     result.map(|()| old)
 }
 
@@ -331,13 +326,15 @@ pub fn unmap_4k_list(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
         }
         Ok(())
     });
-    if let (Some(lo), Some(hi)) = (
-        pages.iter().map(|p| p.0).min(),
-        pages.iter().map(|p| p.0).max(),
-    ) {
+    shootdown_span(pages.iter().map(|p| p.0));
+    result.map(|()| unmapped)
+}
+
+/// One TLB shootdown over the span of the 4 KiB pages at `addrs` (none if it is empty).
+fn shootdown_span(addrs: impl Iterator<Item = u64> + Clone) {
+    if let (Some(lo), Some(hi)) = (addrs.clone().min(), addrs.max()) {
         crate::smp::ipi::shootdown_range(lo, (hi - lo) / SIZE_4K + 1);
     }
-    result.map(|()| unmapped)
 }
 
 /// Current figures.
