@@ -8,6 +8,7 @@
 
 mod atoll;
 mod engine;
+mod large;
 mod programs;
 mod report;
 mod sys;
@@ -51,7 +52,12 @@ const USAGE: &str =
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
   --engines LIST       comma-separated subset of atoll,wasmtime-cranelift,wasmtime-winch,wasmi
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
-  --programs-only      only the WASI program workloads";
+  --programs-only      only the WASI program workloads
+  --modules DIR        large modules to compile (every *.wasm; default target/bench-modules,
+                       filled by bench/fetch-modules.sh); the image's chunks of 32 KiB or more
+                       join them in the large-modules table
+  --no-large           skip the large-modules table
+  --large-only         only the large-modules table";
 
 /// Command-line settings.
 pub(crate) struct Settings {
@@ -66,6 +72,12 @@ pub(crate) struct Settings {
     programs: bool,
     /// Only the WASI program workloads (`--programs-only`).
     programs_only: bool,
+    /// Directory of large modules (`--modules`).
+    modules: PathBuf,
+    /// Compile the large modules (`--no-large` skips them).
+    large: bool,
+    /// Only the large modules (`--large-only`).
+    large_only: bool,
 }
 
 fn parse_args() -> Result<Settings, String> {
@@ -79,6 +91,9 @@ fn parse_args() -> Result<Settings, String> {
         engines: ENGINE_NAMES.iter().map(|s| s.to_string()).collect(),
         programs: true,
         programs_only: false,
+        modules: PathBuf::from("target/bench-modules"),
+        large: true,
+        large_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -105,6 +120,9 @@ fn parse_args() -> Result<Settings, String> {
             }
             "--no-programs" => s.programs = false,
             "--programs-only" => s.programs_only = true,
+            "--modules" => s.modules = value("--modules")?.into(),
+            "--no-large" => s.large = false,
+            "--large-only" => s.large_only = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -174,6 +192,7 @@ fn main() -> ExitCode {
         compile: Vec::new(),
         exec: Vec::new(),
         programs: Vec::new(),
+        large: Vec::new(),
         errors: Vec::new(),
     };
     let mut engines = Vec::new();
@@ -186,7 +205,13 @@ fn main() -> ExitCode {
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
     }
-    if !settings.programs_only {
+    if settings.large && !settings.programs_only {
+        if !settings.json {
+            eprintln!("compiling large modules...");
+        }
+        large::section(&image, &engines, &settings, &mut report);
+    }
+    if !settings.programs_only && !settings.large_only {
         if !settings.json {
             eprintln!("compiling...");
         }
@@ -196,7 +221,7 @@ fn main() -> ExitCode {
         }
         exec_section(&image, &engines, &settings, &mut report);
     }
-    if settings.programs {
+    if settings.programs && !settings.large_only {
         if !settings.json {
             eprintln!("running WASI programs...");
         }
@@ -232,7 +257,7 @@ fn compile_section(
         };
         for engine in engines {
             row.figs.push(
-                match time_compiles(engine.as_ref(), chunk.module, settings) {
+                match time_compiles(engine.as_ref(), chunk.module, settings, 2) {
                     Ok(fig) => Some(fig),
                     Err(e) => {
                         report.errors.push(format!(
@@ -249,8 +274,14 @@ fn compile_section(
     }
 }
 
-/// Compiles `wasm` once untimed, then `--iterations` times or for `--compile-time` seconds.
-fn time_compiles(engine: &dyn Engine, wasm: &[u8], s: &Settings) -> Result<CompileFig, String> {
+/// Compiles `wasm` once untimed, then `--iterations` times or for `--compile-time` seconds
+/// (and at least `min_timed` times).
+pub(crate) fn time_compiles(
+    engine: &dyn Engine,
+    wasm: &[u8],
+    s: &Settings,
+    min_timed: u32,
+) -> Result<CompileFig, String> {
     engine.compile(wasm)?;
     let start = Instant::now();
     let mut n = 0u32;
@@ -259,7 +290,7 @@ fn time_compiles(engine: &dyn Engine, wasm: &[u8], s: &Settings) -> Result<Compi
         n += 1;
         let done = match s.iterations {
             Some(it) => n >= it,
-            None => n >= 2 && start.elapsed().as_secs_f64() >= s.compile_time,
+            None => n >= min_timed && start.elapsed().as_secs_f64() >= s.compile_time,
         };
         if done {
             break;

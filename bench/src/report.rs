@@ -51,6 +51,8 @@ pub struct Report {
     pub exec: Vec<ExecRow>,
     /// WASI programs, one whole run (instantiate + `_start`) per call.
     pub programs: Vec<ExecRow>,
+    /// Large modules, compile only (`large.rs`).
+    pub large: Vec<CompileRow>,
     pub errors: Vec<String>,
 }
 
@@ -129,6 +131,71 @@ impl Report {
                 Some(total)
             })
             .collect()
+    }
+
+    /// One compile row's cells: module, bytes, functions, then per engine throughput and ratio.
+    fn compile_cells(&self, row: &CompileRow) -> Vec<String> {
+        let per: Vec<Option<f64>> = row
+            .figs
+            .iter()
+            .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
+            .collect();
+        let base = if self.atoll_first() {
+            per.first().copied().flatten()
+        } else {
+            None
+        };
+        let mut cells = vec![
+            row.chunk.clone(),
+            row.bytes.to_string(),
+            row.functions.to_string(),
+        ];
+        cells.extend(per.iter().map(|p| match p {
+            Some(v) => format!("{} {}", rate(*v, "B"), ratio(*v, base)),
+            None => "failed".into(),
+        }));
+        cells
+    }
+
+    /// Geometric mean over large modules of engine throughput / atoll throughput (`None`
+    /// without atoll or without a module both compiled).
+    fn large_geomean(&self, e: usize) -> Option<f64> {
+        let (mut log, mut n) = (0.0, 0);
+        for row in &self.large {
+            let (Some(Some(base)), Some(Some(fig))) = (row.figs.first(), row.figs.get(e)) else {
+                continue;
+            };
+            log += (base.secs / fig.secs).ln();
+            n += 1;
+        }
+        (n > 0 && self.atoll_first()).then(|| (log / f64::from(n)).exp())
+    }
+
+    fn large_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nLarge modules, compile throughput, wasm bytes/s (validate + compile + map \
+             executable, one thread;\nratio = engine / atoll, higher is faster)"
+        );
+        let mut rows = vec![{
+            let mut h = vec!["module".to_string(), "bytes".into(), "funcs".into()];
+            h.extend(self.engines.iter().cloned());
+            h
+        }];
+        for row in &self.large {
+            rows.push(self.compile_cells(row));
+        }
+        let mut cells = vec![
+            "geometric mean of ratios".to_string(),
+            String::new(),
+            String::new(),
+        ];
+        cells.extend((0..self.engines.len()).map(|e| {
+            self.large_geomean(e)
+                .map_or("-".into(), |g| format!("{g:.2}x"))
+        }));
+        rows.push(cells);
+        table(out, &rows);
     }
 
     /// Geometric mean over workloads of engine time / atoll time (`None` without atoll).
@@ -233,22 +300,7 @@ impl Report {
                 h
             }];
             for row in &self.compile {
-                let per: Vec<Option<f64>> = row
-                    .figs
-                    .iter()
-                    .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
-                    .collect();
-                let base = base_of(&per);
-                let mut cells = vec![
-                    row.chunk.clone(),
-                    row.bytes.to_string(),
-                    row.functions.to_string(),
-                ];
-                cells.extend(per.iter().map(|p| match p {
-                    Some(v) => format!("{} {}", rate(*v, "B"), ratio(*v, base)),
-                    None => "failed".into(),
-                }));
-                rows.push(cells);
+                rows.push(self.compile_cells(row));
             }
             let totals = self.compile_totals();
             let total_bytes: usize = self.compile.iter().map(|r| r.bytes).sum();
@@ -283,6 +335,9 @@ impl Report {
             table(&mut out, &rows);
         }
 
+        if !self.large.is_empty() {
+            self.large_table(&mut out);
+        }
         if !self.exec.is_empty() {
             self.exec_tables(
                 &mut out,
@@ -347,11 +402,8 @@ impl Report {
                 "null".into()
             }
         };
-        let compile = self
-            .compile
-            .iter()
-            .map(|row| {
-                let figs = self
+        let compile_json = |row: &CompileRow| {
+            let figs = self
                     .engines
                     .iter()
                     .zip(&row.figs)
@@ -368,14 +420,15 @@ impl Report {
                     })
                     .collect::<Vec<_>>()
                     .join(",");
-                format!(
-                    "{{\"chunk\":{},\"bytes\":{},\"functions\":{},\"engines\":{{{figs}}}}}",
-                    quote(&row.chunk),
-                    row.bytes,
-                    row.functions
-                )
-            })
-            .collect();
+            format!(
+                "{{\"chunk\":{},\"bytes\":{},\"functions\":{},\"engines\":{{{figs}}}}}",
+                quote(&row.chunk),
+                row.bytes,
+                row.functions
+            )
+        };
+        let compile = self.compile.iter().map(compile_json).collect();
+        let large = self.large.iter().map(compile_json).collect();
         let exec = self.exec.iter().map(|row| self.exec_json(row)).collect();
         let programs = self
             .programs
@@ -383,7 +436,7 @@ impl Report {
             .map(|row| self.exec_json(row))
             .collect();
         format!(
-            "{{\"date\":{},\"cpu\":{},\"cpus\":{},\"image\":{},\"compile_iterations\":{},\"runs\":{},\"engines\":{},\"compile\":{},\"exec\":{},\"programs\":{},\"errors\":{}}}",
+            "{{\"date\":{},\"cpu\":{},\"cpus\":{},\"image\":{},\"compile_iterations\":{},\"runs\":{},\"engines\":{},\"compile\":{},\"exec\":{},\"programs\":{},\"large\":{},\"errors\":{}}}",
             quote(&self.date),
             quote(&self.cpu),
             self.cpus,
@@ -394,6 +447,7 @@ impl Report {
             list(compile),
             list(exec),
             list(programs),
+            list(large),
             list(self.errors.iter().map(|e| quote(e)).collect()),
         )
     }
