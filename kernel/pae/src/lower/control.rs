@@ -174,6 +174,7 @@ impl Func<'_, '_> {
             }
             Operator::Loop { blockty } => {
                 self.spill_all()?;
+                self.pinned.merge();
                 let mut target = self.open(Kind::Loop, blockty)?.target;
                 self.cx.e.bind(&mut target)?;
                 self.count_block()?;
@@ -204,6 +205,7 @@ impl Func<'_, '_> {
                     let end = self.frames[i].end;
                     self.cx.e.jmp(end)?;
                 }
+                self.pinned.merge();
                 let f = &mut self.frames[i];
                 let mut else_label = f.else_label.take().expect("else in an if frame");
                 let (height, params, reachable) = (f.height, f.params.clone(), f.else_reachable);
@@ -280,6 +282,7 @@ impl Func<'_, '_> {
             self.move_results(height, arity)?;
             self.frames[i].end_targeted = true;
         }
+        self.pinned.merge();
         let mut f = self.frames.pop().expect("end of a frame");
         if let Some(mut else_label) = f.else_label.take() {
             // An `if` without `else`: the params flow through as results.

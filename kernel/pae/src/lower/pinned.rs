@@ -11,8 +11,9 @@
 //!
 //! The home slot stays the local's place in memory whenever anything else may look at the
 //! frame: before every call (direct, indirect, through a code cell, runtime helpers) the pinned
-//! locals the function ever writes are stored to their home slots, and after it every pinned
-//! local is loaded back (the internal convention makes every register caller-saved). So at
+//! locals the function writes are stored to their home slots (those written since their last
+//! load or store on every path; all of them after a loop header, `else` or block end), and
+//! after it every pinned local is loaded back (the internal convention makes every register caller-saved). So at
 //! every call site the frame is exactly what it is without this pass (stack walks, relocation,
 //! lazy assembly and traps see the same frames); between call sites only the registers are
 //! current. Traps never read locals. Each body (the specialized one and the general one) loads
@@ -51,9 +52,18 @@ pub(crate) struct Pinned {
     /// Bit masks of the pinned general and XMM registers.
     pub gpr_mask: u16,
     pub xmm_mask: u16,
+    /// Bit `k`: `written[k]`'s register may differ from its home slot (it was written since
+    /// the last load or store on every path here; set for all at merges).
+    dirty: u16,
 }
 
 impl Pinned {
+    /// At a control merge (loop header, `else`, block end): another path may have written
+    /// any of them.
+    pub fn merge(&mut self) {
+        self.dirty = u16::MAX;
+    }
+
     /// The register of local `i`, if pinned.
     pub fn reg(&self, i: u32) -> Option<u8> {
         self.reg.get(i as usize).copied().flatten()
@@ -145,6 +155,7 @@ impl Pinned {
 impl Func<'_, '_> {
     /// Loads every pinned local from its home slot (at the start of a body, after calls).
     pub fn load_pinned(&mut self) -> Result<(), CompileError> {
+        self.pinned.dirty = 0;
         for k in 0..self.pinned.all.len() {
             let (i, r) = self.pinned.all[k];
             let (ty, m) = (self.locals[i as usize], self.local_mem(i));
@@ -157,10 +168,13 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// Stores the pinned locals the body writes to their home slots (before a call). Emits
-    /// only `mov`s.
+    /// Stores the pinned locals the body writes to their home slots (before a call), those
+    /// written since they were last loaded or stored (all after a merge). Emits only `mov`s.
     pub fn store_pinned(&mut self) -> Result<(), CompileError> {
         for k in 0..self.pinned.written.len() {
+            if self.pinned.dirty & (1 << k) == 0 {
+                continue;
+            }
             let (i, r) = self.pinned.written[k];
             let (ty, m) = (self.locals[i as usize], self.local_mem(i));
             if ty.is_float() {
@@ -169,6 +183,7 @@ impl Func<'_, '_> {
                 self.cx.e.store(m, r, ty.is_wide())?;
             }
         }
+        self.pinned.dirty = 0;
         Ok(())
     }
 
@@ -196,6 +211,9 @@ impl Func<'_, '_> {
         tee: bool,
     ) -> Result<(), CompileError> {
         let ty = self.locals[i as usize];
+        if let Some(k) = self.pinned.written.iter().position(|&(l, _)| l == i) {
+            self.pinned.dirty |= 1 << k;
+        }
         match v.loc {
             Loc::Gpr(s) => self.cx.e.mov_rr(r, s, ty.is_wide())?,
             Loc::Xmm(s) => self.cx.e.xx(Code::Movaps_xmm_xmmm128, r, s)?,
