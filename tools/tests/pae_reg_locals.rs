@@ -3,7 +3,8 @@
 //! read or written through the frame inside the loop (but are with the option off), locals
 //! live across calls keep their values, and a 64-way `br_table` reaches every target after a
 //! logarithmic number of compares (a linear chain without the option). The spec scripts and the
-//! random differential test run both options on and off (`wast_spec.rs`, `pae_diff_random.rs`).
+//! random differential test run both options on and off (`wast_spec.rs`, `pae_diff_random.rs`);
+//! an ignored test measures the compile cost on the largest modules.
 #![cfg(target_arch = "x86_64")]
 
 use atoll_pae::{CompiledModule, Options};
@@ -271,4 +272,67 @@ fn br_table_dispatches_in_logarithmic_compares() {
     // The bounds check, then a balanced tree over 64 runs: 1 + log2(64) compares at most.
     assert!(max_compares[0] <= 7, "tree: {} compares", max_compares[0]);
     assert!(max_compares[1] >= 64, "chain: {} compares", max_compares[1]);
+}
+
+/// The compile cost of both options on the largest modules the build produces (the WASI
+/// programs): code bytes, and the fastest of 40 compiles each, the two option sets
+/// alternating. Prints figures; asserts only on code size. Needs the built chunks
+/// (`scripts/build.sh`); run with `cargo test -p tools --release --test pae_reg_locals --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: needs target/chunks from the build"]
+fn compile_cost_on_large_modules() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let files = [
+        "target/chunks/c/forth.wasm",
+        "target/chunks/c/imgfilt.wasm",
+        "target/chunks/c/lzc.wasm",
+        "target/chunks/c/sha256sum.wasm",
+        "target/chunks/c/wasitest.wasm",
+        "target/chunks/rust-wasi/wasm32-wasip1/release/wordfreq.wasm",
+        "target/chunks/rust-wasi/wasm32-wasip1/release/dirstat.wasm",
+    ];
+    let (on, off) = on_off();
+    let (mut secs, mut code, mut wasm_bytes) = ([0f64; 2], [0usize; 2], 0);
+    for f in files {
+        let wasm = std::fs::read(root.join(f)).expect("built chunk");
+        wasm_bytes += wasm.len();
+        let mut best = [f64::MAX; 2];
+        let mut size = [0; 2];
+        for _ in 0..40 {
+            for (k, o) in [on, off].iter().enumerate() {
+                let t = std::time::Instant::now();
+                let m = atoll_pae::compile(&wasm, o).expect("compiles");
+                best[k] = best[k].min(t.elapsed().as_secs_f64());
+                size[k] = m.code.len();
+            }
+        }
+        println!(
+            "{f}: {} B wasm; on {:.2} ms, {} B code; off {:.2} ms, {} B code; time on/off {:.3}",
+            wasm.len(),
+            best[0] * 1e3,
+            size[0],
+            best[1] * 1e3,
+            size[1],
+            best[0] / best[1]
+        );
+        for k in 0..2 {
+            secs[k] += best[k];
+            code[k] += size[k];
+        }
+    }
+    let mbs = |s: f64| wasm_bytes as f64 / s / 1e6;
+    println!(
+        "all: {wasm_bytes} B wasm; on {:.2} MB/s, off {:.2} MB/s (throughput on/off {:.3}); \
+         code {} vs {} B ({:.3})",
+        mbs(secs[0]),
+        mbs(secs[1]),
+        secs[1] / secs[0],
+        code[0],
+        code[1],
+        code[0] as f64 / code[1] as f64
+    );
+    // Reloads after calls make the code larger; a pinning that ran away (every local, every
+    // function) would make it much larger.
+    assert!(code[0] * 10 < code[1] * 12, "code grew by 20% or more");
 }
