@@ -78,17 +78,37 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
     0
 }
 
-/// atoll's generator with all optimizations on (`Options::default()`).
-#[derive(Debug, Default)]
-pub struct Atoll;
+/// atoll's generator: `atoll` with all optimizations on (`Options::default()`),
+/// `atoll-no-reg-locals` without locals in registers and `br_table` trees (the generator before
+/// them, measured in the same run).
+#[derive(Debug)]
+pub struct Atoll {
+    pub name: &'static str,
+    pub options: Options,
+}
+
+impl Atoll {
+    pub fn new(name: &'static str) -> Self {
+        let options = if name == "atoll-no-reg-locals" {
+            Options {
+                reg_locals: false,
+                br_tree: false,
+                ..Options::default()
+            }
+        } else {
+            Options::default()
+        };
+        Self { name, options }
+    }
+}
 
 impl Engine for Atoll {
     fn name(&self) -> &'static str {
-        "atoll"
+        self.name
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<(), String> {
-        let module = atoll_pae::compile(wasm, &Options::default()).map_err(|e| e.to_string())?;
+        let module = atoll_pae::compile(wasm, &self.options).map_err(|e| e.to_string())?;
         let code = ExecMap::new(&module.code)?;
         std::hint::black_box((&module, &code));
         Ok(())
@@ -106,7 +126,7 @@ impl Engine for Atoll {
         for &name in chunks {
             let chunk = image.chunk(name).ok_or(format!("no chunk `{name}`"))?;
             let module = Arc::new(
-                atoll_pae::compile(chunk.module, &Options::default())
+                atoll_pae::compile(chunk.module, &self.options)
                     .map_err(|e| format!("{name}: {e}"))?,
             );
             world.instantiate(name, module)?;

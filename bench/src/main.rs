@@ -51,6 +51,7 @@ const USAGE: &str =
   --runs N             timed samples per workload and engine; the median is reported (default 11)
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
   --engines LIST       comma-separated subset of atoll,wasmtime-cranelift,wasmtime-winch,wasmi
+                       (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree)
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads
   --modules DIR        large modules to compile (every *.wasm; default target/bench-modules,
@@ -88,7 +89,11 @@ fn parse_args() -> Result<Settings, String> {
         compile_time: 0.2,
         runs: 11,
         sample: Duration::from_millis(10),
-        engines: ENGINE_NAMES.iter().map(|s| s.to_string()).collect(),
+        engines: ENGINE_NAMES
+            .iter()
+            .filter(|&&e| e != "atoll-no-reg-locals")
+            .map(|s| s.to_string())
+            .collect(),
         programs: true,
         programs_only: false,
         modules: PathBuf::from("target/bench-modules"),
@@ -130,11 +135,23 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 4] = ["atoll", "wasmtime-cranelift", "wasmtime-winch", "wasmi"];
+const ENGINE_NAMES: [&str; 5] = [
+    "atoll",
+    "atoll-no-reg-locals",
+    "wasmtime-cranelift",
+    "wasmtime-winch",
+    "wasmi",
+];
 
 fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
     Ok(match name {
-        "atoll" => Box::new(atoll::Atoll),
+        "atoll" | "atoll-no-reg-locals" => Box::new(atoll::Atoll::new(
+            if name == "atoll" {
+                "atoll"
+            } else {
+                "atoll-no-reg-locals"
+            },
+        )),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",
             wasmtime::Strategy::Cranelift,

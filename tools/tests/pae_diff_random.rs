@@ -629,6 +629,30 @@ fn random_modules_agree_with_wasmi_optimized() {
     run(1500, Options::default(), false);
 }
 
+/// Locals in registers and `br_table` trees: each alone on the baseline translation, and
+/// every other optimization with both off.
+#[test]
+fn random_modules_agree_with_wasmi_with_register_locals_and_br_trees_on_and_off() {
+    run(
+        1500,
+        Options {
+            reg_locals: true,
+            br_tree: true,
+            ..Options::NONE
+        },
+        false,
+    );
+    run(
+        1500,
+        Options {
+            reg_locals: false,
+            br_tree: false,
+            ..Options::default()
+        },
+        false,
+    );
+}
+
 #[test]
 fn random_modules_agree_with_wasmi_unoptimized() {
     run(1500, Options::NONE, false);

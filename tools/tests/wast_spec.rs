@@ -116,6 +116,30 @@ fn spec_scripts_pass_unoptimized() {
     run_all(Options::NONE);
 }
 
+/// Locals in registers and `br_table` trees each alone on the baseline translation, and every
+/// other optimization with both off.
+#[test]
+fn spec_scripts_pass_with_register_locals_and_br_trees_on_and_off() {
+    for options in [
+        Options {
+            reg_locals: true,
+            ..Options::NONE
+        },
+        Options {
+            br_tree: true,
+            ..Options::NONE
+        },
+        Options {
+            reg_locals: false,
+            br_tree: false,
+            ..Options::default()
+        },
+    ] {
+        run_all(options);
+        run_all_2_0(options);
+    }
+}
+
 #[test]
 fn spec_2_0_scripts_pass_optimized() {
     run_all_2_0(Options::default());

@@ -68,6 +68,13 @@ pub struct Options {
     /// Profile-guided specialization: functions with constant parameters
     /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
     pub specialize: bool,
+    /// Hot locals in registers across control flow: the most used numeric locals (weighted
+    /// by loop depth) live in registers for the whole function, stored to their frame slots
+    /// only around calls (`lower::pinned`).
+    pub reg_locals: bool,
+    /// `br_table` as a balanced tree of compares (O(log n) branches; no data words in code,
+    /// so islands can be decoded and moved) instead of a linear compare chain.
+    pub br_tree: bool,
     /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
     pub cpu: CpuFeatures,
 }
@@ -81,6 +88,8 @@ impl Default for Options {
             block_counters: false,
             lazy: false,
             specialize: true,
+            reg_locals: true,
+            br_tree: true,
             cpu: CpuFeatures::detect(),
         }
     }
@@ -95,6 +104,8 @@ impl Options {
         block_counters: false,
         lazy: false,
         specialize: false,
+        reg_locals: false,
+        br_tree: false,
         cpu: CpuFeatures::SSE2,
     };
 }

@@ -3,7 +3,7 @@
 //!
 //! Fixed registers: `rax`, `rcx`, `rdx` and `xmm0`, `xmm1`, `xmm15` are scratch; `rsp`, `rbp`
 //! form the frame; `r14` holds the VM context and `r15` the linear-memory base. Everything else
-//! is allocatable.
+//! is allocatable, except what locals pinned for a whole function take (`lower::pinned`).
 
 /// Allocatable general registers (hardware numbers), in allocation order.
 pub const GPRS: [u8; 9] = [3, 6, 7, 8, 9, 10, 11, 12, 13];
@@ -21,6 +21,13 @@ impl Pool {
     pub fn new(regs: &[u8]) -> Self {
         Self {
             free: regs.iter().fold(0, |m, &r| m | (1 << r)),
+        }
+    }
+
+    /// The same pool without the registers in `mask` (bit `r` for register `r`).
+    pub fn without(self, mask: u16) -> Self {
+        Self {
+            free: self.free & !mask,
         }
     }
 

@@ -22,6 +22,10 @@ impl Func<'_, '_> {
                 let bits = self.const_param(local_index).unwrap_or_default();
                 self.push_const(self.locals[local_index as usize], bits)?;
             }
+            Operator::LocalGet { local_index } if self.pinned.reg(local_index).is_some() => {
+                let r = self.pinned.reg(local_index).unwrap_or_default();
+                self.get_pinned(local_index, r)?;
+            }
             Operator::LocalGet { local_index } => {
                 let ty = self.locals[local_index as usize];
                 let m = self.local_mem(local_index);
@@ -38,6 +42,10 @@ impl Func<'_, '_> {
             Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                 let tee = matches!(op, Operator::LocalTee { .. });
                 let v = self.pop();
+                if let Some(r) = self.pinned.reg(local_index) {
+                    self.set_pinned(local_index, r, v, tee)?;
+                    return Ok(true);
+                }
                 let loc = if v.loc == Loc::Mem {
                     self.val_to_reg(v)?
                 } else {
@@ -79,6 +87,7 @@ impl Func<'_, '_> {
             Operator::Call { function_index } => {
                 let ty = self.cx.m.func_type(function_index).clone();
                 self.pass_args(&ty)?;
+                self.store_pinned()?;
                 if self.cx.via_cell[function_index as usize] {
                     super::lazy::call_cell(self, function_index)?;
                 } else {
@@ -86,6 +95,7 @@ impl Func<'_, '_> {
                     self.note_call(CallTarget::Func(function_index));
                     self.cx.e.call(label)?;
                 }
+                self.load_pinned()?;
                 self.after_call(&ty)?;
             }
             Operator::CallIndirect {
@@ -168,6 +178,7 @@ impl Func<'_, '_> {
         let index = self.pop();
         let r = self.gpr_of(index)?;
         self.pass_args(&ty)?;
+        self.store_pinned()?;
         let ri = R64[r as usize];
         let e = &mut self.cx.e;
         e.mov_rr(r, r, false)?;
@@ -211,6 +222,7 @@ impl Func<'_, '_> {
             .ins(Instruction::with1(Code::Call_rm64, mem(reg::RAX, 0)))?;
         self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
         refresh_memory(&mut self.cx.e)?;
+        self.load_pinned()?;
         self.after_call(&ty)
     }
 
@@ -225,6 +237,7 @@ impl Func<'_, '_> {
         may_trap: bool,
     ) -> Result<(), CompileError> {
         self.store_outgoing(nargs)?;
+        self.store_pinned()?;
         self.max_out = self.max_out.max(4);
         let e = &mut self.cx.e;
         for (i, r) in [reg::RSI, reg::RDX, reg::RCX, 8]
@@ -251,6 +264,7 @@ impl Func<'_, '_> {
             self.cx.e.jcc(Cond::Ne, label)?;
         }
         self.reload_membase()?;
+        self.load_pinned()?;
         if let Some(t) = result {
             if t.is_float() {
                 let x = self.alloc_xmm()?;

@@ -13,6 +13,10 @@ use crate::emit::{Cond, Emitter, R32, mem, reg};
 use crate::module::Ty;
 use crate::vmctx::TrapCode;
 
+/// With `Options::br_tree`, tables with more entries than this are searched as a tree (small
+/// ones keep the compare chain).
+const BR_TREE_MIN: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Block,
@@ -170,6 +174,7 @@ impl Func<'_, '_> {
             }
             Operator::Loop { blockty } => {
                 self.spill_all()?;
+                self.pinned.merge();
                 let mut target = self.open(Kind::Loop, blockty)?.target;
                 self.cx.e.bind(&mut target)?;
                 self.count_block()?;
@@ -200,6 +205,7 @@ impl Func<'_, '_> {
                     let end = self.frames[i].end;
                     self.cx.e.jmp(end)?;
                 }
+                self.pinned.merge();
                 let f = &mut self.frames[i];
                 let mut else_label = f.else_label.take().expect("else in an if frame");
                 let (height, params, reachable) = (f.height, f.params.clone(), f.else_reachable);
@@ -276,6 +282,7 @@ impl Func<'_, '_> {
             self.move_results(height, arity)?;
             self.frames[i].end_targeted = true;
         }
+        self.pinned.merge();
         let mut f = self.frames.pop().expect("end of a frame");
         if let Some(mut else_label) = f.else_label.take() {
             // An `if` without `else`: the params flow through as results.
@@ -347,19 +354,31 @@ impl Func<'_, '_> {
             depths.len() as u32,
         ))?;
         self.cx.e.jcc(Cond::Ae, default_pad)?;
-        for (k, &depth) in depths.iter().enumerate() {
-            if depth == default {
-                continue;
+        if self.cx.opts.br_tree && depths.len() > BR_TREE_MIN {
+            // Runs of consecutive indices with one target, found by binary search.
+            let mut runs: Vec<(u32, CodeLabel)> = Vec::new();
+            for (k, &depth) in depths.iter().enumerate() {
+                let pad = pad_for(self, depth);
+                if runs.last().is_none_or(|&(_, l)| l != pad) {
+                    runs.push((k as u32, pad));
+                }
             }
-            let pad = pad_for(self, depth);
-            self.cx.e.ins(Instruction::with2(
-                Code::Cmp_rm32_imm32,
-                R32[r as usize],
-                k as u32,
-            ))?;
-            self.cx.e.jcc(Cond::E, pad)?;
+            self.br_tree(r, &runs)?;
+        } else {
+            for (k, &depth) in depths.iter().enumerate() {
+                if depth == default {
+                    continue;
+                }
+                let pad = pad_for(self, depth);
+                self.cx.e.ins(Instruction::with2(
+                    Code::Cmp_rm32_imm32,
+                    R32[r as usize],
+                    k as u32,
+                ))?;
+                self.cx.e.jcc(Cond::E, pad)?;
+            }
+            self.cx.e.jmp(default_pad)?;
         }
-        self.cx.e.jmp(default_pad)?;
         self.free_gpr(r);
         for (depth, mut pad) in pads {
             let i = self.frame_at_depth(depth);
@@ -374,6 +393,30 @@ impl Func<'_, '_> {
         }
         self.set_dead();
         Ok(())
+    }
+
+    /// Jumps to the label of the run holding index `r` (below the last run's end, checked
+    /// already): `runs` are `(first index, label)` in increasing order, the first starting at
+    /// the lowest index possible here. A balanced tree of `cmp; jae`, each leaf a `jmp`.
+    fn br_tree(&mut self, r: u8, runs: &[(u32, CodeLabel)]) -> Result<(), CompileError> {
+        if runs.len() == 1 {
+            return self.cx.e.jmp(runs[0].1);
+        }
+        let mid = runs.len() / 2;
+        self.cx.e.ins(Instruction::with2(
+            Code::Cmp_rm32_imm32,
+            R32[r as usize],
+            runs[mid].0,
+        ))?;
+        if runs.len() - mid == 1 {
+            self.cx.e.jcc(Cond::Ae, runs[mid].1)?;
+            return self.br_tree(r, &runs[..mid]);
+        }
+        let mut high = self.cx.e.label();
+        self.cx.e.jcc(Cond::Ae, high)?;
+        self.br_tree(r, &runs[..mid])?;
+        self.cx.e.bind(&mut high)?;
+        self.br_tree(r, &runs[mid..])
     }
 
     fn select(&mut self) -> Result<(), CompileError> {

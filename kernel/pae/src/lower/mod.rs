@@ -11,6 +11,7 @@ mod float;
 mod int;
 pub(crate) mod lazy;
 mod memory;
+mod pinned;
 mod simd;
 mod specialize_body;
 mod table;
@@ -146,6 +147,8 @@ pub(crate) struct Func<'a, 'm> {
     pub frames: Vec<Frame>,
     gprs: Pool,
     xmms: Pool,
+    /// Locals kept in registers (`Options::reg_locals`).
+    pinned: pinned::Pinned,
     max_depth: usize,
     pub max_out: usize,
     pub dead: bool,
@@ -274,6 +277,11 @@ pub(crate) fn lower_function(
         || ops
             .iter()
             .any(|&(_, at)| bytes[at as usize] == simd::PREFIX);
+    let pinned = if cx.opts.reg_locals {
+        pinned::Pinned::choose(&locals, &ops, wide_slots)
+    } else {
+        pinned::Pinned::default()
+    };
     let mut f = Func {
         cx,
         index,
@@ -283,8 +291,9 @@ pub(crate) fn lower_function(
         wide_slots,
         stack: Vec::new(),
         frames: Vec::new(),
-        gprs: Pool::new(&GPRS),
-        xmms: Pool::new(&XMMS),
+        gprs: Pool::new(&GPRS).without(pinned.gpr_mask),
+        xmms: Pool::new(&XMMS).without(pinned.xmm_mask),
+        pinned,
         max_depth: 0,
         max_out: 0,
         dead: false,

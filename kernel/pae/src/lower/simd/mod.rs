@@ -245,6 +245,7 @@ impl Func<'_, '_> {
             }
         }
         self.max_out = self.max_out.max(6);
+        self.store_pinned()?;
         let e = &mut self.cx.e;
         e.mov_rr(reg::RDI, reg::VMCTX, true)?;
         e.mov_imm(reg::RSI, false, op as u64)?;
@@ -256,6 +257,7 @@ impl Func<'_, '_> {
             mem(reg::RAX, 8 * Libcall::Simd as i32),
         ))?;
         self.reload_membase()?;
+        self.load_pinned()?;
         let d = self.alloc_xmm()?;
         self.xmm_load_ty(d, mem(reg::RSP, 0), Ty::V128)?;
         self.push_v(d);
