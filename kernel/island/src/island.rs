@@ -452,6 +452,25 @@ impl IslandSet {
     }
 }
 
+/// What the pause needs of a prepared relocation (a move, or a merge or split): where each old
+/// instruction is now, and the set generation it was prepared against.
+pub trait Relocation {
+    /// Where the instruction at `old_addr` is after it; binary search, never allocates.
+    fn translate(&self, old_addr: u64) -> Translation;
+    /// The set generation it was prepared against.
+    fn generation(&self) -> u64;
+}
+
+impl Relocation for PreparedMove {
+    fn translate(&self, old_addr: u64) -> Translation {
+        PreparedMove::translate(self, old_addr)
+    }
+
+    fn generation(&self) -> u64 {
+        PreparedMove::generation(self)
+    }
+}
+
 /// Figures of a completed move, for the island's history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveStats {
@@ -557,5 +576,6 @@ fn group_ranges(nfuncs: u32, grouping: Grouping<'_>) -> Result<Vec<Range<u32>>, 
 }
 
 mod lazy;
+pub mod reshape;
 #[cfg(test)]
 mod tests;

@@ -56,9 +56,10 @@ mod testutil;
 
 pub use copy::{BoundaryMap, CopyError, RelocatedCode, relocate};
 pub use env::{Environment, History, MoveRecord, PageSize};
+pub use island::reshape::{NewCode, Part, PreparedReshape, ReshapeKind};
 pub use island::{
     Grouping, Island, IslandError, IslandId, IslandSet, Location, ModuleId, MoveStats,
-    PreparedMove, Translation,
+    PreparedMove, Relocation, Translation,
 };
 pub use refs::{
     RefKind, Reference, RetryReason, StackMemory, ThreadContext, Walk, WalkEnd, find_references,

@@ -46,6 +46,59 @@ impl Profile {
         self.cycles_per_second / (1 + u64::from(self.moves_last_window))
     }
 
+    /// Takes in the figures of an island merged into this one (its calls and blocks come
+    /// back from the counters of the functions it brought, so they are added too, keeping the
+    /// window's rates continuous).
+    pub(crate) fn absorb(&mut self, other: &Profile) {
+        self.calls = self.calls.wrapping_add(other.calls);
+        self.block_count = self.block_count.wrapping_add(other.block_count);
+        self.sampled_cycles = self.sampled_cycles.wrapping_add(other.sampled_cycles);
+        self.samples += other.samples;
+        self.calls_per_second += other.calls_per_second;
+        self.cycles_per_second += other.cycles_per_second;
+        self.window_calls = self.window_calls.wrapping_add(other.window_calls);
+        self.window_cycles = self.window_cycles.wrapping_add(other.window_cycles);
+    }
+
+    /// Splits off the figures of a part `tail_len` bytes long (the rest, `head_len`, stays):
+    /// sampled cycles divide by code bytes (samples name the island, not the function); calls
+    /// and blocks are the counters' to set (the next feed), so until then both parts count
+    /// from where the window started. Returns the part's profile.
+    pub(crate) fn divide(&mut self, head_len: u32, tail_len: u32) -> Profile {
+        let total = u128::from(head_len) + u128::from(tail_len);
+        let share = |v: u64| {
+            if total == 0 {
+                0
+            } else {
+                (u128::from(v) * u128::from(tail_len) / total) as u64
+            }
+        };
+        let tail = Profile {
+            calls: self.window_calls,
+            block_count: 0,
+            sampled_cycles: share(self.sampled_cycles),
+            samples: share(self.samples),
+            calls_per_second: 0,
+            cycles_per_second: share(self.cycles_per_second),
+            moves_last_window: self.moves_last_window,
+            window_calls: self.window_calls,
+            window_cycles: share(self.window_cycles),
+            moves_in_window: self.moves_in_window,
+        };
+        self.sampled_cycles -= tail.sampled_cycles;
+        self.samples -= tail.samples;
+        self.cycles_per_second -= tail.cycles_per_second;
+        self.window_cycles -= tail.window_cycles;
+        tail
+    }
+
+    /// Starts the rate window over from the figures as they are now (after a split, once the
+    /// counters gave each part its calls).
+    pub fn restart_window(&mut self) {
+        self.window_calls = self.calls;
+        self.window_cycles = self.sampled_cycles;
+    }
+
     pub(crate) fn note_move(&mut self) {
         self.moves_in_window = self.moves_in_window.saturating_add(1);
     }
@@ -161,7 +214,7 @@ impl IslandSet {
         };
         for island in &mut self.islands {
             let p = &mut island.profile;
-            p.calls_per_second = per_second(p.calls.wrapping_sub(p.window_calls));
+            p.calls_per_second = per_second(p.calls.saturating_sub(p.window_calls));
             p.cycles_per_second = per_second(p.sampled_cycles.wrapping_sub(p.window_cycles));
             p.moves_last_window = p.moves_in_window;
             p.window_calls = p.calls;
