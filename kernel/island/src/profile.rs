@@ -67,11 +67,9 @@ impl Profile {
     pub(crate) fn divide(&mut self, head_len: u32, tail_len: u32) -> Profile {
         let total = u128::from(head_len) + u128::from(tail_len);
         let share = |v: u64| {
-            if total == 0 {
-                0
-            } else {
-                (u128::from(v) * u128::from(tail_len) / total) as u64
-            }
+            (u128::from(v) * u128::from(tail_len))
+                .checked_div(total)
+                .map_or(0, |s| s as u64)
         };
         let tail = Profile {
             calls: self.window_calls,

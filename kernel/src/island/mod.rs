@@ -11,6 +11,7 @@
 mod memory;
 pub mod observe;
 pub mod place;
+pub mod regroup;
 pub mod reloc;
 pub mod stress;
 
@@ -50,6 +51,7 @@ struct KernelIslands {
     /// `places` stay valid.
     large: Vec<Option<(Option<u32>, memory::LargePage)>>,
     stats: reloc::RelocStats,
+    regroup: regroup::RegroupStats,
     /// Counters of instances running now (their tasks have not ended).
     live: Vec<LiveCounters>,
     /// TSC when the profile's measurement window last closed.

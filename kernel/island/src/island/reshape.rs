@@ -487,9 +487,9 @@ impl IslandSet {
         match prep.kind {
             ReshapeKind::Merge { into, absorbed } => {
                 let r = prep.results.first_mut().ok_or(IslandError::NoSuchIsland)?;
-                // The absorbed island keeps its old layout (its spans go, so nothing locates
-                // it; the kernel drops the layout after the pause) and its history (the merged
-                // island's records its old range too, for the fault report).
+                // The absorbed island keeps its old layout (freeing it here is not allowed; its
+                // span goes, so nothing locates it) and its history (the merged island's
+                // records its old range too, for the fault report).
                 let b = &mut self.islands[absorbed.0 as usize];
                 let (b_env, b_len, b_profile) = (b.env, b.layout.len, b.profile);
                 b.retired = true;
@@ -591,6 +591,14 @@ impl IslandSet {
             span.end = end;
             let j = self.spans.partition_point(|s| s.start < start);
             self.spans.insert(j, span);
+        }
+    }
+
+    /// Starts island `id`'s rate window over from its figures now (after a split, once the
+    /// counters gave each part its calls).
+    pub fn restart_window(&mut self, id: IslandId) {
+        if let Some(i) = self.islands.get_mut(id.0 as usize) {
+            i.profile.restart_window();
         }
     }
 
