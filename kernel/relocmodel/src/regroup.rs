@@ -14,8 +14,9 @@
 //!   contiguously. The caller comes first (`into`), the callee after it.
 //! - **Split** an island whose functions want different pages (part hot, part cold: the cold
 //!   part wastes the large page, or the hot part misses it) for `stable_windows` windows in a
-//!   row in which it ran, at the cut between a prefix and a suffix whose functions agree within
-//!   each side (islands are contiguous runs, so a part is a prefix or a suffix).
+//!   row in which it ran (islands are contiguous runs, so a part is a prefix or a suffix): at
+//!   the cut between a prefix and a suffix whose functions agree within each side, else after
+//!   the longer agreeing prefix or suffix ([`best_cut`]; the rest may be cut again later).
 //! - After a merge or split the pair or island waits [`RegroupPolicy::cooldown_windows`]
 //!   windows before it is reshaped again; an island busy with a move (awaiting its measurement)
 //!   is never reshaped. At most one reshape per window.
@@ -182,6 +183,27 @@ pub fn clean_cut(wants: &[bool]) -> Option<usize> {
     wants[at..].iter().all(|&w| w == wants[at]).then_some(at)
 }
 
+/// Where to cut an island whose functions want `wants`: the clean cut when there is one, else
+/// after the longer of the agreeing prefix and the agreeing suffix (one side then agrees, the
+/// other still mixes and may be cut again later). `None` when all agree.
+pub fn best_cut(wants: &[bool]) -> Option<usize> {
+    let first = wants.first()?;
+    let prefix = wants.iter().take_while(|&w| w == first).count();
+    if prefix == wants.len() {
+        return None;
+    }
+    if let Some(at) = clean_cut(wants) {
+        return Some(at);
+    }
+    let last = wants.last()?;
+    let suffix = wants.iter().rev().take_while(|&w| w == last).count();
+    Some(if prefix >= suffix {
+        prefix
+    } else {
+        wants.len() - suffix
+    })
+}
+
 impl Regrouper {
     /// Rules with these thresholds.
     pub fn new(policy: RegroupPolicy) -> Self {
@@ -213,7 +235,7 @@ impl Regrouper {
         // Splits first: an island whose parts disagree.
         let mut split = None;
         for i in islands.iter().filter(|i| i.ran() && i.parts.len() > 1) {
-            let cut = clean_cut(&wants[&i.id]);
+            let cut = best_cut(&wants[&i.id]);
             let streak = match (cut, self.split_streak.get(&i.id)) {
                 (Some(at), Some(&(n, prev))) if prev == at => n + 1,
                 (Some(_), _) => 1,
@@ -233,7 +255,8 @@ impl Regrouper {
                     ratio(r.iter().map(|x| x.1).max().unwrap_or(0), max_calls.max(1))
                 };
                 let (h, t) = (heat(&i.parts[..at]), heat(&i.parts[at..]));
-                let head_hot = wants[&i.id][0];
+                // With a mixed side, "hot" is the side holding the hottest function.
+                let head_hot = h >= t;
                 split = Some(Regroup::Split {
                     island: i.id,
                     at,

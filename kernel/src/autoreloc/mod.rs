@@ -19,11 +19,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use atoll_relocmodel::regroup::Regroup;
 use spin::Mutex;
 
 pub use engine::{CONSOLE_CORE, ERROR_WINDOW_MOVES, Engine};
 
-use crate::island::reloc;
+use crate::island::{regroup, reloc};
 use crate::sched::{self, ThreadError};
 
 /// Length of a window.
@@ -103,6 +104,20 @@ fn main(_: u64) {
                 Err(e) => Err(alloc::format!("{e}")),
             };
             with(|e| e.record(&p, result));
+        }
+        if let Some(g) = with(|e| e.take_regroup()) {
+            let result = match g.action {
+                Regroup::Merge { into, absorbed, .. } => regroup::merge(into, absorbed),
+                Regroup::Split { island, at, .. } => {
+                    let (head, tail) = g.split_targets();
+                    regroup::split(island, at, head, tail)
+                }
+            };
+            let result: Result<&regroup::RegroupReport, String> = match &result {
+                Ok(r) => Ok(r),
+                Err(e) => Err(alloc::format!("{e}")),
+            };
+            with(|e| e.record_regroup(&g, result));
         }
     }
 }

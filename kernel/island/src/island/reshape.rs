@@ -327,7 +327,9 @@ impl IslandSet {
             BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
         )
         .map_err(|_| CopyError::Encode)?;
-        let [head, tail] = &results[..] else {
+        // The encoder returns the blocks in address order, not in the order given.
+        let at_rip = |rip: u64| results.iter().find(|r| r.rip == rip);
+        let (Some(head), Some(tail)) = (at_rip(head_to.address), at_rip(tail_to.address)) else {
             return Err(IslandError::Copy(CopyError::Encode));
         };
         let head_len = u32::try_from(head.code_buffer.len()).map_err(|_| CopyError::TooLarge)?;

@@ -111,6 +111,11 @@ fn a_merged_island_whose_parts_disagree_splits_at_the_clean_cut() {
     assert_eq!(clean_cut(&[true, false]), Some(1));
     assert_eq!(clean_cut(&[true, true]), None);
     assert_eq!(clean_cut(&[false, true, false]), None);
+    assert_eq!(best_cut(&[false, true, false]), Some(1));
+    assert_eq!(best_cut(&[true, false, false, true, true]), Some(3));
+    assert_eq!(best_cut(&[false, false, true]), Some(2));
+    assert_eq!(best_cut(&[true, true]), None);
+    assert_eq!(best_cut(&[]), None);
     assert_eq!(
         wants_large(&[(0, 10), (1, 600), (2, 400)], 1000, ONE / 2),
         [false, true, false]
@@ -144,17 +149,31 @@ fn a_merged_island_whose_parts_disagree_splits_at_the_clean_cut() {
     assert_eq!((island, at, head_hot), (1, 2, false));
     assert_eq!(hot_heat, ONE);
     assert!(cold_heat < ONE / 100);
-    // Busy islands and islands with no clean cut stay whole.
+    // Busy islands and islands whose parts agree stay whole.
     let mut r = Regrouper::new(RegroupPolicy::default());
     let busy = vec![RegroupObs {
         busy: true,
         ..obs(1, 0, &[(5, 1), (6, 1000)], &[])
     }];
-    let mixed = vec![obs(1, 0, &[(5, 1), (6, 1000), (7, 1)], &[])];
+    let agree = vec![obs(1, 0, &[(5, 900), (6, 1000)], &[])];
     for _ in 0..10 {
         assert_eq!(r.window(&busy), None);
-        assert_eq!(r.window(&mixed), None);
+        assert_eq!(r.window(&agree), None);
     }
+    // A hot function between cold ones: the cold prefix goes first; the hot side is the one
+    // holding the hottest function.
+    let mut r = Regrouper::new(RegroupPolicy::default());
+    let mixed = vec![obs(1, 0, &[(5, 1), (6, 1000), (7, 1)], &[])];
+    assert_eq!(r.window(&mixed), None);
+    let Some(Regroup::Split {
+        at,
+        reason: RegroupReason::HotAndCold { head_hot, .. },
+        ..
+    }) = r.window(&mixed)
+    else {
+        panic!("mixed island not split")
+    };
+    assert_eq!((at, head_hot), (1, false));
 }
 
 #[test]

@@ -205,3 +205,46 @@ fn profiles_follow_a_merge() {
     set.feed_counters(module, &counters);
     assert_eq!(set.island(main).unwrap().profile.calls, before);
 }
+
+#[test]
+fn a_split_whose_second_part_lands_below_the_first_maps_each_part_to_its_place() {
+    // The encoder hands the blocks back in address order: each part must still get its own.
+    let m = compile(LOOP);
+    let mut set = IslandSet::new();
+    let module = set.add_module(&m, BASE, Grouping::PerFunction).unwrap();
+    let (main, helper) = (
+        set.island_of(module, 3).unwrap(),
+        set.island_of(module, 1).unwrap(),
+    );
+    let code = |set: &IslandSet, id| {
+        let i = set.island(id).unwrap();
+        let off = (i.base() - BASE) as usize;
+        m.code[off..off + i.layout.len as usize].to_vec()
+    };
+    let (a, b) = (code(&set, main), code(&set, helper));
+    let mut prep = set
+        .prepare_merge(main, &a, helper, &b, Environment::at(MERGED))
+        .unwrap();
+    let merged = prep.results[0].code.clone();
+    set.commit_reshape(&mut prep, MoveStats::default()).unwrap();
+    let helper_at = func_start(&set, module, 1);
+    let mut prep = set
+        .prepare_split(
+            main,
+            &merged,
+            1,
+            Environment::at(TAIL),
+            Environment::at(HEAD),
+        )
+        .unwrap();
+    assert_eq!(prep.translate(MERGED), Translation::Moved(TAIL));
+    assert_eq!(prep.translate(helper_at), Translation::Moved(HEAD));
+    assert_eq!(prep.results[0].to.address, TAIL);
+    let (head, tail) = (prep.results[0].code.len(), prep.results[1].code.len());
+    assert!(
+        head > tail,
+        "main ({head} bytes) is longer than helper ({tail})"
+    );
+    set.commit_reshape(&mut prep, MoveStats::default()).unwrap();
+    assert_eq!(set.island(main).unwrap().range(), TAIL..TAIL + head as u64);
+}
