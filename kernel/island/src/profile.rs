@@ -60,34 +60,16 @@ impl Profile {
         self.window_cycles = self.window_cycles.wrapping_add(other.window_cycles);
     }
 
-    /// Splits off the figures of a part `tail_len` bytes long (the rest, `head_len`, stays):
-    /// sampled cycles divide by code bytes (samples name the island, not the function); calls
-    /// and blocks are the counters' to set (the next feed), so until then both parts count
-    /// from where the window started. Returns the part's profile.
-    pub(crate) fn divide(&mut self, head_len: u32, tail_len: u32) -> Profile {
-        let total = u128::from(head_len) + u128::from(tail_len);
-        let share = |v: u64| {
-            (u128::from(v) * u128::from(tail_len))
-                .checked_div(total)
-                .map_or(0, |s| s as u64)
-        };
-        let tail = Profile {
-            calls: self.window_calls,
-            block_count: 0,
-            sampled_cycles: share(self.sampled_cycles),
-            samples: share(self.samples),
-            calls_per_second: 0,
-            cycles_per_second: share(self.cycles_per_second),
+    /// The figures of a part split off this island: samples name the island, not the
+    /// function, so the sampled cycles stay with the part that keeps the id and the new one
+    /// counts from the split; calls and blocks are the counters' to set (the next feed, after
+    /// which both parts restart their rate window).
+    pub(crate) fn split_off(&self) -> Profile {
+        Profile {
             moves_last_window: self.moves_last_window,
-            window_calls: self.window_calls,
-            window_cycles: share(self.window_cycles),
             moves_in_window: self.moves_in_window,
-        };
-        self.sampled_cycles -= tail.sampled_cycles;
-        self.samples -= tail.samples;
-        self.cycles_per_second -= tail.cycles_per_second;
-        self.window_cycles -= tail.window_cycles;
-        tail
+            ..Profile::default()
+        }
     }
 
     /// Starts the rate window over from the figures as they are now (after a split, once the

@@ -515,8 +515,7 @@ impl Engine {
                 absorbed,
                 reason,
             } => {
-                let large = w.island(into).is_some_and(|i| i.large_page);
-                let to = if large {
+                let to = if matches!(reason, RegroupReason::RunTogether { hot: true, .. }) {
                     TargetKind::Large
                 } else {
                     TargetKind::Small

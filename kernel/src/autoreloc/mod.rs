@@ -107,7 +107,11 @@ fn main(_: u64) {
         }
         if let Some(g) = with(|e| e.take_regroup()) {
             let result = match g.action {
-                Regroup::Merge { into, absorbed, .. } => regroup::merge(into, absorbed),
+                Regroup::Merge {
+                    into,
+                    absorbed,
+                    reason,
+                } => regroup::merge(into, absorbed, Some(merge_page(reason))),
                 Regroup::Split { island, at, .. } => {
                     let (head, tail) = g.split_targets();
                     regroup::split(island, at, head, tail)
@@ -119,6 +123,16 @@ fn main(_: u64) {
             };
             with(|e| e.record_regroup(&g, result));
         }
+    }
+}
+
+/// The page a merge's islands all want.
+fn merge_page(reason: atoll_relocmodel::regroup::RegroupReason) -> atoll_island::PageSize {
+    match reason {
+        atoll_relocmodel::regroup::RegroupReason::RunTogether { hot: true, .. } => {
+            atoll_island::PageSize::Size2M
+        }
+        _ => atoll_island::PageSize::Size4K,
     }
 }
 

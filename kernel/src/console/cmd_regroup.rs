@@ -21,7 +21,7 @@ pub fn merge(args: &mut Args, json: bool) -> CmdResult {
     let into = island_id(args, "island id (the one that stays)")?;
     let absorbed = island_id(args, "island id (the one merged into it)")?;
     args.finish()?;
-    let r = regroup::merge(into, absorbed)?;
+    let r = regroup::merge(into, absorbed, None)?;
     print(&r, json);
     Ok(())
 }

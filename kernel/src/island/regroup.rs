@@ -61,9 +61,13 @@ pub struct RegroupStats {
 }
 
 /// Merges island `absorbed` into island `into` (one module): both in one new place in
-/// `into`'s environment, `into`'s code first.
-pub fn merge(into: u32, absorbed: u32) -> Result<RegroupReport, RelocError> {
-    run(|k, retries| merge_locked(k, IslandId(into), IslandId(absorbed), retries))
+/// `into`'s environment (its page size unless `page` names one), `into`'s code first.
+pub fn merge(
+    into: u32,
+    absorbed: u32,
+    page: Option<PageSize>,
+) -> Result<RegroupReport, RelocError> {
+    run(|k, retries| merge_locked(k, IslandId(into), IslandId(absorbed), page, retries))
 }
 
 /// Splits island `island` before its `at`-th function: the functions before go to `head`,
@@ -137,6 +141,7 @@ fn merge_locked(
     k: &mut KernelIslands,
     into: IslandId,
     absorbed: IslandId,
+    page: Option<PageSize>,
     retries: &mut Retries,
 ) -> Result<(RegroupReport, Followers, Option<u32>), RelocError> {
     let a = k.set.island(into).ok_or(RelocError::NoSuchIsland(into.0))?;
@@ -155,7 +160,10 @@ fn merge_locked(
         .assembled
         .clone()
         .ok_or(RelocError::NoSuchIsland(into.0))?;
-    let resolved = keep(&a.env);
+    let resolved = Resolved {
+        page: page.unwrap_or(a.env.page_size),
+        ..keep(&a.env)
+    };
     let sources = [
         (into.0, a.base(), a.layout.len),
         (absorbed.0, b.base(), b.layout.len),

@@ -536,7 +536,7 @@ impl IslandSet {
                 core::mem::swap(&mut f.layout, &mut head.layout);
                 f.env = head.to;
                 f.profile.note_move();
-                let tail_profile = f.profile.divide(f.layout.len, tail.layout.len);
+                let tail_profile = f.profile.split_off();
                 f.history.record(MoveRecord {
                     from: from_env,
                     to: head.to,
