@@ -92,8 +92,9 @@ pub struct Island {
     pub deps: Dependencies,
     /// Its last moves.
     pub history: History,
-    /// Its module was dropped (its chunk evicted from the cache): the island has no code, no
-    /// span, and [`IslandSet::island`] no longer returns it.
+    /// Its module was dropped (its chunk evicted from the cache), or it was merged into another
+    /// island (its id may then be reused by a split): the island has no code, no span, and
+    /// [`IslandSet::island`] no longer returns it.
     pub retired: bool,
 }
 

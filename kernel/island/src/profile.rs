@@ -110,10 +110,11 @@ impl Dependencies {
 impl IslandSet {
     /// Recomputes the dependencies of every island of `module` from its call sites.
     pub(crate) fn rebuild_dependencies(&mut self, module: ModuleId) {
+        // Retired islands (a merge may leave one with its old layout) call nothing.
         let ids: Vec<IslandId> = self
             .islands
             .iter()
-            .filter(|i| i.module == module)
+            .filter(|i| i.module == module && !i.retired)
             .map(|i| i.id)
             .collect();
         for &id in &ids {

@@ -13,7 +13,8 @@
 //! [`Relocation::translate`] maps an old address in any part to the same instruction in its new
 //! place, so the stack walk, the call-site patches and the code-pointer rewrite are those of a
 //! move. [`IslandSet::commit_reshape`] allocates nothing: the island a split creates is reserved
-//! (as a retired placeholder with an address-index slot) when the split is prepared.
+//! (an island a merge retired in the module, or a new retired placeholder, and an address-index
+//! slot) when the split is prepared.
 
 use alloc::vec::Vec;
 
@@ -375,17 +376,31 @@ impl IslandSet {
             },
         ];
         let calls = self.plan_part_patches(&parts)?;
-        let new = IslandId(self.islands.len() as u32);
-        self.islands.push(Island {
-            id: new,
-            module,
-            layout: IslandLayout::default(),
-            env: tail_to,
-            profile: Profile::default(),
-            deps: Dependencies::default(),
-            history: History::default(),
-            retired: true,
-        });
+        // The new island's id: one a merge retired in this module (nothing maps to it any
+        // more), else a new one, so repeated merges and splits do not grow the set.
+        let mapped = |id: IslandId| self.modules[module.0 as usize].func_island.contains(&id);
+        let reusable = self
+            .islands
+            .iter()
+            .find(|i| i.retired && i.module == module && !mapped(i.id))
+            .map(|i| i.id);
+        let new = match reusable {
+            Some(id) => id,
+            None => {
+                let id = IslandId(self.islands.len() as u32);
+                self.islands.push(Island {
+                    id,
+                    module,
+                    layout: IslandLayout::default(),
+                    env: tail_to,
+                    profile: Profile::default(),
+                    deps: Dependencies::default(),
+                    history: History::default(),
+                    retired: true,
+                });
+                id
+            }
+        };
         self.spans.reserve(1);
         Ok(PreparedReshape {
             kind: ReshapeKind::Split { from: id, new },

@@ -102,6 +102,12 @@ fn merge_then_split_moves_code_and_metadata() {
     assert_eq!(mi.range(), MERGED..MERGED + merged.len() as u64);
     assert_eq!(mi.history.total(), 2);
     assert!(mi.deps.called_by.contains(&twice));
+    let ti = set.island(twice).unwrap();
+    assert_eq!(
+        ti.deps.calls,
+        [main],
+        "the retired helper is no one's callee"
+    );
     match set.locate(new_helper) {
         Location::Island { island, func, .. } => assert_eq!((island.id, func.index), (main, 1)),
         l => panic!("{l:?}"),
