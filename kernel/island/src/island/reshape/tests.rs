@@ -206,10 +206,32 @@ fn profiles_follow_a_merge() {
     let mut prep = set
         .prepare_merge(main, &a, helper, &b, Environment::at(MERGED))
         .unwrap();
+    let merged = prep.results[0].code.clone();
     set.commit_reshape(&mut prep, MoveStats::default()).unwrap();
     assert_eq!(set.island(main).unwrap().profile.calls, before);
     set.feed_counters(module, &counters);
     assert_eq!(set.island(main).unwrap().profile.calls, before);
+    // Split again: each part gets its own calls back from the counters, rates restart.
+    let before_main = counters[m.funcs[3].counter_slots.start as usize];
+    let sampled = set.island(main).unwrap().profile.sampled_cycles;
+    let mut prep = set
+        .prepare_split(
+            main,
+            &merged,
+            1,
+            Environment::at(HEAD),
+            Environment::at(TAIL),
+        )
+        .unwrap();
+    set.commit_reshape(&mut prep, MoveStats::default()).unwrap();
+    set.feed_counters(module, &counters);
+    let (h, t) = (
+        set.island(main).unwrap().profile,
+        set.island(helper).unwrap().profile,
+    );
+    assert_eq!(h.calls, before_main);
+    assert_eq!(h.calls + t.calls, before);
+    assert_eq!((h.sampled_cycles, t.sampled_cycles), (sampled, 0));
 }
 
 #[test]
