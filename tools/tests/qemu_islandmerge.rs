@@ -21,7 +21,7 @@ use tools::qemu::{Checks, Json, Machine, Options};
 /// How long one `phased` run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 /// Rounds and tree depth of the long task (long enough for the reshapes below).
-const LONG_TASK: [&str; 2] = ["3000", "18"];
+const LONG_TASK: [&str; 2] = ["1500", "18"];
 /// Merge-and-split rounds made while it runs.
 const ROUNDS: usize = 6;
 
@@ -234,11 +234,11 @@ fn islands_merge_and_split_while_they_run() {
     let run = command_json(
         &mut c,
         &mut m,
-        "phased --engine on --rounds 6 --per-phase 20 --json",
+        "phased --engine on --rounds 8 --per-phase 20 --json",
     );
     let run = &run["run"];
     c.check(
-        u(run, "lost") == 0 && u(run, "tasks") == 6 * 3 * 2 * 20,
+        u(run, "lost") == 0 && u(run, "tasks") == 8 * 3 * 2 * 20,
         || format!("phased: {run}"),
     );
     let results = run["results"].as_array().cloned().unwrap_or_default();
