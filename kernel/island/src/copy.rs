@@ -62,6 +62,11 @@ impl BoundaryMap {
         Self { pairs }
     }
 
+    /// A map from `(old, new)` pairs sorted by both columns, the end last.
+    pub(crate) fn from_pairs(pairs: Vec<(u32, u32)>) -> Self {
+        Self { pairs }
+    }
+
     /// New offset of the instruction that started at `old` (or of the end), `None` if `old`
     /// was not an instruction boundary. Binary search; never allocates.
     pub fn new_offset(&self, old: u32) -> Option<u32> {

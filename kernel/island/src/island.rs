@@ -92,8 +92,9 @@ pub struct Island {
     pub deps: Dependencies,
     /// Its last moves.
     pub history: History,
-    /// Its module was dropped (its chunk evicted from the cache): the island has no code, no
-    /// span, and [`IslandSet::island`] no longer returns it.
+    /// Its module was dropped (its chunk evicted from the cache), or it was merged into another
+    /// island (its id may then be reused by a split): the island has no code, no span, and
+    /// [`IslandSet::island`] no longer returns it.
     pub retired: bool,
 }
 
@@ -452,6 +453,25 @@ impl IslandSet {
     }
 }
 
+/// What the pause needs of a prepared relocation (a move, or a merge or split): where each old
+/// instruction is now, and the set generation it was prepared against.
+pub trait Relocation {
+    /// Where the instruction at `old_addr` is after it; binary search, never allocates.
+    fn translate(&self, old_addr: u64) -> Translation;
+    /// The set generation it was prepared against.
+    fn generation(&self) -> u64;
+}
+
+impl Relocation for PreparedMove {
+    fn translate(&self, old_addr: u64) -> Translation {
+        PreparedMove::translate(self, old_addr)
+    }
+
+    fn generation(&self) -> u64 {
+        PreparedMove::generation(self)
+    }
+}
+
 /// Figures of a completed move, for the island's history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveStats {
@@ -557,5 +577,6 @@ fn group_ranges(nfuncs: u32, grouping: Grouping<'_>) -> Result<Vec<Range<u32>>, 
 }
 
 mod lazy;
+pub mod reshape;
 #[cfg(test)]
 mod tests;

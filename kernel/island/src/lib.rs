@@ -37,7 +37,9 @@
 //! - Islands never overlap each other or an anchor; the copy must not overlap the old code
 //!   (threads still run there until the pause).
 //! - A [`PreparedMove`] is valid only for the set generation it was prepared against: a commit
-//!   or walk against a changed set is refused.
+//!   or walk against a changed set is refused. The same holds for a [`PreparedReshape`] (a merge
+//!   of two islands or a split of one: several old ranges moved in one pause, `island::reshape`);
+//!   the walk takes either as a [`Relocation`].
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -56,9 +58,10 @@ mod testutil;
 
 pub use copy::{BoundaryMap, CopyError, RelocatedCode, relocate};
 pub use env::{Environment, History, MoveRecord, PageSize};
+pub use island::reshape::{NewCode, Part, PreparedReshape, ReshapeKind};
 pub use island::{
     Grouping, Island, IslandError, IslandId, IslandSet, Location, ModuleId, MoveStats,
-    PreparedMove, Translation,
+    PreparedMove, Relocation, Translation,
 };
 pub use refs::{
     RefKind, Reference, RetryReason, StackMemory, ThreadContext, Walk, WalkEnd, find_references,

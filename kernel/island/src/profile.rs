@@ -46,6 +46,39 @@ impl Profile {
         self.cycles_per_second / (1 + u64::from(self.moves_last_window))
     }
 
+    /// Takes in the figures of an island merged into this one (its calls and blocks come
+    /// back from the counters of the functions it brought, so they are added too, keeping the
+    /// window's rates continuous).
+    pub(crate) fn absorb(&mut self, other: &Profile) {
+        self.calls = self.calls.wrapping_add(other.calls);
+        self.block_count = self.block_count.wrapping_add(other.block_count);
+        self.sampled_cycles = self.sampled_cycles.wrapping_add(other.sampled_cycles);
+        self.samples += other.samples;
+        self.calls_per_second += other.calls_per_second;
+        self.cycles_per_second += other.cycles_per_second;
+        self.window_calls = self.window_calls.wrapping_add(other.window_calls);
+        self.window_cycles = self.window_cycles.wrapping_add(other.window_cycles);
+    }
+
+    /// The figures of a part split off this island: samples name the island, not the
+    /// function, so the sampled cycles stay with the part that keeps the id and the new one
+    /// counts from the split; calls and blocks are the counters' to set (the next feed, after
+    /// which both parts restart their rate window).
+    pub(crate) fn split_off(&self) -> Profile {
+        Profile {
+            moves_last_window: self.moves_last_window,
+            moves_in_window: self.moves_in_window,
+            ..Profile::default()
+        }
+    }
+
+    /// Starts the rate window over from the figures as they are now (after a split, once the
+    /// counters gave each part its calls).
+    pub fn restart_window(&mut self) {
+        self.window_calls = self.calls;
+        self.window_cycles = self.sampled_cycles;
+    }
+
     pub(crate) fn note_move(&mut self) {
         self.moves_in_window = self.moves_in_window.saturating_add(1);
     }
@@ -77,10 +110,11 @@ impl Dependencies {
 impl IslandSet {
     /// Recomputes the dependencies of every island of `module` from its call sites.
     pub(crate) fn rebuild_dependencies(&mut self, module: ModuleId) {
+        // Retired islands (a merge may leave one with its old layout) call nothing.
         let ids: Vec<IslandId> = self
             .islands
             .iter()
-            .filter(|i| i.module == module)
+            .filter(|i| i.module == module && !i.retired)
             .map(|i| i.id)
             .collect();
         for &id in &ids {
@@ -161,7 +195,7 @@ impl IslandSet {
         };
         for island in &mut self.islands {
             let p = &mut island.profile;
-            p.calls_per_second = per_second(p.calls.wrapping_sub(p.window_calls));
+            p.calls_per_second = per_second(p.calls.saturating_sub(p.window_calls));
             p.cycles_per_second = per_second(p.sampled_cycles.wrapping_sub(p.window_cycles));
             p.moves_last_window = p.moves_in_window;
             p.window_calls = p.calls;

@@ -26,7 +26,7 @@
 
 use atoll_pae::CallTarget;
 
-use crate::island::{IslandSet, Location, ModuleId, PreparedMove, Translation};
+use crate::island::{IslandSet, Location, ModuleId, Relocation, Translation};
 use crate::layout::Window;
 
 /// Where a walk ends.
@@ -182,7 +182,7 @@ enum Owner {
 
 struct Walker<'a, M: ?Sized> {
     set: &'a IslandSet,
-    prep: &'a PreparedMove,
+    prep: &'a dyn Relocation,
     mem: &'a M,
     out: &'a mut [Reference],
     found: usize,
@@ -208,7 +208,7 @@ struct Classified {
 /// nothing; changes nothing (the caller writes `new_addr` into each reference's holder).
 pub fn find_references<M: StackMemory + ?Sized>(
     set: &IslandSet,
-    prep: &PreparedMove,
+    prep: &dyn Relocation,
     ctx: ThreadContext,
     mem: &M,
     max_frames: usize,
@@ -220,7 +220,7 @@ pub fn find_references<M: StackMemory + ?Sized>(
 /// [`find_references`], ending where `end` says.
 pub fn find_references_to<M: StackMemory + ?Sized>(
     set: &IslandSet,
-    prep: &PreparedMove,
+    prep: &dyn Relocation,
     ctx: ThreadContext,
     mem: &M,
     max_frames: usize,

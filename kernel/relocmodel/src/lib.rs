@@ -14,6 +14,8 @@
 //!   window before it or, when it was idle then, its last run in the same phase).
 //! - [`select`]: the candidate environments of an island (cores, page sizes, NUMA nodes), each
 //!   with the reason it is considered, and their features.
+//! - [`regroup`]: when islands are merged (a calling pair that runs together and wants one
+//!   page) and split (parts that want different pages), and at which cut.
 //! - [`decide`]: threshold with hysteresis, a budget of moves per second, never two moves of one
 //!   island without a measurement in between, and exploration while the model is untrained.
 //!
@@ -36,6 +38,7 @@ pub mod fixed;
 pub mod model;
 pub mod outcome;
 pub mod phase;
+pub mod regroup;
 pub mod select;
 
 pub use decide::{Choice, ChoiceKind, Decider, Policy, SkipCounts};

@@ -14,11 +14,13 @@ use atoll_relocmodel::fixed::{ONE, ratio};
 use atoll_relocmodel::model::Model;
 use atoll_relocmodel::outcome::{WindowRate, measure};
 use atoll_relocmodel::phase::{CoExec, PhaseMemory, heat_fraction};
+use atoll_relocmodel::regroup::{Regroup, RegroupObs, RegroupPolicy, RegroupReason, Regrouper};
 use atoll_relocmodel::select::{Candidate, Context, CoreObs, IslandObs, TargetKind, candidates};
 
-use super::log::{Entry, Fate, Log};
+use super::log::{Action, Entry, Fate, Log};
 use super::monitor::{Monitor, Window};
 use crate::island::place::Target;
+use crate::island::regroup::RegroupReport;
 use crate::island::reloc::MoveReport;
 
 /// Windows a move's measurement waits for its island to run again before it is dropped.
@@ -83,6 +85,12 @@ pub struct Counters {
     pub bytes: u64,
     /// Bytes written for them (a reused kept copy needs only the bytes that differ).
     pub bytes_written: u64,
+    /// Merges made.
+    pub merges: u64,
+    /// Splits made.
+    pub splits: u64,
+    /// Merges and splits that failed.
+    pub regroup_failures: u64,
 }
 
 /// The engine.
@@ -113,6 +121,9 @@ pub struct Engine {
     /// Relocation priority of each island with a candidate in the last window: its best
     /// candidate's predicted benefit (Q16).
     pub priority: BTreeMap<u32, i64>,
+    /// The merge and split rules.
+    pub regrouper: Regrouper,
+    regroup: Option<PlannedRegroup>,
 }
 
 impl Default for Engine {
@@ -137,6 +148,31 @@ impl Default for Engine {
             phase_now: None,
             last: Window::default(),
             priority: BTreeMap::new(),
+            regrouper: Regrouper::new(RegroupPolicy::default()),
+            regroup: None,
+        }
+    }
+}
+
+/// A merge or split the engine decided, for the caller to make.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedRegroup {
+    /// Log sequence number.
+    pub seq: u64,
+    /// What to do.
+    pub action: Regroup,
+}
+
+impl PlannedRegroup {
+    /// Where the parts of a split go: the hot part to the 2 MiB page, the cold one to 4 KiB
+    /// pages (head, tail).
+    pub fn split_targets(&self) -> (Target, Target) {
+        match self.action {
+            Regroup::Split {
+                reason: RegroupReason::HotAndCold { head_hot: true, .. },
+                ..
+            } => (Target::Large, Target::Small),
+            _ => (Target::Small, Target::Large),
         }
     }
 }
@@ -201,6 +237,25 @@ impl Engine {
             for c in self.decider.decide(&cands, &self.model) {
                 planned.push(self.plan(&w, &c));
             }
+        }
+        // Merge and split: islands awaiting a measurement, or moving now, keep their shape.
+        let obs: Vec<RegroupObs> = w
+            .islands
+            .iter()
+            .map(|i| RegroupObs {
+                id: i.id,
+                module: i.module,
+                bytes: i.bytes,
+                parts: i.parts.clone(),
+                calls_islands: i.calls_islands.clone(),
+                busy: self.pending.iter().any(|p| p.island == i.id)
+                    || planned.iter().any(|p| p.island == i.id),
+            })
+            .collect();
+        if let Some(r) = self.regrouper.window(&obs)
+            && decide
+        {
+            self.plan_regroup(&w, r);
         }
         self.heat_prev = self.heats(&w);
         self.last = w;
@@ -419,6 +474,7 @@ impl Engine {
             from: iw.map_or_else(String::new, |i| env_text(i.home, i.run_core, i.large_page)),
             to: c.candidate.target,
             predicted: c.predicted,
+            action: Action::Move,
             reason: match c.kind {
                 ChoiceKind::Predicted => alloc::format!("{}", c.candidate.reason),
                 ChoiceKind::Explore => alloc::format!("explore: {}", c.candidate.reason),
@@ -449,6 +505,111 @@ impl Engine {
             seq,
             island,
             target: target_of(c.candidate.target),
+        }
+    }
+
+    fn plan_regroup(&mut self, w: &Window, r: Regroup) {
+        let (island, action, reason, to) = match r {
+            Regroup::Merge {
+                into,
+                absorbed,
+                reason,
+            } => {
+                let to = if matches!(reason, RegroupReason::RunTogether { hot: true, .. }) {
+                    TargetKind::Large
+                } else {
+                    TargetKind::Small
+                };
+                (into, Action::Merge { absorbed }, reason, to)
+            }
+            Regroup::Split { island, at, reason } => {
+                let p = PlannedRegroup { seq: 0, action: r };
+                let to = match p.split_targets().1 {
+                    Target::Large => TargetKind::Large,
+                    _ => TargetKind::Small,
+                };
+                let action = Action::Split {
+                    at: at as u32,
+                    new: None,
+                };
+                (island, action, reason, to)
+            }
+        };
+        let iw = w.island(island);
+        let seq = self.log.push(Entry {
+            seq: 0,
+            window: w.index,
+            tsc: w.tsc,
+            island,
+            label: iw.map_or_else(String::new, |i| i.label.clone()),
+            from: iw.map_or_else(String::new, |i| env_text(i.home, i.run_core, i.large_page)),
+            to,
+            predicted: 0,
+            action,
+            reason: alloc::format!("{reason}"),
+            kind: ChoiceKind::Predicted,
+            phase: self.phase_now.map(|(p, _)| p),
+            active_before: w.rate(island).active(),
+            pause_cycles: 0,
+            bytes: (0, 0),
+            fate: Fate::Pending,
+        });
+        self.regroup = Some(PlannedRegroup { seq, action: r });
+    }
+
+    /// The merge or split decided in the last window, to make.
+    pub fn take_regroup(&mut self) -> Option<PlannedRegroup> {
+        self.regroup.take()
+    }
+
+    /// The merge or split `p` was made (or failed with `Err(message)`): the islands' engine
+    /// metadata follows (history of measured benefits, heat, the monitor's baselines).
+    pub fn record_regroup(&mut self, p: &PlannedRegroup, result: Result<&RegroupReport, String>) {
+        let r = match result {
+            Ok(r) => r,
+            Err(msg) => {
+                self.counters.regroup_failures += 1;
+                if let Some(e) = self.log.get_mut(p.seq) {
+                    e.fate = Fate::Failed(msg);
+                }
+                return;
+            }
+        };
+        let (island, other) = (r.island, r.other);
+        if r.merge {
+            self.counters.merges += 1;
+            self.regrouper.merged(island, other);
+            if let Some((sum, n)) = self.history.remove(&other) {
+                let h = self.history.entry(island).or_insert((0, 0));
+                h.0 += sum;
+                h.1 += n;
+            }
+            let absorbed_heat = self.heat_prev.remove(&other).unwrap_or(0);
+            let h = self.heat_prev.entry(island).or_insert(0);
+            *h = (*h).max(absorbed_heat);
+        } else {
+            self.counters.splits += 1;
+            self.regrouper.split(island, other);
+            if let Some(&h) = self.history.get(&island) {
+                self.history.insert(other, h);
+            }
+            if let Some(&h) = self.heat_prev.get(&island) {
+                self.heat_prev.insert(other, h);
+            }
+        }
+        self.monitor.forget(island);
+        self.monitor.forget(other);
+        let bytes: u32 = r.results.iter().map(|x| x.2).sum();
+        if let Some(e) = self.log.get_mut(p.seq) {
+            e.pause_cycles = r.pause_cycles;
+            e.bytes = (bytes, bytes);
+            e.fate = Fate::Done;
+            if let Action::Split { at, .. } = e.action {
+                e.action = Action::Split {
+                    at,
+                    new: Some(other),
+                };
+            }
         }
     }
 

@@ -31,6 +31,28 @@ pub enum Fate {
     Unmeasured,
     /// The move failed (nothing changed).
     Failed(String),
+    /// The merge or split was made (they are not measured: the model learns from moves).
+    Done,
+}
+
+/// What a decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Moves the island to `to`.
+    Move,
+    /// Merges island `absorbed` into it (its code after the island's, in the island's place).
+    Merge {
+        /// The island merged into it.
+        absorbed: u32,
+    },
+    /// Splits it before its `at`-th function; the second part (island `new` once made) goes
+    /// to `to`.
+    Split {
+        /// Index of the first function of the second part.
+        at: u32,
+        /// The island made of the second part.
+        new: Option<u32>,
+    },
 }
 
 /// One decision.
@@ -52,6 +74,8 @@ pub struct Entry {
     pub to: TargetKind,
     /// Predicted benefit, Q16.
     pub predicted: i64,
+    /// Move, merge or split.
+    pub action: Action,
     /// Why this target.
     pub reason: String,
     /// Chosen by the model or exploring.

@@ -19,11 +19,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use atoll_relocmodel::regroup::Regroup;
 use spin::Mutex;
 
 pub use engine::{CONSOLE_CORE, ERROR_WINDOW_MOVES, Engine};
 
-use crate::island::reloc;
+use crate::island::{regroup, reloc};
 use crate::sched::{self, ThreadError};
 
 /// Length of a window.
@@ -104,6 +105,34 @@ fn main(_: u64) {
             };
             with(|e| e.record(&p, result));
         }
+        if let Some(g) = with(|e| e.take_regroup()) {
+            let result = match g.action {
+                Regroup::Merge {
+                    into,
+                    absorbed,
+                    reason,
+                } => regroup::merge(into, absorbed, Some(merge_page(reason))),
+                Regroup::Split { island, at, .. } => {
+                    let (head, tail) = g.split_targets();
+                    regroup::split(island, at, head, tail)
+                }
+            };
+            let result: Result<&regroup::RegroupReport, String> = match &result {
+                Ok(r) => Ok(r),
+                Err(e) => Err(alloc::format!("{e}")),
+            };
+            with(|e| e.record_regroup(&g, result));
+        }
+    }
+}
+
+/// The page a merge's islands all want.
+fn merge_page(reason: atoll_relocmodel::regroup::RegroupReason) -> atoll_island::PageSize {
+    match reason {
+        atoll_relocmodel::regroup::RegroupReason::RunTogether { hot: true, .. } => {
+            atoll_island::PageSize::Size2M
+        }
+        _ => atoll_island::PageSize::Size4K,
     }
 }
 

@@ -42,6 +42,14 @@ pub struct IslandWindow {
     pub large_page: bool,
     /// NUMA node of its environment.
     pub node: Option<u32>,
+    /// Its module.
+    pub module: u32,
+    /// Code bytes.
+    pub bytes: u32,
+    /// Its functions in code order, with their calls in the window.
+    pub parts: Vec<(u32, u64)>,
+    /// Islands it calls directly.
+    pub calls_islands: Vec<u32>,
 }
 
 /// One core over one window.
@@ -90,12 +98,13 @@ impl Window {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Prev {
     calls: u64,
     blocks: u64,
     cycles: u64,
     per_core: [u64; TRACK_CORES],
+    funcs: Vec<(u32, u64)>,
 }
 
 /// The sampler's memory of the previous window.
@@ -108,6 +117,12 @@ pub struct Monitor {
 }
 
 impl Monitor {
+    /// Island `id` changed shape (merged or split): its next window starts from its figures
+    /// then, not from what it counted before.
+    pub fn forget(&mut self, id: u32) {
+        self.prev.remove(&id);
+    }
+
     /// Closes the current window and returns it.
     pub fn sample(&mut self) -> Window {
         let now = cpu::rdtsc();
@@ -130,23 +145,25 @@ impl Monitor {
         let mut islands = Vec::new();
         for s in observe::snapshot() {
             let per_core = observe::core_cycles(s.id);
-            let p = self.prev.insert(
-                s.id,
-                Prev {
-                    calls: s.calls,
-                    blocks: s.blocks,
-                    cycles: s.sampled_cycles,
-                    per_core,
-                },
-            );
-            let p = if first { None } else { p };
-            let p = p.unwrap_or(Prev {
+            let now = Prev {
                 calls: s.calls,
                 blocks: s.blocks,
                 cycles: s.sampled_cycles,
                 per_core,
-            });
-            let calls = s.calls.wrapping_sub(p.calls);
+                funcs: s.funcs.clone(),
+            };
+            let p = self.prev.insert(s.id, now.clone());
+            let p = if first { None } else { p };
+            let p = p.unwrap_or(now);
+            let calls = s.calls.saturating_sub(p.calls);
+            let parts = s
+                .funcs
+                .iter()
+                .map(|&(f, c)| {
+                    let before = p.funcs.iter().find(|x| x.0 == f).map_or(c, |x| x.1);
+                    (f, c.saturating_sub(before))
+                })
+                .collect();
             let entry = !s.exports.is_empty();
             if calls == 0 && !entry && s.core.is_none() && !s.large_page {
                 continue;
@@ -168,20 +185,24 @@ impl Monitor {
             let threads: u32 = counts.iter().sum();
             let by_threads = (threads > 0).then(|| argmax(&counts.map(u64::from)));
             let sampled: [u64; TRACK_CORES] =
-                core::array::from_fn(|c| per_core[c].wrapping_sub(p.per_core[c]));
+                core::array::from_fn(|c| per_core[c].saturating_sub(p.per_core[c]));
             let by_samples = (sampled.iter().any(|&c| c > 0)).then(|| argmax(&sampled));
             islands.push(IslandWindow {
                 id: s.id,
                 label,
                 entry,
                 calls,
-                blocks: s.blocks.wrapping_sub(p.blocks),
-                cycles: s.sampled_cycles.wrapping_sub(p.cycles),
+                blocks: s.blocks.saturating_sub(p.blocks),
+                cycles: s.sampled_cycles.saturating_sub(p.cycles),
                 home: s.core,
                 run_core: by_threads.or(by_samples).or(s.core),
                 threads,
                 large_page: s.large_page,
                 node: s.node,
+                module: s.module,
+                bytes: s.bytes,
+                parts,
+                calls_islands: s.calls_islands,
             });
         }
         let mut cores = Vec::new();

@@ -10,7 +10,7 @@ use atoll_relocmodel::fixed::to_milli;
 use atoll_relocmodel::outcome::Baseline;
 
 use super::commands::{CmdError, CmdResult};
-use crate::autoreloc::log::{Entry, Fate};
+use crate::autoreloc::log::{Action, Entry, Fate};
 use crate::autoreloc::phased::{self, Report, Spec};
 use crate::autoreloc::{self, ERROR_WINDOW_MOVES};
 use crate::{println, time};
@@ -82,6 +82,9 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
             .u64("ahead_of_phase", c.ahead_of_phase)
             .u64("bytes", c.bytes)
             .u64("bytes_written", c.bytes_written)
+            .u64("merges", c.merges)
+            .u64("splits", c.splits)
+            .u64("regroup_failures", c.regroup_failures)
             .u64("predicted_moves", chosen.0)
             .u64("explore_moves", chosen.1)
             .u64("skipped_below_threshold", skips.below_threshold)
@@ -157,6 +160,10 @@ pub fn autoreloc(args: &mut Args) -> CmdResult {
     println!(
         "copies: {} bytes of code moved, {} written (kept copies reused for moves back)",
         c.bytes, c.bytes_written
+    );
+    println!(
+        "regrouped: {} merges, {} splits, {} failed",
+        c.merges, c.splits, c.regroup_failures
     );
     println!(
         "skipped: {} under the threshold, {} awaiting measurement, {} over budget; budget now {} moves",
@@ -274,6 +281,9 @@ fn fate_json(j: &mut Json, f: &Fate) {
         Fate::Unmeasured => {
             j.str("fate", "unmeasured").null("measured_milli");
         }
+        Fate::Done => {
+            j.str("fate", "done").null("measured_milli");
+        }
         Fate::Failed(msg) => {
             j.str("fate", "failed")
                 .null("measured_milli")
@@ -331,18 +341,34 @@ pub fn engine_log(args: &mut Args) -> CmdResult {
                 .str("from", &e.from)
                 .str("to", &alloc::format!("{}", e.to))
                 .i64("predicted_milli", to_milli(e.predicted))
-                .str("reason", &e.reason)
-                .str(
-                    "kind",
-                    match e.kind {
-                        ChoiceKind::Predicted => "predicted",
-                        ChoiceKind::Explore => "explore",
-                    },
-                )
-                .bool("active_before", e.active_before)
-                .u64("pause_cycles", e.pause_cycles)
-                .u64("bytes", u64::from(e.bytes.0))
-                .u64("bytes_written", u64::from(e.bytes.1));
+                .str("reason", &e.reason);
+            match e.action {
+                Action::Move => {
+                    j.str("action", "move");
+                }
+                Action::Merge { absorbed } => {
+                    j.str("action", "merge")
+                        .u64("absorbed", u64::from(absorbed));
+                }
+                Action::Split { at, new } => {
+                    j.str("action", "split").u64("at", u64::from(at));
+                    match new {
+                        Some(n) => j.u64("new", u64::from(n)),
+                        None => j.null("new"),
+                    };
+                }
+            }
+            j.str(
+                "kind",
+                match e.kind {
+                    ChoiceKind::Predicted => "predicted",
+                    ChoiceKind::Explore => "explore",
+                },
+            )
+            .bool("active_before", e.active_before)
+            .u64("pause_cycles", e.pause_cycles)
+            .u64("bytes", u64::from(e.bytes.0))
+            .u64("bytes_written", u64::from(e.bytes.1));
             match e.phase {
                 Some(p) => j.u64("phase", u64::from(p)),
                 None => j.null("phase"),
@@ -358,11 +384,20 @@ pub fn engine_log(args: &mut Args) -> CmdResult {
         let measured = match &e.fate {
             Fate::Pending => "pending".into(),
             Fate::Unmeasured => "unmeasured".into(),
+            Fate::Done => "done".into(),
             Fate::Failed(m) => alloc::format!("failed: {m}"),
             Fate::Measured { benefit, .. } => alloc::format!("measured {}", to_milli(*benefit)),
         };
+        let action = match e.action {
+            Action::Move => String::new(),
+            Action::Merge { absorbed } => alloc::format!("merge island {absorbed} into it, "),
+            Action::Split { at, new: Some(n) } => {
+                alloc::format!("split at function {at} (second part: island {n}), ")
+            }
+            Action::Split { at, new: None } => alloc::format!("split at function {at}, "),
+        };
         println!(
-            "#{:<4} island {:<4} {:<30} {} -> {}: predicted {}, {measured}; {}",
+            "#{:<4} island {:<4} {:<30} {action}{} -> {}: predicted {}, {measured}; {}",
             e.seq,
             e.island,
             e.label,

@@ -22,6 +22,11 @@ impl From<RelocError> for CmdError {
 pub fn islands(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     let chunk = args.positional();
+    match chunk.as_deref() {
+        Some("merge") => return super::cmd_regroup::merge(args, json),
+        Some("split") => return super::cmd_regroup::split(args, json),
+        _ => {}
+    }
     args.finish()?;
     let views = island::views(chunk.as_deref());
     if json {
@@ -377,6 +382,7 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
     let json = args.flag("--json");
     args.finish()?;
     let (s, instances) = reloc::stats();
+    let g = crate::island::regroup::stats();
     let mut pauses = s.pause_cycles.clone();
     let p = Distribution::of(&mut pauses);
     if json {
@@ -384,6 +390,9 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
         j.begin_object()
             .u64("count", s.count)
             .u64("failures", s.failures)
+            .u64("merges", g.merges)
+            .u64("splits", g.splits)
+            .u64("regroup_failures", g.failures)
             .u64("retries", s.retries)
             .u64("rips_rewritten", s.rips_rewritten)
             .u64("return_addresses_rewritten", s.return_addresses_rewritten)
@@ -409,6 +418,10 @@ pub fn reloc_stats(args: &mut Args) -> CmdResult {
     println!(
         "relocations: {} done, {} failed, {} retried rounds, {} bytes moved, {} written ({} moves reused a kept copy)",
         s.count, s.failures, s.retries, s.bytes_moved, s.bytes_written, s.reused_copies
+    );
+    println!(
+        "merges: {}, splits: {}, {} refused or failed",
+        g.merges, g.splits, g.failures
     );
     println!(
         "rewritten: {} RIPs, {} return addresses, {} call sites; {} threads moved with their island",

@@ -291,8 +291,8 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         name: "islands",
-        usage: "[CHUNK] [--json]",
-        help: "code islands (one per assembled function): address, size, page size, core, calls, sampled cycles, moves",
+        usage: "[CHUNK] [--json] | merge INTO OTHER [--json] | split ID AT [small|large|core N] [--json]",
+        help: "code islands (one per assembled function, or merged): address, size, page size, core, calls, sampled cycles, moves; `merge`: two islands of one module into one contiguous island in INTO's place, `split`: functions AT.. become a new island at the target, both while they run",
         run: cmd_island::islands,
     },
     Command {

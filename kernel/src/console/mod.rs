@@ -13,6 +13,7 @@ mod cmd_lazy;
 mod cmd_numa;
 mod cmd_pae;
 mod cmd_predict;
+mod cmd_regroup;
 mod cmd_smp;
 mod cmd_snap;
 mod cmd_snap_run;

@@ -11,6 +11,7 @@
 mod memory;
 pub mod observe;
 pub mod place;
+pub mod regroup;
 pub mod reloc;
 pub mod stress;
 
@@ -50,6 +51,7 @@ struct KernelIslands {
     /// `places` stay valid.
     large: Vec<Option<(Option<u32>, memory::LargePage)>>,
     stats: reloc::RelocStats,
+    regroup: regroup::RegroupStats,
     /// Counters of instances running now (their tasks have not ended).
     live: Vec<LiveCounters>,
     /// TSC when the profile's measurement window last closed.
@@ -246,19 +248,26 @@ pub fn end_counters(key: Option<u64>, chunk: &str, counters: &[u64]) {
     })
 }
 
+/// Module `m`'s block counters: its finished tasks' totals plus its running instances'
+/// counters as they are now.
+fn module_counters(k: &KernelIslands, m: usize) -> Vec<u64> {
+    let mut sum = k.modules[m].counters.clone();
+    for l in k.live.iter().filter(|l| l.module == m) {
+        for (i, total) in sum.iter_mut().enumerate().take(l.len) {
+            *total = total.wrapping_add(memory::read_counter(l.addr, i));
+        }
+    }
+    sum
+}
+
 /// Feeds every module's islands with its finished tasks' totals plus its running instances'
 /// counters as they are now.
 fn feed_live(k: &mut KernelIslands) {
-    for (m, info) in k.modules.iter().enumerate() {
-        if info.assembled.is_none() {
+    for m in 0..k.modules.len() {
+        if k.modules[m].assembled.is_none() {
             continue;
         }
-        let mut sum = info.counters.clone();
-        for l in k.live.iter().filter(|l| l.module == m) {
-            for (i, total) in sum.iter_mut().enumerate().take(l.len) {
-                *total = total.wrapping_add(memory::read_counter(l.addr, i));
-            }
-        }
+        let sum = module_counters(k, m);
         k.set.feed_counters(ModuleId(m as u32), &sum);
     }
 }

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use atoll_island::{IslandId, PageSize};
 use atoll_pae::module::ExternalKind;
 
-use super::{feed_live, with};
+use super::{feed_live, module_counters, with};
 
 /// Islands whose per-core samples are kept (ids at or above are not tracked per core).
 pub const TRACK_ISLANDS: usize = 1024;
@@ -62,12 +62,29 @@ pub struct IslandSample {
     pub large_page: bool,
     /// Its environment's NUMA node.
     pub node: Option<u32>,
+    /// Its module.
+    pub module: u32,
+    /// Code bytes.
+    pub bytes: u32,
+    /// Its functions in code order, with their calls (cumulative, from their entry counters).
+    pub funcs: Vec<(u32, u64)>,
+    /// Islands it calls directly.
+    pub calls_islands: Vec<u32>,
 }
 
 /// Every live island now (running instances' counters included).
 pub fn snapshot() -> Vec<IslandSample> {
     with(|k| {
         feed_live(k);
+        let counters: Vec<Vec<u64>> = (0..k.modules.len())
+            .map(|m| {
+                if k.modules[m].assembled.is_some() {
+                    module_counters(k, m)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         k.set
             .live_islands()
             .filter_map(|i| {
@@ -93,6 +110,22 @@ pub fn snapshot() -> Vec<IslandSample> {
                     core: i.env.core,
                     large_page: i.env.page_size == PageSize::Size2M,
                     node: i.env.numa_node,
+                    module: i.module.0,
+                    bytes: i.layout.len,
+                    funcs: i
+                        .layout
+                        .funcs
+                        .iter()
+                        .map(|f| {
+                            let calls = counters[i.module.0 as usize]
+                                .get(f.counter_slots.start as usize)
+                                .filter(|_| !f.counter_slots.is_empty())
+                                .copied()
+                                .unwrap_or(0);
+                            (f.index, calls)
+                        })
+                        .collect(),
+                    calls_islands: i.deps.calls.iter().map(|d| d.0).collect(),
                 })
             })
             .collect()

@@ -17,7 +17,8 @@ use core::fmt;
 
 use atoll_island::{
     Environment, IslandError, IslandId, IslandSet, Location, MoveStats, PageSize, PreparedMove,
-    RefKind, Reference, RetryReason, ThreadContext, Translation, Walk, WalkEnd, find_references_to,
+    PreparedReshape, RefKind, Reference, Relocation, RetryReason, ThreadContext, Translation, Walk,
+    WalkEnd, find_references_to,
 };
 
 use super::memory::{self, CodeAlias, ThreadStack};
@@ -66,6 +67,12 @@ pub enum RelocError {
     NoSuchCore(u32),
     /// `node N` names a node the machine does not have.
     NoSuchNode(u32),
+    /// A merge of an island with itself or with one of another module.
+    NotOneModule(u32, u32),
+    /// A split point that leaves a part empty: island, point, functions.
+    BadSplit(u32, usize, usize),
+    /// Both parts of a split asked for the 2 MiB page (one slot is handed out at a time).
+    BothLarge,
 }
 
 impl From<IslandError> for RelocError {
@@ -97,6 +104,15 @@ impl fmt::Display for RelocError {
             Self::CallSiteChanged(a) => write!(f, "call site at {a:#x} changed"),
             Self::NeverMoved(id) => write!(f, "island {id} has no old copy to probe"),
             Self::NoSuchCore(c) => write!(f, "core {c} is not online"),
+            Self::NotOneModule(a, b) => {
+                write!(f, "islands {a} and {b} are not two islands of one module")
+            }
+            Self::BadSplit(id, at, n) => write!(
+                f,
+                "island {id} has {n} functions: a split point must be 1..{}, not {at}",
+                n.saturating_sub(1)
+            ),
+            Self::BothLarge => f.write_str("only one part of a split can go to the 2 MiB page"),
             Self::NoSuchNode(n) => {
                 write!(f, "no NUMA node {n} (nodes: {})", place::numa_nodes())
             }
@@ -276,33 +292,57 @@ pub fn relocate(island: u32, target: Target) -> Result<MoveReport, RelocError> {
         report
     });
     super::with(|k| {
-        let s = &mut k.stats;
-        s.retries += u64::from(retries.total);
-        for (all, n) in s.retries_by_reason.iter_mut().zip(retries.by_reason) {
-            *all += u64::from(n);
-        }
-        record(s, &result);
+        record_retries(&mut k.stats, &retries);
+        record(&mut k.stats, &result);
     });
     result
 }
 
 /// Retried rounds of one move.
 #[derive(Debug, Default)]
-struct Retries {
-    total: u32,
+pub(super) struct Retries {
+    pub(super) total: u32,
     by_reason: [u32; 6],
 }
 
 /// The threads a move found in the island, to migrate after the release.
 #[derive(Debug)]
-struct Followers {
-    migrate: bool,
-    ids: [u64; MAX_FOLLOWERS],
-    count: usize,
+pub(super) struct Followers {
+    pub(super) migrate: bool,
+    pub(super) ids: [u64; MAX_FOLLOWERS],
+    pub(super) count: usize,
+}
+
+impl Followers {
+    /// The threads `plan`'s successful round found inside the moved code.
+    pub(super) fn of(plan: &Plan<'_>, migrate: bool) -> Self {
+        let mut f = Self {
+            migrate,
+            ids: [0; MAX_FOLLOWERS],
+            count: 0,
+        };
+        for tr in plan.threads.iter().take(MAX_FOLLOWERS) {
+            let tid = SLOTS[tr.slot]
+                .id
+                .load(core::sync::atomic::Ordering::Acquire);
+            if tid != 0 {
+                f.ids[f.count] = tid;
+                f.count += 1;
+            }
+        }
+        f
+    }
 }
 
 /// Threads a move migrates at most (the rest stay where they are).
 const MAX_FOLLOWERS: usize = 64;
+
+pub(super) fn record_retries(s: &mut RelocStats, retries: &Retries) {
+    s.retries += u64::from(retries.total);
+    for (all, n) in s.retries_by_reason.iter_mut().zip(retries.by_reason) {
+        *all += u64::from(n);
+    }
+}
 
 fn record(s: &mut RelocStats, result: &Result<MoveReport, RelocError>) {
     match result {
@@ -342,13 +382,13 @@ enum Pause {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Counts {
-    rips: u32,
-    return_addresses: u32,
-    call_sites: u32,
-    cells: u32,
+pub(super) struct Counts {
+    pub(super) rips: u32,
+    pub(super) return_addresses: u32,
+    pub(super) call_sites: u32,
+    pub(super) cells: u32,
     code_pointers: u32,
-    threads: u32,
+    pub(super) threads: u32,
     frames: u32,
     callback_cycles: u64,
     walk_cycles: u64,
@@ -363,15 +403,129 @@ struct ThreadRefs {
     stack: ThreadStack,
 }
 
+/// A move, or a merge or split, prepared.
+pub(super) enum Prepared {
+    Move(PreparedMove),
+    Reshape(PreparedReshape),
+}
+
+impl Prepared {
+    fn rel(&self) -> &dyn Relocation {
+        match self {
+            Self::Move(p) => p,
+            Self::Reshape(p) => p,
+        }
+    }
+
+    fn translate(&self, addr: u64) -> Translation {
+        self.rel().translate(addr)
+    }
+
+    fn commit(&mut self, set: &mut IslandSet, stats: MoveStats) -> Result<(), IslandError> {
+        match self {
+            Self::Move(p) => set.commit_move(p, stats),
+            Self::Reshape(p) => set.commit_reshape(p, stats),
+        }
+    }
+}
+
 /// What the pause works on, all prepared before it.
-struct Plan<'a> {
-    prep: PreparedMove,
+pub(super) struct Plan<'a> {
+    pub(super) prep: Prepared,
     code: &'a KernelCode,
     funcs: Vec<u32>,
     patches: Vec<(i32, i32, CodeAlias)>,
     refs: Vec<Reference>,
     threads: Vec<ThreadRefs>,
     me: usize,
+}
+
+impl<'a> Plan<'a> {
+    /// A plan for `prep`: the entry cells of `funcs` (in `code`) and the call sites of
+    /// `calls` are re-pointed.
+    pub(super) fn new(
+        prep: Prepared,
+        code: &'a KernelCode,
+        funcs: Vec<u32>,
+        calls: &[atoll_island::patch::CallPatch],
+    ) -> Result<Self, RelocError> {
+        let patches = calls
+            .iter()
+            .map(|c| {
+                CodeAlias::new(c.disp_addr, 4)
+                    .map(|a| (c.old_rel32, c.new_rel32, a))
+                    .ok_or(RelocError::Unmapped(c.disp_addr))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            prep,
+            code,
+            funcs,
+            patches,
+            refs: alloc::vec![Reference::EMPTY; REF_CAPACITY],
+            threads: Vec::with_capacity(MAX_THREADS),
+            me: sched::current_slot(),
+        })
+    }
+}
+
+/// What the successful round did.
+pub(super) struct Rounds {
+    pub(super) counts: Counts,
+    pub(super) pause_cycles: u64,
+    pub(super) rendezvous_cycles: u64,
+    pub(super) first_retry: Option<RetryWhy>,
+}
+
+/// Stops the world until a round completes `plan` (retries bounded). On an error nothing
+/// changed; the caller gives back the new place.
+pub(super) fn run_rounds(
+    k: &mut KernelIslands,
+    plan: &mut Plan<'_>,
+    retries: &mut Retries,
+) -> Result<Rounds, RelocError> {
+    let mut first_retry = None;
+    loop {
+        let mut outcome = Pause::NotRun;
+        let (set, instances) = (&mut k.set, &k.instances);
+        let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
+            outcome = pause(world, set, instances, plan);
+        });
+        match (outcome, figures) {
+            (Pause::Done(counts), f) => {
+                let (pause_cycles, rendezvous_cycles) =
+                    f.map_or((0, 0), |f| (f.pause_cycles, f.rendezvous_cycles));
+                return Ok(Rounds {
+                    counts,
+                    pause_cycles,
+                    rendezvous_cycles,
+                    first_retry,
+                });
+            }
+            (Pause::Retry(why), _) => {
+                first_retry.get_or_insert(why);
+                retries.total += 1;
+                retries.by_reason[why.index()] += 1;
+                if retries.total >= MAX_RETRIES {
+                    return Err(RelocError::TooManyRetries(why));
+                }
+                sched::sleep_us(RETRY_WAIT_US);
+            }
+            (Pause::Abort(addr), _) => return Err(RelocError::CallSiteChanged(addr)),
+            // A core did not arrive: the callback did not run, nothing changed; try again a
+            // few times (the late core counts itself late and leaves).
+            (Pause::NotRun, Err(e @ SmiError::NotArrived(..))) => {
+                first_retry.get_or_insert(RetryWhy::Timeout);
+                retries.total += 1;
+                retries.by_reason[RetryWhy::Timeout.index()] += 1;
+                if retries.by_reason[RetryWhy::Timeout.index()] >= MAX_TIMEOUTS {
+                    return Err(RelocError::Smi(e));
+                }
+            }
+            (Pause::NotRun, Err(e)) => return Err(RelocError::Smi(e)),
+            (Pause::NotRun, Ok(_)) => unreachable!("a round that succeeded ran its callback"),
+        }
+    }
 }
 
 fn relocate_locked(
@@ -414,78 +568,29 @@ fn relocate_locked(
                 .map_err(RelocError::from)
         })
         .and_then(|p| {
-            let patches = p
-                .calls
-                .iter()
-                .map(|c| {
-                    CodeAlias::new(c.disp_addr, 4)
-                        .map(|a| (c.old_rel32, c.new_rel32, a))
-                        .ok_or(RelocError::Unmapped(c.disp_addr))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((p, patches))
+            let calls = p.calls.clone();
+            Plan::new(Prepared::Move(p), &assembled.code, funcs, &calls)
         });
-    let (prep, patches) = match prepared {
+    let mut plan = match prepared {
         Ok(x) => x,
         Err(e) => {
             dest.abandon(k);
             return Err(e);
         }
     };
-    let mut plan = Plan {
-        prep,
-        code: &assembled.code,
-        funcs,
-        patches,
-        refs: alloc::vec![Reference::EMPTY; REF_CAPACITY],
-        threads: Vec::with_capacity(MAX_THREADS),
-        me: sched::current_slot(),
-    };
-    let mut first_retry = None;
-    let (counts, pause_cycles, rendezvous_cycles) = loop {
-        let mut outcome = Pause::NotRun;
-        let (set, instances) = (&mut k.set, &k.instances);
-        let figures = smi::stop_the_world(smi::DEFAULT_TIMEOUT_US, &mut |world| {
-            outcome = pause(world, set, instances, &mut plan);
-        });
-        match (outcome, figures) {
-            (Pause::Done(c), f) => {
-                let (pause, rendezvous) =
-                    f.map_or((0, 0), |f| (f.pause_cycles, f.rendezvous_cycles));
-                break (c, pause, rendezvous);
-            }
-            (Pause::Retry(why), _) => {
-                first_retry.get_or_insert(why);
-                retries.total += 1;
-                retries.by_reason[why.index()] += 1;
-                if retries.total >= MAX_RETRIES {
-                    dest.abandon(k);
-                    return Err(RelocError::TooManyRetries(why));
-                }
-                sched::sleep_us(RETRY_WAIT_US);
-            }
-            (Pause::Abort(addr), _) => {
-                dest.abandon(k);
-                return Err(RelocError::CallSiteChanged(addr));
-            }
-            // A core did not arrive: the callback did not run, nothing changed; try again a
-            // few times (the late core counts itself late and leaves).
-            (Pause::NotRun, Err(e @ SmiError::NotArrived(..))) => {
-                first_retry.get_or_insert(RetryWhy::Timeout);
-                retries.total += 1;
-                retries.by_reason[RetryWhy::Timeout.index()] += 1;
-                if retries.by_reason[RetryWhy::Timeout.index()] >= MAX_TIMEOUTS {
-                    dest.abandon(k);
-                    return Err(RelocError::Smi(e));
-                }
-            }
-            (Pause::NotRun, Err(e)) => {
-                dest.abandon(k);
-                return Err(RelocError::Smi(e));
-            }
-            (Pause::NotRun, Ok(_)) => unreachable!("a round that succeeded ran its callback"),
+    let rounds = match run_rounds(k, &mut plan, retries) {
+        Ok(r) => r,
+        Err(e) => {
+            dest.abandon(k);
+            return Err(e);
         }
     };
+    let Rounds {
+        counts,
+        pause_cycles,
+        rendezvous_cycles,
+        first_retry,
+    } = rounds;
     cpu::serialize();
     // Nothing refers to the old copy any more: make it fault if something still jumps there.
     let new_base = dest.address();
@@ -494,20 +599,11 @@ fn relocate_locked(
         k.places.insert(id, place);
     }
     let old_copy = place::retire(k, old_place, old_base, old_len, Some((id.0, old_node)));
-    let mut followers = Followers {
-        migrate: resolved.migrate,
-        ids: [0; MAX_FOLLOWERS],
-        count: 0,
+    let followers = Followers::of(&plan, resolved.migrate);
+    let bytes = match &plan.prep {
+        Prepared::Move(p) => p.code.len() as u32,
+        Prepared::Reshape(_) => 0,
     };
-    for tr in plan.threads.iter().take(MAX_FOLLOWERS) {
-        let tid = SLOTS[tr.slot]
-            .id
-            .load(core::sync::atomic::Ordering::Acquire);
-        if tid != 0 {
-            followers.ids[followers.count] = tid;
-            followers.count += 1;
-        }
-    }
     let report = MoveReport {
         island: id.0,
         from: old_base,
@@ -516,7 +612,7 @@ fn relocate_locked(
         core: resolved.core,
         node: resolved.node,
         threads_migrated: 0,
-        bytes: plan.prep.code.len() as u32,
+        bytes,
         bytes_written: bytes_written as u32,
         reused_copy,
         rips_rewritten: counts.rips,
@@ -574,7 +670,7 @@ fn pause(
         let bounds = t.stack_bounds();
         // Only a thread inside a call into generated code can hold references into an island.
         let in_generated = t.in_generated.load(core::sync::atomic::Ordering::Acquire);
-        let (prep, refs) = (&plan.prep, &mut plan.refs[used..]);
+        let (prep, refs) = (plan.prep.rel(), &mut plan.refs[used..]);
         let found = with_context(world, slot, |frame, own| {
             if !in_generated {
                 return Ok((0, 0, None));
@@ -714,7 +810,7 @@ fn pause(
         pause_cycles: c.callback_cycles,
     };
     // The set was locked since the plan was made, so it cannot be stale.
-    let _ = set.commit_move(&mut plan.prep, stats);
+    let _ = plan.prep.commit(set, stats);
     // Step 8: every parked core drops its TLB and serializes before it resumes.
     world.request_flush(flush::TLB | flush::SERIALIZE);
     Pause::Done(c)

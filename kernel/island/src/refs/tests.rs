@@ -10,7 +10,7 @@ use iced_x86::Code;
 
 use super::*;
 use crate::env::Environment;
-use crate::island::{Grouping, IslandId, IslandSet, ModuleId, MoveStats};
+use crate::island::{Grouping, IslandId, IslandSet, ModuleId, MoveStats, PreparedMove};
 use crate::testutil::{FIB, LOOP, Sim, compile, decode, find};
 
 const BASE: u64 = 0x4000_0000;
