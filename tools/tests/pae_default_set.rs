@@ -201,6 +201,14 @@ fn default_set_agrees_with_wasmi_unoptimized() {
 }
 
 #[test]
+fn default_set_agrees_with_wasmi_without_scheduling() {
+    run(Options {
+        schedule: false,
+        ..Options::default()
+    });
+}
+
+#[test]
 fn default_set_agrees_with_wasmi_with_every_function_assembled_lazily() {
     run(Options {
         lazy: true,

@@ -127,6 +127,26 @@ fn spec_2_0_scripts_pass_unoptimized() {
     run_all_2_0(Options::NONE);
 }
 
+/// Instruction scheduling on its own (every other pass off) and every other pass without it
+/// (`Options::default()` schedules).
+#[test]
+fn spec_scripts_pass_with_scheduling_alone_and_without_it() {
+    assert!(Options::default().schedule && !Options::NONE.schedule);
+    let alone = Options {
+        schedule: true,
+        cpu: CpuFeatures::detect(),
+        ..Options::NONE
+    };
+    run_all(alone);
+    run_all_2_0(alone);
+    let without = Options {
+        schedule: false,
+        ..Options::default()
+    };
+    run_all(without);
+    run_all_2_0(without);
+}
+
 #[test]
 fn spec_scripts_pass_with_every_function_assembled_lazily() {
     // Counters on too: lazily assembled functions count in the slots reserved for them.

@@ -1,5 +1,5 @@
 //! atoll's Predictive Assembly Engine code generator: validated WebAssembly to x86-64 machine
-//! code through iced-x86's `CodeAssembler` (no_std + alloc; also builds for the host).
+//! code through iced-x86's `Encoder` (no_std + alloc; also builds for the host).
 //!
 //! - [`compile`] validates a module against [`chunk_image::SUPPORTED_FEATURES`] and lowers every
 //!   function in one pass (a Liftoff-style value stack: values stay in registers inside basic
@@ -21,6 +21,7 @@ extern crate alloc;
 
 pub mod cpu;
 mod emit;
+mod encode;
 pub mod lazy;
 mod lower;
 pub mod meta;
@@ -29,6 +30,7 @@ mod opt;
 pub mod reach;
 mod regalloc;
 pub mod runtime;
+mod sched;
 mod trampoline;
 mod trap_labels;
 pub mod vmctx;
@@ -68,6 +70,10 @@ pub struct Options {
     /// Profile-guided specialization: functions with constant parameters
     /// ([`compile_specialized`]) get a guarded body with those parameters folded in.
     pub specialize: bool,
+    /// Instruction scheduling: each basic block's instructions are reordered to start loads,
+    /// multiplies and divides early (`sched.rs`); traps still happen at the same point of the
+    /// memory's history.
+    pub schedule: bool,
     /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
     pub cpu: CpuFeatures,
 }
@@ -81,6 +87,7 @@ impl Default for Options {
             block_counters: false,
             lazy: false,
             specialize: true,
+            schedule: true,
             cpu: CpuFeatures::detect(),
         }
     }
@@ -95,6 +102,7 @@ impl Options {
         block_counters: false,
         lazy: false,
         specialize: false,
+        schedule: false,
         cpu: CpuFeatures::SSE2,
     };
 }
