@@ -78,17 +78,33 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
     0
 }
 
-/// atoll's generator with all optimizations on (`Options::default()`).
-#[derive(Debug, Default)]
-pub struct Atoll;
+/// atoll's generator: `atoll` with the default optimizations (`Options::default()`),
+/// `atoll-sched` the same plus instruction scheduling (`Options::schedule`).
+#[derive(Debug)]
+pub struct Atoll {
+    pub(crate) name: &'static str,
+    pub(crate) options: Options,
+}
+
+impl Atoll {
+    pub(crate) fn new(schedule: bool) -> Self {
+        Self {
+            name: if schedule { "atoll-sched" } else { "atoll" },
+            options: Options {
+                schedule,
+                ..Options::default()
+            },
+        }
+    }
+}
 
 impl Engine for Atoll {
     fn name(&self) -> &'static str {
-        "atoll"
+        self.name
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<(), String> {
-        let module = atoll_pae::compile(wasm, &Options::default()).map_err(|e| e.to_string())?;
+        let module = atoll_pae::compile(wasm, &self.options).map_err(|e| e.to_string())?;
         let code = ExecMap::new(&module.code)?;
         std::hint::black_box((&module, &code));
         Ok(())
@@ -106,7 +122,7 @@ impl Engine for Atoll {
         for &name in chunks {
             let chunk = image.chunk(name).ok_or(format!("no chunk `{name}`"))?;
             let module = Arc::new(
-                atoll_pae::compile(chunk.module, &Options::default())
+                atoll_pae::compile(chunk.module, &self.options)
                     .map_err(|e| format!("{name}: {e}"))?,
             );
             world.instantiate(name, module)?;

@@ -49,7 +49,7 @@ const USAGE: &str =
   --compile-time SECS  time-based compile: at least this long per chunk and engine (default 0.2)
   --runs N             timed samples per workload and engine; the median is reported (default 11)
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
-  --engines LIST       comma-separated subset of atoll,wasmtime-cranelift,wasmtime-winch,wasmi
+  --engines LIST       comma-separated subset of atoll,atoll-sched,wasmtime-cranelift,wasmtime-winch,wasmi
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads";
 
@@ -112,11 +112,18 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 4] = ["atoll", "wasmtime-cranelift", "wasmtime-winch", "wasmi"];
+const ENGINE_NAMES: [&str; 5] = [
+    "atoll",
+    "atoll-sched",
+    "wasmtime-cranelift",
+    "wasmtime-winch",
+    "wasmi",
+];
 
 fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
     Ok(match name {
-        "atoll" => Box::new(atoll::Atoll),
+        "atoll" => Box::new(atoll::Atoll::new(false)),
+        "atoll-sched" => Box::new(atoll::Atoll::new(true)),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",
             wasmtime::Strategy::Cranelift,

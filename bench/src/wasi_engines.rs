@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use atoll_pae::runtime::{CodeMemory, Instance, InvokeError, SigRegistry, VecMemory};
-use atoll_pae::{CompiledModule, Options, TrapCode};
+use atoll_pae::{CompiledModule, TrapCode};
 use atoll_wasi::abi::Ty;
 use atoll_wasi::pae_link::WasiLink;
 use atoll_wasi::{Func, MODULE, WasiCtx};
@@ -218,7 +218,7 @@ struct AtollCommand {
 
 impl Atoll {
     pub(crate) fn wasi_command(&self, wasm: &[u8]) -> Result<Box<dyn Command>, String> {
-        let module = atoll_pae::compile(wasm, &Options::default()).map_err(|e| e.to_string())?;
+        let module = atoll_pae::compile(wasm, &self.options).map_err(|e| e.to_string())?;
         let code = Rc::new(ExecMap::new(&module.code)?);
         Ok(Box::new(AtollCommand {
             module: Arc::new(module),

@@ -201,9 +201,9 @@ fn default_set_agrees_with_wasmi_unoptimized() {
 }
 
 #[test]
-fn default_set_agrees_with_wasmi_without_scheduling() {
+fn default_set_agrees_with_wasmi_with_scheduling() {
     run(Options {
-        schedule: false,
+        schedule: true,
         ..Options::default()
     });
 }

@@ -1,5 +1,5 @@
 //! Compiles wasm files repeatedly on the host, for profiling the code generator
-//! (`valgrind --tool=callgrind`, `perf record`): `compile_loop [--no-schedule] [-n N] FILE...`.
+//! (`valgrind --tool=callgrind`, `perf record`): `compile_loop [--schedule] [-n N] FILE...`.
 //! Prints the total wasm bytes, time and throughput (MB/s) per file.
 
 use std::time::Instant;

@@ -31,7 +31,8 @@
 //!   registers and frame slots, which no one sees after a trap, may differ.
 //!
 //! Within a block, nodes are issued one per cycle by height (latency-weighted longest path to
-//! the block's end), never before their operands are ready when something else is.
+//! the block's end), never before their operands are ready when something else is. A block
+//! without a long-latency instruction keeps its order.
 //!
 //! Metadata: instruction indices that denote positions (labels, function starts, return
 //! addresses, the trap exit) are block starts or barriers, which do not move. An operator
@@ -379,9 +380,12 @@ fn flush(
     }
     let base = order.len() as u32;
     debug_assert_eq!(base as usize, start);
-    if len == 1 {
-        order.push(start as u32);
-        index_pos[start] = start as u32;
+    // Nothing to hide without a long-latency instruction: keep the order (and the time).
+    if len == 1 || block.iter().all(|n| n.latency <= 1) {
+        for (i, slot) in index_pos[start..start + len].iter_mut().enumerate() {
+            *slot = (start + i) as u32;
+            order.push(*slot);
+        }
         block.clear();
         return;
     }
