@@ -294,6 +294,12 @@ impl Emitter {
         self.schedule = on;
     }
 
+    /// Makes room for the instructions of a module of `wasm_bytes` (about 0.6 per byte in
+    /// the default set), so the list does not grow by copying.
+    pub fn reserve_for(&mut self, wasm_bytes: usize) {
+        self.insns.reserve(wasm_bytes * 3 / 4);
+    }
+
     /// Index of the next instruction.
     pub fn pos(&self) -> usize {
         self.insns.len()

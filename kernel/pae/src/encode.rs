@@ -1,6 +1,7 @@
-//! Encoding an instruction list to machine code: each instruction is encoded once with
-//! iced-x86's [`Encoder`], label branches are sized by a short relaxation over integers and
-//! written by hand.
+//! Encoding an instruction list to machine code: each instruction is encoded once, with
+//! iced-x86's [`Encoder`] or, for the most common register and memory forms, `fastenc`
+//! (which writes iced's bytes directly); label branches are sized by a short relaxation over
+//! integers and written by hand.
 //!
 //! Lowering produces position-independent code: the only position-dependent instructions are
 //! the branches to labels (`jmp`, `jcc`, `call rel32`), whose target operand holds a label id.
@@ -17,6 +18,7 @@ use alloc::vec::Vec;
 use iced_x86::{Code, ConditionCode, Encoder, Instruction, OpKind};
 
 use crate::CompileError;
+use crate::fastenc;
 
 /// A bound label: the instruction index of its zero-byte marker.
 pub(crate) type LabelPos = u32;
@@ -98,7 +100,8 @@ pub(crate) fn encode(
         Some(o) => &insns[o[p] as usize],
         None => &insns[p],
     };
-    let mut encoder = Encoder::try_with_capacity(64, n * 5)?;
+    let mut encoder = Encoder::try_new(64)?;
+    let mut scratch: Vec<u8> = Vec::with_capacity(n * 5);
     let mut kinds: Vec<Kind> = Vec::with_capacity(n);
     let mut sizes: Vec<u32> = Vec::with_capacity(n);
     let mut branches: Vec<(u32, Branch)> = Vec::new();
@@ -132,7 +135,15 @@ pub(crate) fn encode(
                 ins.code()
             )));
         }
-        let len = encoder.encode(ins, 0)? as u32;
+        let len = match fastenc::encode(ins, &mut scratch) {
+            Some(len) => len as u32,
+            None => {
+                encoder.set_buffer(core::mem::take(&mut scratch));
+                let len = encoder.encode(ins, 0);
+                scratch = encoder.take_buffer();
+                len? as u32
+            }
+        };
         kinds.push(Kind::Bytes {
             start: scratch_len,
             len: len as u8,
@@ -140,7 +151,6 @@ pub(crate) fn encode(
         sizes.push(len);
         scratch_len += len;
     }
-    let scratch = encoder.take_buffer();
 
     // Relaxation: lay out, widen what does not reach, repeat.
     let mut offsets: Vec<u32> = alloc::vec![0; n + 1];

@@ -22,6 +22,7 @@ extern crate alloc;
 pub mod cpu;
 mod emit;
 mod encode;
+mod fastenc;
 pub mod lazy;
 mod lower;
 pub mod meta;

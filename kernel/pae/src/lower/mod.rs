@@ -173,6 +173,7 @@ pub(crate) fn compile_module(
         .collect();
     let mut e = Emitter::new()?;
     e.set_schedule(opts.schedule);
+    e.reserve_for(bytes.len());
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
     let traps = TrapLabels::new(&mut e);
     let mut cx = ModCx {
