@@ -11,7 +11,8 @@
 //! target is out of `rel8` range, until a round widens nothing. A branch only grows, and
 //! growing never shortens another's distance, so this ends with the smallest sizes this scheme
 //! can give (what iced's `BlockEncoder` gives, without its per-instruction objects and its
-//! second encoding pass).
+//! second encoding pass). The scratch bytes are then copied out in runs, one per stretch
+//! between two branches.
 
 use alloc::vec::Vec;
 
@@ -26,15 +27,6 @@ pub(crate) type LabelPos = u32;
 /// A label no `bind` reached.
 pub(crate) const UNBOUND: LabelPos = u32::MAX;
 
-/// How one instruction is written.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// `len` bytes at `start` in the scratch buffer.
-    Bytes { start: u32, len: u8 },
-    /// A branch to a label (index into the branch list).
-    Branch(u32),
-}
-
 #[derive(Clone, Copy)]
 enum BranchOp {
     Jmp,
@@ -47,6 +39,8 @@ struct Branch {
     op: BranchOp,
     target: LabelPos,
     near: bool,
+    /// Bytes of the other instructions before it (where it goes between the scratch bytes).
+    scratch_at: u32,
 }
 
 impl Branch {
@@ -102,14 +96,11 @@ pub(crate) fn encode(
     };
     let mut encoder = Encoder::try_new(64)?;
     let mut scratch: Vec<u8> = Vec::with_capacity(n * 5);
-    let mut kinds: Vec<Kind> = Vec::with_capacity(n);
     let mut sizes: Vec<u32> = Vec::with_capacity(n);
     let mut branches: Vec<(u32, Branch)> = Vec::new();
-    let mut scratch_len = 0u32;
     for p in 0..n {
         let ins = at(p);
         if ins.code() == Code::Zero_bytes {
-            kinds.push(Kind::Bytes { start: 0, len: 0 });
             sizes.push(0);
             continue;
         }
@@ -123,8 +114,8 @@ pub(crate) fn encode(
                 op,
                 target,
                 near: false,
+                scratch_at: scratch.len() as u32,
             };
-            kinds.push(Kind::Branch(branches.len() as u32));
             sizes.push(b.size());
             branches.push((p as u32, b));
             continue;
@@ -144,12 +135,7 @@ pub(crate) fn encode(
                 len? as u32
             }
         };
-        kinds.push(Kind::Bytes {
-            start: scratch_len,
-            len: len as u8,
-        });
         sizes.push(len);
-        scratch_len += len;
     }
 
     // Relaxation: lay out, widen what does not reach, repeat.
@@ -179,37 +165,32 @@ pub(crate) fn encode(
         }
     }
 
+    // The scratch bytes are in position order: copy the runs between branches whole.
     let mut code = Vec::with_capacity(offsets[n] as usize);
-    for (p, kind) in kinds.iter().enumerate() {
-        match *kind {
-            Kind::Bytes { start, len } => {
-                code.extend_from_slice(&scratch[start as usize..(start + u32::from(len)) as usize])
+    let mut copied = 0usize;
+    for &(p, b) in &branches {
+        code.extend_from_slice(&scratch[copied..b.scratch_at as usize]);
+        copied = b.scratch_at as usize;
+        let end = i64::from(offsets[p as usize]) + i64::from(b.size());
+        let rel = i64::from(offsets[b.target as usize]) - end;
+        match (b.op, b.near) {
+            (BranchOp::Jmp, false) => code.extend_from_slice(&[0xeb, rel as i8 as u8]),
+            (BranchOp::Jcc(cc), false) => code.extend_from_slice(&[0x70 | cc, rel as i8 as u8]),
+            (BranchOp::Jmp, true) => {
+                code.push(0xe9);
+                code.extend_from_slice(&(rel as i32).to_le_bytes());
             }
-            Kind::Branch(i) => {
-                let b = branches[i as usize].1;
-                let end = i64::from(offsets[p]) + i64::from(b.size());
-                let rel = i64::from(offsets[b.target as usize]) - end;
-                match (b.op, b.near) {
-                    (BranchOp::Jmp, false) => code.extend_from_slice(&[0xeb, rel as i8 as u8]),
-                    (BranchOp::Jcc(cc), false) => {
-                        code.extend_from_slice(&[0x70 | cc, rel as i8 as u8])
-                    }
-                    (BranchOp::Jmp, true) => {
-                        code.push(0xe9);
-                        code.extend_from_slice(&(rel as i32).to_le_bytes());
-                    }
-                    (BranchOp::Jcc(cc), true) => {
-                        code.extend_from_slice(&[0x0f, 0x80 | cc]);
-                        code.extend_from_slice(&(rel as i32).to_le_bytes());
-                    }
-                    (BranchOp::Call, _) => {
-                        code.push(0xe8);
-                        code.extend_from_slice(&(rel as i32).to_le_bytes());
-                    }
-                }
+            (BranchOp::Jcc(cc), true) => {
+                code.extend_from_slice(&[0x0f, 0x80 | cc]);
+                code.extend_from_slice(&(rel as i32).to_le_bytes());
+            }
+            (BranchOp::Call, _) => {
+                code.push(0xe8);
+                code.extend_from_slice(&(rel as i32).to_le_bytes());
             }
         }
     }
+    code.extend_from_slice(&scratch[copied..]);
     debug_assert_eq!(code.len(), offsets[n] as usize);
     Ok(Encoded { code, offsets })
 }
