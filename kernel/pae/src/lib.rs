@@ -74,7 +74,7 @@ pub struct Options {
     pub specialize: bool,
     /// Instruction scheduling: each basic block's instructions are reordered to start loads,
     /// multiplies and divides early (`sched.rs`); traps still happen at the same point of the
-    /// memory's history. Off by default: it makes compiling about 1.6x slower for no execution
+    /// memory's history. Off by default: it makes compiling about 1.7x slower for no execution
     /// gain measurable on the benchmark (`docs/benchmarks.md`).
     pub schedule: bool,
     /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
