@@ -78,25 +78,29 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
     0
 }
 
-/// atoll's generator: `atoll` with all optimizations on (`Options::default()`),
+/// atoll's generator: `atoll` with the default optimizations (`Options::default()`),
+/// `atoll-sched` the same plus instruction scheduling (`Options::schedule`),
 /// `atoll-no-reg-locals` without locals in registers and `br_table` trees (the generator before
 /// them, measured in the same run).
 #[derive(Debug)]
 pub struct Atoll {
-    pub name: &'static str,
-    pub options: Options,
+    pub(crate) name: &'static str,
+    pub(crate) options: Options,
 }
 
 impl Atoll {
-    pub fn new(name: &'static str) -> Self {
-        let options = if name == "atoll-no-reg-locals" {
-            Options {
+    pub(crate) fn new(name: &'static str) -> Self {
+        let options = match name {
+            "atoll-sched" => Options {
+                schedule: true,
+                ..Options::default()
+            },
+            "atoll-no-reg-locals" => Options {
                 reg_locals: false,
                 br_tree: false,
                 ..Options::default()
-            }
-        } else {
-            Options::default()
+            },
+            _ => Options::default(),
         };
         Self { name, options }
     }

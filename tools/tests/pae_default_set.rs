@@ -201,6 +201,14 @@ fn default_set_agrees_with_wasmi_unoptimized() {
 }
 
 #[test]
+fn default_set_agrees_with_wasmi_with_scheduling() {
+    run(Options {
+        schedule: true,
+        ..Options::default()
+    });
+}
+
+#[test]
 fn default_set_agrees_with_wasmi_with_every_function_assembled_lazily() {
     run(Options {
         lazy: true,

@@ -660,6 +660,24 @@ fn random_modules_agree_with_wasmi_unoptimized() {
 
 /// With SIMD: optimized with the extensions this CPU has, then unoptimized with SSE2 only
 /// (every lane-helper fallback).
+/// Instruction scheduling (off by default) with every other pass, and on its own.
+#[test]
+fn random_modules_agree_with_wasmi_with_scheduling() {
+    assert!(!Options::default().schedule && !Options::NONE.schedule);
+    let with_all = Options {
+        schedule: true,
+        ..Options::default()
+    };
+    run(1500, with_all, false);
+    run(1500, with_all, true);
+    let alone = Options {
+        schedule: true,
+        ..Options::NONE
+    };
+    run(1000, alone, false);
+    run(1500, alone, true);
+}
+
 #[test]
 fn random_simd_modules_agree_with_wasmi() {
     run(1500, Options::default(), true);

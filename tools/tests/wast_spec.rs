@@ -151,6 +151,25 @@ fn spec_2_0_scripts_pass_unoptimized() {
     run_all_2_0(Options::NONE);
 }
 
+/// Instruction scheduling (off by default) with every other pass, and on its own.
+#[test]
+fn spec_scripts_pass_with_scheduling() {
+    assert!(!Options::default().schedule && !Options::NONE.schedule);
+    let with_all = Options {
+        schedule: true,
+        ..Options::default()
+    };
+    run_all(with_all);
+    run_all_2_0(with_all);
+    let alone = Options {
+        schedule: true,
+        cpu: CpuFeatures::detect(),
+        ..Options::NONE
+    };
+    run_all(alone);
+    run_all_2_0(alone);
+}
+
 #[test]
 fn spec_scripts_pass_with_every_function_assembled_lazily() {
     // Counters on too: lazily assembled functions count in the slots reserved for them.

@@ -1,14 +1,15 @@
-//! A thin layer over iced-x86's `CodeAssembler`: register tables, memory operands, labels that
-//! may share an instruction, conditional jumps by condition code, and instruction indices that
-//! become code offsets after assembly (for metadata).
+//! A thin layer over iced-x86's `Instruction`: register tables, memory operands, an instruction
+//! list with labels that may share an instruction, conditional jumps by condition code, and
+//! instruction indices that become code offsets after assembly (for metadata). Encoding is in
+//! `encode.rs` (iced's `Encoder`), scheduling in `sched.rs`.
 
 use alloc::vec::Vec;
 
-use iced_x86::code_asm::{CodeAssembler, CodeLabel};
-use iced_x86::{BlockEncoder, BlockEncoderOptions, Code, Instruction, InstructionBlock};
-use iced_x86::{MemoryOperand, Register};
+use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
 use crate::CompileError;
+use crate::encode::{self, LabelPos, UNBOUND};
+use crate::sched;
 
 /// 64-bit general registers by hardware number.
 pub const R64: [Register; 16] = [
@@ -176,6 +177,23 @@ impl Cond {
         }
     }
 
+    fn jcc(self) -> Code {
+        match self {
+            Cond::E => Code::Je_rel32_64,
+            Cond::Ne => Code::Jne_rel32_64,
+            Cond::L => Code::Jl_rel32_64,
+            Cond::Le => Code::Jle_rel32_64,
+            Cond::G => Code::Jg_rel32_64,
+            Cond::Ge => Code::Jge_rel32_64,
+            Cond::B => Code::Jb_rel32_64,
+            Cond::Be => Code::Jbe_rel32_64,
+            Cond::A => Code::Ja_rel32_64,
+            Cond::Ae => Code::Jae_rel32_64,
+            Cond::P => Code::Jp_rel32_64,
+            Cond::Np => Code::Jnp_rel32_64,
+        }
+    }
+
     fn setcc(self) -> Code {
         match self {
             Cond::E => Code::Sete_rm8,
@@ -221,15 +239,31 @@ pub fn mem_scaled(base: u8, index: u8, scale: u32, disp: i32) -> MemoryOperand {
     )
 }
 
-/// The assembler for one module plus bookkeeping.
+/// A label: an id the branches name, bound to an instruction index by [`Emitter::bind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLabel(u32);
+
+/// The instruction list of one module (or one lazily assembled function) plus its labels.
+///
+/// Instructions are iced-x86 [`Instruction`]s in a plain list; a branch to a label carries the
+/// label id as its target, and [`Emitter::assemble`] resolves it (`encode.rs`). Instruction
+/// indices stand for code offsets until then.
 pub struct Emitter {
-    /// The iced-x86 assembler.
-    pub asm: CodeAssembler,
+    insns: Vec<Instruction>,
+    /// By label id: the index of its zero-byte marker, or `UNBOUND`.
+    labels: Vec<LabelPos>,
+    /// By label id: the label of a trap stub (branches to it may be scheduled; `sched.rs`).
+    trap_labels: Vec<bool>,
+    /// Run the instruction scheduler before encoding.
+    schedule: bool,
 }
 
 impl core::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Emitter").finish_non_exhaustive()
+        f.debug_struct("Emitter")
+            .field("instructions", &self.insns.len())
+            .field("labels", &self.labels.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,74 +271,97 @@ impl core::fmt::Debug for Emitter {
 pub struct Assembled {
     /// Machine code (position-independent).
     pub code: Vec<u8>,
-    /// Code offset of each instruction index (one past the end included).
+    /// Code offset of each instruction index (one past the end included). With scheduling,
+    /// the offset of the first instruction, in code order, of those from this index to the end
+    /// of its basic block (`sched.rs`): a label, a call's return address, a function start are
+    /// exact, an operator's boundary is where its block part begins.
     pub offsets: Vec<u32>,
 }
 
 impl Emitter {
-    /// A 64-bit assembler.
+    /// An empty 64-bit instruction list (scheduling off; see [`Emitter::set_schedule`]).
     pub fn new() -> Result<Self, CompileError> {
         Ok(Self {
-            asm: CodeAssembler::new(64)?,
+            insns: Vec::with_capacity(1024),
+            labels: Vec::new(),
+            trap_labels: Vec::new(),
+            schedule: false,
         })
+    }
+
+    /// Whether [`Emitter::assemble`] schedules each basic block first (`Options::schedule`).
+    pub fn set_schedule(&mut self, on: bool) {
+        self.schedule = on;
+    }
+
+    /// Makes room for the instructions of a module of `wasm_bytes` (about 0.6 per byte in
+    /// the default set), so the list does not grow by copying.
+    pub fn reserve_for(&mut self, wasm_bytes: usize) {
+        self.insns.reserve(wasm_bytes * 3 / 4);
     }
 
     /// Index of the next instruction.
     pub fn pos(&self) -> usize {
-        self.asm.instructions().len()
+        self.insns.len()
     }
 
     /// Adds one instruction.
+    #[inline]
     pub fn ins(
         &mut self,
         ins: Result<Instruction, iced_x86::IcedError>,
     ) -> Result<(), CompileError> {
-        self.asm.add_instruction(ins?)?;
+        self.insns.push(ins?);
         Ok(())
     }
 
     /// A fresh label.
     pub fn label(&mut self) -> CodeLabel {
-        self.asm.create_label()
+        self.labels.push(UNBOUND);
+        self.trap_labels.push(false);
+        CodeLabel(self.labels.len() as u32 - 1)
+    }
+
+    /// A fresh label for a trap stub: a stub that reads no register but `r14` (the VM
+    /// context) and never returns, so the scheduler may move register-only work across
+    /// conditional branches to it.
+    pub fn trap_label(&mut self) -> CodeLabel {
+        let l = self.label();
+        self.trap_labels[l.0 as usize] = true;
+        l
     }
 
     /// Binds `label` to the next instruction (a zero-byte marker lets labels share a place).
     pub fn bind(&mut self, label: &mut CodeLabel) -> Result<(), CompileError> {
-        self.asm.zero_bytes()?;
-        self.asm.set_label(label)?;
+        let slot = &mut self.labels[label.0 as usize];
+        if *slot != UNBOUND {
+            return Err(CompileError::Assembler(alloc::format!(
+                "label {} bound twice",
+                label.0
+            )));
+        }
+        *slot = self.insns.len() as LabelPos;
+        self.insns.push(Instruction::with(Code::Zero_bytes));
         Ok(())
+    }
+
+    fn branch(&mut self, code: Code, label: CodeLabel) -> Result<(), CompileError> {
+        self.ins(Instruction::with_branch(code, u64::from(label.0)))
     }
 
     /// `jmp label`.
     pub fn jmp(&mut self, label: CodeLabel) -> Result<(), CompileError> {
-        self.asm.jmp(label)?;
-        Ok(())
+        self.branch(Code::Jmp_rel32_64, label)
     }
 
     /// `call label`.
     pub fn call(&mut self, label: CodeLabel) -> Result<(), CompileError> {
-        self.asm.call(label)?;
-        Ok(())
+        self.branch(Code::Call_rel32_64, label)
     }
 
     /// `jcc label`.
     pub fn jcc(&mut self, cond: Cond, label: CodeLabel) -> Result<(), CompileError> {
-        let a = &mut self.asm;
-        match cond {
-            Cond::E => a.je(label)?,
-            Cond::Ne => a.jne(label)?,
-            Cond::L => a.jl(label)?,
-            Cond::Le => a.jle(label)?,
-            Cond::G => a.jg(label)?,
-            Cond::Ge => a.jge(label)?,
-            Cond::B => a.jb(label)?,
-            Cond::Be => a.jbe(label)?,
-            Cond::A => a.ja(label)?,
-            Cond::Ae => a.jae(label)?,
-            Cond::P => a.jp(label)?,
-            Cond::Np => a.jnp(label)?,
-        }
-        Ok(())
+        self.branch(cond.jcc(), label)
     }
 
     /// `setcc r8; movzx r32, r8`.
@@ -419,23 +476,29 @@ impl Emitter {
     }
 
     /// Takes the instruction list and encodes it at address 0; `patch` edits instructions first
-    /// (frame sizes known only at the end of a function).
+    /// (frame sizes known only at the end of a function). With scheduling on, each basic block
+    /// is reordered (`sched.rs`) before encoding.
     pub fn assemble(
         mut self,
         patch: impl FnOnce(&mut [Instruction]),
     ) -> Result<Assembled, CompileError> {
-        let mut instructions = self.asm.take_instructions();
-        patch(&mut instructions);
-        let block = InstructionBlock::new(&instructions, 0);
-        let result = BlockEncoder::encode(
-            64,
-            block,
-            BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-        )?;
-        let mut offsets: Vec<u32> = result.new_instruction_offsets;
-        offsets.push(result.code_buffer.len() as u32);
+        patch(&mut self.insns);
+        if !self.schedule {
+            let enc = encode::encode(&self.insns, None, &self.labels)?;
+            return Ok(Assembled {
+                code: enc.code,
+                offsets: enc.offsets,
+            });
+        }
+        let plan = sched::schedule(&self.insns, &self.trap_labels);
+        let enc = encode::encode(&self.insns, Some(&plan.order), &self.labels)?;
+        let offsets = plan
+            .index_pos
+            .iter()
+            .map(|&p| enc.offsets[p as usize])
+            .collect();
         Ok(Assembled {
-            code: result.code_buffer,
+            code: enc.code,
             offsets,
         })
     }

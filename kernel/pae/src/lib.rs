@@ -1,5 +1,5 @@
 //! atoll's Predictive Assembly Engine code generator: validated WebAssembly to x86-64 machine
-//! code through iced-x86's `CodeAssembler` (no_std + alloc; also builds for the host).
+//! code through iced-x86's `Encoder` (no_std + alloc; also builds for the host).
 //!
 //! - [`compile`] validates a module against [`chunk_image::SUPPORTED_FEATURES`] and lowers every
 //!   function in one pass (a Liftoff-style value stack: values stay in registers inside basic
@@ -21,6 +21,8 @@ extern crate alloc;
 
 pub mod cpu;
 mod emit;
+mod encode;
+mod fastenc;
 pub mod lazy;
 mod lower;
 pub mod meta;
@@ -29,6 +31,7 @@ mod opt;
 pub mod reach;
 mod regalloc;
 pub mod runtime;
+mod sched;
 mod trampoline;
 mod trap_labels;
 pub mod vmctx;
@@ -44,7 +47,8 @@ pub use module::{FuncType, ModuleDesc, Ty};
 pub use opt::specialize::{ArgProfile, Specialize};
 pub use vmctx::{FuncRef, HostFunc, ImportEntry, MemoryDef, TableDef, TrapCode, VmContext};
 
-/// Which optimizations run. All are on by default; each can be turned off on its own.
+/// Which optimizations run. All but `block_counters`, `lazy` and `schedule` are on by default;
+/// each can be switched on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Constant propagation and folding: constants stay symbolic on the value stack, fold
@@ -75,6 +79,11 @@ pub struct Options {
     /// `br_table` as a balanced tree of compares (O(log n) branches; no data words in code,
     /// so islands can be decoded and moved) instead of a linear compare chain.
     pub br_tree: bool,
+    /// Instruction scheduling: each basic block's instructions are reordered to start loads,
+    /// multiplies and divides early (`sched.rs`); traps still happen at the same point of the
+    /// memory's history. Off by default: it makes compiling about 1.7x slower for no execution
+    /// gain measurable on the benchmark (`docs/benchmarks.md`).
+    pub schedule: bool,
     /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
     pub cpu: CpuFeatures,
 }
@@ -90,6 +99,7 @@ impl Default for Options {
             specialize: true,
             reg_locals: true,
             br_tree: true,
+            schedule: false,
             cpu: CpuFeatures::detect(),
         }
     }
@@ -106,6 +116,7 @@ impl Options {
         specialize: false,
         reg_locals: false,
         br_tree: false,
+        schedule: false,
         cpu: CpuFeatures::SSE2,
     };
 }

@@ -1,7 +1,7 @@
 //! The labels of a module's trap stubs. Lowering jumps to them; the trampoline module emits the
 //! stubs behind them. Both use this module, so neither depends on the other for it.
 
-use iced_x86::code_asm::CodeLabel;
+use crate::emit::CodeLabel;
 
 use crate::emit::Emitter;
 use crate::vmctx::TrapCode;
@@ -18,8 +18,8 @@ impl TrapLabels {
     /// Fresh labels in `e`, bound later by the trap stubs.
     pub fn new(e: &mut Emitter) -> Self {
         Self {
-            codes: core::array::from_fn(|_| e.label()),
-            vm: e.label(),
+            codes: core::array::from_fn(|_| e.trap_label()),
+            vm: e.trap_label(),
         }
     }
 

@@ -12,7 +12,7 @@
 //!   a WASI command module from a file with stdio passed through.
 //! - `profile merge IMAGE RECORD -o OUT` folds a kernel's `profile export` record into the
 //!   image's usage profiles.
-//! - `wast [--json] [--no-opt] FILE...` runs WebAssembly spec scripts against atoll's code
+//! - `wast [--json] [--no-opt] [--schedule] FILE...` runs WebAssembly spec scripts against atoll's code
 //!   generator, executing the generated code natively (x86-64 hosts).
 
 pub mod build;
@@ -50,7 +50,7 @@ pub const USAGE: &str = "usage:
   chunkc run IMAGE CHUNK [--native] [--stdin PATH] [--env K=V] [ARGS...]
   chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
   chunkc profile merge IMAGE RECORD -o OUT
-  chunkc wast [--json] [--no-opt] FILE...";
+  chunkc wast [--json] [--no-opt] [--schedule] FILE...";
 
 /// Runs chunkc with `args` (without the program name), writing normal output to `out`.
 /// Returns the exit status for success and traps (1 for a trap); errors are returned.
@@ -158,11 +158,14 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
             if files.is_empty() {
                 return Err(ChunkcError::Usage("wast needs FILE...".into()));
             }
-            let options = if flags("--no-opt") {
+            let mut options = if flags("--no-opt") {
                 atoll_pae::Options::NONE
             } else {
                 atoll_pae::Options::default()
             };
+            if flags("--schedule") {
+                options.schedule = true;
+            }
             let ok = wast::run_files(&files, flags("--json"), options, out)?;
             Ok(if ok { 0 } else { 1 })
         }

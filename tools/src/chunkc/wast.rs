@@ -1,4 +1,4 @@
-//! `chunkc wast [--json] [--no-opt] FILE...`: runs WebAssembly spec scripts against atoll's
+//! `chunkc wast [--json] [--no-opt] [--schedule] FILE...`: runs WebAssembly spec scripts against atoll's
 //! x86-64 code generator, executing the generated code natively on the host.
 //!
 //! Modules are compiled with `atoll_pae` and instantiated in-process; the `spectest` module is

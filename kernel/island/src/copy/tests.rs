@@ -7,7 +7,7 @@ use std::vec::Vec;
 use iced_x86::OpKind;
 
 use super::*;
-use crate::testutil::{FIB, LOOP, compile, decode};
+use crate::testutil::{FIB, LOOP, compile, compile_with, decode};
 
 const OLD_BASE: u64 = 0x4000_0000;
 /// Near, far (1 GiB up), below, and at an odd address.
@@ -86,6 +86,26 @@ fn every_function_relocates_with_targets_inside_and_outside_exact() {
             }
         }
         // Both kinds really occur, or the test proves nothing.
+        assert!(seen.inside > 0 && seen.outside > 0, "{seen:?}");
+    }
+}
+
+/// Scheduled code (`Options::schedule`) is ordinary code to the relocator: every function
+/// relocates exactly too.
+#[test]
+fn scheduled_code_relocates_with_targets_exact() {
+    let scheduled = atoll_pae::Options {
+        schedule: true,
+        ..atoll_pae::Options::default()
+    };
+    for wat in [FIB, LOOP] {
+        let m = compile_with(wat, &scheduled);
+        let mut seen = Seen::default();
+        for f in &m.funcs {
+            for d in DELTAS {
+                check_copy(&m.code, f.code_range.clone(), d, &mut seen);
+            }
+        }
         assert!(seen.inside > 0 && seen.outside > 0, "{seen:?}");
     }
 }

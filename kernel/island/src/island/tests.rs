@@ -344,19 +344,24 @@ fn thunk_call_sites_say_which_path_calls_generated_code() {
         &m.code[r.start as usize..r.end as usize],
         u64::from(r.start),
     );
-    let before = |c: &CallSite| {
-        ins[ins
+    // Whether an instruction of the call's basic block, before the call, writes `r14` (the
+    // scheduler may have moved the switch a few instructions up inside the block).
+    let switches_vmctx = |c: &CallSite| {
+        let at = ins
             .iter()
             .position(|i| i.ip() == u64::from(c.offset))
-            .unwrap()
-            - 2]
+            .unwrap();
+        ins[..at]
+            .iter()
+            .rev()
+            .take_while(|i| i.flow_control() == iced_x86::FlowControl::Next)
+            .any(|i| i.op0_register() == iced_x86::Register::R14)
     };
     let targets: Vec<CallTarget> = thunk.call_sites.iter().map(|c| c.target).collect();
     assert_eq!(targets, [CallTarget::Import(0), CallTarget::ImportWasm(0)]);
     for c in &thunk.call_sites {
-        let switches_vmctx = before(c).op0_register() == iced_x86::Register::R14;
         assert_eq!(
-            switches_vmctx,
+            switches_vmctx(c),
             c.target == CallTarget::ImportWasm(0),
             "{c:?}"
         );

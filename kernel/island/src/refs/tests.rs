@@ -11,7 +11,7 @@ use iced_x86::Code;
 use super::*;
 use crate::env::Environment;
 use crate::island::{Grouping, IslandId, IslandSet, ModuleId, MoveStats, PreparedMove};
-use crate::testutil::{FIB, LOOP, Sim, compile, decode, find};
+use crate::testutil::{FIB, LOOP, Sim, compile, compile_with, decode, find};
 
 const BASE: u64 = 0x4000_0000;
 const OTHER_BASE: u64 = 0x4800_0000;
@@ -31,7 +31,10 @@ struct World {
 
 impl World {
     fn new(wat: &str) -> Self {
-        let m = compile(wat);
+        Self::with(compile(wat))
+    }
+
+    fn with(m: CompiledModule) -> Self {
         let mut set = IslandSet::new();
         let module = set.add_module(&m, BASE, Grouping::PerFunction).unwrap();
         Self { m, set, module }
@@ -223,6 +226,47 @@ fn deep_recursion_every_frame_found_and_rewritten() {
     let n = check_and_rewrite(&w, &prep, &mut s);
     assert_eq!(n, 61, "the RIP and 60 return addresses into fib");
     commit_and_rewalk(&mut w, prep, &s, n);
+}
+
+/// Scheduled code (`Options::schedule`): a thread stopped at any instruction of `fib`'s body,
+/// between instructions the scheduler reordered or not, is found and rewritten exactly.
+#[test]
+fn scheduled_code_deep_recursion_found_and_rewritten_at_every_body_instruction() {
+    let scheduled = atoll_pae::Options {
+        schedule: true,
+        ..atoll_pae::Options::default()
+    };
+    let probe = World::with(compile_with(FIB, &scheduled));
+    let r = &probe.m.funcs[0].code_range;
+    let body = decode(
+        &probe.m.code[r.start as usize..r.end as usize],
+        BASE + u64::from(r.start),
+    );
+    let leave = body
+        .iter()
+        .position(|i| i.code() == Code::Leaveq)
+        .expect("an epilogue");
+    assert!(leave > 4);
+    // The scheduler really reordered `fib`, or this proves nothing new.
+    let plain = compile(FIB);
+    let pr = &plain.funcs[0].code_range;
+    assert_ne!(
+        &plain.code[pr.start as usize..pr.end as usize],
+        &probe.m.code[r.start as usize..r.end as usize]
+    );
+    for k in 3..leave {
+        let mut w = World::with(compile_with(FIB, &scheduled));
+        let mut s = deep_fib(&w, 20);
+        s.frame(w.frame_bytes(0));
+        s.rip = w.insn(0, k);
+        let prep = w.prepare(w.island(0), NEW);
+        let n = check_and_rewrite(&w, &prep, &mut s);
+        assert_eq!(
+            n, 21,
+            "instruction {k}: the RIP and 20 return addresses into fib"
+        );
+        commit_and_rewalk(&mut w, prep, &s, n);
+    }
 }
 
 #[test]

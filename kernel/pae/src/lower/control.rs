@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use iced_x86::code_asm::CodeLabel;
+use crate::emit::CodeLabel;
 use iced_x86::{Code, Instruction};
 use wasmparser::{BlockType, Operator};
 

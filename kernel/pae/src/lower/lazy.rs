@@ -141,6 +141,7 @@ pub(crate) fn compile_one(
     counters: core::ops::Range<u32>,
 ) -> Result<(Vec<u8>, FunctionMeta, Vec<CounterSlot>), CompileError> {
     let mut e = Emitter::new()?;
+    e.set_schedule(opts.schedule);
     let mut label = e.label();
     let traps = TrapLabels::new(&mut e);
     let mut cx = ModCx {

@@ -18,7 +18,7 @@ mod table;
 
 use alloc::vec::Vec;
 
-use iced_x86::code_asm::CodeLabel;
+use crate::emit::CodeLabel;
 use iced_x86::{Code, Instruction, MemoryOperand};
 use wasmparser::{BinaryReader, FunctionBody, Operator};
 
@@ -175,6 +175,8 @@ pub(crate) fn compile_module(
         .map(|f| f >= imports && !eager.get(f).copied().unwrap_or(false))
         .collect();
     let mut e = Emitter::new()?;
+    e.set_schedule(opts.schedule);
+    e.reserve_for(bytes.len());
     let func_labels = (0..desc.funcs.len()).map(|_| e.label()).collect();
     let traps = TrapLabels::new(&mut e);
     let mut cx = ModCx {

@@ -4,7 +4,7 @@
 //! constants. Both bodies share the prologue and the frame (its size is patched in at the end,
 //! from the larger of their needs), and each ends in its own `leave; ret`.
 
-use iced_x86::code_asm::CodeLabel;
+use crate::emit::CodeLabel;
 use iced_x86::{Code, Instruction};
 use wasmparser::Operator;
 
