@@ -1,11 +1,13 @@
 //! The kernel's virtual-memory API: map, unmap and re-protect 4 KiB and 2 MiB pages in a
-//! region of the address space the kernel owns (one free PML4 slot, 512 GiB), with W^X always
+//! region of the address space the kernel owns (a run of up to [`MAX_SLOTS`] free PML4 slots of
+//! 512 GiB each: guard-page linear memories reserve 8 GiB apiece), with W^X always
 //! enforced (by `atoll_kcore::paging`) and the TLB flushed after every change: locally under the
 //! lock, then on every other online core by a shootdown IPI once the lock is released (a core
 //! spinning on this lock with interrupts off could not acknowledge it otherwise).
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_kcore::addr::{PageSize, PhysAddr, SIZE_4K, VirtAddr};
 use atoll_kcore::frames::FrameError;
@@ -77,24 +79,39 @@ static VM: Once<Mutex<Vm>> = Once::new();
 
 /// Bytes one PML4 entry covers.
 const SLOT_BYTES: u64 = 1 << 39;
+/// The most consecutive PML4 slots the region claims.
+pub const MAX_SLOTS: u64 = 8;
+
+/// The region's bounds, readable without the lock (the fault path reads them).
+static REGION_START: AtomicU64 = AtomicU64::new(0);
+static REGION_END: AtomicU64 = AtomicU64::new(0);
 
 fn root() -> PhysAddr {
     cpu::page_table_root()
 }
 
-/// Claims a free PML4 slot in the upper half for the kernel's region.
+/// Claims the longest run (up to [`MAX_SLOTS`]) of free PML4 slots in the upper half, highest
+/// first, for the kernel's region.
 pub fn init() -> Result<u64, VmError> {
     let mem = DirectMap;
     let pml4 = root();
-    let slot = (256..511)
+    let free = |i: u64| atoll_kcore::paging::PhysMem::read(&mem, PhysAddr(pml4.0 + 8 * i)) == 0;
+    let (slot, slots) = (1..=MAX_SLOTS)
         .rev()
-        .find(|i| atoll_kcore::paging::PhysMem::read(&mem, PhysAddr(pml4.0 + 8 * i)) == 0)
+        .find_map(|n| {
+            (256..=511 - n)
+                .rev()
+                .find(|&s| (s..s + n).all(free))
+                .map(|s| (s, n))
+        })
         .ok_or(VmError::NoFreeSlot)?;
     let base = 0xffff_0000_0000_0000 | (slot * SLOT_BYTES);
+    REGION_START.store(base, Ordering::Relaxed);
+    REGION_END.store(base + slots * SLOT_BYTES, Ordering::Relaxed);
     VM.call_once(|| {
         Mutex::new(Vm {
             base,
-            end: base + SLOT_BYTES,
+            end: base + slots * SLOT_BYTES,
             next: base,
             stats: VmStats {
                 region_base: base,
@@ -236,6 +253,17 @@ pub fn protect(va: VirtAddr, size: PageSize, prot: Protection) -> Result<(), VmE
         Ok(())
     })
     .inspect(|()| shootdown(va))
+}
+
+/// Whether `rip` lies in generated code: an executable page of the kernel's region (the only
+/// executable pages there are chunk code, lazily assembled functions and moved islands, all
+/// written by the code generator). Takes no lock: the fault path asks.
+pub fn is_generated_code(rip: u64) -> bool {
+    let (start, end) = (
+        REGION_START.load(Ordering::Relaxed),
+        REGION_END.load(Ordering::Relaxed),
+    );
+    (start..end).contains(&rip) && translate(VirtAddr(rip)).is_some_and(|t| t.protection.exec)
 }
 
 /// Where `va` leads in the current address space.

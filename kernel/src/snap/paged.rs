@@ -1,7 +1,11 @@
 //! Page-backed linear memory with copy-on-write snapshot pages.
 //!
-//! A [`PagedMemory`] is a reserved range of the kernel's virtual region (256 MiB, recycled
-//! through a pool) whose 4 KiB pages are mapped one by one. A page is *absent* (inside the
+//! A [`PagedMemory`] is a reserved range of the kernel's virtual region
+//! (`GUARD_RESERVE_BYTES`, 8 GiB + 64 KiB, recycled through a pool) whose 4 KiB pages are
+//! mapped one by one. Nothing past its size is ever mapped, so it is also the guard-page
+//! memory of code compiled without bounds checks (`docs/guard-pages.md`): [`on_page_fault`]
+//! reports an access past the size as [`Fault::OutOfBounds`] for `crate::guard` to turn into
+//! the wasm trap. A page is *absent* (inside the
 //! memory's size but not mapped yet), *private* (a frame of its own, read-write) or *shared*
 //! (a snapshot's frame, mapped read-only, the snapshot kept alive by the `Arc`). [`on_page_fault`]
 //! handles both faults these make:
@@ -34,8 +38,11 @@ use spin::Mutex;
 use crate::arch::{cpu, physmem};
 use crate::mem::{frames, vm};
 
-/// Virtual space each paged memory reserves: its largest size (4,096 wasm pages).
-pub const REGION_BYTES: u64 = 256 << 20;
+/// The largest size of a paged memory: 65,536 wasm pages (what a 32-bit memory can address).
+pub const MAX_BYTES: u64 = 1 << 32;
+/// Virtual space each paged memory reserves: enough that no access of code compiled for
+/// guard pages leaves it.
+pub const RESERVE_BYTES: u64 = atoll_pae::runtime::GUARD_RESERVE_BYTES;
 
 /// A snapshot's page: one frame, freed when the last holder (the library, a restored
 /// instance) lets go.
@@ -156,7 +163,7 @@ impl PagedMemory {
         let base = match cpu::without_interrupts(|| POOL.lock().pop()) {
             Some(b) => b,
             None => {
-                vm::reserve(REGION_BYTES, SIZE_4K)
+                vm::reserve(RESERVE_BYTES, SIZE_4K)
                     .map_err(PagedError::Vm)?
                     .0
             }
@@ -266,7 +273,7 @@ impl LinearMemory for PagedMemory {
 
     fn grow_to(&mut self, new_size_bytes: usize) -> bool {
         let want = (new_size_bytes as u64).div_ceil(SIZE_4K);
-        if want * SIZE_4K > REGION_BYTES {
+        if want * SIZE_4K > MAX_BYTES {
             return false;
         }
         let now = self.size_bytes() as u64 / SIZE_4K;
@@ -280,6 +287,12 @@ impl LinearMemory for PagedMemory {
                 true
             })
         })
+    }
+
+    fn guard_reserved(&self) -> bool {
+        // Its base never moves, RESERVE_BYTES are reserved, nothing past its size is mapped,
+        // and `crate::guard` turns a fault there in generated code into the trap.
+        true
     }
 }
 
@@ -316,30 +329,53 @@ enum Found {
     Shared(Arc<SnapFrame>),
 }
 
+/// What [`on_page_fault`] made of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not in a paged memory (or not a data access): someone else's fault.
+    NotOurs,
+    /// Handled (a page mapped or copied): retry the access.
+    Handled,
+    /// A data access past the size of the paged memory at `base`, inside its reservation: an
+    /// out-of-bounds access (of guard-page code if it came from generated code).
+    OutOfBounds {
+        /// The memory's base.
+        base: u64,
+    },
+    /// Inside the memory but it could not be handled (no frame, mapping failed).
+    Failed,
+}
+
 /// The page-fault path of paged memories: demand paging of absent pages and copy-on-write of
-/// shared ones. Returns whether the fault was handled.
-pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
+/// shared ones, and out-of-bounds accesses told apart.
+pub fn on_page_fault(addr: u64, error_code: u64) -> Fault {
     let write_to_ro = crate::arch::idt::is_write_to_read_only(error_code);
     if !write_to_ro && !crate::arch::idt::is_data_access_to_absent(error_code) {
-        return false;
+        return Fault::NotOurs;
     }
     let page_va = addr & !(SIZE_4K - 1);
     // Find the page (lock held only for the lookup).
     let found = regions(|r| {
         let (&base, region) = r.range(..=addr).next_back()?;
+        if addr - base >= RESERVE_BYTES {
+            return None;
+        }
         let index = usize::try_from((addr - base) / SIZE_4K).ok()?;
-        let found = match region.pages.get(index)? {
-            Page::Absent => Found::Absent,
-            Page::Private(_) => Found::Private,
-            Page::Shared(f) => Found::Shared(f.clone()),
+        let found = match region.pages.get(index) {
+            None => return Some(Err(base)),
+            Some(Page::Absent) => Found::Absent,
+            Some(Page::Private(_)) => Found::Private,
+            Some(Page::Shared(f)) => Found::Shared(f.clone()),
         };
-        Some((base, index, found))
+        Some(Ok((base, index, found)))
     });
-    let Some((base, index, found)) = found else {
-        return false;
+    let (base, index, found) = match found {
+        None => return Fault::NotOurs,
+        Some(Err(base)) => return Fault::OutOfBounds { base },
+        Some(Ok(f)) => f,
     };
     let Some(pa) = frames::alloc(PageSize::Size4K) else {
-        return false;
+        return Fault::Failed;
     };
     let mapped = match (&found, write_to_ro) {
         (Found::Absent, false) => {
@@ -360,12 +396,12 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
             // Already handled (a stale translation on this core): retry the access.
             let _ = frames::free(pa, PageSize::Size4K);
             cpu::invlpg(page_va);
-            return true;
+            return Fault::Handled;
         }
     };
     if !mapped {
         let _ = frames::free(pa, PageSize::Size4K);
-        return false;
+        return Fault::Failed;
     }
     let copied = matches!(found, Found::Shared(_));
     regions(|r| {
@@ -379,5 +415,5 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
     if copied {
         COPIED.fetch_add(1, Ordering::Relaxed);
     }
-    true
+    Fault::Handled
 }
