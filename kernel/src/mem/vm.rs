@@ -71,7 +71,12 @@ pub struct VmStats {
 struct Vm {
     base: u64,
     end: u64,
+    /// Next free address of ordinary reservations (growing up from `base`: code, stacks and
+    /// mappings stay close together, within `rel32` reach of each other).
     next: u64,
+    /// Lowest address of the large reservations made by [`reserve_far`] (growing down from
+    /// `end`).
+    far: u64,
     stats: VmStats,
 }
 
@@ -113,6 +118,7 @@ pub fn init() -> Result<u64, VmError> {
             base,
             end: base + slots * SLOT_BYTES,
             next: base,
+            far: base + slots * SLOT_BYTES,
             stats: VmStats {
                 region_base: base,
                 ..VmStats::default()
@@ -142,11 +148,27 @@ pub fn reserve(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
     with(|vm| {
         let start = vm.next.next_multiple_of(align);
         let end = start.checked_add(bytes).ok_or(VmError::OutOfVirtualSpace)?;
-        if end > vm.end {
+        if end > vm.far {
             return Err(VmError::OutOfVirtualSpace);
         }
         vm.next = end;
-        vm.stats.reserved_bytes = end - vm.base;
+        vm.stats.reserved_bytes = (vm.next - vm.base) + (vm.end - vm.far);
+        Ok(VirtAddr(start))
+    })
+}
+
+/// Reserves `bytes` (a multiple of 4 KiB) of virtual space aligned to `align` (a power of two)
+/// at the far end of the kernel region, for large reservations (guard-page linear memories,
+/// 8 GiB each), so they never push later code out of `rel32` reach of earlier code (a moved
+/// island must still reach its module's trap stubs and callees).
+pub fn reserve_far(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
+    with(|vm| {
+        let start = vm.far.checked_sub(bytes).ok_or(VmError::OutOfVirtualSpace)? & !(align - 1);
+        if start < vm.next {
+            return Err(VmError::OutOfVirtualSpace);
+        }
+        vm.far = start;
+        vm.stats.reserved_bytes = (vm.next - vm.base) + (vm.end - vm.far);
         Ok(VirtAddr(start))
     })
 }

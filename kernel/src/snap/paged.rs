@@ -163,7 +163,7 @@ impl PagedMemory {
         let base = match cpu::without_interrupts(|| POOL.lock().pop()) {
             Some(b) => b,
             None => {
-                vm::reserve(RESERVE_BYTES, SIZE_4K)
+                vm::reserve_far(RESERVE_BYTES, SIZE_4K)
                     .map_err(PagedError::Vm)?
                     .0
             }
