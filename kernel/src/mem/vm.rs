@@ -380,6 +380,29 @@ pub fn unmap_4k_list(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
     result.map(|()| unmapped)
 }
 
+/// Like [`unmap_4k_list`] without the shootdown: only this core's TLB is flushed. The caller
+/// must neither free the frames nor reuse the range before [`shootdown_region`] has run.
+pub fn unmap_4k_list_local(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
+    let mut unmapped: Vec<PhysAddr> = Vec::with_capacity(pages.len());
+    with(|vm| {
+        for &page in pages {
+            check_region(vm, page, PageSize::Size4K)?;
+            let mut mem = DirectMap;
+            unmapped.push(Mapper::new(&mut mem, root()).unmap(page, PageSize::Size4K)?);
+            count(&mut vm.stats, PageSize::Size4K, -1);
+            flush_local(page);
+        }
+        Ok(())
+    })
+    .map(|()| unmapped)
+}
+
+/// Flushes the whole TLB of every other online core (one round of IPIs): after it, no core
+/// holds a translation of a page unmapped before it.
+pub fn shootdown_region() {
+    crate::smp::ipi::shootdown_range(REGION_START.load(Ordering::Relaxed), u64::MAX);
+}
+
 /// One TLB shootdown over the span of the 4 KiB pages at `addrs` (none if it is empty).
 fn shootdown_span(addrs: impl Iterator<Item = u64> + Clone) {
     if let (Some(lo), Some(hi)) = (addrs.clone().min(), addrs.max()) {

@@ -150,7 +150,7 @@ fn options() -> Options {
 /// paged guard reservation for code without them (`crate::guard`).
 fn memory_for(options: &Options) -> Result<Box<dyn LinearMemory>, PaeError> {
     if options.guard_pages {
-        crate::snap::paged::PagedMemory::new()
+        crate::snap::paged::PagedMemory::eager()
             .map(|m| Box::new(m) as Box<dyn LinearMemory>)
             .map_err(|e| PaeError::Memory(alloc::format!("guard-page memory: {e}")))
     } else {

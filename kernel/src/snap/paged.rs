@@ -8,7 +8,8 @@
 //! the wasm trap. A page is *absent* (inside the
 //! memory's size but not mapped yet), *private* (a frame of its own, read-write) or *shared*
 //! (a snapshot's frame, mapped read-only, the snapshot kept alive by the `Arc`). [`on_page_fault`]
-//! handles both faults these make:
+//! handles both faults these make (a memory made with [`PagedMemory::eager`] maps its pages
+//! when it grows instead, so only the second kind and out-of-bounds accesses fault there):
 //! - a read or write of an absent page maps a zeroed private frame there (demand paging: growth
 //!   maps nothing, and a restore maps snapshot pages where nothing was mapped, which needs no
 //!   TLB shootdown);
@@ -134,6 +135,9 @@ pub fn totals() -> (u64, u64) {
 #[derive(Debug)]
 pub struct PagedMemory {
     base: u64,
+    /// Growth maps zeroed frames at once instead of leaving pages absent (see
+    /// [`PagedMemory::eager`]).
+    eager: bool,
 }
 
 /// Why a paged memory operation failed.
@@ -160,6 +164,9 @@ impl core::fmt::Display for PagedError {
 impl PagedMemory {
     /// An empty memory (no pages yet) with its virtual range reserved.
     pub fn new() -> Result<Self, PagedError> {
+        if cpu::without_interrupts(|| POOL.lock().is_empty()) {
+            flush_deferred();
+        }
         let base = match cpu::without_interrupts(|| POOL.lock().pop()) {
             Some(b) => b,
             None => {
@@ -177,7 +184,47 @@ impl PagedMemory {
                 },
             )
         });
-        Ok(Self { base })
+        Ok(Self { base, eager: false })
+    }
+
+    /// Like [`PagedMemory::new`], but growth maps every new page at once (zeroed, read-write):
+    /// the linear memory of guard-page code (`crate::guard`), so in-bounds accesses of
+    /// generated code never fault (no thread sits in a page-fault handler in generated code,
+    /// which would hold up a relocation round) and the only faults it takes are out of bounds.
+    pub fn eager() -> Result<Self, PagedError> {
+        let mut memory = Self::new()?;
+        memory.eager = true;
+        Ok(memory)
+    }
+
+    /// Maps zeroed private frames at pages `from..to` (absent until now); all or nothing.
+    fn map_fresh(&self, from: u64, to: u64) -> Result<Vec<PhysAddr>, PagedError> {
+        let mut mapped: Vec<(VirtAddr, PhysAddr)> = Vec::with_capacity((to - from) as usize);
+        let mut failed = None;
+        for i in from..to {
+            let Some(pa) = frames::alloc(PageSize::Size4K) else {
+                failed = Some(PagedError::OutOfFrames);
+                break;
+            };
+            fresh_frame_bytes(pa).fill(0);
+            let va = VirtAddr(self.base + i * SIZE_4K);
+            if let Err(e) = vm::map(va, pa, PageSize::Size4K, Protection::READ_WRITE) {
+                let _ = frames::free(pa, PageSize::Size4K);
+                failed = Some(PagedError::Vm(e));
+                break;
+            }
+            mapped.push((va, pa));
+        }
+        let Some(e) = failed else {
+            return Ok(mapped.into_iter().map(|(_, pa)| pa).collect());
+        };
+        let vas: Vec<VirtAddr> = mapped.iter().map(|m| m.0).collect();
+        if vm::unmap_4k_list(&vas).is_ok() {
+            for (_, pa) in mapped {
+                let _ = frames::free(pa, PageSize::Size4K);
+            }
+        }
+        Err(e)
     }
 
     /// The handle restores use (the region's base address).
@@ -279,7 +326,21 @@ impl LinearMemory for PagedMemory {
         let now = self.size_bytes() as u64 / SIZE_4K;
         let needed = want.saturating_sub(now);
         if frames::stats().free < needed + GROW_MARGIN_FRAMES {
-            return false;
+            flush_deferred();
+            if frames::stats().free < needed + GROW_MARGIN_FRAMES {
+                return false;
+            }
+        }
+        if self.eager && needed > 0 {
+            let Ok(fresh) = self.map_fresh(now, want) else {
+                return false;
+            };
+            return regions(|r| {
+                r.get_mut(&self.base).is_some_and(|g| {
+                    g.pages.extend(fresh.into_iter().map(Page::Private));
+                    true
+                })
+            });
         }
         regions(|r| {
             r.get_mut(&self.base).is_some_and(|g| {
@@ -308,17 +369,66 @@ impl Drop for PagedMemory {
             .filter(|(_, p)| !matches!(p, Page::Absent))
             .map(|(i, _)| VirtAddr(self.base + i as u64 * SIZE_4K))
             .collect();
-        if vm::unmap_4k_list(&mapped).is_err() {
+        let unmapped = if self.eager {
+            vm::unmap_4k_list_local(&mapped)
+        } else {
+            vm::unmap_4k_list(&mapped)
+        };
+        if unmapped.is_err() {
             // Some page would still be reachable: keep its frames and the range.
             core::mem::forget(region);
             return;
         }
-        for p in region.pages {
-            if let Page::Private(pa) = p {
-                let _ = frames::free(pa, PageSize::Size4K);
+        let private: Vec<PhysAddr> = region
+            .pages
+            .into_iter()
+            .filter_map(|p| match p {
+                Page::Private(pa) => Some(pa),
+                _ => None,
+            })
+            .collect();
+        if self.eager {
+            // Other cores may still cache translations of these pages: the frames and the
+            // range wait for one shootdown shared by several dropped memories.
+            let full = cpu::without_interrupts(|| {
+                let mut d = DEFERRED.lock();
+                d.push((self.base, private));
+                d.len() >= DEFERRED_MEMORIES
+            });
+            if full {
+                flush_deferred();
             }
+            return;
+        }
+        for pa in private {
+            let _ = frames::free(pa, PageSize::Size4K);
         }
         cpu::without_interrupts(|| POOL.lock().push(self.base));
+    }
+}
+
+/// Eager memories dropped since the last shootdown: their unmapped frames and ranges, freed
+/// and reused only after every core has flushed its TLB ([`flush_deferred`]). Until then a
+/// stale translation on another core can only reach frames nobody else has (no live instance
+/// uses the range, and the frames are not handed out).
+static DEFERRED: Mutex<Vec<(u64, Vec<PhysAddr>)>> = Mutex::new(Vec::new());
+/// How many dropped memories share one shootdown (a task's memory is dropped when it ends:
+/// one round of IPIs per task otherwise).
+const DEFERRED_MEMORIES: usize = 16;
+
+/// Flushes every core's TLB once, then frees the deferred memories' frames and pools their
+/// ranges.
+fn flush_deferred() {
+    let batch = cpu::without_interrupts(|| core::mem::take(&mut *DEFERRED.lock()));
+    if batch.is_empty() {
+        return;
+    }
+    vm::shootdown_region();
+    for (base, frames_of) in batch {
+        for pa in frames_of {
+            let _ = frames::free(pa, PageSize::Size4K);
+        }
+        cpu::without_interrupts(|| POOL.lock().push(base));
     }
 }
 
