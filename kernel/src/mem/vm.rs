@@ -163,7 +163,11 @@ pub fn reserve(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
 /// island must still reach its module's trap stubs and callees).
 pub fn reserve_far(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
     with(|vm| {
-        let start = vm.far.checked_sub(bytes).ok_or(VmError::OutOfVirtualSpace)? & !(align - 1);
+        let start = vm
+            .far
+            .checked_sub(bytes)
+            .ok_or(VmError::OutOfVirtualSpace)?
+            & !(align - 1);
         if start < vm.next {
             return Err(VmError::OutOfVirtualSpace);
         }
