@@ -1,6 +1,6 @@
 //! Guard-page mode in the kernel (`guard`, `docs/guard-pages.md`): linear memory sandboxed by
-//! the page tables instead of bounds checks. One boot, four cores. Checked against the host
-//! reference (wasmi, `tools::qemu::reference`):
+//! the page tables instead of bounds checks. One boot with four cores each under BIOS and
+//! UEFI. Checked against the host reference (wasmi, `tools::qemu::reference`):
 //! - loads and stores of the `guard` chunk at many addresses (the very end, just past it,
 //!   straddling it, far past it, at 4 GiB - 1, with static offsets of a page, above 2 GiB and
 //!   of 4 GiB - 1, after `memory.grow`, and after a refused grow) give exactly the reference's
@@ -118,6 +118,15 @@ fn run_all(c: &mut Checks, m: &mut Machine, want: &[String], mode: &str) -> u64 
 
 #[test]
 fn out_of_bounds_accesses_trap_through_page_faults_on_every_core() {
+    check(Options::bios().smp(4));
+}
+
+#[test]
+fn out_of_bounds_accesses_trap_through_page_faults_under_uefi() {
+    check(Options::uefi().smp(4));
+}
+
+fn check(options: Options) {
     let want: Vec<String> = CASES
         .iter()
         .map(|(export, args)| result_of(&task(export), args))
@@ -134,7 +143,7 @@ fn out_of_bounds_accesses_trap_through_page_faults_on_every_core() {
         "every trap is an out-of-bounds access: {want:?}"
     );
 
-    let mut m = Machine::boot(Options::bios().smp(4));
+    let mut m = Machine::boot(options);
     let mut c = Checks::new();
 
     // Guard pages are the default; nothing has trapped yet.
