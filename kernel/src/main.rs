@@ -41,6 +41,8 @@ mod console;
 #[deny(unsafe_code)]
 mod fault;
 #[deny(unsafe_code)]
+mod guard;
+#[deny(unsafe_code)]
 mod irq;
 #[deny(unsafe_code)]
 mod island;

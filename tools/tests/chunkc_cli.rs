@@ -42,7 +42,7 @@ fn default_image() -> &'static str {
             image.to_str().expect("utf-8 path"),
         ]);
         assert!(out.status.success(), "build failed: {}", stderr(&out));
-        assert!(stdout(&out).contains("27 chunks"), "{}", stdout(&out));
+        assert!(stdout(&out).contains("28 chunks"), "{}", stdout(&out));
         image.to_string_lossy().into_owned()
     })
 }
@@ -56,7 +56,7 @@ fn inspect_lists_every_chunk_with_dependencies_and_resources() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../chunks/default.toml"),
     )
     .expect("manifest");
-    assert_eq!(manifest.chunks.len(), 27);
+    assert_eq!(manifest.chunks.len(), 28);
     for chunk in manifest.chunks.iter().map(|c| c.name.as_str()) {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{chunk} "))),
@@ -86,7 +86,7 @@ fn inspect_json_is_one_object() {
     assert_eq!(text.lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let chunks = v["chunks"].as_array().expect("chunks array");
-    assert_eq!(chunks.len(), 27);
+    assert_eq!(chunks.len(), 28);
     let pipeline = chunks
         .iter()
         .find(|c| c["name"] == "pipeline")

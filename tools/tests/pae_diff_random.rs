@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Unstructured;
 use atoll_pae::module::{ImportKind, Limits};
 use atoll_pae::runtime::{
-    Extern, Global, Instance, InstantiateError, InvokeError, Memory, SigRegistry, Table, VecMemory,
+    Extern, Global, Instance, InstantiateError, InvokeError, Memory, SigRegistry, Table,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,7 +88,9 @@ struct Provided {
     wasmi: wasmi::Linker<()>,
 }
 
-fn provide(engine: &wasmi::Engine, store: &mut wasmi::Store<()>) -> Provided {
+/// The shared objects both engines import; atoll's memory is a guard-page reservation when
+/// the code is compiled for one (`options.guard_pages`).
+fn provide(engine: &wasmi::Engine, store: &mut wasmi::Store<()>, options: &Options) -> Provided {
     use wasmi::{Mutability, Nullable, Ref, RefType, TableType};
     let limits = |min, max| Limits {
         min,
@@ -98,7 +100,11 @@ fn provide(engine: &wasmi::Engine, store: &mut wasmi::Store<()>) -> Provided {
         (
             "mem",
             Extern::Memory(
-                Memory::new(Box::<VecMemory>::default(), limits(1, 4)).expect("one page"),
+                Memory::new(
+                    wast_host::memory_for(options).expect("memory"),
+                    limits(1, 4),
+                )
+                .expect("one page"),
             ),
         ),
         (
@@ -370,7 +376,7 @@ fn check_module(
     let engine = wasmi::Engine::default();
     let wmodule = wasmi::Module::new(&engine, bytes).map_err(|e| Dropped::Wasmi(e.to_string()))?;
     let mut store = wasmi::Store::new(&engine, ());
-    let provided = provide(&engine, &mut store);
+    let provided = provide(&engine, &mut store, &options);
     let imports = atoll_imports(&module, &provided);
     let mut sigs = SigRegistry::default();
     let mut winsts = Vec::new();
@@ -621,6 +627,37 @@ fn run_with(count: u64, options: Options, simd: bool, specialize: bool) {
     assert!(
         modules as u64 > count / 4,
         "too few modules compared: {modules} of {count}"
+    );
+}
+
+#[test]
+fn random_modules_agree_with_wasmi_with_guard_pages() {
+    // No bounds checks: out-of-bounds accesses trap through the SIGSEGV handler, and some of
+    // the compared calls do.
+    let before = tools::chunkc::guard_host::guard_traps();
+    for base in [Options::default(), Options::NONE] {
+        run(
+            1500,
+            Options {
+                guard_pages: true,
+                ..base
+            },
+            false,
+        );
+    }
+    run(
+        1500,
+        Options {
+            guard_pages: true,
+            ..Options::default()
+        },
+        true,
+    );
+    let traps = tools::chunkc::guard_host::guard_traps() - before;
+    eprintln!("{traps} out-of-bounds traps through the guard-page handler");
+    assert!(
+        traps > 0,
+        "no out-of-bounds trap came through the guard-page handler"
     );
 }
 

@@ -337,3 +337,25 @@ fn a_proposals_message_does_not_excuse_a_supported_module() {
         lying.failures
     );
 }
+
+#[test]
+fn spec_scripts_pass_with_guard_pages() {
+    // No bounds checks in the code: every out-of-bounds assertion must trap through the
+    // SIGSEGV handler (`chunkc::guard_host`): about 119 per run of the 1.0 and 2.0 sets that
+    // use loads and stores (the bulk-memory ones are checked in their helpers).
+    let before = tools::chunkc::guard_host::guard_traps();
+    for base in [Options::default(), Options::NONE] {
+        let guard = Options {
+            guard_pages: true,
+            ..base
+        };
+        run_all(guard);
+        run_all_2_0(guard);
+    }
+    let traps = tools::chunkc::guard_host::guard_traps() - before;
+    assert!(
+        traps > 200,
+        "only {traps} out-of-bounds traps came through the guard-page handler"
+    );
+    eprintln!("{traps} out-of-bounds traps through the guard-page handler");
+}

@@ -12,7 +12,8 @@
 //!
 //! Invariants of generated code: the frame pointer is kept (`push rbp; mov rbp, rsp`), `r14`
 //! holds the [`VmContext`], `r15` the memory base; every memory access is bounds-checked
-//! explicitly (no guard pages, no fault handling), every prologue checks the stack limit, and a
+//! explicitly, or with `Options::guard_pages` by the page tables (the embedder's fault handler
+//! turns a fault into the trap), every prologue checks the stack limit, and a
 //! trap jumps to the trampoline's trap exit, which restores the entry stack pointer and returns
 //! the [`TrapCode`]. Design notes: `docs/codegen.md`.
 #![cfg_attr(not(test), no_std)]
@@ -86,6 +87,13 @@ pub struct Options {
     pub schedule: bool,
     /// SSE extensions SIMD operators may use (detected by default; SSE2 only in `NONE`).
     pub cpu: CpuFeatures,
+    /// Sandbox linear memory through the page tables instead of explicit bounds checks: no
+    /// check is emitted before a load or store, and the embedder must back the memory with a
+    /// reservation of [`runtime::GUARD_RESERVE_BYTES`] whose pages past the memory's size fault
+    /// (`LinearMemory::guard_reserved`; `Instance::new` refuses any other memory) and turn a
+    /// fault in generated code into [`TrapCode::MemoryOutOfBounds`]. Off by default (explicit
+    /// checks); see `docs/guard-pages.md`.
+    pub guard_pages: bool,
 }
 
 impl Default for Options {
@@ -101,6 +109,7 @@ impl Default for Options {
             br_tree: true,
             schedule: false,
             cpu: CpuFeatures::detect(),
+            guard_pages: false,
         }
     }
 }
@@ -118,6 +127,7 @@ impl Options {
         br_tree: false,
         schedule: false,
         cpu: CpuFeatures::SSE2,
+        guard_pages: false,
     };
 }
 

@@ -6,8 +6,8 @@ use core::fmt;
 use atoll_kcore::args::{ArgError, Args, split_words};
 
 use super::{
-    cmd_autoreloc, cmd_debug, cmd_group, cmd_hwinfo, cmd_island, cmd_lazy, cmd_numa, cmd_pae,
-    cmd_predict, cmd_smp, cmd_snap, cmd_system, cmd_wasi,
+    cmd_autoreloc, cmd_debug, cmd_group, cmd_guard, cmd_hwinfo, cmd_island, cmd_lazy, cmd_numa,
+    cmd_pae, cmd_predict, cmd_smp, cmd_snap, cmd_system, cmd_wasi,
 };
 use crate::arch::power::PowerError;
 use crate::mem::vm::VmError;
@@ -276,6 +276,12 @@ pub static COMMANDS: &[Command] = &[
         usage: "[on | off | startup CHUNK.EXPORT [--rounds N]] [--json]",
         help: "assembly from the request: `on` makes tasks assemble only what their export reaches (the rest at its first call); shows per chunk what was assembled up front and lazily; `startup` measures task-start latency with whole-module assembly and from the request in one run",
         run: cmd_lazy::lazy,
+    },
+    Command {
+        name: "guard",
+        usage: "[on | off | bench CHUNK.EXPORT [ARGS...] [--rounds N]] [--json]",
+        help: "guard pages: `on` sandboxes linear memory through the page tables (no bounds checks in the code; an access past the end faults into the out-of-bounds trap), `off` uses explicit checks; shows traps taken through page faults and the bounds checks in each chunk's code; `bench` runs a task both ways in one run",
+        run: cmd_guard::guard,
     },
     Command {
         name: "groups",

@@ -7,6 +7,7 @@
 mod cmd_autoreloc;
 mod cmd_debug;
 mod cmd_group;
+mod cmd_guard;
 mod cmd_hwinfo;
 mod cmd_island;
 mod cmd_lazy;

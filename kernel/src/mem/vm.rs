@@ -1,11 +1,13 @@
 //! The kernel's virtual-memory API: map, unmap and re-protect 4 KiB and 2 MiB pages in a
-//! region of the address space the kernel owns (one free PML4 slot, 512 GiB), with W^X always
+//! region of the address space the kernel owns (a run of up to [`MAX_SLOTS`] free PML4 slots of
+//! 512 GiB each: guard-page linear memories reserve 8 GiB apiece), with W^X always
 //! enforced (by `atoll_kcore::paging`) and the TLB flushed after every change: locally under the
 //! lock, then on every other online core by a shootdown IPI once the lock is released (a core
 //! spinning on this lock with interrupts off could not acknowledge it otherwise).
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_kcore::addr::{PageSize, PhysAddr, SIZE_4K, VirtAddr};
 use atoll_kcore::frames::FrameError;
@@ -69,7 +71,12 @@ pub struct VmStats {
 struct Vm {
     base: u64,
     end: u64,
+    /// Next free address of ordinary reservations (growing up from `base`: code, stacks and
+    /// mappings stay close together, within `rel32` reach of each other).
     next: u64,
+    /// Lowest address of the large reservations made by [`reserve_far`] (growing down from
+    /// `end`).
+    far: u64,
     stats: VmStats,
 }
 
@@ -77,25 +84,41 @@ static VM: Once<Mutex<Vm>> = Once::new();
 
 /// Bytes one PML4 entry covers.
 const SLOT_BYTES: u64 = 1 << 39;
+/// The most consecutive PML4 slots the region claims.
+pub const MAX_SLOTS: u64 = 8;
+
+/// The region's bounds, readable without the lock (the fault path reads them).
+static REGION_START: AtomicU64 = AtomicU64::new(0);
+static REGION_END: AtomicU64 = AtomicU64::new(0);
 
 fn root() -> PhysAddr {
     cpu::page_table_root()
 }
 
-/// Claims a free PML4 slot in the upper half for the kernel's region.
+/// Claims the longest run (up to [`MAX_SLOTS`]) of free PML4 slots in the upper half, highest
+/// first, for the kernel's region.
 pub fn init() -> Result<u64, VmError> {
     let mem = DirectMap;
     let pml4 = root();
-    let slot = (256..511)
+    let free = |i: u64| atoll_kcore::paging::PhysMem::read(&mem, PhysAddr(pml4.0 + 8 * i)) == 0;
+    let (slot, slots) = (1..=MAX_SLOTS)
         .rev()
-        .find(|i| atoll_kcore::paging::PhysMem::read(&mem, PhysAddr(pml4.0 + 8 * i)) == 0)
+        .find_map(|n| {
+            (256..=511 - n)
+                .rev()
+                .find(|&s| (s..s + n).all(free))
+                .map(|s| (s, n))
+        })
         .ok_or(VmError::NoFreeSlot)?;
     let base = 0xffff_0000_0000_0000 | (slot * SLOT_BYTES);
+    REGION_START.store(base, Ordering::Relaxed);
+    REGION_END.store(base + slots * SLOT_BYTES, Ordering::Relaxed);
     VM.call_once(|| {
         Mutex::new(Vm {
             base,
-            end: base + SLOT_BYTES,
+            end: base + slots * SLOT_BYTES,
             next: base,
+            far: base + slots * SLOT_BYTES,
             stats: VmStats {
                 region_base: base,
                 ..VmStats::default()
@@ -125,11 +148,31 @@ pub fn reserve(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
     with(|vm| {
         let start = vm.next.next_multiple_of(align);
         let end = start.checked_add(bytes).ok_or(VmError::OutOfVirtualSpace)?;
-        if end > vm.end {
+        if end > vm.far {
             return Err(VmError::OutOfVirtualSpace);
         }
         vm.next = end;
-        vm.stats.reserved_bytes = end - vm.base;
+        vm.stats.reserved_bytes = (vm.next - vm.base) + (vm.end - vm.far);
+        Ok(VirtAddr(start))
+    })
+}
+
+/// Reserves `bytes` (a multiple of 4 KiB) of virtual space aligned to `align` (a power of two)
+/// at the far end of the kernel region, for large reservations (guard-page linear memories,
+/// 8 GiB each), so they never push later code out of `rel32` reach of earlier code (a moved
+/// island must still reach its module's trap stubs and callees).
+pub fn reserve_far(bytes: u64, align: u64) -> Result<VirtAddr, VmError> {
+    with(|vm| {
+        let start = vm
+            .far
+            .checked_sub(bytes)
+            .ok_or(VmError::OutOfVirtualSpace)?
+            & !(align - 1);
+        if start < vm.next {
+            return Err(VmError::OutOfVirtualSpace);
+        }
+        vm.far = start;
+        vm.stats.reserved_bytes = (vm.next - vm.base) + (vm.end - vm.far);
         Ok(VirtAddr(start))
     })
 }
@@ -238,6 +281,17 @@ pub fn protect(va: VirtAddr, size: PageSize, prot: Protection) -> Result<(), VmE
     .inspect(|()| shootdown(va))
 }
 
+/// Whether `rip` lies in generated code: an executable page of the kernel's region (the only
+/// executable pages there are chunk code, lazily assembled functions and moved islands, all
+/// written by the code generator). Takes no lock: the fault path asks.
+pub fn is_generated_code(rip: u64) -> bool {
+    let (start, end) = (
+        REGION_START.load(Ordering::Relaxed),
+        REGION_END.load(Ordering::Relaxed),
+    );
+    (start..end).contains(&rip) && translate(VirtAddr(rip)).is_some_and(|t| t.protection.exec)
+}
+
 /// Where `va` leads in the current address space.
 pub fn translate(va: VirtAddr) -> Option<Translation> {
     let mut mem = DirectMap;
@@ -328,6 +382,29 @@ pub fn unmap_4k_list(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
     });
     shootdown_span(pages.iter().map(|p| p.0));
     result.map(|()| unmapped)
+}
+
+/// Like [`unmap_4k_list`] without the shootdown: only this core's TLB is flushed. The caller
+/// must neither free the frames nor reuse the range before [`shootdown_region`] has run.
+pub fn unmap_4k_list_local(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
+    let mut unmapped: Vec<PhysAddr> = Vec::with_capacity(pages.len());
+    with(|vm| {
+        for &page in pages {
+            check_region(vm, page, PageSize::Size4K)?;
+            let mut mem = DirectMap;
+            unmapped.push(Mapper::new(&mut mem, root()).unmap(page, PageSize::Size4K)?);
+            count(&mut vm.stats, PageSize::Size4K, -1);
+            flush_local(page);
+        }
+        Ok(())
+    })
+    .map(|()| unmapped)
+}
+
+/// Flushes the whole TLB of every other online core (one round of IPIs): after it, no core
+/// holds a translation of a page unmapped before it.
+pub fn shootdown_region() {
+    crate::smp::ipi::shootdown_range(REGION_START.load(Ordering::Relaxed), u64::MAX);
 }
 
 /// One TLB shootdown over the span of the 4 KiB pages at `addrs` (none if it is empty).

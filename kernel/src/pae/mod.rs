@@ -72,6 +72,8 @@ pub enum PaeError {
     NoRoom(String),
     /// The chunk is in no linked group.
     NotInGroup(String),
+    /// Linear memory could not be set up.
+    Memory(String),
 }
 
 impl fmt::Display for PaeError {
@@ -95,6 +97,7 @@ impl fmt::Display for PaeError {
                 f,
                 "chunk `{c}` shares no memory, table or global with other chunks (it is in no group)"
             ),
+            Self::Memory(m) => write!(f, "{m}"),
         }
     }
 }
@@ -138,7 +141,20 @@ pub fn assembled() -> Vec<Arc<Assembled>> {
 fn options() -> Options {
     Options {
         block_counters: true,
+        guard_pages: crate::guard::enabled(),
         ..Options::default()
+    }
+}
+
+/// Linear memory for code compiled with `options`: heap memory for explicit bounds checks, a
+/// paged guard reservation for code without them (`crate::guard`).
+fn memory_for(options: &Options) -> Result<Box<dyn LinearMemory>, PaeError> {
+    if options.guard_pages {
+        crate::snap::paged::PagedMemory::eager()
+            .map(|m| Box::new(m) as Box<dyn LinearMemory>)
+            .map_err(|e| PaeError::Memory(alloc::format!("guard-page memory: {e}")))
+    } else {
+        Ok(Box::new(VecMemory::default()))
     }
 }
 
@@ -558,7 +574,7 @@ fn instantiate_into(
             Box::new(SharedCode(assembled.code.clone())),
             match main_memory.take_if(|(main, _)| main == name) {
                 Some((_, memory)) => memory,
-                None => Box::new(VecMemory::default()),
+                None => memory_for(&assembled.module.options)?,
             },
             &externs,
             sigs,

@@ -121,13 +121,19 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     f(s.get_or_insert_with(State::default))
 }
 
-/// The exception hook: memory probes first, then copy-on-write faults of paged memories.
+/// The exception hook: memory probes first, then demand paging and copy-on-write faults of
+/// paged memories, then out-of-bounds accesses of guard-page code (`crate::guard`).
 pub fn exception_hook(frame: &mut crate::arch::trap::TrapFrame) -> bool {
     if crate::arch::probe::fixup(frame) {
         return true;
     }
-    frame.vector == crate::arch::idt::Exception::PageFault as u64
-        && paged::on_page_fault(cpu::cr2(), frame.error_code)
+    if frame.vector != crate::arch::idt::Exception::PageFault as u64 {
+        return false;
+    }
+    match paged::on_page_fault(cpu::cr2(), frame.error_code) {
+        paged::Fault::Handled => true,
+        fault => crate::guard::on_fault(frame, fault),
+    }
 }
 
 fn split(segment: &str) -> Result<(&str, &str), SnapError> {

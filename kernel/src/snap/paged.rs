@@ -1,10 +1,15 @@
 //! Page-backed linear memory with copy-on-write snapshot pages.
 //!
-//! A [`PagedMemory`] is a reserved range of the kernel's virtual region (256 MiB, recycled
-//! through a pool) whose 4 KiB pages are mapped one by one. A page is *absent* (inside the
+//! A [`PagedMemory`] is a reserved range of the kernel's virtual region
+//! (`GUARD_RESERVE_BYTES`, 8 GiB + 64 KiB, recycled through a pool) whose 4 KiB pages are
+//! mapped one by one. Nothing past its size is ever mapped, so it is also the guard-page
+//! memory of code compiled without bounds checks (`docs/guard-pages.md`): [`on_page_fault`]
+//! reports an access past the size as [`Fault::OutOfBounds`] for `crate::guard` to turn into
+//! the wasm trap. A page is *absent* (inside the
 //! memory's size but not mapped yet), *private* (a frame of its own, read-write) or *shared*
 //! (a snapshot's frame, mapped read-only, the snapshot kept alive by the `Arc`). [`on_page_fault`]
-//! handles both faults these make:
+//! handles both faults these make (a memory made with [`PagedMemory::eager`] maps its pages
+//! when it grows instead, so only the second kind and out-of-bounds accesses fault there):
 //! - a read or write of an absent page maps a zeroed private frame there (demand paging: growth
 //!   maps nothing, and a restore maps snapshot pages where nothing was mapped, which needs no
 //!   TLB shootdown);
@@ -34,8 +39,11 @@ use spin::Mutex;
 use crate::arch::{cpu, physmem};
 use crate::mem::{frames, vm};
 
-/// Virtual space each paged memory reserves: its largest size (4,096 wasm pages).
-pub const REGION_BYTES: u64 = 256 << 20;
+/// The largest size of a paged memory: 65,536 wasm pages (what a 32-bit memory can address).
+pub const MAX_BYTES: u64 = 1 << 32;
+/// Virtual space each paged memory reserves: enough that no access of code compiled for
+/// guard pages leaves it.
+pub const RESERVE_BYTES: u64 = atoll_pae::runtime::GUARD_RESERVE_BYTES;
 
 /// A snapshot's page: one frame, freed when the last holder (the library, a restored
 /// instance) lets go.
@@ -127,6 +135,9 @@ pub fn totals() -> (u64, u64) {
 #[derive(Debug)]
 pub struct PagedMemory {
     base: u64,
+    /// Growth maps zeroed frames at once instead of leaving pages absent (see
+    /// [`PagedMemory::eager`]).
+    eager: bool,
 }
 
 /// Why a paged memory operation failed.
@@ -153,10 +164,13 @@ impl core::fmt::Display for PagedError {
 impl PagedMemory {
     /// An empty memory (no pages yet) with its virtual range reserved.
     pub fn new() -> Result<Self, PagedError> {
+        if cpu::without_interrupts(|| POOL.lock().is_empty()) {
+            flush_deferred();
+        }
         let base = match cpu::without_interrupts(|| POOL.lock().pop()) {
             Some(b) => b,
             None => {
-                vm::reserve(REGION_BYTES, SIZE_4K)
+                vm::reserve_far(RESERVE_BYTES, SIZE_4K)
                     .map_err(PagedError::Vm)?
                     .0
             }
@@ -170,7 +184,47 @@ impl PagedMemory {
                 },
             )
         });
-        Ok(Self { base })
+        Ok(Self { base, eager: false })
+    }
+
+    /// Like [`PagedMemory::new`], but growth maps every new page at once (zeroed, read-write):
+    /// the linear memory of guard-page code (`crate::guard`), so in-bounds accesses of
+    /// generated code never fault (no thread sits in a page-fault handler in generated code,
+    /// which would hold up a relocation round) and the only faults it takes are out of bounds.
+    pub fn eager() -> Result<Self, PagedError> {
+        let mut memory = Self::new()?;
+        memory.eager = true;
+        Ok(memory)
+    }
+
+    /// Maps zeroed private frames at pages `from..to` (absent until now); all or nothing.
+    fn map_fresh(&self, from: u64, to: u64) -> Result<Vec<PhysAddr>, PagedError> {
+        let mut mapped: Vec<(VirtAddr, PhysAddr)> = Vec::with_capacity((to - from) as usize);
+        let mut failed = None;
+        for i in from..to {
+            let Some(pa) = frames::alloc(PageSize::Size4K) else {
+                failed = Some(PagedError::OutOfFrames);
+                break;
+            };
+            fresh_frame_bytes(pa).fill(0);
+            let va = VirtAddr(self.base + i * SIZE_4K);
+            if let Err(e) = vm::map(va, pa, PageSize::Size4K, Protection::READ_WRITE) {
+                let _ = frames::free(pa, PageSize::Size4K);
+                failed = Some(PagedError::Vm(e));
+                break;
+            }
+            mapped.push((va, pa));
+        }
+        let Some(e) = failed else {
+            return Ok(mapped.into_iter().map(|(_, pa)| pa).collect());
+        };
+        let vas: Vec<VirtAddr> = mapped.iter().map(|m| m.0).collect();
+        if vm::unmap_4k_list(&vas).is_ok() {
+            for (_, pa) in mapped {
+                let _ = frames::free(pa, PageSize::Size4K);
+            }
+        }
+        Err(e)
     }
 
     /// The handle restores use (the region's base address).
@@ -266,13 +320,27 @@ impl LinearMemory for PagedMemory {
 
     fn grow_to(&mut self, new_size_bytes: usize) -> bool {
         let want = (new_size_bytes as u64).div_ceil(SIZE_4K);
-        if want * SIZE_4K > REGION_BYTES {
+        if want * SIZE_4K > MAX_BYTES {
             return false;
         }
         let now = self.size_bytes() as u64 / SIZE_4K;
         let needed = want.saturating_sub(now);
         if frames::stats().free < needed + GROW_MARGIN_FRAMES {
-            return false;
+            flush_deferred();
+            if frames::stats().free < needed + GROW_MARGIN_FRAMES {
+                return false;
+            }
+        }
+        if self.eager && needed > 0 {
+            let Ok(fresh) = self.map_fresh(now, want) else {
+                return false;
+            };
+            return regions(|r| {
+                r.get_mut(&self.base).is_some_and(|g| {
+                    g.pages.extend(fresh.into_iter().map(Page::Private));
+                    true
+                })
+            });
         }
         regions(|r| {
             r.get_mut(&self.base).is_some_and(|g| {
@@ -280,6 +348,12 @@ impl LinearMemory for PagedMemory {
                 true
             })
         })
+    }
+
+    fn guard_reserved(&self) -> bool {
+        // Its base never moves, RESERVE_BYTES are reserved, nothing past its size is mapped,
+        // and `crate::guard` turns a fault there in generated code into the trap.
+        true
     }
 }
 
@@ -295,17 +369,66 @@ impl Drop for PagedMemory {
             .filter(|(_, p)| !matches!(p, Page::Absent))
             .map(|(i, _)| VirtAddr(self.base + i as u64 * SIZE_4K))
             .collect();
-        if vm::unmap_4k_list(&mapped).is_err() {
+        let unmapped = if self.eager {
+            vm::unmap_4k_list_local(&mapped)
+        } else {
+            vm::unmap_4k_list(&mapped)
+        };
+        if unmapped.is_err() {
             // Some page would still be reachable: keep its frames and the range.
             core::mem::forget(region);
             return;
         }
-        for p in region.pages {
-            if let Page::Private(pa) = p {
-                let _ = frames::free(pa, PageSize::Size4K);
+        let private: Vec<PhysAddr> = region
+            .pages
+            .into_iter()
+            .filter_map(|p| match p {
+                Page::Private(pa) => Some(pa),
+                _ => None,
+            })
+            .collect();
+        if self.eager {
+            // Other cores may still cache translations of these pages: the frames and the
+            // range wait for one shootdown shared by several dropped memories.
+            let full = cpu::without_interrupts(|| {
+                let mut d = DEFERRED.lock();
+                d.push((self.base, private));
+                d.len() >= DEFERRED_MEMORIES
+            });
+            if full {
+                flush_deferred();
             }
+            return;
+        }
+        for pa in private {
+            let _ = frames::free(pa, PageSize::Size4K);
         }
         cpu::without_interrupts(|| POOL.lock().push(self.base));
+    }
+}
+
+/// Eager memories dropped since the last shootdown: their unmapped frames and ranges, freed
+/// and reused only after every core has flushed its TLB ([`flush_deferred`]). Until then a
+/// stale translation on another core can only reach frames nobody else has (no live instance
+/// uses the range, and the frames are not handed out).
+static DEFERRED: Mutex<Vec<(u64, Vec<PhysAddr>)>> = Mutex::new(Vec::new());
+/// How many dropped memories share one shootdown (a task's memory is dropped when it ends:
+/// one round of IPIs per task otherwise).
+const DEFERRED_MEMORIES: usize = 16;
+
+/// Flushes every core's TLB once, then frees the deferred memories' frames and pools their
+/// ranges.
+fn flush_deferred() {
+    let batch = cpu::without_interrupts(|| core::mem::take(&mut *DEFERRED.lock()));
+    if batch.is_empty() {
+        return;
+    }
+    vm::shootdown_region();
+    for (base, frames_of) in batch {
+        for pa in frames_of {
+            let _ = frames::free(pa, PageSize::Size4K);
+        }
+        cpu::without_interrupts(|| POOL.lock().push(base));
     }
 }
 
@@ -316,30 +439,53 @@ enum Found {
     Shared(Arc<SnapFrame>),
 }
 
+/// What [`on_page_fault`] made of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Not in a paged memory (or not a data access): someone else's fault.
+    NotOurs,
+    /// Handled (a page mapped or copied): retry the access.
+    Handled,
+    /// A data access past the size of the paged memory at `base`, inside its reservation: an
+    /// out-of-bounds access (of guard-page code if it came from generated code).
+    OutOfBounds {
+        /// The memory's base.
+        base: u64,
+    },
+    /// Inside the memory but it could not be handled (no frame, mapping failed).
+    Failed,
+}
+
 /// The page-fault path of paged memories: demand paging of absent pages and copy-on-write of
-/// shared ones. Returns whether the fault was handled.
-pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
+/// shared ones, and out-of-bounds accesses told apart.
+pub fn on_page_fault(addr: u64, error_code: u64) -> Fault {
     let write_to_ro = crate::arch::idt::is_write_to_read_only(error_code);
     if !write_to_ro && !crate::arch::idt::is_data_access_to_absent(error_code) {
-        return false;
+        return Fault::NotOurs;
     }
     let page_va = addr & !(SIZE_4K - 1);
     // Find the page (lock held only for the lookup).
     let found = regions(|r| {
         let (&base, region) = r.range(..=addr).next_back()?;
+        if addr - base >= RESERVE_BYTES {
+            return None;
+        }
         let index = usize::try_from((addr - base) / SIZE_4K).ok()?;
-        let found = match region.pages.get(index)? {
-            Page::Absent => Found::Absent,
-            Page::Private(_) => Found::Private,
-            Page::Shared(f) => Found::Shared(f.clone()),
+        let found = match region.pages.get(index) {
+            None => return Some(Err(base)),
+            Some(Page::Absent) => Found::Absent,
+            Some(Page::Private(_)) => Found::Private,
+            Some(Page::Shared(f)) => Found::Shared(f.clone()),
         };
-        Some((base, index, found))
+        Some(Ok((base, index, found)))
     });
-    let Some((base, index, found)) = found else {
-        return false;
+    let (base, index, found) = match found {
+        None => return Fault::NotOurs,
+        Some(Err(base)) => return Fault::OutOfBounds { base },
+        Some(Ok(f)) => f,
     };
     let Some(pa) = frames::alloc(PageSize::Size4K) else {
-        return false;
+        return Fault::Failed;
     };
     let mapped = match (&found, write_to_ro) {
         (Found::Absent, false) => {
@@ -360,12 +506,12 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
             // Already handled (a stale translation on this core): retry the access.
             let _ = frames::free(pa, PageSize::Size4K);
             cpu::invlpg(page_va);
-            return true;
+            return Fault::Handled;
         }
     };
     if !mapped {
         let _ = frames::free(pa, PageSize::Size4K);
-        return false;
+        return Fault::Failed;
     }
     let copied = matches!(found, Found::Shared(_));
     regions(|r| {
@@ -379,5 +525,5 @@ pub fn on_page_fault(addr: u64, error_code: u64) -> bool {
     if copied {
         COPIED.fetch_add(1, Ordering::Relaxed);
     }
-    true
+    Fault::Handled
 }

@@ -22,6 +22,8 @@ pub fn lazily_assembled() -> u64 {
 struct Mapping {
     ptr: *mut libc::c_void,
     len: usize,
+    /// Its slot in the guard-page handler's registry of generated code.
+    guard_slot: Option<usize>,
 }
 
 impl Mapping {
@@ -51,12 +53,20 @@ impl Mapping {
             unsafe { libc::munmap(ptr, len) };
             return Err(err);
         }
-        Ok(Self { ptr, len })
+        let guard_slot = super::guard_host::register_code(ptr as usize, len);
+        Ok(Self {
+            ptr,
+            len,
+            guard_slot,
+        })
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if let Some(slot) = self.guard_slot {
+            super::guard_host::unregister_code(slot);
+        }
         // SAFETY: the mapping was created in `new` and is unmapped once.
         unsafe { libc::munmap(self.ptr, self.len) };
     }

@@ -12,14 +12,17 @@
 //!   a WASI command module from a file with stdio passed through.
 //! - `profile merge IMAGE RECORD -o OUT` folds a kernel's `profile export` record into the
 //!   image's usage profiles.
-//! - `wast [--json] [--no-opt] [--schedule] FILE...` runs WebAssembly spec scripts against atoll's code
-//!   generator, executing the generated code natively (x86-64 hosts).
+//! - `wast [--json] [--no-opt] [--schedule] [--guard] FILE...` runs WebAssembly spec scripts
+//!   against atoll's code generator, executing the generated code natively (x86-64 hosts);
+//!   `--guard` compiles without bounds checks and runs over guard-page memory (`guard_host`).
 
 pub mod build;
 mod c_build;
 pub mod command;
 pub mod error;
 pub mod exec;
+#[cfg(target_arch = "x86_64")]
+pub mod guard_host;
 #[cfg(target_arch = "x86_64")]
 pub mod host_code;
 pub mod inspect;
@@ -50,7 +53,7 @@ pub const USAGE: &str = "usage:
   chunkc run IMAGE CHUNK [--native] [--stdin PATH] [--env K=V] [ARGS...]
   chunkc exec [--native] [--dir HOST[::GUEST]] [--preload NAME=MODULE] [--env K=V] FILE.wasm [ARGS...]
   chunkc profile merge IMAGE RECORD -o OUT
-  chunkc wast [--json] [--no-opt] [--schedule] FILE...";
+  chunkc wast [--json] [--no-opt] [--schedule] [--guard] FILE...";
 
 /// Runs chunkc with `args` (without the program name), writing normal output to `out`.
 /// Returns the exit status for success and traps (1 for a trap); errors are returned.
@@ -158,10 +161,13 @@ pub fn main_with_args(args: &[String], out: &mut dyn Write) -> Result<u8, Chunkc
             if files.is_empty() {
                 return Err(ChunkcError::Usage("wast needs FILE...".into()));
             }
-            let mut options = if flags("--no-opt") {
-                atoll_pae::Options::NONE
-            } else {
-                atoll_pae::Options::default()
+            let mut options = atoll_pae::Options {
+                guard_pages: flags("--guard"),
+                ..if flags("--no-opt") {
+                    atoll_pae::Options::NONE
+                } else {
+                    atoll_pae::Options::default()
+                }
             };
             if flags("--schedule") {
                 options.schedule = true;

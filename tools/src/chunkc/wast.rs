@@ -1,5 +1,5 @@
-//! `chunkc wast [--json] [--no-opt] [--schedule] FILE...`: runs WebAssembly spec scripts against atoll's
-//! x86-64 code generator, executing the generated code natively on the host.
+//! `chunkc wast [--json] [--no-opt] [--schedule] [--guard] FILE...`: runs WebAssembly spec
+//! scripts against atoll's x86-64 code generator, executing the generated code natively on the host.
 //!
 //! Modules are compiled with `atoll_pae` and instantiated in-process; the `spectest` module is
 //! provided (no-op `print*` functions, the `global_*` globals).
@@ -18,9 +18,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use atoll_pae::module::ExternalKind;
-use atoll_pae::runtime::{
-    Extern, Global, Instance, InvokeError, Memory, SigRegistry, Table, VecMemory,
-};
+use atoll_pae::runtime::{Extern, Global, Instance, InvokeError, Memory, SigRegistry, Table};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompileError, CompiledModule, Options, TrapCode, Ty};
 use wast::core::{AbstractHeapType, HeapType, WastArgCore, WastRetCore};
@@ -154,6 +152,8 @@ unsafe extern "C" fn spectest_print(_: *mut VmContext, _: *mut c_void, _: *mut u
 struct Spectest {
     memory: Option<Memory>,
     table: Option<Table>,
+    /// Its memory is a guard-page reservation (the script's code has no bounds checks).
+    guard_pages: bool,
 }
 
 impl Spectest {
@@ -197,9 +197,14 @@ impl Spectest {
                     min: 1,
                     max: Some(2),
                 };
+                let guard = self.guard_pages;
                 let memory = self.memory.get_or_insert_with(|| {
-                    Memory::new(Box::<VecMemory>::default(), limits)
-                        .expect("one page of spectest memory")
+                    let bytes = wast_host::memory_for(&Options {
+                        guard_pages: guard,
+                        ..Options::NONE
+                    })
+                    .expect("spectest memory");
+                    Memory::new(bytes, limits).expect("one page of spectest memory")
                 });
                 Some(Extern::Memory(memory.clone()))
             }
@@ -298,7 +303,10 @@ impl Runner {
             named: HashMap::new(),
             registered: HashMap::new(),
             definitions: HashMap::new(),
-            spectest: Spectest::default(),
+            spectest: Spectest {
+                guard_pages: options.guard_pages,
+                ..Spectest::default()
+            },
             report: FileReport::default(),
             line: 0,
         }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use atoll_pae::runtime::{Extern, Instance, InstantiateError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{
+    Extern, Instance, InstantiateError, LinearMemory, SigRegistry, VecMemory,
+};
 use atoll_pae::{CompileError, CompiledModule, Options};
 
 pub use super::host_code::{HostCode, SharedHostCode, lazily_assembled};
@@ -30,6 +32,16 @@ impl std::fmt::Display for HostError {
     }
 }
 
+/// Linear memory for code compiled with `options`: a guard-page reservation when the code
+/// has no bounds checks (`Options::guard_pages`), else heap memory.
+pub fn memory_for(options: &Options) -> std::io::Result<Box<dyn LinearMemory>> {
+    Ok(if options.guard_pages {
+        Box::new(super::guard_host::GuardMemory::new()?)
+    } else {
+        Box::<VecMemory>::default()
+    })
+}
+
 /// Compiles `bytes` with `options`.
 pub fn compile(bytes: &[u8], options: &Options) -> Result<Arc<CompiledModule>, HostError> {
     atoll_pae::compile(bytes, options)
@@ -44,12 +56,6 @@ pub fn instantiate(
     sigs: &mut SigRegistry,
 ) -> Result<Box<Instance>, HostError> {
     let code = HostCode::for_module(&module).map_err(HostError::Map)?;
-    Instance::new(
-        module,
-        Box::new(code),
-        Box::<VecMemory>::default(),
-        imports,
-        sigs,
-    )
-    .map_err(HostError::Instantiate)
+    let memory = memory_for(&module.options).map_err(HostError::Map)?;
+    Instance::new(module, Box::new(code), memory, imports, sigs).map_err(HostError::Instantiate)
 }

@@ -5,6 +5,11 @@
 //! `VmContext::memory_size_bytes` before every access:
 //! `lea rax, [addr + offset + size]; cmp rax, [r14 + size]; ja trap`. The access itself is
 //! `[r15 + addr + offset]`, so generated code can reach nothing outside its own memory.
+//!
+//! With `Options::guard_pages` the check is not emitted: `addr + offset + size` is below
+//! 2^33 + 16, inside the memory's `runtime::GUARD_RESERVE_BYTES` reservation, whose pages past
+//! the memory's size are not mapped, so an out-of-bounds access faults and the embedder's fault
+//! handler turns it into the trap (`docs/guard-pages.md`).
 
 use iced_x86::{Code, Instruction, MemoryOperand};
 use wasmparser::{MemArg, Operator};
@@ -56,6 +61,9 @@ impl Func<'_, '_> {
         offset: u64,
         size: u32,
     ) -> Result<MemoryOperand, CompileError> {
+        if self.cx.opts.guard_pages {
+            return self.guarded_address(r, offset);
+        }
         let end = offset + u64::from(size);
         let e = &mut self.cx.e;
         if end <= i32::MAX as u64 {
@@ -83,6 +91,19 @@ impl Func<'_, '_> {
                 .rr((Code::Add_r32_rm32, Code::Add_r64_rm64), true, r, reg::RAX)?;
             Ok(mem_idx(reg::MEMBASE, r, 0))
         }
+    }
+
+    /// The memory operand of `r + offset` with no check (guard-page mode): `r` holds a
+    /// zero-extended i32 and `offset` is below 2^32, so the access lies inside the reservation.
+    fn guarded_address(&mut self, r: u8, offset: u64) -> Result<MemoryOperand, CompileError> {
+        if offset <= i32::MAX as u64 {
+            return Ok(mem_idx(reg::MEMBASE, r, offset as i32));
+        }
+        self.cx.e.mov_imm(reg::RAX, true, offset)?;
+        self.cx
+            .e
+            .rr((Code::Add_r32_rm32, Code::Add_r64_rm64), true, r, reg::RAX)?;
+        Ok(mem_idx(reg::MEMBASE, r, 0))
     }
 
     pub(super) fn memory(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {

@@ -71,6 +71,11 @@ pub unsafe trait CodeMemory {
     }
 }
 
+/// Address space a guard-page memory reserves from its base: enough that `base + any u32
+/// index + any u32 static offset + the widest access (16 bytes)` stays inside it, rounded up
+/// to a 64 KiB boundary (8 GiB + 64 KiB).
+pub const GUARD_RESERVE_BYTES: u64 = (1 << 33) + (64 << 10);
+
 /// Linear memory bytes. Implementations may move the bytes when growing.
 pub trait LinearMemory {
     /// Start of the bytes.
@@ -79,6 +84,13 @@ pub trait LinearMemory {
     fn size_bytes(&self) -> usize;
     /// Grows to `new_size_bytes` (new bytes zeroed); `false` if that is not possible.
     fn grow_to(&mut self, new_size_bytes: usize) -> bool;
+    /// Whether this memory may back code compiled with `Options::guard_pages`: its base never
+    /// moves, [`GUARD_RESERVE_BYTES`] from its base are reserved for it, every byte from its
+    /// size to the end of the reservation faults, and its embedder turns such a fault in
+    /// generated code into `TrapCode::MemoryOutOfBounds`. Default: no.
+    fn guard_reserved(&self) -> bool {
+        false
+    }
 }
 
 /// Heap-backed linear memory.
@@ -371,6 +383,14 @@ impl Instance {
             }
             (None, None) => None,
         };
+        // Code without bounds checks must never run over a memory the page tables do not
+        // sandbox.
+        if module.options.guard_pages && memory.as_ref().is_some_and(|m| !m.guard_reserved()) {
+            return Err(InstantiateError::Link(
+                "the code was compiled for guard pages but its memory has no guard reservation"
+                    .into(),
+            ));
+        }
         let sig_ids: Vec<u32> = desc.types.iter().map(|t| sigs.intern(t)).collect();
         let nfuncs = desc.funcs.len();
         let counters = vec![0u64; module.counter_slots.len()];

@@ -90,6 +90,11 @@ impl Memory {
         self.0.with(|m| m.def.size_bytes / PAGE_BYTES as u64)
     }
 
+    /// Whether its bytes are a guard-page reservation (`LinearMemory::guard_reserved`).
+    pub fn guard_reserved(&self) -> bool {
+        self.0.with(|m| m.bytes.guard_reserved())
+    }
+
     /// The maximum it may grow to, in pages.
     pub fn max_pages(&self) -> u64 {
         self.0.with(|m| m.max_pages)
