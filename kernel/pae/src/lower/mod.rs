@@ -265,7 +265,10 @@ pub(crate) fn lower_function(
         }
         locals.extend(core::iter::repeat_n(t, count as usize));
     }
-    let mut ops = Vec::new();
+    // About one operator per two bytes of body in compiled C and Rust: one allocation, rarely
+    // a second.
+    let range = body.range();
+    let mut ops = Vec::with_capacity(((range.end - range.start) / 2) as usize + 4);
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         let (op, offset) = reader.read_with_offset()?;
