@@ -1,14 +1,19 @@
 //! atoll's code generator (`atoll-pae`) on the host: code mapped read-execute with
-//! mmap/mprotect, heap-backed linear memory, the runtime's entry trampoline.
+//! mmap/mprotect, heap-backed linear memory with explicit bounds checks, or (`atoll-guard`)
+//! guard-page memory whose faults the host's `SIGSEGV` handler turns into the wasm trap
+//! (`tools::chunkc::guard_host`, as `chunkc wast --guard` runs the spec scripts), the runtime's
+//! entry trampoline.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use atoll_pae::runtime::{CodeMemory, Extern, Instance, SigRegistry, VecMemory};
+use atoll_pae::runtime::{CodeMemory, Extern, Instance, LinearMemory, SigRegistry, VecMemory};
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompiledModule, Options};
 use chunk_image::{Image, Value};
+use tools::chunkc::guard_host::GuardMemory;
+use tools::chunkc::host_code::HostCode;
 
 use crate::engine::{Call, Engine, World, rdtsc};
 
@@ -61,6 +66,25 @@ unsafe impl CodeMemory for ExecMap {
     }
 }
 
+/// `code` mapped read-execute: with guard pages, registered with the host's `SIGSEGV`
+/// handler (a fault in it past a memory's end becomes the out-of-bounds trap).
+pub(crate) fn map_code(code: &[u8], guard_pages: bool) -> Result<Box<dyn CodeMemory>, String> {
+    Ok(if guard_pages {
+        Box::new(HostCode::new(code).map_err(|e| format!("mapping code: {e}"))?)
+    } else {
+        Box::new(ExecMap::new(code)?)
+    })
+}
+
+/// A fresh linear memory: in a guard-page reservation, or on the heap.
+pub(crate) fn new_memory(guard_pages: bool) -> Result<Box<dyn LinearMemory>, String> {
+    Ok(if guard_pages {
+        Box::new(GuardMemory::new().map_err(|e| format!("reserving memory: {e}"))?)
+    } else {
+        Box::<VecMemory>::default()
+    })
+}
+
 /// `atoll.print`: discarded.
 unsafe extern "C" fn print(_: *mut VmContext, _: *mut c_void, _: *mut u64) -> u32 {
     0
@@ -81,7 +105,8 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
 /// atoll's generator: `atoll` with the default optimizations (`Options::default()`),
 /// `atoll-sched` the same plus instruction scheduling (`Options::schedule`),
 /// `atoll-no-reg-locals` without locals in registers and `br_table` trees (the generator before
-/// them, measured in the same run).
+/// them, measured in the same run), `atoll-guard` the defaults plus guard pages (no bounds
+/// checks; Wasmtime's default sandboxing on Linux).
 #[derive(Debug)]
 pub struct Atoll {
     pub(crate) name: &'static str,
@@ -100,6 +125,10 @@ impl Atoll {
                 br_tree: false,
                 ..Options::default()
             },
+            "atoll-guard" => Options {
+                guard_pages: true,
+                ..Options::default()
+            },
             _ => Options::default(),
         };
         Self { name, options }
@@ -113,7 +142,7 @@ impl Engine for Atoll {
 
     fn compile(&self, wasm: &[u8]) -> Result<(), String> {
         let module = atoll_pae::compile(wasm, &self.options).map_err(|e| e.to_string())?;
-        let code = ExecMap::new(&module.code)?;
+        let code = map_code(&module.code, self.options.guard_pages)?;
         std::hint::black_box((&module, &code));
         Ok(())
     }
@@ -177,11 +206,12 @@ impl AtollWorld {
             };
             imports.push(ext);
         }
-        let code = ExecMap::new(&module.code)?;
+        let guard_pages = module.options.guard_pages;
+        let code = map_code(&module.code, guard_pages)?;
         let inst = Instance::new(
             module,
-            Box::new(code),
-            Box::<VecMemory>::default(),
+            code,
+            new_memory(guard_pages)?,
             &imports,
             &mut self.sigs,
         )

@@ -50,7 +50,8 @@ const USAGE: &str =
   --compile-time SECS  time-based compile: at least this long per chunk and engine (default 0.2)
   --runs N             timed samples per workload and engine; the median is reported (default 11)
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
-  --engines LIST       comma-separated subset of atoll,atoll-sched,wasmtime-cranelift,wasmtime-winch,wasmi
+  --engines LIST       comma-separated subset of
+                       atoll,atoll-guard,atoll-sched,wasmtime-cranelift,wasmtime-winch,wasmi
                        (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree)
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads
@@ -135,8 +136,9 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 6] = [
+const ENGINE_NAMES: [&str; 7] = [
     "atoll",
+    "atoll-guard",
     "atoll-sched",
     "atoll-no-reg-locals",
     "wasmtime-cranelift",
@@ -148,6 +150,7 @@ fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
     Ok(match name {
         "atoll" => Box::new(atoll::Atoll::new("atoll")),
         "atoll-sched" => Box::new(atoll::Atoll::new("atoll-sched")),
+        "atoll-guard" => Box::new(atoll::Atoll::new("atoll-guard")),
         "atoll-no-reg-locals" => Box::new(atoll::Atoll::new("atoll-no-reg-locals")),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",

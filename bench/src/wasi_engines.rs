@@ -7,13 +7,13 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use atoll_pae::runtime::{CodeMemory, Instance, InvokeError, SigRegistry, VecMemory};
+use atoll_pae::runtime::{CodeMemory, Instance, InvokeError, SigRegistry};
 use atoll_pae::{CompiledModule, TrapCode};
 use atoll_wasi::abi::Ty;
 use atoll_wasi::pae_link::WasiLink;
 use atoll_wasi::{Func, MODULE, WasiCtx};
 
-use crate::atoll::{Atoll, ExecMap};
+use crate::atoll::{Atoll, map_code, new_memory};
 use crate::engine::Command;
 use crate::wasi_setup::{Ran, Setup, take};
 use crate::wasmi_engine::Wasmi;
@@ -202,7 +202,7 @@ impl Command for WasmiCommand {
 
 /// One module's read-execute code, shared by every instance of it (never written after
 /// mapping, so sharing is sound).
-struct SharedCode(Rc<ExecMap>);
+struct SharedCode(Rc<dyn CodeMemory>);
 
 // SAFETY: the mapping stays valid while any instance holds this `Rc`.
 unsafe impl CodeMemory for SharedCode {
@@ -213,13 +213,13 @@ unsafe impl CodeMemory for SharedCode {
 
 struct AtollCommand {
     module: Arc<CompiledModule>,
-    code: Rc<ExecMap>,
+    code: Rc<dyn CodeMemory>,
 }
 
 impl Atoll {
     pub(crate) fn wasi_command(&self, wasm: &[u8]) -> Result<Box<dyn Command>, String> {
         let module = atoll_pae::compile(wasm, &self.options).map_err(|e| e.to_string())?;
-        let code = Rc::new(ExecMap::new(&module.code)?);
+        let code: Rc<dyn CodeMemory> = map_code(&module.code, self.options.guard_pages)?.into();
         Ok(Box::new(AtollCommand {
             module: Arc::new(module),
             code,
@@ -247,7 +247,7 @@ impl Command for AtollCommand {
         let mut instance = Instance::new(
             self.module.clone(),
             Box::new(SharedCode(self.code.clone())),
-            Box::<VecMemory>::default(),
+            new_memory(self.module.options.guard_pages)?,
             &imports,
             &mut sigs,
         )
