@@ -369,19 +369,10 @@ pub fn remap_4k(
 /// Unmaps the 4 KiB pages `pages` with one shootdown over their span, and returns their
 /// frames (the caller decides which to free), once no core can reach them any more.
 pub fn unmap_4k_list(pages: &[VirtAddr]) -> Result<Vec<PhysAddr>, VmError> {
-    let mut unmapped: Vec<PhysAddr> = Vec::with_capacity(pages.len());
-    let result = with(|vm| {
-        for &page in pages {
-            check_region(vm, page, PageSize::Size4K)?;
-            let mut mem = DirectMap;
-            unmapped.push(Mapper::new(&mut mem, root()).unmap(page, PageSize::Size4K)?);
-            count(&mut vm.stats, PageSize::Size4K, -1);
-            flush_local(page);
-        }
-        Ok(())
-    });
+    // Shot down even on an error: the pages before the failing one are unmapped.
+    let result = unmap_4k_list_local(pages);
     shootdown_span(pages.iter().map(|p| p.0));
-    result.map(|()| unmapped)
+    result
 }
 
 /// Like [`unmap_4k_list`] without the shootdown: only this core's TLB is flushed. The caller
