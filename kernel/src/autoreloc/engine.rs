@@ -460,31 +460,18 @@ impl Engine {
 
     fn plan(&mut self, w: &Window, c: &Choice) -> Planned {
         let island = c.candidate.island;
-        let iw = w.island(island);
         let before = w.rate(island);
         let seasonal = (0..self.phases.phases())
             .map(|p| self.phases.expected(island, p))
             .collect();
+        let reason = match c.kind {
+            ChoiceKind::Predicted => alloc::format!("{}", c.candidate.reason),
+            ChoiceKind::Explore => alloc::format!("explore: {}", c.candidate.reason),
+        };
         let seq = self.log.push(Entry {
-            seq: 0,
-            window: w.index,
-            tsc: w.tsc,
-            island,
-            label: iw.map_or_else(String::new, |i| i.label.clone()),
-            from: iw.map_or_else(String::new, |i| env_text(i.home, i.run_core, i.large_page)),
-            to: c.candidate.target,
             predicted: c.predicted,
-            action: Action::Move,
-            reason: match c.kind {
-                ChoiceKind::Predicted => alloc::format!("{}", c.candidate.reason),
-                ChoiceKind::Explore => alloc::format!("explore: {}", c.candidate.reason),
-            },
             kind: c.kind,
-            phase: self.phase_now.map(|(p, _)| p),
-            active_before: before.active(),
-            pause_cycles: 0,
-            bytes: (0, 0),
-            fate: Fate::Pending,
+            ..self.entry(w, island, c.candidate.target, Action::Move, reason)
         });
         self.counters.decisions += 1;
         self.pending.push(Pending {
@@ -535,8 +522,24 @@ impl Engine {
                 (island, action, reason, to)
             }
         };
+        let seq = self
+            .log
+            .push(self.entry(w, island, to, action, alloc::format!("{reason}")));
+        self.regroup = Some(PlannedRegroup { seq, action: r });
+    }
+
+    /// A pending engine-log entry for a decision about `island` made in window `w`, not
+    /// scored by the model (`plan` sets the prediction and the kind of a model's move).
+    fn entry(
+        &self,
+        w: &Window,
+        island: u32,
+        to: TargetKind,
+        action: Action,
+        reason: String,
+    ) -> Entry {
         let iw = w.island(island);
-        let seq = self.log.push(Entry {
+        Entry {
             seq: 0,
             window: w.index,
             tsc: w.tsc,
@@ -546,15 +549,14 @@ impl Engine {
             to,
             predicted: 0,
             action,
-            reason: alloc::format!("{reason}"),
+            reason,
             kind: ChoiceKind::Predicted,
             phase: self.phase_now.map(|(p, _)| p),
             active_before: w.rate(island).active(),
             pause_cycles: 0,
             bytes: (0, 0),
             fate: Fate::Pending,
-        });
-        self.regroup = Some(PlannedRegroup { seq, action: r });
+        }
     }
 
     /// The merge or split decided in the last window, to make.
