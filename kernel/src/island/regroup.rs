@@ -185,15 +185,10 @@ fn merge_locked(
             let calls = p.calls.clone();
             Plan::new(Prepared::Reshape(p), &assembled.code, funcs, &calls)
         });
-    let mut plan = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            dest.abandon(k);
-            return Err(e);
-        }
-    };
-    let rounds = match reloc::run_rounds(k, &mut plan, retries) {
-        Ok(r) => r,
+    let ran =
+        prepared.and_then(|mut plan| reloc::run_rounds(k, &mut plan, retries).map(|r| (plan, r)));
+    let (plan, rounds) = match ran {
+        Ok(v) => v,
         Err(e) => {
             dest.abandon(k);
             return Err(e);
@@ -270,16 +265,10 @@ fn split_locked(
             let calls = p.calls.clone();
             Plan::new(Prepared::Reshape(p), &assembled.code, funcs, &calls)
         });
-    let mut plan = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            hd.abandon(k);
-            td.abandon(k);
-            return Err(e);
-        }
-    };
-    let rounds = match reloc::run_rounds(k, &mut plan, retries) {
-        Ok(r) => r,
+    let ran =
+        prepared.and_then(|mut plan| reloc::run_rounds(k, &mut plan, retries).map(|r| (plan, r)));
+    let (plan, rounds) = match ran {
+        Ok(v) => v,
         Err(e) => {
             hd.abandon(k);
             td.abandon(k);
