@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use tools::qemu::reference::task_states;
 use tools::qemu::{Checks, Json, Machine, Options};
 
 /// Moves made while the tasks run.
@@ -63,28 +64,6 @@ fn assemble_fib(c: &mut Checks, m: &mut Machine) -> Option<(Json, u64)> {
     };
     let id = u64_of(&island, "id");
     Some((island, id))
-}
-
-/// `tasks --json` entries of the given ids: (state, outcome).
-fn task_states(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
-    let out = m.command("tasks --json");
-    let j = c.json("tasks --json", &out);
-    let list = j
-        .get("tasks")
-        .and_then(Json::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    ids.iter()
-        .map(|id| {
-            list.iter()
-                .find(|t| t.get("id").and_then(Json::as_u64) == Some(*id))
-                .map_or(("missing".into(), String::new()), |t| {
-                    (
-                        t.get("state").and_then(Json::as_str).unwrap_or("").into(),
-                        t.get("outcome").and_then(Json::as_str).unwrap_or("").into(),
-                    )
-                })
-        })
-        .collect()
 }
 
 #[test]

@@ -33,27 +33,31 @@ pub fn result_of(task: &str, args: &[&str]) -> String {
     result_in(&image, task, &args)
 }
 
+/// `tasks --json` (state, outcome) of the tasks `ids` now (`missing` for an id not listed).
+pub fn task_states(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
+    let out = m.command("tasks --json");
+    let j = c.json("tasks --json", &out);
+    let list = j
+        .get("tasks")
+        .and_then(Json::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    ids.iter()
+        .map(|id| {
+            list.iter()
+                .find(|t| t.get("id").and_then(Json::as_u64) == Some(*id))
+                .map_or(("missing".into(), String::new()), |t| {
+                    let s = |k: &str| t.get(k).and_then(Json::as_str).unwrap_or("").into();
+                    (s("state"), s("outcome"))
+                })
+        })
+        .collect()
+}
+
 /// `tasks --json` (state, outcome) of the tasks `ids`, once none is running (or after 600 s).
 pub fn wait_tasks(c: &mut Checks, m: &mut Machine, ids: &[u64]) -> Vec<(String, String)> {
     let start = Instant::now();
     loop {
-        let out = m.command("tasks --json");
-        let j = c.json("tasks --json", &out);
-        let list = j
-            .get("tasks")
-            .and_then(Json::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let states: Vec<(String, String)> = ids
-            .iter()
-            .map(|id| {
-                list.iter()
-                    .find(|t| t.get("id").and_then(Json::as_u64) == Some(*id))
-                    .map_or(("missing".into(), String::new()), |t| {
-                        let s = |k: &str| t.get(k).and_then(Json::as_str).unwrap_or("").into();
-                        (s("state"), s("outcome"))
-                    })
-            })
-            .collect();
+        let states = task_states(c, m, ids);
         if states.iter().all(|(s, _)| s != "running") || start.elapsed() > Duration::from_secs(600)
         {
             return states;
