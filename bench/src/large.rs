@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chunk_image::Image;
 
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::report::{CompileRow, Report};
 use crate::{Settings, time_compiles};
 
@@ -44,7 +44,7 @@ pub fn section(
         let mut row = CompileRow {
             chunk: name.clone(),
             bytes: wasm.len(),
-            functions: defined_functions(&wasm),
+            functions: engine::defined_functions(&wasm),
             figs: Vec::new(),
         };
         for engine in engines {
@@ -77,17 +77,4 @@ fn read_dir(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     }
     files.sort();
     Ok(files)
-}
-
-/// Entries of the function section (defined functions), whatever any engine thinks of the
-/// module; 0 if it does not parse.
-fn defined_functions(wasm: &[u8]) -> usize {
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        match payload {
-            Ok(wasmparser::Payload::FunctionSection(s)) => return s.count() as usize,
-            Ok(_) => {}
-            Err(_) => return 0,
-        }
-    }
-    0
 }

@@ -140,11 +140,7 @@ impl Report {
             .iter()
             .map(|f| f.as_ref().map(|f| row.bytes as f64 / f.secs))
             .collect();
-        let base = if self.atoll_first() {
-            per.first().copied().flatten()
-        } else {
-            None
-        };
+        let base = self.base_of(&per);
         let mut cells = vec![
             row.chunk.clone(),
             row.bytes.to_string(),
@@ -211,6 +207,15 @@ impl Report {
         (n > 0).then(|| (log / f64::from(n)).exp())
     }
 
+    /// The figure ratios are taken against: atoll's (the first engine's) when atoll runs first.
+    fn base_of(&self, per: &[Option<f64>]) -> Option<f64> {
+        if self.atoll_first() {
+            per.first().copied().flatten()
+        } else {
+            None
+        }
+    }
+
     fn atoll_first(&self) -> bool {
         self.engines.first().map(String::as_str) == Some("atoll")
     }
@@ -228,11 +233,7 @@ impl Report {
                 .iter()
                 .map(|f| f.as_ref().map(|f| f.secs))
                 .collect();
-            let base = if self.atoll_first() {
-                per.first().copied().flatten()
-            } else {
-                None
-            };
+            let base = self.base_of(&per);
             let mut cells = vec![row.workload.clone(), row.result.clone()];
             cells.extend(per.iter().map(|p| match p {
                 Some(v) => format!("{} {}", time(*v), ratio(*v, base)),
@@ -280,13 +281,6 @@ impl Report {
             "execution: median of {} samples per workload after warm-up",
             self.runs
         );
-        let base_of = |figs: &[Option<f64>]| {
-            if self.atoll_first() {
-                figs.first().copied().flatten()
-            } else {
-                None
-            }
-        };
 
         if !self.compile.is_empty() {
             let _ = writeln!(
@@ -313,7 +307,7 @@ impl Report {
                     .iter()
                     .map(|t| t.map(|t| if pick == 0 { t.0 } else { t.1 } / t.2))
                     .collect();
-                let base = base_of(&per);
+                let base = self.base_of(&per);
                 let mut cells = vec![
                     label.to_string(),
                     total_bytes.to_string(),
