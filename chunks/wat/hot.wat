@@ -1,6 +1,7 @@
 ;; Hot code for the relocation tests: functions that keep calling and returning across each
 ;; other, so a running thread has RIPs and return addresses in each of them, and moving one of
 ;; them re-targets `call` sites in the others (and, for `$mix`, a funcref table entry).
+;; `switch` dispatches through a `br_table` jump table at every step.
 (module
   (type $mixer (func (param i32 i32) (result i32)))
   (table 1 funcref)
@@ -50,5 +51,36 @@
             (i32.const 0)))
         (local.set $rounds (i32.sub (local.get $rounds) (i32.const 1)))
         (br $next)))
+    (local.get $acc))
+
+  ;; A state machine of `steps` steps from `seed`: each step's handler is picked by a 10-way
+  ;; `br_table` (a jump table: a thread is often between its `lea` and `jmp`), some handlers
+  ;; call `mix`; the next state is the accumulator mod 10.
+  (func (export "switch") (param $steps i32) (param $seed i32) (result i32)
+    (local $state i32) (local $acc i32)
+    (local.set $acc (local.get $seed))
+    (block $out
+      (loop $top
+        (br_if $out (i32.eqz (local.get $steps)))
+        (local.set $steps (i32.sub (local.get $steps) (i32.const 1)))
+        (block $tail
+          (block $h9 (block $h8 (block $h7 (block $h6 (block $h5
+          (block $h4 (block $h3 (block $h2 (block $h1 (block $h0
+            (br_table $h0 $h1 $h2 $h3 $h4 $h5 $h6 $h7 $h8 $h9 $h9 (local.get $state)))
+            (local.set $acc (call $mix (local.get $acc) (local.get $steps))) (br $tail))
+            (local.set $acc (i32.xor (local.get $acc) (i32.shr_u (local.get $acc) (i32.const 7))))
+            (br $tail))
+            (local.set $acc (i32.add (local.get $acc) (i32.const 0x9e37))) (br $tail))
+            (local.set $acc (i32.rotl (local.get $acc) (i32.const 9))) (br $tail))
+            (local.set $acc (call $mix (local.get $acc) (i32.const 3))) (br $tail))
+            (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 5)) (i32.const 1)))
+            (br $tail))
+            (local.set $acc (i32.sub (local.get $acc) (local.get $steps))) (br $tail))
+            (local.set $acc (i32.xor (local.get $acc) (i32.const 0x1234567))) (br $tail))
+            (local.set $acc (call $mix (i32.add (local.get $acc) (i32.const 1)) (local.get $steps)))
+            (br $tail))
+          (local.set $acc (i32.add (local.get $acc) (i32.shl (local.get $acc) (i32.const 3)))))
+        (local.set $state (i32.rem_u (local.get $acc) (i32.const 10)))
+        (br $top)))
     (local.get $acc))
 )

@@ -149,7 +149,8 @@ fn stress_run(c: &mut Checks, m: &mut Machine, task: &str, args: &[&str], extra:
 /// Code addresses held by value are re-targeted too: `pipeline` calls `json`, `crc32` and `lz`
 /// through imports bound to their exports; moving those providers' islands while pipelines run
 /// rewrites the import bindings, and every run still returns the reference. `hot.spin_indirect`
-/// calls `mix` through a funcref table while `mix` moves.
+/// calls `mix` through a funcref table while `mix` moves. `hot.switch` dispatches through a
+/// jump table while its island moves.
 #[test]
 fn imports_and_tables_follow_their_islands() {
     let mut m = Machine::boot(Options::bios().smp(4));
@@ -176,6 +177,23 @@ fn imports_and_tables_follow_their_islands() {
     // The table holds a funcref, which reads `mix`'s relocation cell at every call: the
     // cell is re-pointed in the pause, so the results above are the proof.
     c.check(u64_of(&s, "moves") >= 90, || format!("{s}"));
+    // `hot.switch` dispatches every step through a `br_table` jump table, whose entries are
+    // found by `rip`-relative `lea`s: the moves re-target them while threads run inside, and
+    // every run still returns the reference. (A thread stopped between a `lea rax, [rip + ..]`
+    // and its `jmp rax` makes the round retry, counted as `dispatch_window`; under TCG an NMI
+    // is taken only between translation blocks, so it never lands there: the walk's side is
+    // tested on the host, `atoll-island`'s `jump_table_dispatch_windows_are_retries...`.)
+    let s = stress_run(
+        &mut c,
+        &mut m,
+        "hot.switch",
+        &["300000", "7"],
+        "--count 200 --cores 1,2,3",
+    );
+    c.check(
+        u64_of(&s, "rips_rewritten") > 0 && u64_of(&s, "moves_with_threads_inside") > 0,
+        || format!("no move caught a thread dispatching in hot.switch: {s}"),
+    );
     c.check(!m.serial_log().contains("*** "), || {
         "a fault or panic was reported".into()
     });

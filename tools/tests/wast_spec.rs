@@ -116,8 +116,8 @@ fn spec_scripts_pass_unoptimized() {
     run_all(Options::NONE);
 }
 
-/// Locals in registers and `br_table` trees each alone on the baseline translation, and every
-/// other optimization with both off.
+/// Locals in registers, `br_table` trees and jump tables each alone on the baseline
+/// translation, and every other optimization with all three off.
 #[test]
 fn spec_scripts_pass_with_register_locals_and_br_trees_on_and_off() {
     for options in [
@@ -130,8 +130,13 @@ fn spec_scripts_pass_with_register_locals_and_br_trees_on_and_off() {
             ..Options::NONE
         },
         Options {
+            jump_table: true,
+            ..Options::NONE
+        },
+        Options {
             reg_locals: false,
             br_tree: false,
+            jump_table: false,
             ..Options::default()
         },
     ] {

@@ -78,6 +78,11 @@ pub struct FuncLayout {
     pub frame: FrameLayout,
     /// Block counter slots it owns (the first counts its calls).
     pub counter_slots: Range<u32>,
+    /// Its dispatch windows, ascending: `(first, last)` instruction starts (inclusive) after a
+    /// `lea r64, [rip + X]` up to the `jmp r64` that uses it (a `br_table` jump table,
+    /// `atoll_pae`'s `lower::jump_table`). A thread stopped in one holds an address of this
+    /// code in a register, which a move cannot rewrite: the walk asks for a retry.
+    pub dispatch: Vec<(u32, u32)>,
 }
 
 impl FuncLayout {
@@ -92,6 +97,12 @@ impl FuncLayout {
         } else {
             Window::Body
         }
+    }
+
+    /// Whether island offset `off` is inside one of its dispatch windows.
+    pub fn in_dispatch_window(&self, off: u32) -> bool {
+        let i = self.dispatch.partition_point(|w| w.1 < off);
+        self.dispatch.get(i).is_some_and(|w| w.0 <= off)
     }
 
     /// The call whose return address is island offset `off`.
@@ -177,8 +188,33 @@ impl IslandLayout {
                 return Err(LayoutError::NoFramePrologue { func });
             }
             let mut rets = Vec::new();
+            let mut dispatch = Vec::new();
+            // An open window: the `lea`'s register and offset, the window's first instruction.
+            let mut open: Option<(Register, u32, u32)> = None;
+            let fn_addrs = base + u64::from(range.start)..base + u64::from(range.end);
             for (i, (off, ins)) in body.iter().map(|p| (p.0, &p.1)).enumerate().skip(2) {
                 let bad = || LayoutError::UnexpectedFrameCode { func, offset: off };
+                if let Some((r, lea_at, first)) = open {
+                    if ins.code() == Code::Jmp_rm64
+                        && ins.op0_kind() == OpKind::Register
+                        && ins.op0_register() == r
+                    {
+                        dispatch.push((first, off));
+                        open = None;
+                    } else if ins.flow_control() != iced_x86::FlowControl::Next {
+                        // Control leaves before the jump: not a shape the walk knows.
+                        return Err(LayoutError::UnexpectedFrameCode {
+                            func,
+                            offset: lea_at,
+                        });
+                    }
+                } else if ins.code() == Code::Lea_r64_m && ins.is_ip_rel_memory_operand() {
+                    if !fn_addrs.contains(&ins.ip_rel_memory_address()) {
+                        return Err(bad());
+                    }
+                    let next = body.get(i + 1).map_or(range.end, |p| p.0);
+                    open = Some((ins.op0_register(), off, next));
+                }
                 match ins.code() {
                     Code::Leaveq if body.get(i + 1).map(|p| p.1.code()) != Some(Code::Retnq) => {
                         return Err(bad());
@@ -216,6 +252,7 @@ impl IslandLayout {
                 calls,
                 frame: meta.frame,
                 counter_slots: meta.counter_slots.clone(),
+                dispatch,
             });
         }
         Ok(Self {
@@ -251,6 +288,11 @@ impl IslandLayout {
                 calls,
                 frame: f.frame,
                 counter_slots: f.counter_slots.clone(),
+                dispatch: f
+                    .dispatch
+                    .iter()
+                    .map(|&(a, b)| Some((t(a)?, t(b)?)))
+                    .collect::<Option<Vec<_>>>()?,
             });
         }
         let mut insn_starts = Vec::with_capacity(self.insn_starts.len());

@@ -103,6 +103,12 @@ pub enum RetryReason {
         /// The address.
         addr: u64,
     },
+    /// A RIP inside a `br_table` dispatch window (`FuncLayout::dispatch`): a register holds
+    /// an address of the code being moved.
+    InDispatchWindow {
+        /// The RIP.
+        addr: u64,
+    },
     /// A stack read outside the thread's stack.
     Unreadable {
         /// The address.
@@ -296,6 +302,9 @@ impl<M: StackMemory + ?Sized> Walker<'_, M> {
             } => {
                 if !island.layout.is_insn_start(offset) {
                     return Err(RetryReason::NotAtInstructionBoundary { addr: ctx.rip });
+                }
+                if func.in_dispatch_window(offset) {
+                    return Err(RetryReason::InDispatchWindow { addr: ctx.rip });
                 }
                 (
                     Here::Generated(island.module, func.index),

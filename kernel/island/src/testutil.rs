@@ -31,6 +31,28 @@ pub const FIB: &str = r#"
     end))
 "#;
 
+/// A `br_table` of 9 targets and a default (a jump table with the default options) in a loop.
+pub const SWITCH: &str = r#"
+(module
+  (func $sw (export "sw") (param $n i32) (result i32)
+    (local $acc i32)
+    (loop $next
+      (block (block (block (block (block (block (block (block (block (block
+        (br_table 0 1 2 3 4 5 6 7 8 9 (i32.rem_u (local.get $n) (i32.const 11))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 1))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 2))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 3))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 4))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 5))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 6))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 7))))
+        (local.set $acc (i32.add (local.get $acc) (i32.const 8))))
+        (local.set $acc (i32.mul (local.get $acc) (i32.const 3))))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $next (local.get $n)))
+    (local.get $acc)))
+"#;
+
 /// A loop calling a helper, a libcall (`f64.ceil`), an import and an indirect call.
 pub const LOOP: &str = r#"
 (module

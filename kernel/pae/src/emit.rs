@@ -359,6 +359,12 @@ impl Emitter {
         self.branch(Code::Call_rel32_64, label)
     }
 
+    /// `lea r64, [rip + label]` (always `disp32`, 7 bytes; see `lower::jump_table`).
+    pub fn lea_label(&mut self, dst: u8, label: CodeLabel) -> Result<(), CompileError> {
+        let m = MemoryOperand::with_base_displ(Register::RIP, i64::from(label.0));
+        self.ins(Instruction::with2(Code::Lea_r64_m, R64[dst as usize], m))
+    }
+
     /// `jcc label`.
     pub fn jcc(&mut self, cond: Cond, label: CodeLabel) -> Result<(), CompileError> {
         self.branch(cond.jcc(), label)

@@ -4,7 +4,9 @@
 //! integers and written by hand.
 //!
 //! Lowering produces position-independent code: the only position-dependent instructions are
-//! the branches to labels (`jmp`, `jcc`, `call rel32`), whose target operand holds a label id.
+//! the branches to labels (`jmp`, `jcc`, `call rel32`), whose target operand holds a label id,
+//! and `lea r64, [rip + label]` (a jump table's address; its displacement holds the label id,
+//! always `disp32`: 7 bytes).
 //! Every other instruction has the same bytes wherever it lands, so it is encoded exactly once,
 //! at address 0, into one scratch buffer. Branches start short (`jmp rel8`, `jcc rel8`;
 //! `call` is always `rel32`); each round lays out the code and widens every short branch whose
@@ -16,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use iced_x86::{Code, ConditionCode, Encoder, Instruction, OpKind};
+use iced_x86::{Code, ConditionCode, Encoder, Instruction, OpKind, Register};
 
 use crate::CompileError;
 use crate::fastenc;
@@ -32,6 +34,8 @@ enum BranchOp {
     Jmp,
     Jcc(u8),
     Call,
+    /// `lea r64, [rip + label]` (the register's number).
+    Lea(u8),
 }
 
 #[derive(Clone, Copy)]
@@ -47,6 +51,7 @@ impl Branch {
     fn size(&self) -> u32 {
         match (self.op, self.near) {
             (BranchOp::Call, _) => 5,
+            (BranchOp::Lea(_), _) => 7,
             (_, false) => 2,
             (BranchOp::Jmp, true) => 5,
             (BranchOp::Jcc(_), true) => 6,
@@ -54,8 +59,13 @@ impl Branch {
     }
 }
 
-/// Which label branch `ins` is, if any (its target operand is then a label id).
+/// Which label branch `ins` is, if any (its target operand is then a label id; for a label
+/// `lea`, its displacement).
 fn branch_op(ins: &Instruction) -> Result<Option<BranchOp>, CompileError> {
+    if ins.code() == Code::Lea_r64_m && ins.memory_base() == Register::RIP {
+        let r = ins.op0_register().number() as u8;
+        return Ok(Some(BranchOp::Lea(r)));
+    }
     if ins.op_count() == 0 || ins.op0_kind() != OpKind::NearBranch64 {
         return Ok(None);
     }
@@ -105,7 +115,10 @@ pub(crate) fn encode(
             continue;
         }
         if let Some(op) = branch_op(ins)? {
-            let label = ins.near_branch64();
+            let label = match op {
+                BranchOp::Lea(_) => ins.memory_displacement64(),
+                _ => ins.near_branch64(),
+            };
             let target = *labels
                 .get(label as usize)
                 .filter(|&&t| t != UNBOUND)
@@ -113,7 +126,7 @@ pub(crate) fn encode(
             let b = Branch {
                 op,
                 target,
-                near: false,
+                near: matches!(op, BranchOp::Lea(_)),
                 scratch_at: scratch.len() as u32,
             };
             sizes.push(b.size());
@@ -186,6 +199,11 @@ pub(crate) fn encode(
             }
             (BranchOp::Call, _) => {
                 code.push(0xe8);
+                code.extend_from_slice(&(rel as i32).to_le_bytes());
+            }
+            (BranchOp::Lea(r), _) => {
+                // REX.W (+ REX.R for r8-r15), 8D /r, ModRM mod=00 rm=101: [rip + disp32].
+                code.extend_from_slice(&[0x48 | (r >> 3 & 1) << 2, 0x8d, 0x05 | (r & 7) << 3]);
                 code.extend_from_slice(&(rel as i32).to_le_bytes());
             }
         }
@@ -282,8 +300,44 @@ mod tests {
     fn unbound_labels_and_rip_relative_operands_are_errors() {
         let insns = [Instruction::with_branch(Code::Jmp_rel32_64, 0).unwrap()];
         assert!(encode(&insns, None, &[UNBOUND]).is_err());
-        let m = iced_x86::MemoryOperand::with_base_displ(Register::RIP, 16);
+        // A rip-relative operand other than a label `lea` (here a load) is refused.
+        let m = iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0);
+        let insns = [Instruction::with2(Code::Mov_r64_rm64, Register::RAX, m).unwrap()];
+        assert!(encode(&insns, None, &[0]).is_err());
+        // A label `lea` with an unbound label too.
         let insns = [Instruction::with2(Code::Lea_r64_m, Register::RAX, m).unwrap()];
-        assert!(encode(&insns, None, &[]).is_err());
+        assert!(encode(&insns, None, &[UNBOUND]).is_err());
+    }
+
+    #[test]
+    fn label_lea_points_at_its_label_from_any_register() {
+        // lea r, [rip + label 0]; 200 bytes of padding (so neither end is near); label 0;
+        // and a backward lea after it.
+        for r in [Register::RAX, Register::RCX, Register::R8, Register::R15] {
+            let m = iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0);
+            let mut insns = alloc::vec![Instruction::with2(Code::Lea_r64_m, r, m).unwrap()];
+            for _ in 0..30 {
+                insns.push(
+                    Instruction::with2(Code::Add_rm64_imm32, Register::RDX, 0x1234_5678).unwrap(),
+                );
+            }
+            let labels = [insns.len() as u32];
+            insns.push(Instruction::with(Code::Zero_bytes));
+            insns.push(Instruction::with2(Code::Lea_r64_m, r, m).unwrap());
+            let enc = encode(&insns, None, &labels).unwrap();
+            let mut d = Decoder::with_ip(64, &enc.code, 0, DecoderOptions::NONE);
+            let want = u64::from(enc.offsets[labels[0] as usize]);
+            let mut leas = 0;
+            while d.can_decode() {
+                let i = d.decode();
+                if i.code() == Code::Lea_r64_m {
+                    assert_eq!(i.op0_register(), r);
+                    assert_eq!(i.len(), 7);
+                    assert_eq!(i.ip_rel_memory_address(), want);
+                    leas += 1;
+                }
+            }
+            assert_eq!(leas, 2);
+        }
     }
 }

@@ -80,6 +80,11 @@ pub struct Options {
     /// `br_table` as a balanced tree of compares (O(log n) branches; no data words in code,
     /// so islands can be decoded and moved) instead of a linear compare chain.
     pub br_tree: bool,
+    /// `br_table` with 8 or more entries as a jump table: a run of fixed-size `lea rax,
+    /// [rip + target]; jmp rax` entries indexed by the operand (no data words in code, so
+    /// islands can still be decoded and moved; `lower::jump_table`). Takes precedence over
+    /// `br_tree` for those tables.
+    pub jump_table: bool,
     /// Instruction scheduling: each basic block's instructions are reordered to start loads,
     /// multiplies and divides early (`sched.rs`); traps still happen at the same point of the
     /// memory's history. Off by default: it makes compiling about 1.7x slower for no execution
@@ -107,6 +112,7 @@ impl Default for Options {
             specialize: true,
             reg_locals: true,
             br_tree: true,
+            jump_table: true,
             schedule: false,
             cpu: CpuFeatures::detect(),
             guard_pages: false,
@@ -125,6 +131,7 @@ impl Options {
         specialize: false,
         reg_locals: false,
         br_tree: false,
+        jump_table: false,
         schedule: false,
         cpu: CpuFeatures::SSE2,
         guard_pages: false,

@@ -160,6 +160,10 @@ impl RetryWhy {
     /// Index into [`RelocStats::retries_by_reason`].
     fn index(self) -> usize {
         match self {
+            Self::Walk {
+                reason: RetryReason::InDispatchWindow { .. },
+                ..
+            } => 6,
             Self::Walk { .. } => 0,
             Self::InHandler { .. } => 1,
             Self::Unreachable { .. } => 2,
@@ -171,13 +175,16 @@ impl RetryWhy {
 }
 
 /// Names of the retry reasons, in [`RelocStats::retries_by_reason`] order.
-pub const RETRY_REASONS: [&str; 6] = [
+pub const RETRY_REASONS: [&str; 7] = [
     "walk",
     "in_handler",
     "unreachable",
     "no_stack",
     "rendezvous_timeout",
     "in_foreign_code",
+    // A thread between a jump table's `lea rax, [rip + ..]` and its `jmp rax` (the walk's
+    // `InDispatchWindow`; counted apart from `walk` so the tests can see it happen).
+    "dispatch_window",
 ];
 
 /// What one move did.
@@ -244,7 +251,7 @@ pub struct RelocStats {
     /// Rounds retried (completed and failed moves).
     pub retries: u64,
     /// The same, by reason ([`RETRY_REASONS`]).
-    pub retries_by_reason: [u64; 6],
+    pub retries_by_reason: [u64; 7],
     /// Threads moved to an island's new home core.
     pub threads_migrated: u64,
     /// Moves into a 2 MiB page.
@@ -302,7 +309,7 @@ pub fn relocate(island: u32, target: Target) -> Result<MoveReport, RelocError> {
 #[derive(Debug, Default)]
 pub(super) struct Retries {
     pub(super) total: u32,
-    by_reason: [u32; 6],
+    by_reason: [u32; 7],
 }
 
 /// The threads a move found in the island, to migrate after the release.

@@ -4,10 +4,10 @@
 
 use std::vec::Vec;
 
-use iced_x86::OpKind;
+use iced_x86::{Code, OpKind};
 
 use super::*;
-use crate::testutil::{FIB, LOOP, compile, compile_with, decode};
+use crate::testutil::{FIB, LOOP, SWITCH, compile, compile_with, decode};
 
 const OLD_BASE: u64 = 0x4000_0000;
 /// Near, far (1 GiB up), below, and at an odd address.
@@ -17,6 +17,7 @@ const DELTAS: [i64; 5] = [0x1000, 0x4000_0000, -0x20_0000, 0x12_3457, 0x7000_000
 struct Seen {
     inside: usize,
     outside: usize,
+    lea: usize,
 }
 
 /// Relocates `code[range]` from `OLD_BASE + range.start` by `delta` and checks the copy.
@@ -59,11 +60,18 @@ fn check_copy(code: &[u8], range: core::ops::Range<u32>, delta: i64, seen: &mut 
                 "target of {:?} (instruction {k})",
                 o.code()
             );
+        } else if o.is_ip_rel_memory_operand() {
+            // Only a jump table's `lea r64, [rip + entry or target]`, always inside the
+            // island: the copy points at the same instruction, and keeps its 7 bytes (the
+            // table's stride depends on it).
+            assert_eq!(o.code(), Code::Lea_r64_m, "no rip-relative data in islands");
+            let t = o.ip_rel_memory_address();
+            assert!((old_ip..old_end).contains(&t), "lea {k} leaves the island");
+            seen.lea += 1;
+            let want = new[index_of(t).expect("lea to an instruction start")].ip();
+            assert_eq!(n.ip_rel_memory_address(), want, "lea {k}");
+            assert_eq!((o.len(), n.len()), (7, 7), "lea {k} size");
         } else {
-            assert!(
-                !o.is_ip_rel_memory_operand(),
-                "no rip-relative data in islands"
-            );
             let ob = &old_bytes[(o.ip() - old_ip) as usize..][..o.len()];
             let nb = &r.bytes[(n.ip() - new_ip) as usize..][..n.len()];
             assert_eq!(ob, nb, "non-branch instruction {k} copied verbatim");
@@ -108,6 +116,36 @@ fn scheduled_code_relocates_with_targets_exact() {
         }
         assert!(seen.inside > 0 && seen.outside > 0, "{seen:?}");
     }
+}
+
+/// A `br_table` jump table: its entries keep their 16-byte stride at the new place (the
+/// dispatch indexes them by position) and every `lea` points at the same instruction.
+#[test]
+fn jump_tables_relocate_with_their_stride() {
+    let m = compile(SWITCH);
+    let mut seen = Seen::default();
+    let f = &m.funcs[0];
+    for d in DELTAS {
+        check_copy(&m.code, f.code_range.clone(), d, &mut seen);
+        let old_ip = OLD_BASE + u64::from(f.code_range.start);
+        let old = &m.code[f.code_range.start as usize..f.code_range.end as usize];
+        let r = relocate(old, old_ip, old_ip.wrapping_add_signed(d)).unwrap();
+        let new = decode(&r.bytes, old_ip.wrapping_add_signed(d));
+        let entries: Vec<u64> = new
+            .windows(2)
+            .filter(|w| {
+                w[0].code() == Code::Lea_r64_m
+                    && w[0].is_ip_rel_memory_operand()
+                    && w[1].code() == Code::Jmp_rm64
+            })
+            .map(|w| w[0].ip())
+            .collect();
+        // The dispatch's rip-relative lea is followed by the index leas, not a jmp: 9 entries
+        // (the default is the range check's).
+        assert_eq!(entries.len(), 9);
+        assert!(entries.windows(2).all(|p| p[1] - p[0] == 16), "stride 16");
+    }
+    assert_eq!(seen.lea, DELTAS.len() * 10);
 }
 
 #[test]

@@ -181,6 +181,7 @@ fn shifted(layout: &IslandLayout, delta: i64) -> IslandLayout {
                     .collect(),
                 frame: f.frame,
                 counter_slots: f.counter_slots.clone(),
+                dispatch: f.dispatch.iter().map(|&(a, b)| (s(a), s(b))).collect(),
             })
             .collect(),
         insn_starts: layout.insn_starts.iter().map(|&o| s(o)).collect(),

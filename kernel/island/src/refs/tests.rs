@@ -11,7 +11,7 @@ use iced_x86::Code;
 use super::*;
 use crate::env::Environment;
 use crate::island::{Grouping, IslandId, IslandSet, ModuleId, MoveStats, PreparedMove};
-use crate::testutil::{FIB, LOOP, Sim, compile, compile_with, decode, find};
+use crate::testutil::{FIB, LOOP, SWITCH, Sim, compile, compile_with, decode, find};
 
 const BASE: u64 = 0x4000_0000;
 const OTHER_BASE: u64 = 0x4800_0000;
@@ -446,6 +446,65 @@ fn wasm_thread(w: &World, fib: &CompiledModule) -> Sim {
     s.frame(u64::from(fib.funcs[0].frame.frame_bytes));
     s.rip = fib_start + 11;
     s
+}
+
+/// A `br_table` jump table: a thread stopped between a `lea rax, [rip + ..]` and its
+/// `jmp rax` holds an address of the code in `rax`, so the walk asks for a retry there, and
+/// only there; everywhere else in the body it walks as usual.
+#[test]
+fn jump_table_dispatch_windows_are_retries_and_nothing_else() {
+    let w = World::new(SWITCH);
+    let r = &w.m.funcs[0].code_range;
+    let body = decode(
+        &w.m.code[r.start as usize..r.end as usize],
+        BASE + u64::from(r.start),
+    );
+    // The windows, found independently of the layout: after each rip-relative `lea` up to
+    // the `jmp rax`.
+    let mut in_window = std::vec![false; body.len()];
+    let mut windows = 0;
+    let mut open = false;
+    for (k, i) in body.iter().enumerate() {
+        if open {
+            in_window[k] = true;
+            if i.code() == Code::Jmp_rm64 {
+                open = false;
+            }
+        } else if i.code() == Code::Lea_r64_m && i.is_ip_rel_memory_operand() {
+            open = true;
+            windows += 1;
+        }
+    }
+    assert_eq!(
+        windows,
+        1 + 9,
+        "the dispatch and one per entry (9 targets + default)"
+    );
+    let island = w.set.island(w.island(0)).unwrap();
+    assert_eq!(island.layout.funcs[0].dispatch.len(), windows);
+    let leave = body.iter().position(|i| i.code() == Code::Leaveq).unwrap();
+    let (mut retries, mut walked) = (0, 0);
+    for k in 3..leave {
+        let mut s = w.thread_calling(0);
+        s.frame(w.frame_bytes(0));
+        s.rip = body[k].ip();
+        let prep = w.prepare(w.island(0), NEW);
+        match walk(&w.set, &prep, &s).0 {
+            Walk::Retry(RetryReason::InDispatchWindow { addr }) => {
+                assert!(in_window[k], "instruction {k} is not in a window");
+                assert_eq!(addr, s.rip);
+                retries += 1;
+            }
+            Walk::Complete { found, .. } => {
+                assert!(!in_window[k], "instruction {k} is in a window");
+                assert!(found >= 1, "the RIP itself");
+                walked += 1;
+            }
+            other => panic!("instruction {k}: {other:?}"),
+        }
+    }
+    assert_eq!(retries, in_window.iter().filter(|&&b| b).count());
+    assert!(walked > 10);
 }
 
 #[test]

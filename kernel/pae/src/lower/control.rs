@@ -354,7 +354,10 @@ impl Func<'_, '_> {
             depths.len() as u32,
         ))?;
         self.cx.e.jcc(Cond::Ae, default_pad)?;
-        if self.cx.opts.br_tree && depths.len() > BR_TREE_MIN {
+        if self.cx.opts.jump_table && depths.len() >= super::jump_table::JUMP_TABLE_MIN {
+            let pads: Vec<CodeLabel> = depths.iter().map(|&d| pad_for(self, d)).collect();
+            self.jump_table(r, &pads)?;
+        } else if self.cx.opts.br_tree && depths.len() > BR_TREE_MIN {
             // Runs of consecutive indices with one target, found by binary search.
             let mut runs: Vec<(u32, CodeLabel)> = Vec::new();
             for (k, &depth) in depths.iter().enumerate() {

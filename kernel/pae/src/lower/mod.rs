@@ -9,6 +9,7 @@ mod call;
 mod control;
 mod float;
 mod int;
+mod jump_table;
 pub(crate) mod lazy;
 mod memory;
 mod pinned;
