@@ -116,6 +116,31 @@ fn spec_scripts_pass_unoptimized() {
     run_all(Options::NONE);
 }
 
+/// Instruction selection over pinned locals and flags (`Options::fuse`) off with every other
+/// optimization, and on over the baseline translation with locals in registers (its aliases)
+/// and without (flags only).
+#[test]
+fn spec_scripts_pass_with_fusion_on_and_off() {
+    for options in [
+        Options {
+            fuse: false,
+            ..Options::default()
+        },
+        Options {
+            fuse: true,
+            reg_locals: true,
+            ..Options::NONE
+        },
+        Options {
+            fuse: true,
+            ..Options::NONE
+        },
+    ] {
+        run_all(options);
+        run_all_2_0(options);
+    }
+}
+
 /// Locals in registers and `br_table` trees each alone on the baseline translation, and every
 /// other optimization with both off.
 #[test]
