@@ -9,7 +9,7 @@
 //! `pae_diff_random.rs`).
 #![cfg(target_arch = "x86_64")]
 
-use atoll_pae::{CompiledModule, Options, Ty};
+use atoll_pae::{CompiledModule, CpuFeatures, Options, Ty};
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 use tools::chunkc::wast_host;
 
@@ -153,6 +153,24 @@ const EDGES: &str = r#"
     (i64.or
       (i64.shl (i64.extend_i32_u (i32.reinterpret_f32 (local.get $a))) (i64.const 32))
       (i64.extend_i32_u (i32.reinterpret_f32 (local.get $b)))))
+)
+"#;
+
+/// Shifts by a variable count and a rotate by a constant, of pinned locals.
+const SHIFTS: &str = r#"
+(module
+  (func (export "shifts") (param $x i32) (param $n i64) (result i64)
+    (local $i i32) (local $s i32) (local $w i64)
+    (loop $l
+      (local.set $s (i32.add (local.get $s) (i32.shl (local.get $x) (i32.wrap_i64 (local.get $n)))))
+      (local.set $s (i32.xor (local.get $s) (i32.shr_u (local.get $x) (local.get $i))))
+      (local.set $s (i32.add (local.get $s) (i32.shr_s (local.get $x) (local.get $s))))
+      (local.set $s (i32.xor (local.get $s) (i32.rotl (local.get $x) (i32.const 7))))
+      (local.set $w (i64.add (local.get $w) (i64.rotr (local.get $n) (i64.const 13))))
+      (local.set $w (i64.xor (local.get $w) (i64.shr_s (local.get $n) (local.get $w))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 40))))
+    (i64.add (local.get $w) (i64.extend_i32_u (local.get $s))))
 )
 "#;
 
@@ -445,5 +463,48 @@ fn edge_cases_agree_with_wasmi_with_fusion_on_and_off() {
     for options in settings {
         let n = agrees_with_wasmi(EDGES, &options);
         assert!(n >= 400, "{n} calls compared");
+    }
+}
+
+/// With BMI2, shifts by a register count and rotates by a constant of pinned locals are
+/// three-operand (`shlx`/`shrx`/`sarx`, `rorx`: no copy, no `cl`); without, `cl` forms. Both
+/// agree with wasmi (counts beyond the width included).
+#[test]
+fn bmi2_shifts_read_pinned_locals_in_place() {
+    let has = CpuFeatures::detect().bmi2;
+    let with = Options {
+        cpu: CpuFeatures {
+            bmi2: true,
+            ..CpuFeatures::SSE2
+        },
+        ..fused()
+    };
+    let without = Options {
+        cpu: CpuFeatures::SSE2,
+        ..fused()
+    };
+    for (options, bmi2) in [(with, true), (without, false)] {
+        let module = compile(SHIFTS, &options);
+        let ins = decode(&module, 0);
+        let body = loop_body(&ins);
+        let uses_cl = body
+            .iter()
+            .any(|i| (0..i.op_count()).any(|k| i.op_register(k) == iced_x86::Register::CL));
+        let three = [
+            Mnemonic::Shlx,
+            Mnemonic::Shrx,
+            Mnemonic::Sarx,
+            Mnemonic::Rorx,
+        ]
+        .map(|m| body.iter().any(|i| i.mnemonic() == m));
+        if bmi2 {
+            assert!(!uses_cl && three == [true; 4], "BMI2 forms: {body:#?}");
+        } else {
+            assert!(uses_cl && three == [false; 4], "cl forms: {body:#?}");
+        }
+        if bmi2 && !has {
+            continue; // this CPU cannot run BMI2 code
+        }
+        assert!(agrees_with_wasmi(SHIFTS, &options) > 0);
     }
 }

@@ -238,6 +238,7 @@ fn cpu_features_match_the_host() {
     assert_eq!(cpu.popcnt, is_x86_feature_detected!("popcnt"));
     assert_eq!(cpu.lzcnt, is_x86_feature_detected!("lzcnt"));
     assert_eq!(cpu.bmi1, is_x86_feature_detected!("bmi1"));
+    assert_eq!(cpu.bmi2, is_x86_feature_detected!("bmi2"));
 }
 
 /// The scalar operators with a CPU-tailored form (`popcnt`, `clz` by `lzcnt`, `ctz` by `tzcnt`,

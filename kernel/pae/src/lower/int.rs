@@ -423,7 +423,9 @@ impl Func<'_, '_> {
                 return self.bin_into(ty, op, t, b);
             }
         }
-        if self.cx.opts.fuse && self.lea_add(ty, op, a, b)? {
+        if self.cx.opts.fuse
+            && (self.lea_add(ty, op, a, b)? || self.bmi2_from_alias(ty, op, a, b)?)
+        {
             return Ok(());
         }
         let ra = self.gpr_of(a)?;
@@ -471,6 +473,77 @@ impl Func<'_, '_> {
         self.release(b);
         self.push(ty, Loc::Gpr(d));
         Ok(true)
+    }
+
+    /// A shift by a register count or a rotate by a constant of an alias of a pinned local
+    /// (read-only) into a fresh register with BMI2's three-operand forms (`shlx`/`shrx`/`sarx`
+    /// mask the count as wasm does; `rorx` takes the constant), instead of a copy and the
+    /// two-operand form. Whether it applied.
+    fn bmi2_from_alias(&mut self, ty: Ty, op: Bin, a: Val, b: Val) -> Result<bool, CompileError> {
+        let Loc::Gpr(p) = a.loc else {
+            return Ok(false);
+        };
+        if !self.cx.opts.cpu.bmi2 || !self.is_pinned_gpr(p) {
+            return Ok(false);
+        }
+        let w = ty.is_wide();
+        let bits = if w { 64 } else { 32 };
+        match (op, b.loc) {
+            (Bin::Rotl | Bin::Rotr, Loc::Const(c)) => {
+                let n = (c % bits) as u32;
+                let right = if op == Bin::Rotl {
+                    (bits as u32 - n) % bits as u32
+                } else {
+                    n
+                };
+                let d = self.alloc_gpr()?;
+                let ins = if w {
+                    Instruction::with3(
+                        Code::VEX_Rorx_r64_rm64_imm8,
+                        R64[d as usize],
+                        R64[p as usize],
+                        right,
+                    )
+                } else {
+                    Instruction::with3(
+                        Code::VEX_Rorx_r32_rm32_imm8,
+                        R32[d as usize],
+                        R32[p as usize],
+                        right,
+                    )
+                };
+                self.cx.e.ins(ins)?;
+                self.push(ty, Loc::Gpr(d));
+                Ok(true)
+            }
+            (Bin::Shl | Bin::ShrS | Bin::ShrU, Loc::Gpr(_) | Loc::Mem) => {
+                let rb = self.gpr_ro(b)?;
+                let d = self.alloc_gpr()?;
+                self.shift_x(op, w, d, p, rb)?;
+                self.free_gpr(rb);
+                self.push(ty, Loc::Gpr(d));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `d = s shift (n masked)` with `shlx`/`shrx`/`sarx` (BMI2).
+    fn shift_x(&mut self, op: Bin, w: bool, d: u8, s: u8, n: u8) -> Result<(), CompileError> {
+        let code = match (op, w) {
+            (Bin::Shl, false) => Code::VEX_Shlx_r32_rm32_r32,
+            (Bin::Shl, true) => Code::VEX_Shlx_r64_rm64_r64,
+            (Bin::ShrU, false) => Code::VEX_Shrx_r32_rm32_r32,
+            (Bin::ShrU, true) => Code::VEX_Shrx_r64_rm64_r64,
+            (_, false) => Code::VEX_Sarx_r32_rm32_r32,
+            (_, true) => Code::VEX_Sarx_r64_rm64_r64,
+        };
+        let ins = if w {
+            Instruction::with3(code, R64[d as usize], R64[s as usize], R64[n as usize])
+        } else {
+            Instruction::with3(code, R32[d as usize], R32[s as usize], R32[n as usize])
+        };
+        self.cx.e.ins(ins)
     }
 
     /// `i32.and` whose result is only tested: `test` leaves "nonzero" in the flags.
@@ -544,6 +617,10 @@ impl Func<'_, '_> {
                         R32[ra as usize]
                     };
                     self.cx.e.ins(Instruction::with2(code, r, n))?;
+                } else if self.cx.opts.cpu.bmi2 && !matches!(op, Bin::Rotl | Bin::Rotr) {
+                    let rb = self.gpr_ro(b)?;
+                    self.shift_x(op, w, ra, ra, rb)?;
+                    self.free_gpr(rb);
                 } else {
                     let rb = self.gpr_ro(b)?;
                     self.cx.e.mov_rr(reg::RCX, rb, false)?;
