@@ -107,7 +107,8 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
 /// `atoll-no-reg-locals` without locals in registers and `br_table` trees (the generator before
 /// them, measured in the same run), `atoll-guard` the defaults plus guard pages (no bounds
 /// checks; Wasmtime's default sandboxing on Linux), `atoll-guard-trees` that without jump
-/// tables (`br_table` as compare trees).
+/// tables (`br_table` as compare trees), `atoll-guard-no-fuse` that without the instruction
+/// selection over pinned locals and flags (`Options::fuse`, measured in the same run).
 #[derive(Debug)]
 pub struct Atoll {
     pub(crate) name: &'static str,
@@ -133,6 +134,11 @@ impl Atoll {
             "atoll-guard-trees" => Options {
                 guard_pages: true,
                 jump_table: false,
+                ..Options::default()
+            },
+            "atoll-guard-no-fuse" => Options {
+                guard_pages: true,
+                fuse: false,
                 ..Options::default()
             },
             _ => Options::default(),

@@ -53,7 +53,8 @@ const USAGE: &str =
   --engines LIST       comma-separated subset of
                        atoll,atoll-guard,atoll-sched,wasmtime-cranelift,wasmtime-winch,wasmi
                        (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree),
-                       atoll-guard-trees (atoll-guard without jump tables)
+                       atoll-guard-trees (atoll-guard without jump tables),
+                       atoll-guard-no-fuse (atoll-guard without Options::fuse)
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads
   --modules DIR        large modules to compile (every *.wasm; default target/bench-modules,
@@ -93,7 +94,12 @@ fn parse_args() -> Result<Settings, String> {
         sample: Duration::from_millis(10),
         engines: ENGINE_NAMES
             .iter()
-            .filter(|&&e| e != "atoll-no-reg-locals" && e != "atoll-guard-trees")
+            .filter(|&&e| {
+                !matches!(
+                    e,
+                    "atoll-no-reg-locals" | "atoll-guard-trees" | "atoll-guard-no-fuse"
+                )
+            })
             .map(|s| s.to_string())
             .collect(),
         programs: true,
@@ -137,12 +143,13 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 8] = [
+const ENGINE_NAMES: [&str; 9] = [
     "atoll",
     "atoll-guard",
     "atoll-guard-trees",
     "atoll-sched",
     "atoll-no-reg-locals",
+    "atoll-guard-no-fuse",
     "wasmtime-cranelift",
     "wasmtime-winch",
     "wasmi",
@@ -155,6 +162,7 @@ fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
         "atoll-guard" => Box::new(atoll::Atoll::new("atoll-guard")),
         "atoll-guard-trees" => Box::new(atoll::Atoll::new("atoll-guard-trees")),
         "atoll-no-reg-locals" => Box::new(atoll::Atoll::new("atoll-no-reg-locals")),
+        "atoll-guard-no-fuse" => Box::new(atoll::Atoll::new("atoll-guard-no-fuse")),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",
             wasmtime::Strategy::Cranelift,

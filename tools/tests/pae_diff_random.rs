@@ -690,6 +690,29 @@ fn random_modules_agree_with_wasmi_with_register_locals_and_br_trees_on_and_off(
     );
 }
 
+/// Instruction selection over pinned locals and flags: off with every other pass, and on over
+/// the baseline translation with locals in registers.
+#[test]
+fn random_modules_agree_with_wasmi_with_fusion_on_and_off() {
+    run(
+        1500,
+        Options {
+            fuse: false,
+            ..Options::default()
+        },
+        false,
+    );
+    run(
+        1500,
+        Options {
+            fuse: true,
+            reg_locals: true,
+            ..Options::NONE
+        },
+        false,
+    );
+}
+
 #[test]
 fn random_modules_agree_with_wasmi_unoptimized() {
     run(1500, Options::NONE, false);

@@ -116,6 +116,31 @@ fn spec_scripts_pass_unoptimized() {
     run_all(Options::NONE);
 }
 
+/// Instruction selection over pinned locals and flags (`Options::fuse`) off with every other
+/// optimization, and on over the baseline translation with locals in registers (its aliases)
+/// and without (flags only).
+#[test]
+fn spec_scripts_pass_with_fusion_on_and_off() {
+    for options in [
+        Options {
+            fuse: false,
+            ..Options::default()
+        },
+        Options {
+            fuse: true,
+            reg_locals: true,
+            ..Options::NONE
+        },
+        Options {
+            fuse: true,
+            ..Options::NONE
+        },
+    ] {
+        run_all(options);
+        run_all_2_0(options);
+    }
+}
+
 /// Locals in registers, `br_table` trees and jump tables each alone on the baseline
 /// translation, and every other optimization with all three off.
 #[test]
@@ -218,6 +243,7 @@ fn cpu_features_match_the_host() {
     assert_eq!(cpu.popcnt, is_x86_feature_detected!("popcnt"));
     assert_eq!(cpu.lzcnt, is_x86_feature_detected!("lzcnt"));
     assert_eq!(cpu.bmi1, is_x86_feature_detected!("bmi1"));
+    assert_eq!(cpu.bmi2, is_x86_feature_detected!("bmi2"));
 }
 
 /// The scalar operators with a CPU-tailored form (`popcnt`, `clz` by `lzcnt`, `ctz` by `tzcnt`,

@@ -1,6 +1,7 @@
 //! The instruction-set extensions the generated code may use beyond x86-64's baseline (SSE2),
 //! chosen at assembly time: SSE extensions for SIMD and rounding, and the bit-counting
-//! instructions (`popcnt`, `lzcnt`, `tzcnt`) for the scalar operators.
+//! instructions (`popcnt`, `lzcnt`, `tzcnt`) and BMI2's three-operand shifts and rotates for the
+//! scalar operators.
 //!
 //! The code runs on the machine that assembles it (the kernel and `chunkc` compile for the CPU
 //! they run on), so [`CpuFeatures::detect`] reads CPUID. [`CpuFeatures::SSE2`] is the baseline
@@ -17,6 +18,9 @@ pub struct CpuFeatures {
     pub lzcnt: bool,
     /// BMI1 (`tzcnt`: `ctz` without the `bsf` + zero fix-up).
     pub bmi1: bool,
+    /// BMI2 (`shlx`/`shrx`/`sarx`: shifts by a register count without `cl`; `rorx`: rotates
+    /// by a constant into another register).
+    pub bmi2: bool,
     /// SSSE3 (`pshufb`, `pabs*`, `pmulhrsw`).
     pub ssse3: bool,
     /// SSE4.1 (`pmulld`, `pmin/pmax*`, `roundps`, `pmovsx/zx`, `pinsr/pextr*`, `ptest`;
@@ -32,6 +36,7 @@ impl CpuFeatures {
         popcnt: false,
         lzcnt: false,
         bmi1: false,
+        bmi2: false,
         ssse3: false,
         sse41: false,
         sse42: false,
@@ -57,6 +62,7 @@ impl CpuFeatures {
             popcnt: bit(23),
             lzcnt: ecx_ext >> 5 & 1 == 1,
             bmi1: ebx7 >> 3 & 1 == 1,
+            bmi2: ebx7 >> 8 & 1 == 1,
             ssse3: bit(9),
             sse41: bit(19),
             sse42: bit(20),
@@ -82,6 +88,7 @@ impl CpuFeatures {
                 },
             ),
             (self.bmi1, CpuFeatures { bmi1: true, ..none }),
+            (self.bmi2, CpuFeatures { bmi2: true, ..none }),
             (
                 self.ssse3,
                 CpuFeatures {

@@ -99,6 +99,12 @@ pub struct Options {
     /// fault in generated code into [`TrapCode::MemoryOutOfBounds`]. Off by default (explicit
     /// checks); see `docs/guard-pages.md`.
     pub guard_pages: bool,
+    /// Instruction selection over pinned locals and flags (`lower::fuse`): `local.get` of a
+    /// pinned local is a read-only alias of its register, an operator whose result goes to a
+    /// pinned local writes that register directly, and compares (and `i32.and` tests) feed
+    /// `select`, `i32.eqz`, `br_if` and `if` through the flags. Needs `reg_locals` for the
+    /// first two; the flags part works alone.
+    pub fuse: bool,
 }
 
 impl Default for Options {
@@ -116,6 +122,7 @@ impl Default for Options {
             schedule: false,
             cpu: CpuFeatures::detect(),
             guard_pages: false,
+            fuse: true,
         }
     }
 }
@@ -135,6 +142,7 @@ impl Options {
         schedule: false,
         cpu: CpuFeatures::SSE2,
         guard_pages: false,
+        fuse: false,
     };
 }
 

@@ -153,7 +153,11 @@ impl Func<'_, '_> {
         if let (Loc::Const(c), true) = (v.loc, self.cx.opts.dce) {
             return Ok(Err(c as u32 != 0));
         }
-        let r = self.gpr_of(v)?;
+        let r = if self.cx.opts.fuse {
+            self.gpr_ro(v)?
+        } else {
+            self.gpr_of(v)?
+        };
         self.cx
             .e
             .rr((Code::Test_rm32_r32, Code::Test_rm64_r64), false, r, r)?;
@@ -161,7 +165,11 @@ impl Func<'_, '_> {
         Ok(Ok(Cond::Ne))
     }
 
-    pub(super) fn control(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
+    pub(super) fn control(
+        &mut self,
+        op: &Operator<'_>,
+        next: Option<&Operator<'_>>,
+    ) -> Result<bool, CompileError> {
         match *op {
             Operator::Nop => {}
             Operator::Unreachable => {
@@ -268,7 +276,7 @@ impl Func<'_, '_> {
                 let v = self.pop();
                 self.release(v);
             }
-            Operator::Select | Operator::TypedSelect { .. } => self.select()?,
+            Operator::Select | Operator::TypedSelect { .. } => self.select(next)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -422,7 +430,12 @@ impl Func<'_, '_> {
         self.br_tree(r, &runs[mid..])
     }
 
-    fn select(&mut self) -> Result<(), CompileError> {
+    fn select(&mut self, next: Option<&Operator<'_>>) -> Result<(), CompileError> {
+        if let Some(cond) = self.pending.take() {
+            // A compare just before (`lower::fuse`): its placeholder, then `cmovcc`.
+            self.pop();
+            return self.select_flags(cond, next);
+        }
         let c = self.pop();
         let b = self.pop();
         let a = self.pop();
@@ -436,6 +449,16 @@ impl Func<'_, '_> {
             };
             self.push(keep.ty, loc);
             return Ok(());
+        }
+        if self.cx.opts.fuse {
+            let cr = self.gpr_ro(c)?;
+            self.cx
+                .e
+                .rr((Code::Test_rm32_r32, Code::Test_rm64_r64), false, cr, cr)?;
+            self.free_gpr(cr);
+            self.push(a.ty, a.loc);
+            self.push(b.ty, b.loc);
+            return self.select_flags(Cond::Ne, next);
         }
         let cr = self.gpr_of(c)?;
         let ty = a.ty;

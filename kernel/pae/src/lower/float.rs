@@ -153,11 +153,10 @@ impl Func<'_, '_> {
         let Some(k) = classify(op) else {
             return Ok(false);
         };
-        let fuse = self.cx.opts.peephole
-            && matches!(next, Some(Operator::BrIf { .. } | Operator::If { .. }));
+        let fuse = self.flags_consumer(next);
         match k {
             FloatOp::Const(ty, bits) => self.push_const(ty, bits)?,
-            FloatOp::Bin(ty, op) => self.float_bin(ty, op)?,
+            FloatOp::Bin(ty, op) => self.float_bin(ty, op, next)?,
             FloatOp::Cmp(ty, op) => self.float_cmp(ty, op, fuse)?,
             FloatOp::Un(ty, FUn::Round(which)) if self.cx.opts.cpu.sse41 => {
                 // roundss/sd: imm 0 nearest-even, 1 down, 2 up, 3 toward zero; bit 3 keeps the
@@ -284,12 +283,32 @@ impl Func<'_, '_> {
         Ok(true)
     }
 
-    fn float_bin(&mut self, ty: Ty, op: FBin) -> Result<(), CompileError> {
+    fn float_bin(
+        &mut self,
+        ty: Ty,
+        op: FBin,
+        next: Option<&Operator<'_>>,
+    ) -> Result<(), CompileError> {
         let b = self.pop();
         let a = self.pop();
         let w = ty.is_wide();
-        let xa = self.xmm_of(a)?;
-        let xb = self.xmm_of(b)?;
+        // Into the register of a pinned local set next (`lower::fuse`), unless that would
+        // overwrite `b` before it is read.
+        let target = self
+            .set_target(next, ty)
+            .filter(|&t| a.loc == Loc::Xmm(t) || b.loc != Loc::Xmm(t));
+        let xa = if let Some(t) = target {
+            self.materialize_aliases(t, true)?;
+            self.move_into(t, a)?;
+            t
+        } else {
+            self.xmm_of(a)?
+        };
+        let xb = if self.cx.opts.fuse {
+            self.xmm_ro(b)?
+        } else {
+            self.xmm_of(b)?
+        };
         let pick = |s: Code, d: Code| if w { d } else { s };
         match op {
             FBin::Add => {
@@ -391,8 +410,11 @@ impl Func<'_, '_> {
     fn float_cmp(&mut self, ty: Ty, op: FCmp, fuse: bool) -> Result<(), CompileError> {
         let b = self.pop();
         let a = self.pop();
-        let xa = self.xmm_of(a)?;
-        let xb = self.xmm_of(b)?;
+        let (xa, xb) = if self.cx.opts.fuse {
+            (self.xmm_ro(a)?, self.xmm_ro(b)?)
+        } else {
+            (self.xmm_of(a)?, self.xmm_of(b)?)
+        };
         let ucomi = if ty.is_wide() {
             Code::Ucomisd_xmm_xmmm64
         } else {

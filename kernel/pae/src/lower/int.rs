@@ -110,6 +110,22 @@ fn classify(op: &Operator<'_>) -> Option<IntOp> {
     })
 }
 
+/// The compare with its operands swapped (`a < b` is `b > a`).
+fn swapped(op: Cmp) -> Cmp {
+    match op {
+        Cmp::Eq => Cmp::Eq,
+        Cmp::Ne => Cmp::Ne,
+        Cmp::LtS => Cmp::GtS,
+        Cmp::LtU => Cmp::GtU,
+        Cmp::GtS => Cmp::LtS,
+        Cmp::GtU => Cmp::LtU,
+        Cmp::LeS => Cmp::GeS,
+        Cmp::LeU => Cmp::GeU,
+        Cmp::GeS => Cmp::LeS,
+        Cmp::GeU => Cmp::LeU,
+    }
+}
+
 fn cond_of(op: Cmp) -> Cond {
     match op {
         Cmp::Eq => Cond::E,
@@ -212,18 +228,22 @@ impl Func<'_, '_> {
         let Some(k) = classify(op) else {
             return Ok(false);
         };
-        let fuse = self.cx.opts.peephole
-            && matches!(next, Some(Operator::BrIf { .. } | Operator::If { .. }));
+        let fuse = self.flags_consumer(next);
         match k {
             IntOp::Const(ty, bits) => self.push_const(ty, bits)?,
-            IntOp::Bin(ty, op) => self.int_bin(ty, op)?,
+            IntOp::Bin(ty, op) => self.int_bin(ty, op, next)?,
             IntOp::Cmp(ty, op) => self.int_cmp(ty, op, fuse)?,
+            IntOp::Eqz(_) if self.pending.is_some() => self.eqz_flags(fuse)?,
             IntOp::Eqz(ty) => {
                 let a = self.pop();
                 if let (Loc::Const(c), true) = (a.loc, self.cx.opts.const_fold) {
                     return self.push_const(Ty::I32, u64::from(c == 0)).map(|()| true);
                 }
-                let r = self.gpr_of(a)?;
+                let r = if self.cx.opts.fuse {
+                    self.gpr_ro(a)?
+                } else {
+                    self.gpr_of(a)?
+                };
                 self.cx.e.rr(
                     (Code::Test_rm32_r32, Code::Test_rm64_r64),
                     ty.is_wide(),
@@ -369,7 +389,12 @@ impl Func<'_, '_> {
         self.cx.e.ins(ins)
     }
 
-    fn int_bin(&mut self, ty: Ty, op: Bin) -> Result<(), CompileError> {
+    fn int_bin(
+        &mut self,
+        ty: Ty,
+        op: Bin,
+        next: Option<&Operator<'_>>,
+    ) -> Result<(), CompileError> {
         let mut b = self.pop();
         let mut a = self.pop();
         let w = ty.is_wide();
@@ -383,16 +408,173 @@ impl Func<'_, '_> {
         {
             core::mem::swap(&mut a, &mut b);
         }
+        if op == Bin::And && ty == Ty::I32 && self.cx.opts.fuse && self.flags_consumer(next) {
+            return self.test_bits(a, b);
+        }
+        let in_place = !matches!(op, Bin::DivS | Bin::DivU | Bin::RemS | Bin::RemU);
+        if let Some(t) = self.set_target(next, ty).filter(|_| in_place) {
+            if commutative && b.loc == Loc::Gpr(t) {
+                core::mem::swap(&mut a, &mut b);
+            }
+            // `t` is written before `b` is read, unless `a` is `t` already.
+            if a.loc == Loc::Gpr(t) || b.loc != Loc::Gpr(t) {
+                self.materialize_aliases(t, false)?;
+                self.move_into(t, a)?;
+                return self.bin_into(ty, op, t, b);
+            }
+        }
+        if self.cx.opts.fuse
+            && (self.lea_add(ty, op, a, b)? || self.bmi2_from_alias(ty, op, a, b)?)
+        {
+            return Ok(());
+        }
+        let ra = self.gpr_of(a)?;
+        self.bin_into(ty, op, ra, b)
+    }
+
+    /// `a + b` or `a - c` with `a` an alias of a pinned local (read-only) as one `lea` into a
+    /// fresh register instead of a copy and an `add` (a 32-bit `lea` keeps the low half of the
+    /// 64-bit sum: the wrapped i32 sum, zero-extended). Whether it applied.
+    fn lea_add(&mut self, ty: Ty, op: Bin, a: Val, b: Val) -> Result<bool, CompileError> {
+        let Loc::Gpr(p) = a.loc else {
+            return Ok(false);
+        };
+        if !self.is_pinned_gpr(p) {
+            return Ok(false);
+        }
+        let w = ty.is_wide();
+        let m = match (op, b.loc) {
+            (Bin::Add | Bin::Sub, Loc::Const(c)) => {
+                let imm = if w {
+                    c as i64
+                } else {
+                    i64::from(c as u32 as i32)
+                };
+                let disp = if op == Bin::Sub {
+                    imm.checked_neg()
+                } else {
+                    Some(imm)
+                };
+                match disp.and_then(|d| i32::try_from(d).ok()) {
+                    Some(d) => crate::emit::mem(p, d),
+                    None => return Ok(false),
+                }
+            }
+            (Bin::Add, Loc::Gpr(q)) => crate::emit::mem_idx(p, q, 0),
+            _ => return Ok(false),
+        };
+        let d = self.alloc_gpr()?;
+        let (code, dst) = if w {
+            (Code::Lea_r64_m, R64[d as usize])
+        } else {
+            (Code::Lea_r32_m, R32[d as usize])
+        };
+        self.cx.e.ins(Instruction::with2(code, dst, m))?;
+        self.release(b);
+        self.push(ty, Loc::Gpr(d));
+        Ok(true)
+    }
+
+    /// A shift by a register count or a rotate by a constant of an alias of a pinned local
+    /// (read-only) into a fresh register with BMI2's three-operand forms (`shlx`/`shrx`/`sarx`
+    /// mask the count as wasm does; `rorx` takes the constant), instead of a copy and the
+    /// two-operand form. Whether it applied.
+    fn bmi2_from_alias(&mut self, ty: Ty, op: Bin, a: Val, b: Val) -> Result<bool, CompileError> {
+        let Loc::Gpr(p) = a.loc else {
+            return Ok(false);
+        };
+        if !self.cx.opts.cpu.bmi2 || !self.is_pinned_gpr(p) {
+            return Ok(false);
+        }
+        let w = ty.is_wide();
+        let bits = if w { 64 } else { 32 };
+        match (op, b.loc) {
+            (Bin::Rotl | Bin::Rotr, Loc::Const(c)) => {
+                let n = (c % bits) as u32;
+                let right = if op == Bin::Rotl {
+                    (bits as u32 - n) % bits as u32
+                } else {
+                    n
+                };
+                let d = self.alloc_gpr()?;
+                let ins = if w {
+                    Instruction::with3(
+                        Code::VEX_Rorx_r64_rm64_imm8,
+                        R64[d as usize],
+                        R64[p as usize],
+                        right,
+                    )
+                } else {
+                    Instruction::with3(
+                        Code::VEX_Rorx_r32_rm32_imm8,
+                        R32[d as usize],
+                        R32[p as usize],
+                        right,
+                    )
+                };
+                self.cx.e.ins(ins)?;
+                self.push(ty, Loc::Gpr(d));
+                Ok(true)
+            }
+            (Bin::Shl | Bin::ShrS | Bin::ShrU, Loc::Gpr(_) | Loc::Mem) => {
+                let rb = self.gpr_ro(b)?;
+                let d = self.alloc_gpr()?;
+                self.shift_x(op, w, d, p, rb)?;
+                self.free_gpr(rb);
+                self.push(ty, Loc::Gpr(d));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `d = s shift (n masked)` with `shlx`/`shrx`/`sarx` (BMI2).
+    fn shift_x(&mut self, op: Bin, w: bool, d: u8, s: u8, n: u8) -> Result<(), CompileError> {
+        let code = match (op, w) {
+            (Bin::Shl, false) => Code::VEX_Shlx_r32_rm32_r32,
+            (Bin::Shl, true) => Code::VEX_Shlx_r64_rm64_r64,
+            (Bin::ShrU, false) => Code::VEX_Shrx_r32_rm32_r32,
+            (Bin::ShrU, true) => Code::VEX_Shrx_r64_rm64_r64,
+            (_, false) => Code::VEX_Sarx_r32_rm32_r32,
+            (_, true) => Code::VEX_Sarx_r64_rm64_r64,
+        };
+        let ins = if w {
+            Instruction::with3(code, R64[d as usize], R64[s as usize], R64[n as usize])
+        } else {
+            Instruction::with3(code, R32[d as usize], R32[s as usize], R32[n as usize])
+        };
+        self.cx.e.ins(ins)
+    }
+
+    /// `i32.and` whose result is only tested: `test` leaves "nonzero" in the flags.
+    fn test_bits(&mut self, a: Val, b: Val) -> Result<(), CompileError> {
+        let ra = self.gpr_ro(a)?;
+        let s = self.src_of(b)?;
+        let r32 = R32[ra as usize];
+        let ins = match s {
+            Src::Reg(r) => Instruction::with2(Code::Test_rm32_r32, r32, R32[r as usize]),
+            Src::Imm(i) => Instruction::with2(Code::Test_rm32_imm32, r32, i),
+            Src::Mem(m) => Instruction::with2(Code::Test_rm32_r32, m, r32),
+        };
+        self.cx.e.ins(ins)?;
+        self.release_src(&s);
+        self.free_gpr(ra);
+        self.push_flags(Cond::Ne);
+        Ok(())
+    }
+
+    /// `ra op= b` for a non-dividing binary operator, pushing `ra` (owned, or the pinned
+    /// register a following `local.set` writes).
+    fn bin_into(&mut self, ty: Ty, op: Bin, ra: u8, b: Val) -> Result<(), CompileError> {
+        let w = ty.is_wide();
         match op {
             Bin::Add | Bin::Sub | Bin::And | Bin::Or | Bin::Xor => {
-                let ra = self.gpr_of(a)?;
                 let s = self.src_of(b)?;
                 self.alu(alu_codes(op), w, ra, &s)?;
                 self.release_src(&s);
                 self.push(ty, Loc::Gpr(ra));
             }
             Bin::Mul => {
-                let ra = self.gpr_of(a)?;
                 let s = self.src_of(b)?;
                 let ins = match (s, w) {
                     (Src::Imm(i), false) => Instruction::with3(
@@ -426,7 +608,6 @@ impl Func<'_, '_> {
             }
             Bin::Shl | Bin::ShrS | Bin::ShrU | Bin::Rotl | Bin::Rotr => {
                 let codes = shift_codes(op);
-                let ra = self.gpr_of(a)?;
                 if let (Loc::Const(c), true) = (b.loc, self.cx.opts.const_fold) {
                     let n = (c & if w { 63 } else { 31 }) as u32;
                     let code = if w { codes[3] } else { codes[2] };
@@ -436,8 +617,12 @@ impl Func<'_, '_> {
                         R32[ra as usize]
                     };
                     self.cx.e.ins(Instruction::with2(code, r, n))?;
+                } else if self.cx.opts.cpu.bmi2 && !matches!(op, Bin::Rotl | Bin::Rotr) {
+                    let rb = self.gpr_ro(b)?;
+                    self.shift_x(op, w, ra, ra, rb)?;
+                    self.free_gpr(rb);
                 } else {
-                    let rb = self.gpr_of(b)?;
+                    let rb = self.gpr_ro(b)?;
                     self.cx.e.mov_rr(reg::RCX, rb, false)?;
                     self.free_gpr(rb);
                     let ins = if w {
@@ -449,7 +634,14 @@ impl Func<'_, '_> {
                 }
                 self.push(ty, Loc::Gpr(ra));
             }
-            Bin::DivS | Bin::DivU | Bin::RemS | Bin::RemU => self.divide(ty, op, a, b)?,
+            Bin::DivS | Bin::DivU | Bin::RemS | Bin::RemU => {
+                let a = super::Val {
+                    ty,
+                    loc: Loc::Gpr(ra),
+                    depth: 0,
+                };
+                self.divide(ty, op, a, b)?
+            }
         }
         Ok(())
     }
@@ -541,13 +733,23 @@ impl Func<'_, '_> {
     }
 
     fn int_cmp(&mut self, ty: Ty, op: Cmp, fuse: bool) -> Result<(), CompileError> {
-        let b = self.pop();
-        let a = self.pop();
+        let mut b = self.pop();
+        let mut a = self.pop();
+        let mut op = op;
         let w = ty.is_wide();
         if let (Loc::Const(x), Loc::Const(y), true) = (a.loc, b.loc, self.cx.opts.const_fold) {
             return self.push_const(Ty::I32, fold::cmp(op, w, x, y));
         }
-        let ra = self.gpr_of(a)?;
+        let ra = if self.cx.opts.fuse {
+            // `c < x` as `x > c`: the constant becomes the immediate.
+            if matches!(a.loc, Loc::Const(_)) && matches!(b.loc, Loc::Gpr(_)) {
+                core::mem::swap(&mut a, &mut b);
+                op = swapped(op);
+            }
+            self.gpr_ro(a)?
+        } else {
+            self.gpr_of(a)?
+        };
         let s = self.src_of(b)?;
         self.alu(alu_codes(Bin::DivS), w, ra, &s)?;
         self.release_src(&s);
@@ -555,14 +757,18 @@ impl Func<'_, '_> {
     }
 
     /// After flags are set: either leave them for the next branch (peephole) or materialize.
+    /// `r` may be an alias (read-only): the value then goes to a fresh register.
     pub(super) fn finish_cmp(&mut self, r: u8, cond: Cond, fuse: bool) -> Result<(), CompileError> {
         if fuse {
             self.free_gpr(r);
-            self.pending = Some(cond);
-            // A placeholder keeps the stack shape; the branch pops it.
-            self.push(Ty::I32, Loc::Const(0));
+            self.push_flags(cond);
             return Ok(());
         }
+        let r = if self.is_pinned_gpr(r) {
+            self.alloc_gpr()?
+        } else {
+            r
+        };
         self.cx.e.setcc(cond, r)?;
         self.push(Ty::I32, Loc::Gpr(r));
         Ok(())

@@ -106,19 +106,51 @@ impl Func<'_, '_> {
         Ok(mem_idx(reg::MEMBASE, r, 0))
     }
 
-    pub(super) fn memory(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
+    /// The register of an address: an alias of a pinned local in place (`lower::fuse`) when
+    /// `checked_address` only reads it (offsets up to `i32::MAX`), else one this code owns.
+    fn address_reg(&mut self, addr: super::Val, offset: u64) -> Result<u8, CompileError> {
+        if self.cx.opts.fuse && offset <= i32::MAX as u64 {
+            self.gpr_ro(addr)
+        } else {
+            self.gpr_of(addr)
+        }
+    }
+
+    pub(super) fn memory(
+        &mut self,
+        op: &Operator<'_>,
+        next: Option<&Operator<'_>>,
+    ) -> Result<bool, CompileError> {
         if let Some((ty, size, code, wide, memarg)) = load_kind(op) {
             let addr = self.pop();
-            let r = self.gpr_of(addr)?;
+            let r = self.address_reg(addr, memarg.offset)?;
             let m = self.checked_address(r, memarg.offset, size)?;
+            // Straight into the register of a pinned local set next (`lower::fuse`).
+            let target = self.set_target(next, ty);
+            if let Some(t) = target {
+                self.materialize_aliases(t, ty.is_float())?;
+            }
             if ty.is_float() {
-                let x = self.alloc_xmm()?;
+                let x = match target {
+                    Some(t) => t,
+                    None => self.alloc_xmm()?,
+                };
                 self.cx
                     .e
                     .ins(Instruction::with2(code, XMM[x as usize], m))?;
                 self.free_gpr(r);
                 self.push(ty, Loc::Xmm(x));
             } else {
+                // An alias of a pinned local is only read.
+                let d = match target {
+                    Some(t) => t,
+                    None if self.is_pinned_gpr(r) => self.alloc_gpr()?,
+                    None => r,
+                };
+                if d != r {
+                    self.free_gpr(r);
+                }
+                let r = d;
                 let dst = if wide {
                     R64[r as usize]
                 } else {
@@ -132,8 +164,11 @@ impl Func<'_, '_> {
         if let Some((size, memarg)) = store_kind(op) {
             let value = self.pop();
             let addr = self.pop();
-            let loc = self.val_to_reg(value)?;
-            let r = self.gpr_of(addr)?;
+            let loc = match value.loc {
+                Loc::Gpr(_) | Loc::Xmm(_) => value.loc,
+                _ => self.val_to_reg(value)?,
+            };
+            let r = self.address_reg(addr, memarg.offset)?;
             let m = self.checked_address(r, memarg.offset, size)?;
             let ins = match loc {
                 Loc::Xmm(x) => {

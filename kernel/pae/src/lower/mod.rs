@@ -8,6 +8,7 @@
 mod call;
 mod control;
 mod float;
+mod fuse;
 mod int;
 mod jump_table;
 pub(crate) mod lazy;
@@ -478,21 +479,27 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// Frees the register a value occupied.
+    /// Frees the register a value occupied (nothing for an alias of a pinned local).
     pub fn release(&mut self, v: Val) {
         match v.loc {
-            Loc::Gpr(r) => self.gprs.give(r),
-            Loc::Xmm(x) => self.xmms.give(x),
+            Loc::Gpr(r) => self.free_gpr(r),
+            Loc::Xmm(x) => self.free_xmm(x),
             Loc::Mem | Loc::Const(_) => {}
         }
     }
 
+    /// Returns `r` to the pool; a pinned local's register (a read-only alias) stays out.
     pub fn free_gpr(&mut self, r: u8) {
-        self.gprs.give(r);
+        if !self.is_pinned_gpr(r) {
+            self.gprs.give(r);
+        }
     }
 
+    /// Returns `x` to the pool; a pinned local's register (a read-only alias) stays out.
     pub fn free_xmm(&mut self, x: u8) {
-        self.xmms.give(x);
+        if !self.is_pinned_xmm(x) {
+            self.xmms.give(x);
+        }
     }
 
     pub fn alloc_gpr(&mut self) -> Result<u8, CompileError> {
@@ -502,7 +509,7 @@ impl Func<'_, '_> {
         let d = self
             .stack
             .iter()
-            .position(|e| matches!(e.loc, Loc::Gpr(_)))
+            .position(|e| matches!(e.loc, Loc::Gpr(r) if !self.is_pinned_gpr(r)))
             .ok_or_else(|| CompileError::Assembler("out of general registers".into()))?;
         self.spill(d)?;
         Ok(self.gprs.take(&GPRS).expect("just spilled"))
@@ -515,7 +522,7 @@ impl Func<'_, '_> {
         let d = self
             .stack
             .iter()
-            .position(|e| matches!(e.loc, Loc::Xmm(_)))
+            .position(|e| matches!(e.loc, Loc::Xmm(x) if !self.is_pinned_xmm(x)))
             .ok_or_else(|| CompileError::Assembler("out of XMM registers".into()))?;
         self.spill(d)?;
         Ok(self.xmms.take(&XMMS).expect("just spilled"))
@@ -577,9 +584,14 @@ impl Func<'_, '_> {
         self.write_to(m, v.ty, v.loc)
     }
 
-    /// Puts `v` in a general register the caller owns.
+    /// Puts `v` in a general register the caller owns (copies an alias of a pinned local).
     pub fn gpr_of(&mut self, v: Val) -> Result<u8, CompileError> {
         match v.loc {
+            Loc::Gpr(r) if self.is_pinned_gpr(r) => {
+                let d = self.alloc_gpr()?;
+                self.cx.e.mov_rr(d, r, v.ty.is_wide())?;
+                Ok(d)
+            }
             Loc::Gpr(r) => Ok(r),
             Loc::Mem => {
                 let r = self.alloc_gpr()?;
@@ -596,9 +608,14 @@ impl Func<'_, '_> {
         }
     }
 
-    /// Puts `v` in an XMM register the caller owns.
+    /// Puts `v` in an XMM register the caller owns (copies an alias of a pinned local).
     pub fn xmm_of(&mut self, v: Val) -> Result<u8, CompileError> {
         match v.loc {
+            Loc::Xmm(x) if self.is_pinned_xmm(x) => {
+                let d = self.alloc_xmm()?;
+                self.cx.e.xx(Code::Movaps_xmm_xmmm128, d, x)?;
+                Ok(d)
+            }
             Loc::Xmm(x) => Ok(x),
             Loc::Mem => {
                 let x = self.alloc_xmm()?;
@@ -702,10 +719,10 @@ impl Func<'_, '_> {
 
     /// Lowers one operator. `next` is the following operator (for peepholes).
     fn op(&mut self, op: &Operator<'_>, next: Option<&Operator<'_>>) -> Result<(), CompileError> {
-        if self.control(op)?
+        if self.control(op, next)?
             || self.int(op, next)?
             || self.float(op, next)?
-            || self.memory(op)?
+            || self.memory(op, next)?
             || self.table(op)?
         {
             return Ok(());

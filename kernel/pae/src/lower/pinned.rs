@@ -187,10 +187,18 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// `local.get` of pinned local `i` (in `r`): a copy in a register of the value stack.
+    /// `local.get` of pinned local `i` (in `r`): a read-only alias of `r` with `Options::fuse`
+    /// (`lower::fuse`), else a copy in a register of the value stack.
     pub(super) fn get_pinned(&mut self, i: u32, r: u8) -> Result<(), CompileError> {
         let ty = self.locals[i as usize];
-        if ty.is_float() {
+        if self.cx.opts.fuse {
+            let loc = if ty.is_float() {
+                Loc::Xmm(r)
+            } else {
+                Loc::Gpr(r)
+            };
+            self.push(ty, loc);
+        } else if ty.is_float() {
             let x = self.alloc_xmm()?;
             self.cx.e.xx(Code::Movaps_xmm_xmmm128, x, r)?;
             self.push(ty, Loc::Xmm(x));
@@ -213,6 +221,21 @@ impl Func<'_, '_> {
         let ty = self.locals[i as usize];
         if let Some(k) = self.pinned.written.iter().position(|&(l, _)| l == i) {
             self.pinned.dirty |= 1 << k;
+        }
+        if self.cx.opts.fuse {
+            // Aliases of the old value below keep it; the new one may already be in place (an
+            // operator wrote its result there, or `local.set $x (local.get $x)`).
+            self.materialize_aliases(r, ty.is_float())?;
+            self.move_into(r, v)?;
+            if tee {
+                let loc = if ty.is_float() {
+                    Loc::Xmm(r)
+                } else {
+                    Loc::Gpr(r)
+                };
+                self.push(ty, loc);
+            }
+            return Ok(());
         }
         match v.loc {
             Loc::Gpr(s) => self.cx.e.mov_rr(r, s, ty.is_wide())?,
