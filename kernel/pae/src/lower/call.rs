@@ -96,7 +96,10 @@ impl Func<'_, '_> {
                     self.cx.e.call(label)?;
                 }
                 self.load_pinned()?;
-                self.after_call(&ty)?;
+                // A defined function of this module (reached directly or through its code
+                // cell) also leaves its first result in `rax`/`xmm0` (`ret.rs`).
+                let in_reg = function_index >= self.cx.m.func_imports;
+                self.after_call(&ty, in_reg)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -144,13 +147,27 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// Reloads the memory base and pushes the results from the outgoing area.
-    fn after_call(&mut self, ty: &FuncType) -> Result<(), CompileError> {
+    /// Reloads the memory base and pushes the results from the outgoing area, the first from
+    /// `rax`/`xmm0` when `first_in_reg` and it is returned there (`ret.rs`).
+    fn after_call(&mut self, ty: &FuncType, first_in_reg: bool) -> Result<(), CompileError> {
         self.reload_membase()?;
         let at = crate::module::slot_offsets(&ty.results);
+        let in_reg = first_in_reg && super::ret::first_result_in_reg(&ty.results);
         for (i, &t) in ty.results.iter().enumerate() {
             let m = mem(reg::RSP, 8 * at[i] as i32);
-            if t.is_float() {
+            if i == 0 && in_reg {
+                // Nothing since the call wrote `rax` or `xmm0`; nothing is spilled here (the
+                // stack was spilled for the call), so the allocation emits no code.
+                if t.is_float() {
+                    let x = self.alloc_xmm()?;
+                    self.cx.e.xx(Code::Movaps_xmm_xmmm128, x, 0)?;
+                    self.push(t, Loc::Xmm(x));
+                } else {
+                    let r = self.alloc_gpr()?;
+                    self.cx.e.mov_rr(r, reg::RAX, t.is_wide())?;
+                    self.push(t, Loc::Gpr(r));
+                }
+            } else if t.is_float() {
                 let x = self.alloc_xmm()?;
                 self.xmm_load_ty(x, m, t)?;
                 self.push(t, Loc::Xmm(x));
@@ -223,7 +240,7 @@ impl Func<'_, '_> {
         self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
         refresh_memory(&mut self.cx.e)?;
         self.load_pinned()?;
-        self.after_call(&ty)
+        self.after_call(&ty, false)
     }
 
     /// Calls runtime helper `which` with up to three popped arguments (first pushed first) and

@@ -9,7 +9,7 @@ use wasmparser::{BlockType, Operator};
 
 use super::{Func, Loc};
 use crate::CompileError;
-use crate::emit::{Cond, Emitter, R32, mem, reg};
+use crate::emit::{Cond, Emitter, R32};
 use crate::module::Ty;
 use crate::vmctx::TrapCode;
 
@@ -259,9 +259,8 @@ impl Func<'_, '_> {
                 self.br_table(&depths, default)?;
             }
             Operator::Return => {
-                self.prepare_branch(0)?;
-                let target = self.frames[0].target;
-                self.cx.e.jmp(target)?;
+                let results = self.frames[0].results.clone();
+                self.return_from_stack(&results)?;
                 self.set_dead();
             }
             Operator::Drop => {
@@ -276,6 +275,12 @@ impl Func<'_, '_> {
 
     fn end(&mut self) -> Result<(), CompileError> {
         let i = self.frames.len() - 1;
+        if i == 0 && !self.dead {
+            // Falling off the function's end: return from where the values are.
+            let results = self.frames[0].results.clone();
+            self.return_from_stack(&results)?;
+            self.set_dead();
+        }
         if !self.dead {
             let (height, arity) = (self.frames[i].height, self.frames[i].results.len());
             self.spill_all()?;
@@ -299,24 +304,12 @@ impl Func<'_, '_> {
         self.dead = !f.end_targeted;
         if self.frames.is_empty() {
             if f.end_targeted {
-                self.epilogue(&f.results)?;
+                self.epilogue_from_slots(&f.results)?;
             }
         } else if !self.dead && f.kind != Kind::Loop {
             self.count_block()?;
         }
         Ok(())
-    }
-
-    /// Copies results from home slots to the incoming-argument area, `leave`, `ret`.
-    fn epilogue(&mut self, results: &[Ty]) -> Result<(), CompileError> {
-        let at = crate::module::slot_offsets(results);
-        for (i, &t) in results.iter().enumerate() {
-            let from = self.slot(i);
-            let to = mem(reg::RBP, 16 + 8 * at[i] as i32);
-            self.copy_value(from, to, t)?;
-        }
-        self.cx.e.op0(Code::Leaveq)?;
-        self.cx.e.op0(Code::Retnq)
     }
 
     fn br_table(&mut self, depths: &[u32], default: u32) -> Result<(), CompileError> {

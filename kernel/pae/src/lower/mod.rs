@@ -12,6 +12,7 @@ mod int;
 pub(crate) mod lazy;
 mod memory;
 mod pinned;
+mod ret;
 mod simd;
 mod specialize_body;
 mod table;
