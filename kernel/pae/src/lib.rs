@@ -26,6 +26,7 @@ mod encode;
 mod fastenc;
 pub mod lazy;
 mod lower;
+pub mod membase;
 pub mod meta;
 pub mod module;
 mod opt;

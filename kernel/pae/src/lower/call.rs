@@ -99,7 +99,8 @@ impl Func<'_, '_> {
                 // A defined function of this module (reached directly or through its code
                 // cell) also leaves its first result in `rax`/`xmm0` (`ret.rs`).
                 let in_reg = function_index >= self.cx.m.func_imports;
-                self.after_call(&ty, in_reg)?;
+                let reload = self.cx.moves_memory[function_index as usize];
+                self.after_call(&ty, in_reg, reload)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -147,10 +148,18 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// Reloads the memory base and pushes the results from the outgoing area, the first from
-    /// `rax`/`xmm0` when `first_in_reg` and it is returned there (`ret.rs`).
-    fn after_call(&mut self, ty: &FuncType, first_in_reg: bool) -> Result<(), CompileError> {
-        self.reload_membase()?;
+    /// Reloads the memory base (when `reload`: the callee may have moved memory) and pushes
+    /// the results from the outgoing area, the first from `rax`/`xmm0` when `first_in_reg`
+    /// and it is returned there (`ret.rs`).
+    fn after_call(
+        &mut self,
+        ty: &FuncType,
+        first_in_reg: bool,
+        reload: bool,
+    ) -> Result<(), CompileError> {
+        if reload {
+            self.reload_membase()?;
+        }
         let at = crate::module::slot_offsets(&ty.results);
         let in_reg = first_in_reg && super::ret::first_result_in_reg(&ty.results);
         for (i, &t) in ty.results.iter().enumerate() {
@@ -240,7 +249,7 @@ impl Func<'_, '_> {
         self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
         refresh_memory(&mut self.cx.e)?;
         self.load_pinned()?;
-        self.after_call(&ty, false)
+        self.after_call(&ty, false, true)
     }
 
     /// Calls runtime helper `which` with up to three popped arguments (first pushed first) and
@@ -280,7 +289,10 @@ impl Func<'_, '_> {
             let label = self.cx.traps.vm();
             self.cx.e.jcc(Cond::Ne, label)?;
         }
-        self.reload_membase()?;
+        // Only growing moves memory (`crate::membase`).
+        if which == Libcall::MemoryGrow {
+            self.reload_membase()?;
+        }
         self.load_pinned()?;
         if let Some(t) = result {
             if t.is_float() {
