@@ -26,7 +26,6 @@ mod encode;
 mod fastenc;
 pub mod lazy;
 mod lower;
-pub mod membase;
 pub mod meta;
 pub mod module;
 mod opt;

@@ -3,7 +3,17 @@
 //! Internal calling convention: the caller stores arguments in its outgoing area (`[rsp+8*i]`
 //! at the call), the callee writes its results over the same slots (the caller reserves
 //! `max(params, results)`), `r14`/`r15` hold the VM context and memory base, and every
-//! register is caller-saved (the caller spills its value stack before a call).
+//! register is caller-saved (the caller spills its value stack before a call). A defined
+//! function also leaves its first scalar result in `rax`/`xmm0` (`ret.rs`).
+//!
+//! `r15` is current at every return: a function is entered with its instance's memory base in
+//! `r15` and reloads it after everything that may move memory (the `memory.grow` helper, a
+//! `call_indirect`, which may run another instance that grows a shared memory, and the
+//! thunk's call of an import, host function or other instance, which the thunk follows with a
+//! reload before returning; a lazy stub reloads it after its callee too). By induction every
+//! direct call, of a defined function or an import's thunk, returns with `r15` current, so the
+//! caller does not reload it. Nothing else moves memory while generated code runs (instances
+//! that share a memory run on one thread at a time; a page-backed memory grows in place).
 
 use iced_x86::{Code, Instruction};
 use wasmparser::Operator;
@@ -99,8 +109,8 @@ impl Func<'_, '_> {
                 // A defined function of this module (reached directly or through its code
                 // cell) also leaves its first result in `rax`/`xmm0` (`ret.rs`).
                 let in_reg = function_index >= self.cx.m.func_imports;
-                let reload = self.cx.moves_memory[function_index as usize];
-                self.after_call(&ty, in_reg, reload)?;
+                // Every callee of a direct call returns with `r15` current (module doc).
+                self.after_call(&ty, in_reg, false)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -289,7 +299,7 @@ impl Func<'_, '_> {
             let label = self.cx.traps.vm();
             self.cx.e.jcc(Cond::Ne, label)?;
         }
-        // Only growing moves memory (`crate::membase`).
+        // Only growing moves memory; the other helpers leave it where it is.
         if which == Libcall::MemoryGrow {
             self.reload_membase()?;
         }

@@ -159,8 +159,6 @@ pub(crate) fn compile_one(
         specs: specs.to_vec(),
         counter_base: counters.start,
         lazy_counters: Vec::new(),
-        // Not analysed for one function on its own: every call reloads the base.
-        moves_memory: alloc::vec![true; desc.funcs.len()],
     };
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();

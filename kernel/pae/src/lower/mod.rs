@@ -81,9 +81,6 @@ pub(crate) struct ModCx<'m> {
     pub counter_base: u32,
     /// Counter slots reserved for each function assembled lazily, by function index.
     pub lazy_counters: Vec<core::ops::Range<u32>>,
-    /// By function index: a call of it may change the memory base, so `r15` is reloaded after
-    /// it (`crate::membase`).
-    pub moves_memory: Vec<bool>,
 }
 
 impl ModCx<'_> {
@@ -195,7 +192,6 @@ pub(crate) fn compile_module(
         specs: specs.to_vec(),
         counter_base: 0,
         lazy_counters: alloc::vec![0..0; desc.funcs.len()],
-        moves_memory: crate::membase::may_move_memory(bytes, &desc)?,
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
