@@ -7,7 +7,8 @@
 //! - that is sound: a caller writes through `r15` right after a callee grew the memory, in
 //!   heap memory (which moves when it grows), and the host finds the value in the instance's
 //!   memory as it is now (a stale base would have written into the freed old buffer);
-//! - multiple results, early `return`, `call_indirect`, imports and lazily assembled callees
+//! - the arms of a function's last `if`/`block` return directly;
+//! - multiple results, early `return`, tail blocks, `call_indirect`, imports and lazily assembled callees
 //!   (reached through stubs) give wasmi's results in every mode.
 #![cfg(target_arch = "x86_64")]
 
@@ -69,6 +70,25 @@ const MODULE: &str = r#"
     (f64.add (f64.convert_i32_s (local.get $a))
       (f64.add (f64.convert_i64_s (local.get $b))
         (call_indirect (type $fd_t) (local.get $c) (i32.const 1)))))
+  ;; The last block or if of a function returns from its arms: a value below it, a branch
+  ;; to its end, an if without else that passes its parameter through.
+  (func $two (param i32) (result i32 i64)
+    (i32.const 5)
+    (if (result i64) (local.get 0) (then (i64.const 7)) (else (i64.const -9))))
+  (func $blk (param i32) (result f64)
+    (block (result f64)
+      (br_if 0 (f64.const 1.5) (local.get 0))
+      (drop)
+      (f64.const 2.5)))
+  (func $noelse (param i32) (result i32)
+    (local.get 0)
+    (if (param i32) (result i32) (i32.lt_s (local.get 0) (i32.const 3))
+      (then (i32.add (i32.const 10)))))
+  (func (export "tails") (param $x i32) (result f64)
+    (local $a i32) (local $b i64)
+    (call $two (local.get $x)) (local.set $b) (local.set $a)
+    (f64.add (f64.add (f64.convert_i32_s (local.get $a)) (f64.convert_i64_s (local.get $b)))
+             (f64.add (call $blk (local.get $x)) (f64.convert_i32_s (call $noelse (local.get $x))))))
   (func (export "imported") (param $x i32) (result i32)
     (i32.add (call $via_import (local.get $x))
              (i32.mul (call $triple (local.get $x)) (i32.load (i32.const 0)))))
@@ -82,7 +102,7 @@ const MID: u32 = 5;
 const PURE: u32 = 6;
 const VIA_IMPORT: u32 = 7;
 const GROW_THEN_TOUCH: usize = 9;
-const IMPORTED: usize = 12;
+const IMPORTED: usize = 16;
 
 unsafe extern "C" fn triple(_: *mut VmContext, _: *mut c_void, slots: *mut u64) -> u32 {
     // SAFETY: `triple` has one i32 parameter and one result: one slot.
@@ -174,6 +194,12 @@ fn direct_calls_take_the_result_from_rax_and_never_reload_r15() {
             "fib takes the result from eax: {w:?}"
         );
     }
+    // fib's if is its tail: both arms return directly (no merge through a home slot).
+    let rets = decode(&module, FIB as usize)
+        .iter()
+        .filter(|i| i.flow_control() == FlowControl::Return)
+        .count();
+    assert_eq!(rets, 2, "each arm of fib's if returns");
     // No reload of r15 after any direct call: not after a call that grows memory (directly or
     // one level down), not after one that reaches an import or calls it.
     for (caller, callee) in [
@@ -259,6 +285,7 @@ fn results_and_grown_memory_match_wasmi_in_every_mode() {
         ("indirect", &[0, 3, -7]),
         ("imported", &[0, 4, -9]),
         ("grow_then_touch", &[1, 40, 300]),
+        ("tails", &[0, 1, 2, 5, -1]),
     ];
     for (mode, options) in modes {
         for &(export, args) in cases {

@@ -18,11 +18,36 @@
 //! slots.
 
 use iced_x86::Code;
+use wasmparser::Operator;
 
 use super::{Func, Loc, Val};
 use crate::CompileError;
 use crate::emit::{mem, reg};
 use crate::module::Ty;
+
+/// The wasm offset of the `block` or `if` whose `end` is directly followed by the function's
+/// `end`, if any: its arms return directly instead of meeting at its end (validation makes
+/// the values on the stack there exactly the function's results).
+pub(crate) fn tail_opener(ops: &[(Operator<'_>, u32)]) -> Option<u32> {
+    let n = ops.len();
+    if n < 2 || !matches!(ops[n - 2].0, Operator::End) {
+        return None;
+    }
+    let mut depth = 0u32;
+    for (op, at) in ops[..n - 1].iter().rev() {
+        match op {
+            Operator::End => depth += 1,
+            Operator::Block { .. } | Operator::If { .. } | Operator::Loop { .. } => {
+                depth -= 1;
+                if depth == 0 {
+                    return (!matches!(op, Operator::Loop { .. })).then_some(*at);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
 
 /// Whether a function with `results` also returns its first result in `rax`/`xmm0`.
 pub(crate) fn first_result_in_reg(results: &[Ty]) -> bool {
