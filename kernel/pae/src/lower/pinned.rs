@@ -17,7 +17,8 @@
 //! every call site the frame is exactly what it is without this pass (stack walks, relocation,
 //! lazy assembly and traps see the same frames); between call sites only the registers are
 //! current. Traps never read locals. Each body (the specialized one and the general one) loads
-//! the pinned locals after the prologue, which has zeroed the non-parameter slots.
+//! the pinned parameters after the prologue and zeroes the other pinned locals with a zero
+//! idiom (the prologue has zeroed their slots, which reloads after calls read).
 
 use alloc::vec::Vec;
 
