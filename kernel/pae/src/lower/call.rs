@@ -3,7 +3,17 @@
 //! Internal calling convention: the caller stores arguments in its outgoing area (`[rsp+8*i]`
 //! at the call), the callee writes its results over the same slots (the caller reserves
 //! `max(params, results)`), `r14`/`r15` hold the VM context and memory base, and every
-//! register is caller-saved (the caller spills its value stack before a call).
+//! register is caller-saved (the caller spills its value stack before a call). A defined
+//! function also leaves its first scalar result in `rax`/`xmm0` (`ret.rs`).
+//!
+//! `r15` is current at every return: a function is entered with its instance's memory base in
+//! `r15` and reloads it after everything that may move memory (the `memory.grow` helper, a
+//! `call_indirect`, which may run another instance that grows a shared memory, and the
+//! thunk's call of an import, host function or other instance, which the thunk follows with a
+//! reload before returning; a lazy stub reloads it after its callee too). By induction every
+//! direct call, of a defined function or an import's thunk, returns with `r15` current, so the
+//! caller does not reload it. Nothing else moves memory while generated code runs (instances
+//! that share a memory run on one thread at a time; a page-backed memory grows in place).
 
 use iced_x86::{Code, Instruction};
 use wasmparser::Operator;
@@ -96,7 +106,11 @@ impl Func<'_, '_> {
                     self.cx.e.call(label)?;
                 }
                 self.load_pinned()?;
-                self.after_call(&ty)?;
+                // A defined function of this module (reached directly or through its code
+                // cell) also leaves its first result in `rax`/`xmm0` (`ret.rs`).
+                let in_reg = function_index >= self.cx.m.func_imports;
+                // Every callee of a direct call returns with `r15` current (module doc).
+                self.after_call(&ty, in_reg, false)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -144,13 +158,35 @@ impl Func<'_, '_> {
         Ok(())
     }
 
-    /// Reloads the memory base and pushes the results from the outgoing area.
-    fn after_call(&mut self, ty: &FuncType) -> Result<(), CompileError> {
-        self.reload_membase()?;
+    /// Reloads the memory base (when `reload`: the callee may have moved memory) and pushes
+    /// the results from the outgoing area, the first from `rax`/`xmm0` when `first_in_reg`
+    /// and it is returned there (`ret.rs`).
+    fn after_call(
+        &mut self,
+        ty: &FuncType,
+        first_in_reg: bool,
+        reload: bool,
+    ) -> Result<(), CompileError> {
+        if reload {
+            self.reload_membase()?;
+        }
         let at = crate::module::slot_offsets(&ty.results);
+        let in_reg = first_in_reg && super::ret::first_result_in_reg(&ty.results);
         for (i, &t) in ty.results.iter().enumerate() {
             let m = mem(reg::RSP, 8 * at[i] as i32);
-            if t.is_float() {
+            if i == 0 && in_reg {
+                // Nothing since the call wrote `rax` or `xmm0`; nothing is spilled here (the
+                // stack was spilled for the call), so the allocation emits no code.
+                if t.is_float() {
+                    let x = self.alloc_xmm()?;
+                    self.cx.e.xx(Code::Movaps_xmm_xmmm128, x, 0)?;
+                    self.push(t, Loc::Xmm(x));
+                } else {
+                    let r = self.alloc_gpr()?;
+                    self.cx.e.mov_rr(r, reg::RAX, t.is_wide())?;
+                    self.push(t, Loc::Gpr(r));
+                }
+            } else if t.is_float() {
                 let x = self.alloc_xmm()?;
                 self.xmm_load_ty(x, m, t)?;
                 self.push(t, Loc::Xmm(x));
@@ -223,7 +259,7 @@ impl Func<'_, '_> {
         self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
         refresh_memory(&mut self.cx.e)?;
         self.load_pinned()?;
-        self.after_call(&ty)
+        self.after_call(&ty, false, true)
     }
 
     /// Calls runtime helper `which` with up to three popped arguments (first pushed first) and
@@ -263,7 +299,10 @@ impl Func<'_, '_> {
             let label = self.cx.traps.vm();
             self.cx.e.jcc(Cond::Ne, label)?;
         }
-        self.reload_membase()?;
+        // Only growing moves memory; the other helpers leave it where it is.
+        if which == Libcall::MemoryGrow {
+            self.reload_membase()?;
+        }
         self.load_pinned()?;
         if let Some(t) = result {
             if t.is_float() {

@@ -9,7 +9,7 @@ use wasmparser::{BlockType, Operator};
 
 use super::{Func, Loc};
 use crate::CompileError;
-use crate::emit::{Cond, Emitter, R32, mem, reg};
+use crate::emit::{Cond, Emitter, R32};
 use crate::module::Ty;
 use crate::vmctx::TrapCode;
 
@@ -41,6 +41,8 @@ pub(crate) struct Frame {
     end_targeted: bool,
     /// `if` only: the implicit or explicit else arm is reachable.
     else_reachable: bool,
+    /// Its end is the function's end: its arms return directly (`ret.rs`).
+    tail: bool,
 }
 
 impl Frame {
@@ -56,6 +58,7 @@ impl Frame {
             height: 0,
             end_targeted: false,
             else_reachable: false,
+            tail: false,
         }
     }
 
@@ -89,6 +92,7 @@ impl Func<'_, '_> {
             end
         };
         let height = self.height() - params.len();
+        let tail = kind != Kind::Loop && self.tail_opener == Some(self.wasm_offset);
         self.frames.push(Frame {
             kind,
             target,
@@ -99,6 +103,7 @@ impl Func<'_, '_> {
             height,
             end_targeted: false,
             else_reachable: false,
+            tail,
         });
         Ok(self.frames.last_mut().expect("just pushed"))
     }
@@ -208,7 +213,9 @@ impl Func<'_, '_> {
             }
             Operator::Else => {
                 let i = self.frames.len() - 1;
-                if !self.dead {
+                if !self.dead && self.frames[i].tail {
+                    self.return_tail()?;
+                } else if !self.dead {
                     self.prepare_branch(i)?;
                     let end = self.frames[i].end;
                     self.cx.e.jmp(end)?;
@@ -266,12 +273,7 @@ impl Func<'_, '_> {
                 let depths: Vec<u32> = targets.targets().collect::<Result<_, _>>()?;
                 self.br_table(&depths, default)?;
             }
-            Operator::Return => {
-                self.prepare_branch(0)?;
-                let target = self.frames[0].target;
-                self.cx.e.jmp(target)?;
-                self.set_dead();
-            }
+            Operator::Return => self.return_tail()?,
             Operator::Drop => {
                 let v = self.pop();
                 self.release(v);
@@ -282,8 +284,20 @@ impl Func<'_, '_> {
         Ok(true)
     }
 
+    /// Returns the function's results from the top of the value stack; what follows is dead.
+    fn return_tail(&mut self) -> Result<(), CompileError> {
+        let results = self.frames[0].results.clone();
+        self.return_from_stack(&results)?;
+        self.set_dead();
+        Ok(())
+    }
+
     fn end(&mut self) -> Result<(), CompileError> {
         let i = self.frames.len() - 1;
+        if (i == 0 || self.frames[i].tail) && !self.dead {
+            // Falling off the function's end: return from where the values are.
+            self.return_tail()?;
+        }
         if !self.dead {
             let (height, arity) = (self.frames[i].height, self.frames[i].results.len());
             self.spill_all()?;
@@ -307,24 +321,12 @@ impl Func<'_, '_> {
         self.dead = !f.end_targeted;
         if self.frames.is_empty() {
             if f.end_targeted {
-                self.epilogue(&f.results)?;
+                self.epilogue_from_slots(&f.results)?;
             }
         } else if !self.dead && f.kind != Kind::Loop {
             self.count_block()?;
         }
         Ok(())
-    }
-
-    /// Copies results from home slots to the incoming-argument area, `leave`, `ret`.
-    fn epilogue(&mut self, results: &[Ty]) -> Result<(), CompileError> {
-        let at = crate::module::slot_offsets(results);
-        for (i, &t) in results.iter().enumerate() {
-            let from = self.slot(i);
-            let to = mem(reg::RBP, 16 + 8 * at[i] as i32);
-            self.copy_value(from, to, t)?;
-        }
-        self.cx.e.op0(Code::Leaveq)?;
-        self.cx.e.op0(Code::Retnq)
     }
 
     fn br_table(&mut self, depths: &[u32], default: u32) -> Result<(), CompileError> {

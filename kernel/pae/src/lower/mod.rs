@@ -14,6 +14,7 @@ mod jump_table;
 pub(crate) mod lazy;
 mod memory;
 mod pinned;
+mod ret;
 mod simd;
 mod specialize_body;
 mod table;
@@ -161,6 +162,8 @@ pub(crate) struct Func<'a, 'm> {
     wasm_offset: u32,
     /// Parameters that are constants in the body being lowered (a specialized body).
     pub const_params: Vec<(u32, u64)>,
+    /// Wasm offset of the `block`/`if` whose end is the function's end (`ret::tail_opener`).
+    pub tail_opener: Option<u32>,
 }
 
 pub(crate) fn compile_module(
@@ -312,6 +315,7 @@ pub(crate) fn lower_function(
         },
         wasm_offset: ops.first().map_or(0, |o| o.1),
         const_params: Vec::new(),
+        tail_opener: ret::tail_opener(&ops),
     };
     let sub_at = f.prologue()?;
     let consts = specialize::applicable(&f.cx.specs, index, &ty.params, &ops);

@@ -17,7 +17,8 @@
 //! every call site the frame is exactly what it is without this pass (stack walks, relocation,
 //! lazy assembly and traps see the same frames); between call sites only the registers are
 //! current. Traps never read locals. Each body (the specialized one and the general one) loads
-//! the pinned locals after the prologue, which has zeroed the non-parameter slots.
+//! the pinned parameters after the prologue and zeroes the other pinned locals with a zero
+//! idiom (the prologue has zeroed their slots, which reloads after calls read).
 
 use alloc::vec::Vec;
 
@@ -260,6 +261,32 @@ impl Func<'_, '_> {
             self.push(v.ty, v.loc);
         } else {
             self.release(v);
+        }
+        Ok(())
+    }
+}
+
+impl Func<'_, '_> {
+    /// Sets every pinned local at the start of a body (right after the prologue or the
+    /// specialization guard, before anything ran): parameters from their slots, the others to
+    /// zero with a zero idiom (their slots hold the zero the prologue stored, which is what a
+    /// reload after a call reads).
+    pub fn load_pinned_at_entry(&mut self) -> Result<(), CompileError> {
+        let params = self.cx.m.func_type(self.index).params.len();
+        self.pinned.dirty = 0;
+        for k in 0..self.pinned.all.len() {
+            let (i, r) = self.pinned.all[k];
+            let (ty, m) = (self.locals[i as usize], self.local_mem(i));
+            match (ty.is_float(), (i as usize) < params) {
+                (true, true) => self.xmm_load_ty(r, m, ty)?,
+                (false, true) => self.cx.e.load(r, ty.is_wide(), m)?,
+                (true, false) => self.cx.e.xx(Code::Xorps_xmm_xmmm128, r, r)?,
+                (false, false) => self.cx.e.ins(iced_x86::Instruction::with2(
+                    Code::Xor_r32_rm32,
+                    crate::emit::R32[r as usize],
+                    crate::emit::R32[r as usize],
+                ))?,
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ impl Func<'_, '_> {
     ) -> Result<(), CompileError> {
         self.frames
             .push(Frame::function(&mut self.cx.e, results.to_vec()));
-        self.load_pinned()?;
+        self.load_pinned_at_entry()?;
         for i in 0..ops.len() {
             self.wasm_offset = ops[i].1;
             if self.dead {
