@@ -106,7 +106,8 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
 /// `atoll-sched` the same plus instruction scheduling (`Options::schedule`),
 /// `atoll-no-reg-locals` without locals in registers and `br_table` trees (the generator before
 /// them, measured in the same run), `atoll-guard` the defaults plus guard pages (no bounds
-/// checks; Wasmtime's default sandboxing on Linux).
+/// checks; Wasmtime's default sandboxing on Linux), `atoll-guard-no-inline` that without
+/// inlining (`Options::inline`; the generator before it, measured in the same run).
 #[derive(Debug)]
 pub struct Atoll {
     pub(crate) name: &'static str,
@@ -127,6 +128,11 @@ impl Atoll {
             },
             "atoll-guard" => Options {
                 guard_pages: true,
+                ..Options::default()
+            },
+            "atoll-guard-no-inline" => Options {
+                guard_pages: true,
+                inline: false,
                 ..Options::default()
             },
             _ => Options::default(),

@@ -52,7 +52,8 @@ const USAGE: &str =
   --sample-ms MS       target length of one sample; short calls are batched (default 10)
   --engines LIST       comma-separated subset of
                        atoll,atoll-guard,atoll-sched,wasmtime-cranelift,wasmtime-winch,wasmi
-                       (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree)
+                       (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree),
+                       atoll-guard-no-inline (atoll-guard without inlining)
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads
   --modules DIR        large modules to compile (every *.wasm; default target/bench-modules,
@@ -92,7 +93,7 @@ fn parse_args() -> Result<Settings, String> {
         sample: Duration::from_millis(10),
         engines: ENGINE_NAMES
             .iter()
-            .filter(|&&e| e != "atoll-no-reg-locals")
+            .filter(|&&e| e != "atoll-no-reg-locals" && e != "atoll-guard-no-inline")
             .map(|s| s.to_string())
             .collect(),
         programs: true,
@@ -136,11 +137,12 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 7] = [
+const ENGINE_NAMES: [&str; 8] = [
     "atoll",
     "atoll-guard",
     "atoll-sched",
     "atoll-no-reg-locals",
+    "atoll-guard-no-inline",
     "wasmtime-cranelift",
     "wasmtime-winch",
     "wasmi",
@@ -152,6 +154,7 @@ fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
         "atoll-sched" => Box::new(atoll::Atoll::new("atoll-sched")),
         "atoll-guard" => Box::new(atoll::Atoll::new("atoll-guard")),
         "atoll-no-reg-locals" => Box::new(atoll::Atoll::new("atoll-no-reg-locals")),
+        "atoll-guard-no-inline" => Box::new(atoll::Atoll::new("atoll-guard-no-inline")),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",
             wasmtime::Strategy::Cranelift,

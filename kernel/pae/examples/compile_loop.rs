@@ -1,5 +1,6 @@
 //! Compiles wasm files repeatedly on the host, for profiling the code generator
-//! (`valgrind --tool=callgrind`, `perf record`): `compile_loop [--schedule] [-n N] FILE...`.
+//! (`valgrind --tool=callgrind`, `perf record`):
+//! `compile_loop [--schedule] [--no-inline] [-n N] FILE...`.
 //! Prints the total wasm bytes, time and throughput (MB/s) per file.
 
 use std::time::Instant;
@@ -15,6 +16,7 @@ fn main() {
         match a.as_str() {
             "--no-schedule" => options.schedule = false,
             "--schedule" => options.schedule = true,
+            "--no-inline" => options.inline = false,
             "-n" => {
                 iterations = args
                     .next()

@@ -94,6 +94,10 @@ pub struct Options {
     /// fault in generated code into [`TrapCode::MemoryOutOfBounds`]. Off by default (explicit
     /// checks); see `docs/guard-pages.md`.
     pub guard_pages: bool,
+    /// Small callees inlined into their callers: a direct call of a small function of the same
+    /// module assembled in the same code becomes its body, its locals the caller's
+    /// (`lower::inline`, `docs/inlining.md`).
+    pub inline: bool,
 }
 
 impl Default for Options {
@@ -110,6 +114,7 @@ impl Default for Options {
             schedule: false,
             cpu: CpuFeatures::detect(),
             guard_pages: false,
+            inline: true,
         }
     }
 }
@@ -128,6 +133,7 @@ impl Options {
         schedule: false,
         cpu: CpuFeatures::SSE2,
         guard_pages: false,
+        inline: false,
     };
 }
 
