@@ -358,3 +358,18 @@ fn matmul_has_no_call_of_at_and_agrees_with_wasmi() {
         assert_eq!(ours(&wat, &options, &cases), expected, "{options:?}");
     }
 }
+
+/// The relocation tests' `hot` chunk keeps its calls across functions (`$mix` is larger than
+/// the inlining budget): `tree` and `spin` still call `$mix`, `spin` calls `tree`.
+#[test]
+fn the_hot_chunk_keeps_its_calls() {
+    let wat = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../chunks/wat/hot.wat"
+    ))
+    .expect("hot.wat");
+    let m = compile(&wat, &Options::default());
+    let (mix, tree, spin) = (0, 1, 2);
+    assert!(calls(&m, tree).contains(&mix) && calls(&m, tree).contains(&tree));
+    assert!(calls(&m, spin).contains(&mix) && calls(&m, spin).contains(&tree));
+}
