@@ -65,10 +65,18 @@ pub(super) fn expand<'a>(
     ops: Ops<'a>,
     bytes: &'a [u8],
 ) -> Result<Ops<'a>, CompileError> {
-    if !ops
-        .iter()
-        .any(|(op, _)| matches!(op, Operator::Call { .. }))
-    {
+    // Most callers call nothing inlinable: they keep their operators as they are.
+    let mut worth = false;
+    for (op, _) in &ops {
+        let Operator::Call { function_index: f } = *op else {
+            continue;
+        };
+        if f != caller && cx.inline_verdicts.get(f as usize) == Some(&Verdict::Unknown) {
+            inlinable(cx, f, bytes)?;
+        }
+        worth |= f != caller && cx.inline_verdicts.get(f as usize) == Some(&Verdict::Yes);
+    }
+    if !worth {
         return Ok(ops);
     }
     let mut x = Expander {
@@ -297,14 +305,18 @@ fn inlinable<'a>(
 ) -> Result<Option<Callee<'a>>, CompileError> {
     let fi = f as usize;
     let imports = cx.m.func_imports;
-    if f < imports || cx.via_cell.get(fi).copied().unwrap_or(true) {
-        return Ok(None);
-    }
     let verdict = cx.inline_verdicts.get(fi).copied().unwrap_or(Verdict::No);
-    let range = cx.m.bodies[(f - imports) as usize].clone();
-    if verdict == Verdict::No || range.len() > MAX_BODY_BYTES {
+    if verdict == Verdict::No {
         return Ok(None);
     }
+    if f < imports
+        || cx.via_cell.get(fi).copied().unwrap_or(true)
+        || cx.m.bodies[(f - imports) as usize].len() > MAX_BODY_BYTES
+    {
+        cx.inline_verdicts[fi] = Verdict::No;
+        return Ok(None);
+    }
+    let range = cx.m.bodies[(f - imports) as usize].clone();
     let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
     let mut declared = Vec::new();
     for local in body.get_locals_reader()? {

@@ -39,6 +39,10 @@ pub enum Refusal {
     Type,
     /// An operator that needs a frame of its own (tail calls, exceptions, GC branches).
     Operator,
+    /// The function never returns (it ends in `unreachable` with no `return` or branch out of
+    /// its body: a panic helper). Its calls sit on cold paths, where inlining gains nothing
+    /// and its locals would compete with the caller's for registers.
+    NeverReturns,
 }
 
 /// What the lowering needs to know of an inlinable body.
@@ -75,7 +79,24 @@ pub fn judge(
     }
     let mut written = alloc::vec![false; params.len() + declared.len()];
     let mut straight = true;
+    // Blocks open (the function's own frame not counted), and whether the body leaves its
+    // frame other than by falling off its end.
+    let mut depth = 0u32;
+    let mut leaves = false;
     for (op, _) in &ops[..ops.len().saturating_sub(1)] {
+        match *op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => depth += 1,
+            Operator::End => depth = depth.saturating_sub(1),
+            Operator::Return => leaves = true,
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                leaves |= relative_depth == depth;
+            }
+            Operator::BrTable { ref targets } => {
+                leaves |= targets.default() == depth
+                    || targets.targets().any(|t| t.is_ok_and(|t| t == depth));
+            }
+            _ => {}
+        }
         match *op {
             Operator::Block { .. }
             | Operator::Loop { .. }
@@ -105,6 +126,11 @@ pub fn judge(
             | Operator::BrOnCastFail { .. } => return Err(Refusal::Operator),
             _ => {}
         }
+    }
+    let ends_in_unreachable =
+        ops.len() >= 2 && matches!(ops[ops.len() - 2].0, Operator::Unreachable);
+    if ends_in_unreachable && !leaves {
+        return Err(Refusal::NeverReturns);
     }
     Ok(Summary { written, straight })
 }
@@ -176,6 +202,25 @@ mod tests {
         assert_eq!(
             judge_wat("(module (func $f (return_call $f)))", &[], &[], &[]),
             Err(Refusal::Operator)
+        );
+        assert_eq!(
+            judge_wat(
+                "(module (func $p (param i32) (drop (local.get 0)) (call $p (i32.const 1)) (unreachable)))",
+                &[Ty::I32],
+                &[],
+                &[]
+            ),
+            Err(Refusal::NeverReturns)
+        );
+        // Ending in `unreachable` after a branch out of the body: it may return.
+        assert!(
+            judge_wat(
+                "(module (func (param i32) (block (br_if 1 (local.get 0))) (unreachable)))",
+                &[Ty::I32],
+                &[],
+                &[]
+            )
+            .is_ok()
         );
     }
 }
