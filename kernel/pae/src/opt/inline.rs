@@ -1,9 +1,9 @@
 //! Which callees are inlined (`Options::inline`): a pure judgement over one function's body.
 //!
 //! A callee is inlinable when it is small ([`MAX_OPS`] operators, [`MAX_LOCALS`] declared
-//! locals), its parameters, results and locals are numeric or references (no v128: the caller
-//! would need 16-byte home slots; declared locals are re-zeroed at each inlined entry with a
-//! constant or `ref.null`), and it uses no operator whose meaning depends on being a
+//! locals), has no loop, may return, its parameters, results and locals are numeric or
+//! references (no v128: the caller would need 16-byte home slots; declared locals are re-zeroed
+//! at each inlined entry with a constant or `ref.null`), and it uses no operator whose meaning depends on being a
 //! function of its own: tail calls (`return_call*`) and the exception-handling and GC
 //! branches. Calls inside the body are allowed: inlined, they are calls of the caller (its
 //! frame, its call-site metadata). The caller side (not itself, not a function reached through
@@ -39,6 +39,9 @@ pub enum Refusal {
     Type,
     /// An operator that needs a frame of its own (tail calls, exceptions, GC branches).
     Operator,
+    /// The body has a loop: it runs long per call, so the call costs little beside it, and its
+    /// locals, hot inside the loop, would compete with the caller's for registers.
+    Loop,
     /// The function never returns (it ends in `unreachable` with no `return` or branch out of
     /// its body: a panic helper). Its calls sit on cold paths, where inlining gains nothing
     /// and its locals would compete with the caller's for registers.
@@ -85,7 +88,8 @@ pub fn judge(
     let mut leaves = false;
     for (op, _) in &ops[..ops.len().saturating_sub(1)] {
         match *op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => depth += 1,
+            Operator::Loop { .. } => return Err(Refusal::Loop),
+            Operator::Block { .. } | Operator::If { .. } => depth += 1,
             Operator::End => depth = depth.saturating_sub(1),
             Operator::Return => leaves = true,
             Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
@@ -202,6 +206,10 @@ mod tests {
         assert_eq!(
             judge_wat("(module (func $f (return_call $f)))", &[], &[], &[]),
             Err(Refusal::Operator)
+        );
+        assert_eq!(
+            judge_wat("(module (func (loop (br 0))))", &[], &[], &[]),
+            Err(Refusal::Loop)
         );
         assert_eq!(
             judge_wat(
