@@ -4,7 +4,8 @@
 //! A direct `call f` of an inlinable function (`opt::inline::judge`; defined in this module,
 //! assembled in this code, not the caller itself) becomes f's body in a `block` of f's result
 //! type: f's locals become extra locals of the caller (one set per callee, shared by its call
-//! sites: inlined bodies never overlap in time, since they are not expanded further), the
+//! sites: two copies of f's body never overlap in time, since f is never inlined inside
+//! itself), the
 //! arguments are stored into the parameter locals, the declared locals are set to zero, and
 //! f's `return` becomes a `br` to the block's end (f's own branches keep their depths: the
 //! block stands where f's function frame stood). Everything downstream — register pinning of
@@ -17,8 +18,10 @@
 //! becomes the argument's operator itself (the caller's local cannot change inside f's body,
 //! which only names its own locals), so address helpers fold into their callers.
 //!
-//! Only one level: calls inside an inlined body stay calls, so recursion (direct or mutual)
-//! never expands without bound, and a function is never inlined into itself.
+//! At most two levels (a callee inlined inside an inlined callee), and never a function already
+//! on the chain being expanded (the caller, then the callees), so recursion (direct or mutual)
+//! never expands without bound and a function is never inlined into itself. Straight-line
+//! bodies are spliced without a block (nothing branches to their end).
 
 use alloc::vec::Vec;
 
