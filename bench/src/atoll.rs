@@ -108,7 +108,8 @@ unsafe extern "C" fn yield_now(_: *mut VmContext, _: *mut c_void, _: *mut u64) -
 /// them, measured in the same run), `atoll-guard` the defaults plus guard pages (no bounds
 /// checks; Wasmtime's default sandboxing on Linux), `atoll-guard-trees` that without jump
 /// tables (`br_table` as compare trees), `atoll-guard-no-fuse` that without the instruction
-/// selection over pinned locals and flags (`Options::fuse`, measured in the same run).
+/// selection over pinned locals and flags (`Options::fuse`), `atoll-guard-no-inline` that
+/// without inlining (`Options::inline`), each measured in the same run.
 #[derive(Debug)]
 pub struct Atoll {
     pub(crate) name: &'static str,
@@ -139,6 +140,11 @@ impl Atoll {
             "atoll-guard-no-fuse" => Options {
                 guard_pages: true,
                 fuse: false,
+                ..Options::default()
+            },
+            "atoll-guard-no-inline" => Options {
+                guard_pages: true,
+                inline: false,
                 ..Options::default()
             },
             _ => Options::default(),

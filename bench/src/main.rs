@@ -55,6 +55,7 @@ const USAGE: &str =
                        (default: all), or atoll-no-reg-locals (atoll without reg_locals/br_tree),
                        atoll-guard-trees (atoll-guard without jump tables),
                        atoll-guard-no-fuse (atoll-guard without Options::fuse)
+                       atoll-guard-no-inline (atoll-guard without inlining)
   --no-programs        skip the WASI program workloads (lzc, sha256sum, forth, wordfreq)
   --programs-only      only the WASI program workloads
   --modules DIR        large modules to compile (every *.wasm; default target/bench-modules,
@@ -97,7 +98,10 @@ fn parse_args() -> Result<Settings, String> {
             .filter(|&&e| {
                 !matches!(
                     e,
-                    "atoll-no-reg-locals" | "atoll-guard-trees" | "atoll-guard-no-fuse"
+                    "atoll-no-reg-locals"
+                        | "atoll-guard-trees"
+                        | "atoll-guard-no-fuse"
+                        | "atoll-guard-no-inline"
                 )
             })
             .map(|s| s.to_string())
@@ -143,13 +147,14 @@ fn parse_args() -> Result<Settings, String> {
     Ok(s)
 }
 
-const ENGINE_NAMES: [&str; 9] = [
+const ENGINE_NAMES: [&str; 10] = [
     "atoll",
     "atoll-guard",
     "atoll-guard-trees",
     "atoll-sched",
     "atoll-no-reg-locals",
     "atoll-guard-no-fuse",
+    "atoll-guard-no-inline",
     "wasmtime-cranelift",
     "wasmtime-winch",
     "wasmi",
@@ -163,6 +168,7 @@ fn make_engine(name: &str) -> Result<Box<dyn Engine>, String> {
         "atoll-guard-trees" => Box::new(atoll::Atoll::new("atoll-guard-trees")),
         "atoll-no-reg-locals" => Box::new(atoll::Atoll::new("atoll-no-reg-locals")),
         "atoll-guard-no-fuse" => Box::new(atoll::Atoll::new("atoll-guard-no-fuse")),
+        "atoll-guard-no-inline" => Box::new(atoll::Atoll::new("atoll-guard-no-inline")),
         "wasmtime-cranelift" => Box::new(wasmtime_engine::Wasmtime::new(
             "wasmtime-cranelift",
             wasmtime::Strategy::Cranelift,

@@ -176,7 +176,11 @@ fn loads_from_rsp(window: &[Instruction]) -> bool {
 
 #[test]
 fn direct_calls_take_the_result_from_rax_and_never_reload_r15() {
-    let module = compile(&Options::default());
+    // The subject is the calls themselves: inlining (which would remove most of them) off.
+    let module = compile(&Options {
+        inline: false,
+        ..Options::default()
+    });
     // fib: both recursive calls, neither reads the result slot nor reloads the memory base,
     // and each takes the result from rax.
     let fib = after_calls(&module, FIB as usize, FIB);
@@ -256,6 +260,13 @@ fn reference(export: &str, arg: i32) -> u64 {
 fn results_and_grown_memory_match_wasmi_in_every_mode() {
     let modes = [
         ("default (guard pages)", Options::default()),
+        (
+            "default without inlining (every call a call)",
+            Options {
+                inline: false,
+                ..Options::default()
+            },
+        ),
         (
             "explicit checks, heap memory (moves when it grows)",
             Options {

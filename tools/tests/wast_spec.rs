@@ -170,6 +170,25 @@ fn spec_scripts_pass_with_register_locals_and_br_trees_on_and_off() {
     }
 }
 
+/// Inlining (`Options::inline`) alone on the baseline translation, and every other
+/// optimization without it (the optimized runs above have it on).
+#[test]
+fn spec_scripts_pass_with_inlining_on_and_off() {
+    for options in [
+        Options {
+            inline: true,
+            ..Options::NONE
+        },
+        Options {
+            inline: false,
+            ..Options::default()
+        },
+    ] {
+        run_all(options);
+        run_all_2_0(options);
+    }
+}
+
 #[test]
 fn spec_2_0_scripts_pass_optimized() {
     run_all_2_0(Options::default());

@@ -100,9 +100,9 @@ pub const LOOP: &str = r#"
     local.get $acc))
 "#;
 
-/// Compiles a `.wat` text with the default options on the SSE2 baseline: the tests reach
-/// runtime helpers (libcalls) through operators (`f64.ceil`, `popcnt`) that a CPU with SSE4.1
-/// or POPCNT gets inline.
+/// Compiles a `.wat` text with the default options (but no inlining) on the SSE2 baseline: the
+/// tests reach runtime helpers (libcalls) through operators (`f64.ceil`, `popcnt`) that a CPU
+/// with SSE4.1 or POPCNT gets inline.
 pub fn compile(wat: &str) -> CompiledModule {
     compile_with(wat, &Options::default())
 }
@@ -110,8 +110,11 @@ pub fn compile(wat: &str) -> CompiledModule {
 /// Compiles a `.wat` text (on the SSE2 baseline, see [`compile`]).
 pub fn compile_with(wat: &str, options: &Options) -> CompiledModule {
     let bytes = wat::parse_str(wat).expect("valid wat");
+    // Not inlined: the calls between the small test functions are what islands link and
+    // patch (the QEMU tests relocate islands holding inlined code).
     let options = Options {
         cpu: atoll_pae::CpuFeatures::SSE2,
+        inline: false,
         ..*options
     };
     atoll_pae::compile(&bytes, &options).expect("compiles")

@@ -1,5 +1,6 @@
 //! Prints the machine code atoll's generator produces for a wasm file, per function, with the
-//! wasm offset of each lowered operator: `disasm [--explicit] [--no-reg-locals] [--no-fuse] [--schedule] FILE [FUNC...]`
+//! wasm offset of each lowered operator:
+//! `disasm [--explicit] [--no-reg-locals] [--no-fuse] [--no-inline] [--schedule] FILE [FUNC...]`
 //! (FUNC: a function index or name; default every function). Guard-page mode is the default,
 //! as in the kernel.
 
@@ -17,6 +18,7 @@ fn main() {
         match a.as_str() {
             "--explicit" => options.guard_pages = false,
             "--no-reg-locals" => options.reg_locals = false,
+            "--no-inline" => options.inline = false,
             "--schedule" => options.schedule = true,
             "--no-fuse" => options.fuse = false,
             _ if file.is_none() => file = Some(a),

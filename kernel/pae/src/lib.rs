@@ -105,6 +105,10 @@ pub struct Options {
     /// `select`, `i32.eqz`, `br_if` and `if` through the flags. Needs `reg_locals` for the
     /// first two; the flags part works alone.
     pub fuse: bool,
+    /// Small callees inlined into their callers: a direct call of a small function of the same
+    /// module assembled in the same code becomes its body, its locals the caller's
+    /// (`lower::inline`, `docs/inlining.md`).
+    pub inline: bool,
 }
 
 impl Default for Options {
@@ -123,6 +127,7 @@ impl Default for Options {
             cpu: CpuFeatures::detect(),
             guard_pages: false,
             fuse: true,
+            inline: true,
         }
     }
 }
@@ -143,6 +148,7 @@ impl Options {
         cpu: CpuFeatures::SSE2,
         guard_pages: false,
         fuse: false,
+        inline: false,
     };
 }
 

@@ -159,6 +159,8 @@ pub(crate) fn compile_one(
         specs: specs.to_vec(),
         counter_base: counters.start,
         lazy_counters: Vec::new(),
+        // Every call goes through a code cell here: nothing is inlined.
+        inline_verdicts: Vec::new(),
     };
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();

@@ -9,6 +9,7 @@ mod call;
 mod control;
 mod float;
 mod fuse;
+mod inline;
 mod int;
 mod jump_table;
 pub(crate) mod lazy;
@@ -83,6 +84,8 @@ pub(crate) struct ModCx<'m> {
     pub counter_base: u32,
     /// Counter slots reserved for each function assembled lazily, by function index.
     pub lazy_counters: Vec<core::ops::Range<u32>>,
+    /// By function index: whether calls of it are inlined (`Options::inline`), once known.
+    pub inline_verdicts: Vec<inline::Verdict>,
 }
 
 impl ModCx<'_> {
@@ -196,6 +199,7 @@ pub(crate) fn compile_module(
         specs: specs.to_vec(),
         counter_base: 0,
         lazy_counters: alloc::vec![0..0; desc.funcs.len()],
+        inline_verdicts: alloc::vec![inline::Verdict::Unknown; desc.funcs.len()],
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -254,11 +258,11 @@ pub(crate) fn compile_module(
     })
 }
 
-pub(crate) fn lower_function(
+pub(crate) fn lower_function<'b>(
     cx: &mut ModCx<'_>,
     index: u32,
-    body: &FunctionBody<'_>,
-    bytes: &[u8],
+    body: &FunctionBody<'b>,
+    bytes: &'b [u8],
 ) -> Result<RawMeta, CompileError> {
     let ty = cx.m.func_type(index).clone();
     let mut locals: Vec<Ty> = ty.params.clone();
@@ -278,6 +282,9 @@ pub(crate) fn lower_function(
     while !reader.eof() {
         let (op, offset) = reader.read_with_offset()?;
         ops.push((op, offset as u32));
+    }
+    if cx.opts.inline {
+        ops = inline::expand(cx, index, &mut locals, ops, bytes)?;
     }
     let start = cx.e.pos() - 1;
     let nparams = ty.params.len();

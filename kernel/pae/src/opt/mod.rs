@@ -2,4 +2,5 @@
 //! compare-branch peephole are decisions made during lowering (see `Options`).
 
 pub(crate) mod fold;
+pub(crate) mod inline;
 pub mod specialize;
