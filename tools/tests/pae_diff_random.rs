@@ -748,6 +748,7 @@ fn random_modules_agree_with_wasmi_with_inlining_on_and_off() {
         1500,
         Options {
             inline: true,
+            inline_everywhere: true,
             ..Options::NONE
         },
         false,

@@ -220,9 +220,19 @@ fn calls(module: &CompiledModule, index: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Inlining at every call site (`inline_everywhere`: the mechanism on all the test's calls,
+/// most of which are outside loops), off, with guard pages and counters, and alone on the
+/// baseline.
 fn on_off() -> [Options; 4] {
-    let on = Options::default();
-    assert!(on.inline, "on by default");
+    assert!(Options::default().inline, "on by default");
+    assert!(
+        !Options::default().inline_everywhere,
+        "only in loops by default"
+    );
+    let on = Options {
+        inline_everywhere: true,
+        ..Options::default()
+    };
     let off = Options {
         inline: false,
         ..on
@@ -237,9 +247,30 @@ fn on_off() -> [Options; 4] {
         },
         Options {
             inline: true,
+            inline_everywhere: true,
             ..Options::NONE
         },
     ]
+}
+
+/// The default policy: a small callee is inlined where it is called inside a loop of the
+/// caller, and stays a call elsewhere; results are the same either way.
+#[test]
+fn by_default_only_calls_in_loops_are_inlined() {
+    let m = compile(CALLEES, &Options::default());
+    let export = |name: &str| m.desc.export_func(name).expect("export");
+    // `clamp_sum` and `tri_twice` call in their loops.
+    assert!(calls(&m, export("clamp_sum")).is_empty());
+    assert!(calls(&m, export("tri_twice")).is_empty());
+    // The others call once, outside any loop.
+    for name in ["pick", "div", "load", "swap", "twice_clamped"] {
+        assert!(!calls(&m, export(name)).is_empty(), "{name} was inlined");
+    }
+    let cases = cases();
+    assert_eq!(
+        ours(CALLEES, &Options::default(), &cases),
+        reference(CALLEES, &cases)
+    );
 }
 
 #[test]
@@ -309,7 +340,9 @@ fn matmul_has_no_call_of_at_and_agrees_with_wasmi() {
         "/../chunks/wat/matmul.wat"
     ))
     .expect("matmul.wat");
-    let [on, off, guard, _] = on_off();
+    let [_, off, guard, _] = on_off();
+    // The default policy: `$at` is called inside loops (of `matmul` and `$fill`).
+    let on = Options::default();
     let (at, fill) = (0, 1); // `$at` and `$fill` are the module's first functions
     let matmul = |m: &CompiledModule| m.desc.export_func("matmul").expect("export");
     let with = compile(&wat, &on);
@@ -325,7 +358,7 @@ fn matmul_has_no_call_of_at_and_agrees_with_wasmi() {
             calls(&with, f)
         );
     }
-    // `$fill` has loops: it stays a call.
+    // `$fill` has loops (and is called outside them): it stays a call.
     assert_eq!(calls(&with, matmul(&with)), [fill]);
     // No `call` instruction in matmul's code reaches `$at` (not only none recorded).
     let at_start = u64::from(with.funcs[at as usize].code_range.start);

@@ -170,14 +170,24 @@ fn spec_scripts_pass_with_register_locals_and_br_trees_on_and_off() {
     }
 }
 
-/// Inlining (`Options::inline`) alone on the baseline translation, and every other
-/// optimization without it (the optimized runs above have it on).
+/// Inlining (`Options::inline`) alone on the baseline translation (at every call site, and
+/// only in loops as by default), with every other optimization at every call site, and every
+/// other optimization without it (the optimized runs above have it on, in loops).
 #[test]
 fn spec_scripts_pass_with_inlining_on_and_off() {
     for options in [
         Options {
             inline: true,
+            inline_everywhere: true,
             ..Options::NONE
+        },
+        Options {
+            inline: true,
+            ..Options::NONE
+        },
+        Options {
+            inline_everywhere: true,
+            ..Options::default()
         },
         Options {
             inline: false,

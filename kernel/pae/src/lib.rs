@@ -105,10 +105,14 @@ pub struct Options {
     /// `select`, `i32.eqz`, `br_if` and `if` through the flags. Needs `reg_locals` for the
     /// first two; the flags part works alone.
     pub fuse: bool,
-    /// Small callees inlined into their callers: a direct call of a small function of the same
-    /// module assembled in the same code becomes its body, its locals the caller's
-    /// (`lower::inline`, `docs/inlining.md`).
+    /// Small callees inlined into their callers: a direct call, inside a loop of the caller, of
+    /// a function of at most 16 operators of the same module assembled in the same code becomes
+    /// its body, its locals the caller's (`lower::inline`, `docs/inlining.md`).
     pub inline: bool,
+    /// With `inline`: inline at every call site, not only in loops, callees of up to 48
+    /// operators (much more code and compile time for little speed; off by default, used by
+    /// the tests to run the inliner over every kind of call site).
+    pub inline_everywhere: bool,
 }
 
 impl Default for Options {
@@ -128,6 +132,7 @@ impl Default for Options {
             guard_pages: false,
             fuse: true,
             inline: true,
+            inline_everywhere: false,
         }
     }
 }
@@ -149,6 +154,7 @@ impl Options {
         guard_pages: false,
         fuse: false,
         inline: false,
+        inline_everywhere: false,
     };
 }
 
