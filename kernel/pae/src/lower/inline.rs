@@ -170,11 +170,7 @@ impl<'a> Expander<'a, '_> {
                     self.control.push(true);
                     self.loops += 1;
                 }
-                Operator::End => {
-                    if self.control.pop() == Some(true) {
-                        self.loops -= 1;
-                    }
-                }
+                Operator::End => self.loops -= usize::from(self.control.pop() == Some(true)),
                 _ => {}
             }
         }
