@@ -3,9 +3,10 @@
 //! Islands are moved by decoding and re-encoding every instruction (`atoll-island`'s copier),
 //! so a table of data words inside the code would be decoded as garbage, and the copier may
 //! change branch sizes, so a table of `jmp rel` entries would lose its stride. The table is
-//! therefore a run of fixed-size entries, each `lea rax, [rip + target]; jmp rax` padded with
-//! `int3` to [`ENTRY_BYTES`]: a `rip`-relative `lea` is always 7 bytes and iced's block encoder
-//! re-targets it to the same instruction of the copy, `jmp rax` and `int3` never change size.
+//! therefore a run of fixed-size entries, each `lea rax, [rip + target]; jmp rax` padded to
+//! [`ENTRY_BYTES`]: a `rip`-relative `lea` is always 7 bytes and iced's block encoder
+//! re-targets it to the same instruction of the copy, `jmp rax` and the padding (`mov eax,
+//! imm32; ud2`, never executed) never change size.
 //! The dispatch is
 //!
 //! ```text
@@ -16,7 +17,7 @@
 //!     lea rax, [rax + idx*8]            (rax = table + 16 * idx)
 //!     jmp rax
 //! table:
-//!     lea rax, [rip + target_0] ; jmp rax ; int3 x 7
+//!     lea rax, [rip + target_0] ; jmp rax ; mov eax, imm32 ; ud2
 //!     ...
 //! ```
 //!
@@ -35,8 +36,15 @@ use crate::emit::{CodeLabel, R32, R64, mem_scaled, reg};
 /// chain: a few compares cost less than two indirect jumps).
 pub(crate) const JUMP_TABLE_MIN: usize = 8;
 
-/// Bytes of one entry: `lea rax, [rip + disp32]` (7), `jmp rax` (2), 7 `int3`.
+/// Bytes of one entry: `lea rax, [rip + disp32]` (7), `jmp rax` (2), `mov eax, imm32` (5),
+/// `ud2` (2); the last two are never executed.
 pub(crate) const ENTRY_BYTES: u32 = 16;
+
+// The entry's four instructions fill it exactly (the dispatch indexes entries by this stride).
+const _: () = assert!(ENTRY_BYTES == 7 + 2 + 5 + 2);
+
+/// The padding `mov`'s immediate (any value: the instruction never runs).
+const PAD_IMM: u32 = 0xcccc_cccc;
 
 impl Func<'_, '_> {
     /// Jumps to `pads[idx]` (`idx` in general register `r`, below `pads.len()`: checked by the
@@ -60,9 +68,10 @@ impl Func<'_, '_> {
         for &pad in pads {
             e.lea_label(reg::RAX, pad)?;
             e.ins(Instruction::with1(Code::Jmp_rm64, rax))?;
-            for _ in 0..ENTRY_BYTES - 9 {
-                e.op0(Code::Int3)?;
-            }
+            // 7 bytes never executed, in two instructions of fixed size (fewer to encode and
+            // to copy than seven `int3`s): `mov eax, imm32` (B8 id) and `ud2`.
+            e.ins(Instruction::with2(Code::Mov_r32_imm32, R32[0], PAD_IMM))?;
+            e.op0(Code::Ud2)?;
         }
         Ok(())
     }
