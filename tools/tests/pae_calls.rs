@@ -19,8 +19,11 @@ use atoll_pae::meta::CallTarget;
 use atoll_pae::runtime::Extern;
 use atoll_pae::vmctx::VmContext;
 use atoll_pae::{CompiledModule, Options};
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
+use iced_x86::{FlowControl, Instruction, OpKind, Register};
 use tools::chunkc::wast_host;
+
+mod common;
+use common::decode;
 
 const MODULE: &str = r#"
 (module
@@ -111,20 +114,7 @@ unsafe extern "C" fn triple(_: *mut VmContext, _: *mut c_void, slots: *mut u64) 
 }
 
 fn compile(options: &Options) -> Arc<CompiledModule> {
-    let bytes = wat::parse_str(MODULE).expect("wat");
-    wast_host::compile(&bytes, options).expect("compile")
-}
-
-/// The instructions of function `index`.
-fn decode(module: &CompiledModule, index: usize) -> Vec<Instruction> {
-    let r = module.funcs[index].code_range.clone();
-    let code = &module.code[r.start as usize..r.end as usize];
-    let mut d = Decoder::with_ip(64, code, u64::from(r.start), DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        out.push(d.decode());
-    }
-    out
+    common::compile(MODULE, options)
 }
 
 /// For each call site of function `caller` that calls function `callee` directly: the

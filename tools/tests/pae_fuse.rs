@@ -9,9 +9,12 @@
 //! `pae_diff_random.rs`).
 #![cfg(target_arch = "x86_64")]
 
-use atoll_pae::{CompiledModule, CpuFeatures, Options, Ty};
-use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+use atoll_pae::{CpuFeatures, Options, Ty};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 use tools::chunkc::wast_host;
+
+mod common;
+use common::{compile, decode, loop_body};
 
 const COUNTED: &str = r#"
 (module
@@ -173,40 +176,6 @@ const SHIFTS: &str = r#"
     (i64.add (local.get $w) (i64.extend_i32_u (local.get $s))))
 )
 "#;
-
-fn compile(wat: &str, options: &Options) -> std::sync::Arc<CompiledModule> {
-    let bytes = wat::parse_str(wat).expect("wat");
-    wast_host::compile(&bytes, options).expect("compile")
-}
-
-/// The instructions of function `index`.
-fn decode(module: &CompiledModule, index: usize) -> Vec<Instruction> {
-    let r = module.funcs[index].code_range.clone();
-    let code = &module.code[r.start as usize..r.end as usize];
-    let mut d = Decoder::with_ip(64, code, u64::from(r.start), DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        out.push(d.decode());
-    }
-    out
-}
-
-/// Instructions from the target of the function's first backward branch to that branch.
-fn loop_body(ins: &[Instruction]) -> &[Instruction] {
-    let back = ins
-        .iter()
-        .position(|i| {
-            i.op0_kind() == OpKind::NearBranch64
-                && i.mnemonic() != Mnemonic::Call
-                && i.near_branch_target() < i.ip()
-        })
-        .expect("a loop");
-    let head = ins
-        .iter()
-        .position(|i| i.ip() == ins[back].near_branch_target())
-        .expect("loop head on an instruction");
-    &ins[head..=back]
-}
 
 fn is_reg_copy(i: &Instruction) -> bool {
     matches!(

@@ -11,6 +11,9 @@ use atoll_pae::runtime::InvokeError;
 use atoll_pae::{CallTarget, CompiledModule, Options, TrapCode};
 use tools::chunkc::wast_host;
 
+mod common;
+use common::compile;
+
 const CALLEES: &str = r#"
 (module
   (memory 1)
@@ -113,11 +116,6 @@ fn cases() -> Vec<(&'static str, Vec<u64>)> {
         c.push(("twice_clamped", vec![x]));
     }
     c
-}
-
-fn compile(wat: &str, options: &Options) -> std::sync::Arc<CompiledModule> {
-    let bytes = wat::parse_str(wat).expect("wat");
-    wast_host::compile(&bytes, options).expect("compile")
 }
 
 #[derive(Debug, PartialEq)]

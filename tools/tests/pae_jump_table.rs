@@ -8,25 +8,12 @@
 //! dispatch window retry) is tested in `atoll-island` (`copy` and `refs` tests).
 #![cfg(target_arch = "x86_64")]
 
-use atoll_pae::{CompiledModule, Options};
-use iced_x86::{Code, Decoder, DecoderOptions, Instruction};
+use atoll_pae::Options;
+use iced_x86::{Code, Instruction};
 use tools::chunkc::wast_host;
 
-fn compile(wat: &str, options: &Options) -> std::sync::Arc<CompiledModule> {
-    let bytes = wat::parse_str(wat).expect("wat");
-    wast_host::compile(&bytes, options).expect("compile")
-}
-
-fn decode(module: &CompiledModule, index: usize) -> Vec<Instruction> {
-    let r = module.funcs[index].code_range.clone();
-    let code = &module.code[r.start as usize..r.end as usize];
-    let mut d = Decoder::with_ip(64, code, u64::from(r.start), DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        out.push(d.decode());
-    }
-    out
-}
+mod common;
+use common::{compile, decode};
 
 /// Table entry `i` of a table of `m` entries over `n` blocks: a scrambled depth, some shared.
 fn depth_of(i: usize, n: usize) -> usize {

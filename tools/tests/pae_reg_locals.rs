@@ -7,9 +7,12 @@
 //! an ignored test measures the compile cost on the largest modules.
 #![cfg(target_arch = "x86_64")]
 
-use atoll_pae::{CompiledModule, Options};
-use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use atoll_pae::Options;
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use tools::chunkc::wast_host;
+
+mod common;
+use common::{compile, decode, loop_body};
 
 const LOOPS: &str = r#"
 (module
@@ -43,41 +46,6 @@ const LOOPS: &str = r#"
     (local.get $acc))
 )
 "#;
-
-fn compile(wat: &str, options: &Options) -> std::sync::Arc<CompiledModule> {
-    let bytes = wat::parse_str(wat).expect("wat");
-    wast_host::compile(&bytes, options).expect("compile")
-}
-
-/// The instructions of function `index`, with their code offsets.
-fn decode(module: &CompiledModule, index: usize) -> Vec<Instruction> {
-    let r = module.funcs[index].code_range.clone();
-    let code = &module.code[r.start as usize..r.end as usize];
-    let mut d = Decoder::with_ip(64, code, u64::from(r.start), DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        out.push(d.decode());
-    }
-    out
-}
-
-/// Instructions between the target of the function's first backward branch and that branch
-/// (the innermost loop of these test functions).
-fn loop_body(ins: &[Instruction]) -> &[Instruction] {
-    let back = ins
-        .iter()
-        .position(|i| {
-            i.op0_kind() == OpKind::NearBranch64
-                && i.mnemonic() != Mnemonic::Call
-                && i.near_branch_target() < i.ip()
-        })
-        .expect("a loop");
-    let head = ins
-        .iter()
-        .position(|i| i.ip() == ins[back].near_branch_target())
-        .expect("loop head on an instruction");
-    &ins[head..=back]
-}
 
 fn frame_accesses(ins: &[Instruction]) -> usize {
     ins.iter()
