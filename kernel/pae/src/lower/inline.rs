@@ -43,10 +43,12 @@ const MIN_BUDGET: usize = 128;
 // time. Inlining every small callee everywhere (up to `opt::inline::MAX_OPS` operators) made
 // SQLite's code 1.65x larger and its compile 2.1x slower, and the benchmark's gains all come
 // from calls in loops (`docs/inlining.md`). Even in loops, only callees of at most this many
-// operators (address helpers, small predicates): with the full 48, SQLite's code grew 23%.
+// operators, their final `end` counted (address helpers, small predicates): with the full 48,
+// SQLite's code grew 23%.
 const LOOP_OPS: usize = 16;
 
-/// The largest callee inlined (`Options::inline_everywhere`: up to `opt::inline::MAX_OPS`).
+/// The largest callee inlined, in operators with its final `end` (`Options::inline_everywhere`:
+/// up to `opt::inline::MAX_OPS`).
 fn size_limit(everywhere: bool) -> usize {
     if everywhere {
         inline::MAX_OPS
@@ -89,27 +91,15 @@ pub(super) fn expand<'a>(
     // Most callers call nothing inlinable inside a loop: they keep their operators as they
     // are (and callees called only outside loops are never decoded).
     let mut worth = false;
-    let (mut open, mut loops) = (Vec::new(), 0usize);
+    let mut nest = LoopNest::default();
     for (op, _) in &ops {
-        let f = match *op {
-            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
-                open.push(false);
-                continue;
-            }
-            Operator::Loop { .. } => {
-                open.push(true);
-                loops += 1;
-                continue;
-            }
-            Operator::End => {
-                loops -= usize::from(open.pop() == Some(true));
-                continue;
-            }
-            Operator::Call { function_index } if loops > 0 || cx.opts.inline_everywhere => {
-                function_index
-            }
-            _ => continue,
+        nest.see(op);
+        let Operator::Call { function_index: f } = *op else {
+            continue;
         };
+        if !nest.inside() && !cx.opts.inline_everywhere {
+            continue;
+        }
         if f != caller && cx.inline_verdicts.get(f as usize) == Some(&Verdict::Unknown) {
             inlinable(cx, f, bytes)?;
         }
@@ -125,8 +115,7 @@ pub(super) fn expand<'a>(
         maps: Vec::new(),
         budget: ops.len().clamp(MIN_BUDGET, MAX_INLINED_OPS),
         chain: alloc::vec![caller],
-        control: Vec::new(),
-        loops: 0,
+        nest: LoopNest::default(),
     };
     for (op, at) in ops {
         x.op(cx, op, at)?;
@@ -150,11 +139,40 @@ struct Expander<'a, 'l> {
     budget: usize,
     /// The caller, then the callees being inlined, outermost first.
     chain: Vec<u32>,
-    /// The caller's open blocks at this point (`true`: a loop); callees are not tracked (they
-    /// have no loops, `opt::inline`).
-    control: Vec<bool>,
-    /// How many of `control` are loops.
+    /// The caller's blocks open at this point; callees are not followed (they have no loops,
+    /// `opt::inline`).
+    nest: LoopNest,
+}
+
+/// The blocks open at a point of a function's operators, to tell whether it is inside a loop.
+#[derive(Default)]
+struct LoopNest {
+    /// Open blocks, innermost last (`true`: a loop).
+    open: Vec<bool>,
+    /// How many of `open` are loops.
     loops: usize,
+}
+
+impl LoopNest {
+    /// Follows `op` (blocks, loops, `if`s and `end`s change the nest; nothing else does).
+    fn see(&mut self, op: &Operator<'_>) {
+        match op {
+            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
+                self.open.push(false)
+            }
+            Operator::Loop { .. } => {
+                self.open.push(true);
+                self.loops += 1;
+            }
+            Operator::End => self.loops -= usize::from(self.open.pop() == Some(true)),
+            _ => {}
+        }
+    }
+
+    /// Whether the point is inside a loop.
+    fn inside(&self) -> bool {
+        self.loops > 0
+    }
 }
 
 impl<'a> Expander<'a, '_> {
@@ -162,25 +180,14 @@ impl<'a> Expander<'a, '_> {
     /// it when it is a call of an inlinable function.
     fn op(&mut self, cx: &mut ModCx<'_>, op: Operator<'a>, at: u32) -> Result<(), CompileError> {
         if self.chain.len() == 1 {
-            match op {
-                Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
-                    self.control.push(false)
-                }
-                Operator::Loop { .. } => {
-                    self.control.push(true);
-                    self.loops += 1;
-                }
-                Operator::End => self.loops -= usize::from(self.control.pop() == Some(true)),
-                _ => {}
-            }
+            self.nest.see(&op);
         }
         let Operator::Call { function_index: f } = op else {
             self.out.push((op, at));
             return Ok(());
         };
         // Outside loops nothing is inlined: decide that before decoding the callee.
-        let everywhere = cx.opts.inline_everywhere;
-        if (self.loops == 0 && !everywhere)
+        if (!self.nest.inside() && !cx.opts.inline_everywhere)
             || self.chain.len() > MAX_DEPTH
             || self.chain.contains(&f)
         {
@@ -188,7 +195,7 @@ impl<'a> Expander<'a, '_> {
             return Ok(());
         }
         match inlinable(cx, f, self.bytes)? {
-            Some(callee) if callee.ops.len() <= self.budget.min(size_limit(everywhere)) => {
+            Some(callee) if callee.ops.len() <= self.budget => {
                 self.budget -= callee.ops.len();
                 self.chain.push(f);
                 self.splice(cx, f, &callee, at)?;
@@ -394,8 +401,9 @@ fn inlinable<'a>(
     let mut ops = Vec::new();
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
-        // (Larger callees are never inlined: stop decoding early.)
-        if ops.len() > size_limit(cx.opts.inline_everywhere) + 1 {
+        // The size bound of this policy, on the operators with the final `end`: a larger
+        // callee is never inlined, so decoding stops there.
+        if ops.len() == size_limit(cx.opts.inline_everywhere) {
             cx.inline_verdicts[fi] = Verdict::No;
             return Ok(None);
         }
