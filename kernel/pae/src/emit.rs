@@ -194,6 +194,24 @@ impl Cond {
         }
     }
 
+    /// `cmovcc` codes (32-bit, 64-bit) that move when the condition holds.
+    pub fn cmov(self) -> (Code, Code) {
+        match self {
+            Cond::E => (Code::Cmove_r32_rm32, Code::Cmove_r64_rm64),
+            Cond::Ne => (Code::Cmovne_r32_rm32, Code::Cmovne_r64_rm64),
+            Cond::L => (Code::Cmovl_r32_rm32, Code::Cmovl_r64_rm64),
+            Cond::Le => (Code::Cmovle_r32_rm32, Code::Cmovle_r64_rm64),
+            Cond::G => (Code::Cmovg_r32_rm32, Code::Cmovg_r64_rm64),
+            Cond::Ge => (Code::Cmovge_r32_rm32, Code::Cmovge_r64_rm64),
+            Cond::B => (Code::Cmovb_r32_rm32, Code::Cmovb_r64_rm64),
+            Cond::Be => (Code::Cmovbe_r32_rm32, Code::Cmovbe_r64_rm64),
+            Cond::A => (Code::Cmova_r32_rm32, Code::Cmova_r64_rm64),
+            Cond::Ae => (Code::Cmovae_r32_rm32, Code::Cmovae_r64_rm64),
+            Cond::P => (Code::Cmovp_r32_rm32, Code::Cmovp_r64_rm64),
+            Cond::Np => (Code::Cmovnp_r32_rm32, Code::Cmovnp_r64_rm64),
+        }
+    }
+
     fn setcc(self) -> Code {
         match self {
             Cond::E => Code::Sete_rm8,

@@ -158,11 +158,7 @@ impl Func<'_, '_> {
         if let (Loc::Const(c), true) = (v.loc, self.cx.opts.dce) {
             return Ok(Err(c as u32 != 0));
         }
-        let r = if self.cx.opts.fuse {
-            self.gpr_ro(v)?
-        } else {
-            self.gpr_of(v)?
-        };
+        let r = self.gpr_ro(v)?;
         self.cx
             .e
             .rr((Code::Test_rm32_r32, Code::Test_rm64_r64), false, r, r)?;
@@ -483,12 +479,7 @@ impl Func<'_, '_> {
             self.cx
                 .e
                 .rr((Code::Test_rm32_r32, Code::Test_rm64_r64), false, cr, cr)?;
-            self.cx.e.rr(
-                (Code::Cmove_r32_rm32, Code::Cmove_r64_rm64),
-                ty.is_wide(),
-                ra,
-                rb,
-            )?;
+            self.cx.e.rr(Cond::E.cmov(), ty.is_wide(), ra, rb)?;
             self.free_gpr(rb);
             self.free_gpr(cr);
             self.push(ty, Loc::Gpr(ra));

@@ -304,11 +304,7 @@ impl Func<'_, '_> {
         } else {
             self.xmm_of(a)?
         };
-        let xb = if self.cx.opts.fuse {
-            self.xmm_ro(b)?
-        } else {
-            self.xmm_of(b)?
-        };
+        let xb = self.xmm_ro(b)?;
         let pick = |s: Code, d: Code| if w { d } else { s };
         match op {
             FBin::Add => {
@@ -410,11 +406,7 @@ impl Func<'_, '_> {
     fn float_cmp(&mut self, ty: Ty, op: FCmp, fuse: bool) -> Result<(), CompileError> {
         let b = self.pop();
         let a = self.pop();
-        let (xa, xb) = if self.cx.opts.fuse {
-            (self.xmm_ro(a)?, self.xmm_ro(b)?)
-        } else {
-            (self.xmm_of(a)?, self.xmm_of(b)?)
-        };
+        let (xa, xb) = (self.xmm_ro(a)?, self.xmm_ro(b)?);
         let ucomi = if ty.is_wide() {
             Code::Ucomisd_xmm_xmmm64
         } else {

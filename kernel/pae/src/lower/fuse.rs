@@ -37,24 +37,6 @@ use crate::CompileError;
 use crate::emit::{Cond, R32, R64, reg};
 use crate::module::Ty;
 
-/// `cmovcc` codes (32-bit, 64-bit) that move when `cond` holds.
-fn cmov_codes(cond: Cond) -> (Code, Code) {
-    match cond {
-        Cond::E => (Code::Cmove_r32_rm32, Code::Cmove_r64_rm64),
-        Cond::Ne => (Code::Cmovne_r32_rm32, Code::Cmovne_r64_rm64),
-        Cond::L => (Code::Cmovl_r32_rm32, Code::Cmovl_r64_rm64),
-        Cond::Le => (Code::Cmovle_r32_rm32, Code::Cmovle_r64_rm64),
-        Cond::G => (Code::Cmovg_r32_rm32, Code::Cmovg_r64_rm64),
-        Cond::Ge => (Code::Cmovge_r32_rm32, Code::Cmovge_r64_rm64),
-        Cond::B => (Code::Cmovb_r32_rm32, Code::Cmovb_r64_rm64),
-        Cond::Be => (Code::Cmovbe_r32_rm32, Code::Cmovbe_r64_rm64),
-        Cond::A => (Code::Cmova_r32_rm32, Code::Cmova_r64_rm64),
-        Cond::Ae => (Code::Cmovae_r32_rm32, Code::Cmovae_r64_rm64),
-        Cond::P => (Code::Cmovp_r32_rm32, Code::Cmovp_r64_rm64),
-        Cond::Np => (Code::Cmovnp_r32_rm32, Code::Cmovnp_r64_rm64),
-    }
-}
-
 impl Func<'_, '_> {
     /// Whether `r` is a pinned local's general register.
     pub fn is_pinned_gpr(&self, r: u8) -> bool {
@@ -68,6 +50,7 @@ impl Func<'_, '_> {
 
     /// A general register holding `v` for reading only: an alias stays in place, anything
     /// else is loaded into a register the caller owns. Free it with `free_gpr` either way.
+    /// Without `Options::fuse` there are no aliases, and this is `gpr_of`.
     pub fn gpr_ro(&mut self, v: Val) -> Result<u8, CompileError> {
         match v.loc {
             Loc::Gpr(r) => Ok(r),
@@ -204,51 +187,52 @@ impl Func<'_, '_> {
     /// through a register), then frees `v`'s register. Emits only `mov`s and loads first.
     fn cmov_from(&mut self, cond: Cond, d: u8, v: Val) -> Result<(), CompileError> {
         let w = v.ty.is_wide();
-        let codes = cmov_codes(cond);
-        let code = if w { codes.1 } else { codes.0 };
-        let dst = if w { R64[d as usize] } else { R32[d as usize] };
         if v.loc == Loc::Mem {
+            let (code, dst) = if w {
+                (cond.cmov().1, R64[d as usize])
+            } else {
+                (cond.cmov().0, R32[d as usize])
+            };
             let m = self.slot(v.depth);
             return self.cx.e.ins(iced_x86::Instruction::with2(code, dst, m));
         }
         let r = self.gpr_ro(v)?;
-        let src = if w { R64[r as usize] } else { R32[r as usize] };
-        self.cx
-            .e
-            .ins(iced_x86::Instruction::with2(code, dst, src))?;
+        self.cx.e.rr(cond.cmov(), w, d, r)?;
         self.free_gpr(r);
         Ok(())
     }
 
     /// Puts value `a` into pinned register `t` (the target of a following `local.set`), unless
-    /// it is there already. Emits only `mov`s and loads.
+    /// it is there already, and frees `a`'s register. Emits only `mov`s and loads.
     pub fn move_into(&mut self, t: u8, a: Val) -> Result<(), CompileError> {
+        if a.loc == Loc::Gpr(t) || a.loc == Loc::Xmm(t) {
+            return Ok(());
+        }
+        self.copy_into(t, a)?;
+        self.release(a);
+        Ok(())
+    }
+
+    /// Copies value `a` into register `t` (an XMM register for floats), leaving `a` where it
+    /// is. Emits only `mov`s and loads.
+    pub fn copy_into(&mut self, t: u8, a: Val) -> Result<(), CompileError> {
         let w = a.ty.is_wide();
         match a.loc {
-            Loc::Gpr(s) if s == t => {}
-            Loc::Xmm(s) if s == t => {}
-            Loc::Gpr(s) => {
-                self.cx.e.mov_rr(t, s, w)?;
-                self.free_gpr(s);
-            }
-            Loc::Xmm(s) => {
-                self.cx.e.xx(Code::Movaps_xmm_xmmm128, t, s)?;
-                self.free_xmm(s);
-            }
+            Loc::Gpr(s) => self.cx.e.mov_rr(t, s, w),
+            Loc::Xmm(s) => self.cx.e.xx(Code::Movaps_xmm_xmmm128, t, s),
             Loc::Const(bits) if a.ty.is_float() => {
                 self.cx.e.mov_imm(reg::RAX, w, bits)?;
-                self.gpr_to_xmm(t, reg::RAX, w)?;
+                self.gpr_to_xmm(t, reg::RAX, w)
             }
-            Loc::Const(bits) => self.cx.e.mov_imm(t, w, bits)?,
+            Loc::Const(bits) => self.cx.e.mov_imm(t, w, bits),
             Loc::Mem => {
                 let slot = self.slot(a.depth);
                 if a.ty.is_float() {
-                    self.xmm_load_ty(t, slot, a.ty)?;
+                    self.xmm_load_ty(t, slot, a.ty)
                 } else {
-                    self.cx.e.load(t, w, slot)?;
+                    self.cx.e.load(t, w, slot)
                 }
             }
         }
-        Ok(())
     }
 }

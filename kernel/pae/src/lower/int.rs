@@ -239,11 +239,7 @@ impl Func<'_, '_> {
                 if let (Loc::Const(c), true) = (a.loc, self.cx.opts.const_fold) {
                     return self.push_const(Ty::I32, u64::from(c == 0)).map(|()| true);
                 }
-                let r = if self.cx.opts.fuse {
-                    self.gpr_ro(a)?
-                } else {
-                    self.gpr_of(a)?
-                };
+                let r = self.gpr_ro(a)?;
                 self.cx.e.rr(
                     (Code::Test_rm32_r32, Code::Test_rm64_r64),
                     ty.is_wide(),
@@ -269,14 +265,14 @@ impl Func<'_, '_> {
                     // bsr gives the index of the highest set bit; -1 stands in for "none".
                     e.mov_imm(reg::RCX, true, u64::MAX)?;
                     e.rr((Code::Bsr_r32_rm32, Code::Bsr_r64_rm64), w, r, r)?;
-                    e.rr((Code::Cmove_r32_rm32, Code::Cmove_r64_rm64), w, r, reg::RCX)?;
+                    e.rr(Cond::E.cmov(), w, r, reg::RCX)?;
                     e.mov_imm(reg::RCX, false, bits - 1)?;
                     e.rr((Code::Sub_r32_rm32, Code::Sub_r64_rm64), w, reg::RCX, r)?;
                     e.mov_rr(r, reg::RCX, w)?;
                 } else {
                     e.mov_imm(reg::RCX, false, bits)?;
                     e.rr((Code::Bsf_r32_rm32, Code::Bsf_r64_rm64), w, r, r)?;
-                    e.rr((Code::Cmove_r32_rm32, Code::Cmove_r64_rm64), w, r, reg::RCX)?;
+                    e.rr(Cond::E.cmov(), w, r, reg::RCX)?;
                 }
                 self.push(ty, Loc::Gpr(r));
             }
@@ -740,16 +736,12 @@ impl Func<'_, '_> {
         if let (Loc::Const(x), Loc::Const(y), true) = (a.loc, b.loc, self.cx.opts.const_fold) {
             return self.push_const(Ty::I32, fold::cmp(op, w, x, y));
         }
-        let ra = if self.cx.opts.fuse {
-            // `c < x` as `x > c`: the constant becomes the immediate.
-            if matches!(a.loc, Loc::Const(_)) && matches!(b.loc, Loc::Gpr(_)) {
-                core::mem::swap(&mut a, &mut b);
-                op = swapped(op);
-            }
-            self.gpr_ro(a)?
-        } else {
-            self.gpr_of(a)?
-        };
+        // `c < x` as `x > c`: the constant becomes the immediate.
+        if self.cx.opts.fuse && matches!(a.loc, Loc::Const(_)) && matches!(b.loc, Loc::Gpr(_)) {
+            core::mem::swap(&mut a, &mut b);
+            op = swapped(op);
+        }
+        let ra = self.gpr_ro(a)?;
         let s = self.src_of(b)?;
         self.alu(alu_codes(Bin::DivS), w, ra, &s)?;
         self.release_src(&s);

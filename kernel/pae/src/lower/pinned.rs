@@ -238,25 +238,7 @@ impl Func<'_, '_> {
             }
             return Ok(());
         }
-        match v.loc {
-            Loc::Gpr(s) => self.cx.e.mov_rr(r, s, ty.is_wide())?,
-            Loc::Xmm(s) => self.cx.e.xx(Code::Movaps_xmm_xmmm128, r, s)?,
-            Loc::Const(bits) if ty.is_float() => {
-                self.cx
-                    .e
-                    .mov_imm(crate::emit::reg::RAX, ty.is_wide(), bits)?;
-                self.gpr_to_xmm(r, crate::emit::reg::RAX, ty.is_wide())?;
-            }
-            Loc::Const(bits) => self.cx.e.mov_imm(r, ty.is_wide(), bits)?,
-            Loc::Mem => {
-                let slot = self.slot(v.depth);
-                if ty.is_float() {
-                    self.xmm_load_ty(r, slot, ty)?;
-                } else {
-                    self.cx.e.load(r, ty.is_wide(), slot)?;
-                }
-            }
-        }
+        self.copy_into(r, v)?;
         if tee {
             self.push(v.ty, v.loc);
         } else {
