@@ -7,7 +7,7 @@ use crate::emit::CodeLabel;
 use iced_x86::{Code, Instruction};
 use wasmparser::{BlockType, Operator};
 
-use super::{Func, Loc};
+use super::{Func, Loc, Val};
 use crate::CompileError;
 use crate::emit::{Cond, Emitter, R32};
 use crate::module::Ty;
@@ -429,34 +429,23 @@ impl Func<'_, '_> {
     }
 
     fn select(&mut self, next: Option<&Operator<'_>>) -> Result<(), CompileError> {
-        if let Some(cond) = self.pending.take() {
-            // A compare just before (`lower::fuse`): its placeholder, then `cmovcc`.
-            self.pop();
-            return self.select_flags(cond, next);
+        if self.cx.opts.fuse {
+            // The condition in the flags (a compare just before, or tested here), then
+            // `cmovcc` (`lower::fuse`).
+            return match self.pop_condition()? {
+                Ok(cond) => self.select_flags(cond, next),
+                Err(holds) => {
+                    let b = self.pop();
+                    let a = self.pop();
+                    self.select_known(holds, a, b)
+                }
+            };
         }
         let c = self.pop();
         let b = self.pop();
         let a = self.pop();
         if let (Loc::Const(k), true) = (c.loc, self.cx.opts.dce) {
-            let (keep, drop) = if k as u32 != 0 { (a, b) } else { (b, a) };
-            self.release(drop);
-            let loc = if keep.loc == Loc::Mem {
-                self.val_to_reg(keep)?
-            } else {
-                keep.loc
-            };
-            self.push(keep.ty, loc);
-            return Ok(());
-        }
-        if self.cx.opts.fuse {
-            let cr = self.gpr_ro(c)?;
-            self.cx
-                .e
-                .rr((Code::Test_rm32_r32, Code::Test_rm64_r64), false, cr, cr)?;
-            self.free_gpr(cr);
-            self.push(a.ty, a.loc);
-            self.push(b.ty, b.loc);
-            return self.select_flags(Cond::Ne, next);
+            return self.select_known(k as u32 != 0, a, b);
         }
         let cr = self.gpr_of(c)?;
         let ty = a.ty;
@@ -484,6 +473,19 @@ impl Func<'_, '_> {
             self.free_gpr(cr);
             self.push(ty, Loc::Gpr(ra));
         }
+        Ok(())
+    }
+
+    /// `select` with a known condition: `a` when it holds, else `b`.
+    fn select_known(&mut self, holds: bool, a: Val, b: Val) -> Result<(), CompileError> {
+        let (keep, drop) = if holds { (a, b) } else { (b, a) };
+        self.release(drop);
+        let loc = if keep.loc == Loc::Mem {
+            self.val_to_reg(keep)?
+        } else {
+            keep.loc
+        };
+        self.push(keep.ty, loc);
         Ok(())
     }
 }

@@ -109,7 +109,7 @@ impl Func<'_, '_> {
     /// The register of an address: an alias of a pinned local in place (`lower::fuse`) when
     /// `checked_address` only reads it (offsets up to `i32::MAX`), else one this code owns.
     fn address_reg(&mut self, addr: super::Val, offset: u64) -> Result<u8, CompileError> {
-        if self.cx.opts.fuse && offset <= i32::MAX as u64 {
+        if offset <= i32::MAX as u64 {
             self.gpr_ro(addr)
         } else {
             self.gpr_of(addr)

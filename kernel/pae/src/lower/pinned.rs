@@ -153,6 +153,15 @@ impl Pinned {
     }
 }
 
+/// The value-stack location of an alias of the pinned local of type `ty` in register `r`.
+fn alias(ty: Ty, r: u8) -> Loc {
+    if ty.is_float() {
+        Loc::Xmm(r)
+    } else {
+        Loc::Gpr(r)
+    }
+}
+
 impl Func<'_, '_> {
     /// Loads every pinned local from its home slot (at the start of a body, after calls).
     pub fn load_pinned(&mut self) -> Result<(), CompileError> {
@@ -193,12 +202,7 @@ impl Func<'_, '_> {
     pub(super) fn get_pinned(&mut self, i: u32, r: u8) -> Result<(), CompileError> {
         let ty = self.locals[i as usize];
         if self.cx.opts.fuse {
-            let loc = if ty.is_float() {
-                Loc::Xmm(r)
-            } else {
-                Loc::Gpr(r)
-            };
-            self.push(ty, loc);
+            self.push(ty, alias(ty, r));
         } else if ty.is_float() {
             let x = self.alloc_xmm()?;
             self.cx.e.xx(Code::Movaps_xmm_xmmm128, x, r)?;
@@ -229,12 +233,7 @@ impl Func<'_, '_> {
             self.materialize_aliases(r, ty.is_float())?;
             self.move_into(r, v)?;
             if tee {
-                let loc = if ty.is_float() {
-                    Loc::Xmm(r)
-                } else {
-                    Loc::Gpr(r)
-                };
-                self.push(ty, loc);
+                self.push(ty, alias(ty, r));
             }
             return Ok(());
         }
