@@ -1,6 +1,6 @@
 //! Compiles wasm files repeatedly on the host, for profiling the code generator
 //! (`valgrind --tool=callgrind`, `perf record`):
-//! `compile_loop [--schedule] [--no-fuse] [--no-inline] [--no-jump-table] [-n N] FILE...`.
+//! `compile_loop [--guard] [--schedule] [--no-fuse] [--no-inline] [--no-jump-table] [-n N] FILE...`.
 //! Prints the total wasm bytes, time and throughput (MB/s) per file.
 
 use std::time::Instant;
@@ -19,6 +19,7 @@ fn main() {
             "--no-fuse" => options.fuse = false,
             "--no-jump-table" => options.jump_table = false,
             "--no-inline" => options.inline = false,
+            "--guard" => options.guard_pages = true,
             "-n" => {
                 iterations = args
                     .next()

@@ -23,6 +23,7 @@ impl Func<'_, '_> {
         self.frames
             .push(Frame::function(&mut self.cx.e, results.to_vec()));
         self.load_pinned_at_entry()?;
+        self.raw.boundaries.reserve(ops.len());
         for i in 0..ops.len() {
             self.wasm_offset = ops[i].1;
             if self.dead {
