@@ -308,9 +308,9 @@ pub fn compile_timed(
     options: &Options,
     clock: Option<&dyn Fn() -> u64>,
 ) -> Result<CompiledModule, CompileError> {
-    let desc = module::parse(bytes)?;
+    let (desc, pending) = module::parse_deferred(bytes)?;
     let eager = alloc::vec![!options.lazy; desc.funcs.len()];
-    lower::compile_module(bytes, desc, *options, clock, &eager, &[])
+    lower::compile_module(bytes, desc, *options, clock, &eager, &[], pending)
 }
 
 /// Like [`compile`], with profile-guided specialization on constant parameters (`specs`, e.g.
@@ -322,10 +322,10 @@ pub fn compile_specialized(
     options: &Options,
     specs: &[Specialize],
 ) -> Result<CompiledModule, CompileError> {
-    let desc = module::parse(bytes)?;
+    let (desc, pending) = module::parse_deferred(bytes)?;
     let eager = alloc::vec![!options.lazy; desc.funcs.len()];
     let specs = if options.specialize { specs } else { &[] };
-    lower::compile_module(bytes, desc, *options, None, &eager, specs)
+    lower::compile_module(bytes, desc, *options, None, &eager, specs, pending)
 }
 
 /// Like [`compile_timed`], assembling only the defined functions with `eager[f]` (by function
@@ -337,8 +337,8 @@ pub fn compile_for(
     clock: Option<&dyn Fn() -> u64>,
     eager: &[bool],
 ) -> Result<CompiledModule, CompileError> {
-    let desc = module::parse(bytes)?;
-    lower::compile_module(bytes, desc, *options, clock, eager, &[])
+    let (desc, pending) = module::parse_deferred(bytes)?;
+    lower::compile_module(bytes, desc, *options, clock, eager, &[], pending)
 }
 
 /// [`compile_for`] without validating and parsing `bytes` again: `desc` must be the
@@ -350,5 +350,5 @@ pub fn compile_parsed(
     clock: Option<&dyn Fn() -> u64>,
     eager: &[bool],
 ) -> Result<CompiledModule, CompileError> {
-    lower::compile_module(bytes, desc, *options, clock, eager, &[])
+    lower::compile_module(bytes, desc, *options, clock, eager, &[], Vec::new())
 }

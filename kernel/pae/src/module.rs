@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use wasmparser::{
-    ConstExpr, DataKind, ElementItems, ElementKind, Operator, Parser, Payload, TypeRef, Validator,
+    ConstExpr, DataKind, ElementItems, ElementKind, FuncToValidate, FuncValidatorAllocations,
+    Operator, Parser, Payload, TypeRef, ValidPayload, Validator, ValidatorResources,
 };
 
 use crate::CompileError;
@@ -308,13 +309,42 @@ fn table_desc(t: &wasmparser::TableType, init: ConstInit) -> Result<TableDesc, C
     })
 }
 
+/// A defined function's body still to validate (`parse_deferred`), by defined-function index.
+pub(crate) type PendingBodies = Vec<Option<FuncToValidate<ValidatorResources>>>;
+
 /// Validates `bytes` with atoll's feature set and parses the module description.
 pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
+    let (m, pending) = parse_module(bytes, false)?;
+    debug_assert!(pending.is_empty());
+    Ok(m)
+}
+
+/// Like [`parse`], validating everything but the function bodies: each body's validator is
+/// returned instead, for the code generator to run over the operators as it decodes them (one
+/// decoding per body instead of two). A body must be validated before anything reads it.
+pub(crate) fn parse_deferred(bytes: &[u8]) -> Result<(ModuleDesc, PendingBodies), CompileError> {
+    parse_module(bytes, true)
+}
+
+fn parse_module(bytes: &[u8], defer: bool) -> Result<(ModuleDesc, PendingBodies), CompileError> {
     let mut validator = Validator::new_with_features(chunk_image::SUPPORTED_FEATURES);
-    validator.validate_all(bytes)?;
+    let mut parser = Parser::new(0);
+    parser.set_features(chunk_image::SUPPORTED_FEATURES);
+    let mut pending = Vec::new();
+    let mut bodies = Vec::new();
     let mut m = ModuleDesc::default();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload? {
+    for payload in parser.parse_all(bytes) {
+        let payload = payload?;
+        // Each section is validated before it is read (as `Validator::validate_all` does;
+        // bodies are validated after the whole module, here or by the code generator).
+        if let ValidPayload::Func(func, body) = validator.payload(&payload)? {
+            if defer {
+                pending.push(Some(func));
+            } else {
+                bodies.push((func, body));
+            }
+        }
+        match payload {
             Payload::TypeSection(reader) => {
                 for group in reader.into_iter() {
                     for sub in group?.types() {
@@ -507,7 +537,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ModuleDesc, CompileError> {
         .iter()
         .any(|t| t.params.iter().chain(&t.results).any(|t| t.is_v128()))
         || m.globals.iter().any(|g| g.ty.is_v128());
-    Ok(m)
+    let mut allocs = FuncValidatorAllocations::default();
+    for (func, body) in bodies {
+        let mut v = func.into_validator(allocs);
+        v.validate(&body)?;
+        allocs = v.into_allocations();
+    }
+    Ok((m, pending))
 }
 
 fn set_name(names: &mut Vec<Option<String>>, index: u32, name: &str) {

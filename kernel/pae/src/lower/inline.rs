@@ -387,6 +387,8 @@ fn inlinable<'a>(
         cx.inline_verdicts[fi] = Verdict::No;
         return Ok(None);
     }
+    // The callee's body may come later in the module than its caller: valid before it is read.
+    cx.validate_body(f, bytes)?;
     let range = cx.m.bodies[(f - imports) as usize].clone();
     let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
     let mut declared = Vec::new();

@@ -161,6 +161,9 @@ pub(crate) fn compile_one(
         lazy_counters: Vec::new(),
         // Every call goes through a code cell here: nothing is inlined.
         inline_verdicts: Vec::new(),
+        // The module was validated when its stubs were made.
+        pending: Vec::new(),
+        allocs: Default::default(),
     };
     cx.e.bind(&mut label)?;
     let range = desc.bodies[(index - desc.func_imports) as usize].clone();

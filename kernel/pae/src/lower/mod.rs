@@ -24,11 +24,14 @@ use alloc::vec::Vec;
 
 use crate::emit::CodeLabel;
 use iced_x86::{Code, Instruction, MemoryOperand};
-use wasmparser::{BinaryReader, FunctionBody, Operator};
+use wasmparser::{
+    BinaryReader, FuncValidator, FuncValidatorAllocations, FunctionBody, Operator,
+    ValidatorResources,
+};
 
 use crate::emit::{Cond, Emitter, R32, R64, mem, reg};
 use crate::meta::{CallSite, CallTarget, CounterSlot, FrameLayout, FunctionMeta};
-use crate::module::{ModuleDesc, Ty};
+use crate::module::{ModuleDesc, PendingBodies, Ty};
 use crate::opt::specialize::{self, Specialize};
 use crate::regalloc::{GPRS, Pool, XMMS};
 use crate::trap_labels::TrapLabels;
@@ -86,11 +89,42 @@ pub(crate) struct ModCx<'m> {
     pub lazy_counters: Vec<core::ops::Range<u32>>,
     /// By function index: whether calls of it are inlined (`Options::inline`), once known.
     pub inline_verdicts: Vec<inline::Verdict>,
+    /// By defined-function index: bodies not validated yet (`module::parse_deferred`); empty
+    /// when the whole module was validated. A body is validated before anything reads it.
+    pub pending: PendingBodies,
+    /// The function validators' buffers, reused from body to body.
+    pub allocs: FuncValidatorAllocations,
 }
 
 impl ModCx<'_> {
     pub fn trap(&self, code: TrapCode) -> CodeLabel {
         self.traps.code(code)
+    }
+
+    /// The validator of function `index`'s body if it has not been validated yet (the caller
+    /// runs it over the body, then returns its buffers with [`Self::validated`]).
+    fn validator(&mut self, index: u32) -> Option<FuncValidator<ValidatorResources>> {
+        let at = index.checked_sub(self.m.func_imports)? as usize;
+        let func = self.pending.get_mut(at)?.take()?;
+        Some(func.into_validator(core::mem::take(&mut self.allocs)))
+    }
+
+    /// Takes back a finished validator's buffers.
+    fn validated(&mut self, v: FuncValidator<ValidatorResources>) {
+        self.allocs = v.into_allocations();
+    }
+
+    /// Validates function `index`'s body whole if that is still to be done (a body read
+    /// before it is lowered: a lazy stub's, an inlined callee's).
+    pub fn validate_body(&mut self, index: u32, bytes: &[u8]) -> Result<(), CompileError> {
+        if let Some(mut v) = self.validator(index) {
+            let range = self.m.bodies[(index - self.m.func_imports) as usize].clone();
+            let body =
+                FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
+            v.validate(&body)?;
+            self.validated(v);
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +210,7 @@ pub(crate) fn compile_module(
     clock: Option<&dyn Fn() -> u64>,
     eager: &[bool],
     specs: &[Specialize],
+    pending: PendingBodies,
 ) -> Result<CompiledModule, CompileError> {
     let now = || clock.map_or(0, |c| c());
     let imports = desc.func_imports as usize;
@@ -200,6 +235,8 @@ pub(crate) fn compile_module(
         counter_base: 0,
         lazy_counters: alloc::vec![0..0; desc.funcs.len()],
         inline_verdicts: alloc::vec![inline::Verdict::Unknown; desc.funcs.len()],
+        pending,
+        allocs: FuncValidatorAllocations::default(),
     };
     let (entry_pos, trap_exit_pos) = trampoline::emit_entry(&mut cx.e)?;
     let mut raws = Vec::with_capacity(desc.funcs.len());
@@ -211,6 +248,7 @@ pub(crate) fn compile_module(
         let raw = if index < desc.func_imports {
             call::emit_import_thunk(&mut cx, index)?
         } else if stubs[index as usize] {
+            cx.validate_body(index, bytes)?;
             lazy::reserve_counters(&mut cx, bytes, index)?;
             lazy::emit_stub(&mut cx, index)?
         } else {
@@ -266,8 +304,15 @@ pub(crate) fn lower_function<'b>(
 ) -> Result<RawMeta, CompileError> {
     let ty = cx.m.func_type(index).clone();
     let mut locals: Vec<Ty> = ty.params.clone();
-    for local in body.get_locals_reader()? {
-        let (count, t) = local?;
+    // A body not validated yet is validated here, each operator as it is decoded.
+    let mut validator = cx.validator(index);
+    let mut reader = body.get_locals_reader()?;
+    for _ in 0..reader.get_count() {
+        let at = reader.original_position();
+        let (count, t) = reader.read()?;
+        if let Some(v) = &mut validator {
+            v.define_locals(at, count, t)?;
+        }
         let t = Ty::from_wasm(t)?;
         if locals.len() + count as usize > 50_000 {
             return Err(CompileError::Unsupported("more than 50000 locals".into()));
@@ -281,7 +326,14 @@ pub(crate) fn lower_function<'b>(
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         let (op, offset) = reader.read_with_offset()?;
+        if let Some(v) = &mut validator {
+            v.op(offset, &op)?;
+        }
         ops.push((op, offset as u32));
+    }
+    reader.finish()?;
+    if let Some(v) = validator {
+        cx.validated(v);
     }
     if cx.opts.inline {
         ops = inline::expand(cx, index, &mut locals, ops, bytes)?;
