@@ -90,22 +90,25 @@ pub(super) fn expand<'a>(
 ) -> Result<Ops<'a>, CompileError> {
     // Most callers call nothing inlinable inside a loop: they keep their operators as they
     // are (and callees called only outside loops are never decoded).
-    let mut worth = false;
+    // The call sites to expand: calls inside a loop of inlinable functions.
+    let mut sites = Vec::new();
     let mut nest = LoopNest::default();
-    for (op, _) in &ops {
+    for (i, (op, _)) in ops.iter().enumerate() {
         nest.see(op);
         let Operator::Call { function_index: f } = *op else {
             continue;
         };
-        if !nest.inside() && !cx.opts.inline_everywhere {
+        if f == caller || (!nest.inside() && !cx.opts.inline_everywhere) {
             continue;
         }
-        if f != caller && cx.inline_verdicts.get(f as usize) == Some(&Verdict::Unknown) {
+        if cx.inline_verdicts.get(f as usize) == Some(&Verdict::Unknown) {
             inlinable(cx, f, bytes)?;
         }
-        worth |= f != caller && cx.inline_verdicts.get(f as usize) == Some(&Verdict::Yes);
+        if cx.inline_verdicts.get(f as usize) == Some(&Verdict::Yes) {
+            sites.push(i);
+        }
     }
-    if !worth {
+    if sites.is_empty() {
         return Ok(ops);
     }
     let mut x = Expander {
@@ -115,11 +118,17 @@ pub(super) fn expand<'a>(
         maps: Vec::new(),
         budget: ops.len().clamp(MIN_BUDGET, MAX_INLINED_OPS),
         chain: alloc::vec![caller],
-        nest: LoopNest::default(),
     };
-    for (op, at) in ops {
+    // The operators between two sites move over whole.
+    let mut rest = ops.into_iter();
+    let mut next = 0;
+    for site in sites {
+        x.out.extend(rest.by_ref().take(site - next));
+        let (op, at) = rest.next().expect("a call site is an operator");
         x.op(cx, op, at)?;
+        next = site + 1;
     }
+    x.out.extend(rest);
     if x.locals.len() > 50_000 {
         return Err(CompileError::Unsupported(
             "more than 50000 locals after inlining".into(),
@@ -139,9 +148,6 @@ struct Expander<'a, 'l> {
     budget: usize,
     /// The caller, then the callees being inlined, outermost first.
     chain: Vec<u32>,
-    /// The caller's blocks open at this point; callees are not followed (they have no loops,
-    /// `opt::inline`).
-    nest: LoopNest,
 }
 
 /// The blocks open at a point of a function's operators, to tell whether it is inside a loop.
@@ -177,20 +183,15 @@ impl LoopNest {
 
 impl<'a> Expander<'a, '_> {
     /// Appends operator `op` (at wasm offset `at`, its locals already the caller's), expanding
-    /// it when it is a call of an inlinable function.
+    /// it when it is a call of an inlinable function. The caller's own calls come here only
+    /// from the sites `expand` chose (inside a loop); a callee has no loops, so a call in an
+    /// inlined body is inside the loop of its site.
     fn op(&mut self, cx: &mut ModCx<'_>, op: Operator<'a>, at: u32) -> Result<(), CompileError> {
-        if self.chain.len() == 1 {
-            self.nest.see(&op);
-        }
         let Operator::Call { function_index: f } = op else {
             self.out.push((op, at));
             return Ok(());
         };
-        // Outside loops nothing is inlined: decide that before decoding the callee.
-        if (!self.nest.inside() && !cx.opts.inline_everywhere)
-            || self.chain.len() > MAX_DEPTH
-            || self.chain.contains(&f)
-        {
+        if self.chain.len() > MAX_DEPTH || self.chain.contains(&f) {
             self.out.push((op, at));
             return Ok(());
         }
@@ -387,8 +388,6 @@ fn inlinable<'a>(
         cx.inline_verdicts[fi] = Verdict::No;
         return Ok(None);
     }
-    // The callee's body may come later in the module than its caller: valid before it is read.
-    cx.validate_body(f, bytes)?;
     let range = cx.m.bodies[(f - imports) as usize].clone();
     let body = FunctionBody::new(BinaryReader::new(&bytes[range.clone()], range.start as u64));
     let mut declared = Vec::new();
@@ -400,7 +399,7 @@ fn inlinable<'a>(
         }
         declared.extend(core::iter::repeat_n(Ty::from_wasm(t)?, count as usize));
     }
-    let mut ops = Vec::new();
+    let mut ops = Vec::with_capacity(size_limit(cx.opts.inline_everywhere));
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
         // The size bound of this policy, on the operators with the final `end`: a larger
@@ -412,6 +411,10 @@ fn inlinable<'a>(
         let (op, at) = reader.read_with_offset()?;
         ops.push((op, at as u32));
     }
+    // The callee's body may come later in the module than its caller and not be validated
+    // yet: decoding stops at the first malformed byte (the module is invalid then), and a
+    // body small enough to inline is validated whole before it is judged.
+    cx.validate_body(f, bytes)?;
     let ty = cx.m.func_type(f);
     match inline::judge(&ty.params, &ty.results, &declared, &ops) {
         Ok(s) => {

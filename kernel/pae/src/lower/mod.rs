@@ -7,6 +7,7 @@
 
 mod call;
 mod control;
+mod decode;
 mod float;
 mod fuse;
 mod inline;
@@ -325,10 +326,10 @@ pub(crate) fn lower_function<'b>(
     let mut ops = Vec::with_capacity(((range.end - range.start) / 2) as usize + 4);
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
-        let (op, offset) = reader.read_with_offset()?;
-        if let Some(v) = &mut validator {
-            v.op(offset, &op)?;
-        }
+        let (op, offset) = match &mut validator {
+            Some(v) => decode::read_validated(&mut reader, v)?,
+            None => reader.read_with_offset()?,
+        };
         ops.push((op, offset as u32));
     }
     reader.finish()?;
