@@ -110,6 +110,12 @@ pub(crate) fn encode(
     let mut branches: Vec<(u32, Branch)> = Vec::new();
     for p in 0..n {
         let ins = at(p);
+        // Most instructions are forms `fastenc` writes (never a label branch, a label `lea`
+        // or a rip-relative operand: it refuses those).
+        if let Some(len) = fastenc::encode(ins, &mut scratch) {
+            sizes.push(len as u32);
+            continue;
+        }
         if ins.code() == Code::Zero_bytes {
             sizes.push(0);
             continue;
@@ -139,16 +145,10 @@ pub(crate) fn encode(
                 ins.code()
             )));
         }
-        let len = match fastenc::encode(ins, &mut scratch) {
-            Some(len) => len as u32,
-            None => {
-                encoder.set_buffer(core::mem::take(&mut scratch));
-                let len = encoder.encode(ins, 0);
-                scratch = encoder.take_buffer();
-                len? as u32
-            }
-        };
-        sizes.push(len);
+        encoder.set_buffer(core::mem::take(&mut scratch));
+        let len = encoder.encode(ins, 0);
+        scratch = encoder.take_buffer();
+        sizes.push(len? as u32);
     }
 
     // Relaxation: lay out, widen what does not reach, repeat.

@@ -95,8 +95,9 @@ impl Func<'_, '_> {
                 self.release(super::Val { loc, ..v });
             }
             Operator::Call { function_index } => {
-                let ty = self.cx.m.func_type(function_index).clone();
-                self.pass_args(&ty)?;
+                let m = self.cx.m;
+                let ty = m.func_type(function_index);
+                self.pass_args(ty)?;
                 self.store_pinned()?;
                 if self.cx.via_cell[function_index as usize] {
                     super::lazy::call_cell(self, function_index)?;
@@ -110,7 +111,7 @@ impl Func<'_, '_> {
                 // cell) also leaves its first result in `rax`/`xmm0` (`ret.rs`).
                 let in_reg = function_index >= self.cx.m.func_imports;
                 // Every callee of a direct call returns with `r15` current (module doc).
-                self.after_call(&ty, in_reg, false)?;
+                self.after_call(ty, in_reg, false)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -210,10 +211,11 @@ impl Func<'_, '_> {
     /// table, then a call with the funcref's VM context (another instance's when the table is
     /// shared), restoring this function's afterwards.
     fn call_indirect(&mut self, type_index: u32, table: u32) -> Result<(), CompileError> {
-        let ty = self.cx.m.types[type_index as usize].clone();
+        let m = self.cx.m;
+        let ty = &m.types[type_index as usize];
         let index = self.pop();
         let r = self.gpr_of(index)?;
-        self.pass_args(&ty)?;
+        self.pass_args(ty)?;
         self.store_pinned()?;
         let ri = R64[r as usize];
         let e = &mut self.cx.e;
@@ -259,7 +261,7 @@ impl Func<'_, '_> {
         self.cx.e.load(reg::VMCTX, true, mem(reg::RBP, -8))?;
         refresh_memory(&mut self.cx.e)?;
         self.load_pinned()?;
-        self.after_call(&ty, false, true)
+        self.after_call(ty, false, true)
     }
 
     /// Calls runtime helper `which` with up to three popped arguments (first pushed first) and

@@ -235,7 +235,8 @@ impl<'a> Expander<'a, '_> {
         callee: &Callee<'a>,
         at: u32,
     ) -> Result<(), CompileError> {
-        let ty = cx.m.func_type(f).clone();
+        let m = cx.m;
+        let ty = m.func_type(f);
         let n = ty.params.len();
         let ty_of = |i: u32| -> Ty {
             let i = i as usize;

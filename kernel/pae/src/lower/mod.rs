@@ -325,18 +325,22 @@ pub(crate) fn lower_function<'b>(
     let range = body.range();
     let mut ops = Vec::with_capacity(((range.end - range.start) / 2) as usize + 4);
     let mut reader = body.get_operators_reader()?;
+    // Whether the body has a loop and a call: by default only calls inside loops are inlined.
+    let (mut loops, mut calls) = (false, false);
     while !reader.eof() {
         let (op, offset) = match &mut validator {
             Some(v) => decode::read_validated(&mut reader, v)?,
             None => reader.read_with_offset()?,
         };
+        loops |= matches!(op, Operator::Loop { .. });
+        calls |= matches!(op, Operator::Call { .. });
         ops.push((op, offset as u32));
     }
     reader.finish()?;
     if let Some(v) = validator {
         cx.validated(v);
     }
-    if cx.opts.inline {
+    if cx.opts.inline && calls && (loops || cx.opts.inline_everywhere) {
         ops = inline::expand(cx, index, &mut locals, ops, bytes)?;
     }
     let start = cx.e.pos() - 1;

@@ -79,15 +79,21 @@ impl Pinned {
         // Per open block: whether it is a loop.
         let mut nest: Vec<bool> = Vec::new();
         let mut loops = 0u32;
+        // A use's weight at the current loop depth.
+        let weight_at = |loops: u32| LOOP_WEIGHT.pow(loops.min(MAX_LOOP_LEVELS));
+        let mut w = weight_at(0);
         for (op, _) in ops {
-            let w = LOOP_WEIGHT.pow(loops.min(MAX_LOOP_LEVELS));
             match *op {
                 Operator::Block { .. } | Operator::If { .. } => nest.push(false),
                 Operator::Loop { .. } => {
                     nest.push(true);
                     loops += 1;
+                    w = weight_at(loops);
                 }
-                Operator::End if nest.pop() == Some(true) => loops -= 1,
+                Operator::End if nest.pop() == Some(true) => {
+                    loops -= 1;
+                    w = weight_at(loops);
+                }
                 Operator::LocalGet { local_index } => weight[local_index as usize] += w,
                 Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                     weight[local_index as usize] += w;
