@@ -134,7 +134,7 @@ impl ModCx<'_> {
 pub(crate) struct RawMeta {
     pub start: usize,
     pub end: usize,
-    pub boundaries: Vec<(usize, u32)>,
+    pub boundaries: Vec<(u32, u32)>,
     pub calls: Vec<(usize, CallTarget)>,
     pub frame: FrameLayout,
     pub counters: core::ops::Range<u32>,
@@ -156,7 +156,14 @@ impl RawMeta {
             index,
             name,
             code_range: o(self.start)..o(end),
-            insn_boundaries: self.boundaries.iter().map(|&(i, w)| (o(i), w)).collect(),
+            // In place: the instruction indices become offsets.
+            insn_boundaries: {
+                let mut b = self.boundaries;
+                for (i, _) in &mut b {
+                    *i = o(*i as usize);
+                }
+                b
+            },
             call_sites: self
                 .calls
                 .iter()

@@ -42,7 +42,7 @@ impl Func<'_, '_> {
                 }
             }
             let pos = self.cx.e.pos();
-            self.raw.boundaries.push((pos, ops[i].1));
+            self.raw.boundaries.push((pos as u32, ops[i].1));
             let next = ops.get(i + 1).map(|o| &o.0);
             self.op(&ops[i].0, next)?;
         }
