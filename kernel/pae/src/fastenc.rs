@@ -221,12 +221,13 @@ fn gpr(r: Register, w: W) -> Option<(u8, bool)> {
 }
 
 /// The bytes after the opcode being built: REX bits (W, R, X, B), whether a REX prefix is
-/// needed even without them, ModRM, SIB and displacement.
+/// needed even without them, ModRM, SIB and displacement (little-endian in `tail`, `n` bytes;
+/// kept in a register, not a buffer, so the bytes reach the output with one store).
 struct Operands {
     rex: u8,
     force_rex: bool,
-    tail: [u8; 6],
-    n: usize,
+    tail: u64,
+    n: u32,
 }
 
 impl Operands {
@@ -239,7 +240,7 @@ impl Operands {
                 let (rm, force) = gpr(ins.op_register(i), w)?;
                 self.rex |= rm >> 3;
                 self.force_rex |= force;
-                self.tail[0] = 0xc0 | ((reg & 7) << 3) | (rm & 7);
+                self.tail = u64::from(0xc0 | ((reg & 7) << 3) | (rm & 7));
                 self.n = 1;
                 Some(())
             }
@@ -279,29 +280,26 @@ impl Operands {
             _ => return None,
         };
         self.rex |= base >> 3;
-        let t = &mut self.tail;
-        let mut n;
-        if index.is_some() || base & 7 == 4 {
+        let (mut t, mut n) = if index.is_some() || base & 7 == 4 {
             let idx = index.unwrap_or(4);
             self.rex |= (idx >> 3) << 1;
-            t[0] = md | ((reg & 7) << 3) | 4;
-            t[1] = (scale << 6) | ((idx & 7) << 3) | (base & 7);
-            n = 2;
+            let modrm = md | ((reg & 7) << 3) | 4;
+            let sib = (scale << 6) | ((idx & 7) << 3) | (base & 7);
+            (u64::from(modrm) | u64::from(sib) << 8, 2)
         } else {
             if scale != 0 {
                 return None;
             }
-            t[0] = md | ((reg & 7) << 3) | (base & 7);
-            n = 1;
-        }
+            (u64::from(md | ((reg & 7) << 3) | (base & 7)), 1)
+        };
         if dsize == 1 {
-            t[n] = displ as i8 as u8;
+            t |= u64::from(displ as i8 as u8) << (8 * n);
             n += 1;
         } else if dsize == 4 {
-            t[n..n + 4].copy_from_slice(&displ.to_le_bytes());
+            t |= u64::from(displ as u32) << (8 * n);
             n += 4;
         }
-        self.n = n;
+        (self.tail, self.n) = (t, n);
         Some(())
     }
 
@@ -338,7 +336,7 @@ pub(crate) fn encode(ins: &Instruction, out: &mut Vec<u8>) -> Option<usize> {
     let mut o = Operands {
         rex: u8::from(form.w) << 3,
         force_rex: false,
-        tail: [0; 6],
+        tail: 0,
         n: 0,
     };
     let mut op = form.op;
@@ -386,35 +384,35 @@ pub(crate) fn encode(ins: &Instruction, out: &mut Vec<u8>) -> Option<usize> {
     if ins.op_count() != count {
         return None;
     }
-    let mut buf = [0u8; 24];
-    let mut len = 0;
+    // The bytes, little-endian in one integer: prefixes, opcode, ModRM.., immediate. At most
+    // 14 (66, REX, 0F, opcode, ModRM, SIB, disp32, imm32; `mov r64, imm64` is 10).
+    let mut bytes = 0u128;
+    let mut len = 0u32;
+    let mut put = |value: u64, n: u32| {
+        bytes |= u128::from(value) << (8 * len);
+        len += n;
+    };
     if form.p66 {
-        buf[len] = 0x66;
-        len += 1;
+        put(0x66, 1);
     }
     if o.rex != 0 || o.force_rex {
-        buf[len] = 0x40 | o.rex;
-        len += 1;
+        put(u64::from(0x40 | o.rex), 1);
     }
     if form.esc {
-        buf[len] = 0x0f;
-        len += 1;
+        put(0x0f, 1);
     }
-    buf[len] = op;
-    len += 1;
-    buf[len..len + 6].copy_from_slice(&o.tail);
-    len += o.n;
+    put(u64::from(op), 1);
+    put(o.tail, o.n);
     if imm.0 > 0 {
-        buf[len..len + 8].copy_from_slice(&ins.immediate(imm.1).to_le_bytes());
-        len += usize::from(imm.0);
+        let mask = u64::MAX >> (64 - 8 * u32::from(imm.0));
+        put(ins.immediate(imm.1) & mask, u32::from(imm.0));
     }
-    // A fixed-size copy (no call to `memcpy` for a few bytes), then the excess dropped: at
-    // most 14 bytes (66, REX, 0F, opcode, ModRM, SIB, disp32, imm32; `mov r64, imm64` is 10).
     debug_assert!(len <= 16);
+    // A fixed-size store (no call to `memcpy` for a few bytes), then the excess dropped.
     let start = out.len();
-    out.extend_from_slice(&buf[..16]);
-    out.truncate(start + len);
-    Some(len)
+    out.extend_from_slice(&bytes.to_le_bytes());
+    out.truncate(start + len as usize);
+    Some(len as usize)
 }
 
 #[cfg(test)]
