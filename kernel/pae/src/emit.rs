@@ -398,7 +398,9 @@ impl Emitter {
         ))
     }
 
-    /// `mov r, imm` choosing the shortest form (zero uses `xor`, which clobbers flags).
+    /// `mov r, imm` choosing the shortest `mov` form. Never `xor r, r` for zero: this must not
+    /// touch the flags, which may hold a pending compare (`lower::fuse`); callers that know the
+    /// flags are free use `xor` themselves (the pinned locals' zero idiom).
     pub fn mov_imm(&mut self, dst: u8, wide: bool, value: u64) -> Result<(), CompileError> {
         let d = dst as usize;
         if !wide || value <= u64::from(u32::MAX) {
