@@ -366,24 +366,14 @@ fn stress(options: Options) {
     c.check(u64_of(&stats, "failures") == 0, || {
         format!("reloc-stats: {out}")
     });
-    // Every retried round has one reason, and every reason is reported (`dispatch_window`
-    // included, though under TCG it stays 0).
+    // Every retried round has one reason (the reasons add up to `retries`), and the
+    // jump-table reason is reported (`dispatch_window`, though under TCG it stays 0).
     let reasons = stats.get("retries_by_reason").and_then(Json::as_object);
-    let names = [
-        "walk",
-        "in_handler",
-        "unreachable",
-        "no_stack",
-        "rendezvous_timeout",
-        "in_foreign_code",
-        "dispatch_window",
-    ];
-    let sum: Option<u64> = reasons.and_then(|r| {
-        (r.len() == names.len())
-            .then(|| names.iter().map(|n| r.get(*n).and_then(Json::as_u64)).sum())?
-    });
+    let sum: Option<u64> = reasons
+        .filter(|r| r.contains_key("dispatch_window"))
+        .and_then(|r| r.values().map(Json::as_u64).sum());
     c.check(sum == Some(u64_of(&stats, "retries")), || {
-        format!("retries_by_reason does not name {names:?} or add up to `retries`: {out}")
+        format!("retries_by_reason lacks dispatch_window or does not add up to retries: {out}")
     });
     c.check(!m.serial_log().contains("*** "), || {
         "a fault or panic was reported".into()
