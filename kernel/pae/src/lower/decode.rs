@@ -3,7 +3,7 @@
 //! it (what `OperatorsReader::read` builds), so the bytes are read once, and the validator is
 //! called directly rather than through a match over a built [`Operator`].
 
-use alloc::vec::Vec;
+use alloc::vec::Vec; // named by the operator macro (operators with lists)
 use wasmparser::{
     BinaryReaderError, FuncValidator, Operator, OperatorsReader, ValidatorResources, VisitOperator,
     VisitSimdOperator,

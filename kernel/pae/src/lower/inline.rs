@@ -124,7 +124,7 @@ pub(super) fn expand<'a>(
     let mut next = 0;
     for site in sites {
         x.out.extend(rest.by_ref().take(site - next));
-        let (op, at) = rest.next().expect("a call site is an operator");
+        let Some((op, at)) = rest.next() else { break };
         x.op(cx, op, at)?;
         next = site + 1;
     }
