@@ -30,6 +30,7 @@ use wasmparser::{
 };
 
 use super::ModCx;
+use super::nest::LoopNest;
 use crate::CompileError;
 use crate::module::Ty;
 use crate::opt::inline::{self, MAX_BODY_BYTES};
@@ -148,37 +149,6 @@ struct Expander<'a, 'l> {
     budget: usize,
     /// The caller, then the callees being inlined, outermost first.
     chain: Vec<u32>,
-}
-
-/// The blocks open at a point of a function's operators, to tell whether it is inside a loop.
-#[derive(Default)]
-struct LoopNest {
-    /// Open blocks, innermost last (`true`: a loop).
-    open: Vec<bool>,
-    /// How many of `open` are loops.
-    loops: usize,
-}
-
-impl LoopNest {
-    /// Follows `op` (blocks, loops, `if`s and `end`s change the nest; nothing else does).
-    fn see(&mut self, op: &Operator<'_>) {
-        match op {
-            Operator::Block { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
-                self.open.push(false)
-            }
-            Operator::Loop { .. } => {
-                self.open.push(true);
-                self.loops += 1;
-            }
-            Operator::End => self.loops -= usize::from(self.open.pop() == Some(true)),
-            _ => {}
-        }
-    }
-
-    /// Whether the point is inside a loop.
-    fn inside(&self) -> bool {
-        self.loops > 0
-    }
 }
 
 impl<'a> Expander<'a, '_> {

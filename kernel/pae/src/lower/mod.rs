@@ -15,6 +15,7 @@ mod int;
 mod jump_table;
 pub(crate) mod lazy;
 mod memory;
+mod nest;
 mod pinned;
 mod ret;
 mod simd;

@@ -25,6 +25,7 @@ use alloc::vec::Vec;
 use iced_x86::Code;
 use wasmparser::Operator;
 
+use super::nest::LoopNest;
 use super::{Func, Loc, Val};
 use crate::CompileError;
 use crate::module::Ty;
@@ -39,7 +40,7 @@ pub(crate) const PIN_XMMS: [u8; 8] = [14, 13, 12, 11, 10, 9, 8, 7];
 const PIN_XMMS_WITH_V128: usize = 4;
 /// Weight of one use per enclosing loop level, and the deepest level counted.
 const LOOP_WEIGHT: u64 = 8;
-const MAX_LOOP_LEVELS: u32 = 4;
+const MAX_LOOP_LEVELS: usize = 4;
 
 /// The locals of one function that live in registers.
 #[derive(Debug, Clone, Default)]
@@ -76,24 +77,17 @@ impl Pinned {
         let mut weight = alloc::vec![0u64; locals.len()];
         let mut written = alloc::vec![false; locals.len()];
         let mut calls = 0u64;
-        // Per open block: whether it is a loop.
-        let mut nest: Vec<bool> = Vec::new();
-        let mut loops = 0u32;
-        // A use's weight at the current loop depth.
-        let weight_at = |loops: u32| LOOP_WEIGHT.pow(loops.min(MAX_LOOP_LEVELS));
+        let mut nest = LoopNest::default();
+        // A use's weight at the current loop depth (recomputed when the depth changes).
+        let weight_at = |loops: usize| LOOP_WEIGHT.pow(loops.min(MAX_LOOP_LEVELS) as u32);
         let mut w = weight_at(0);
         for (op, _) in ops {
+            let depth = nest.loops();
+            nest.see(op);
+            if nest.loops() != depth {
+                w = weight_at(nest.loops());
+            }
             match *op {
-                Operator::Block { .. } | Operator::If { .. } => nest.push(false),
-                Operator::Loop { .. } => {
-                    nest.push(true);
-                    loops += 1;
-                    w = weight_at(loops);
-                }
-                Operator::End if nest.pop() == Some(true) => {
-                    loops -= 1;
-                    w = weight_at(loops);
-                }
                 Operator::LocalGet { local_index } => weight[local_index as usize] += w,
                 Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
                     weight[local_index as usize] += w;
